@@ -1,0 +1,147 @@
+//! Identifiers: a short type prefix and a ULID (`sub_01H...`), so ids sort by
+//! creation time, are unique without coordination, and say what they name.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::ValidationError;
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Ulid);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new id for the current time.
+            pub fn generate() -> Self {
+                Self(Ulid::new())
+            }
+
+            /// Parses `prefix_ULID`; `field` names the input in the error.
+            pub fn parse(text: &str, field: &str) -> Result<Self, ValidationError> {
+                text.strip_prefix($prefix)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .and_then(|ulid| Ulid::from_string(ulid).ok())
+                    .map(Self)
+                    .ok_or_else(|| {
+                        ValidationError::new(
+                            field,
+                            format!("`{text}` is not a {} id (expected `{}_` + 26 characters)", $prefix, $prefix),
+                        )
+                    })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}_{}", $prefix, self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ValidationError;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                Self::parse(&text, "id")
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.to_string()
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// A subscription: `sub_` + ULID.
+    SubscriptionId,
+    "sub"
+);
+prefixed_id!(
+    /// A published event: `evt_` + ULID. Receivers see it as `webhook-id`.
+    EventId,
+    "evt"
+);
+
+/// A tenant: the owner of subscriptions and events. Tenants are named by
+/// the operator in the auth configuration (`acme`, `org-42`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let ok = !text.is_empty()
+            && text.len() <= Self::MAX_LEN
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "tenant_id",
+                format!("`{text}` is not a tenant id (1 to 64 letters, digits, `_`, `-` or `.`)"),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = ValidationError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> String {
+        id.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_id_round_trips_through_text() {
+        let id = SubscriptionId::generate();
+        let text = id.to_string();
+        assert!(text.starts_with("sub_") && text.len() == 30, "{text}");
+        assert_eq!(SubscriptionId::parse(&text, "id"), Ok(id));
+    }
+
+    #[test]
+    fn ids_of_another_kind_or_garbage_are_refused() {
+        let evt = EventId::generate().to_string();
+        assert!(SubscriptionId::parse(&evt, "id").is_err());
+        assert!(SubscriptionId::parse("sub_nope", "id").is_err());
+        assert!(SubscriptionId::parse("", "id").is_err());
+    }
+
+    #[test]
+    fn tenant_ids_are_short_and_plain() {
+        assert!(TenantId::parse("acme-42").is_ok());
+        assert!(TenantId::parse("").is_err());
+        assert!(TenantId::parse("a b").is_err());
+        assert!(TenantId::parse(&"x".repeat(65)).is_err());
+    }
+}

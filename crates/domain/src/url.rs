@@ -1,0 +1,110 @@
+//! The endpoint URL of a subscription.
+//!
+//! Checked here: scheme, host, no credentials, length. Whether the host
+//! resolves to a public address is decided by the delivery service at
+//! connect time (DNS can change after a subscription is created).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::ValidationError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EndpointUrl(Url);
+
+impl EndpointUrl {
+    pub const MAX_LEN: usize = 2048;
+
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let err = |reason: String| ValidationError::new("url", reason);
+        if text.is_empty() {
+            return Err(err("is required".into()));
+        }
+        if text.len() > Self::MAX_LEN {
+            return Err(err(format!("is longer than {} characters", Self::MAX_LEN)));
+        }
+        let url = Url::parse(text).map_err(|e| err(format!("`{text}` is not a valid URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(err(format!("must use http or https, not `{}`", url.scheme())));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(err("has no host".into()));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(err("must not contain credentials; send them in `headers` instead".into()));
+        }
+        if url.fragment().is_some() {
+            return Err(err("must not contain a #fragment".into()));
+        }
+        Ok(Self(url))
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.0.scheme() == "https"
+    }
+
+    pub fn as_url(&self) -> &Url {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The URL without its query string, for logs and spans.
+    pub fn redacted(&self) -> String {
+        let mut u = self.0.clone();
+        u.set_query(None);
+        u.to_string()
+    }
+}
+
+impl fmt::Display for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl TryFrom<String> for EndpointUrl {
+    type Error = ValidationError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text)
+    }
+}
+
+impl From<EndpointUrl> for String {
+    fn from(u: EndpointUrl) -> String {
+        u.0.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_and_https_urls_are_accepted_and_normalised() {
+        let u = EndpointUrl::parse("HTTPS://Example.com/hook?x=1").expect("valid");
+        assert_eq!(u.as_str(), "https://example.com/hook?x=1");
+        assert_eq!(u.redacted(), "https://example.com/hook");
+        assert!(EndpointUrl::parse("http://127.0.0.1:8080/").is_ok());
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        let cases = [
+            ("", "required"),
+            ("example.com/hook", "not a valid URL"),
+            ("ftp://example.com/", "http or https"),
+            ("https://user:pw@example.com/", "credentials"),
+            ("https://example.com/#frag", "fragment"),
+        ];
+        for (text, expected) in cases {
+            let err = EndpointUrl::parse(text).expect_err(text);
+            assert!(err.reason.contains(expected), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! hookline's gRPC contracts, generated from `proto/hookline/v1` by
+//! `tonic-prost-build`, plus the encoded descriptor set that every server
+//! registers with gRPC reflection.
+//!
+//! The conversions between these wire types and `hookline-domain` live in
+//! [`convert`], so each service validates a request the same way.
+
+#![allow(missing_docs, unreachable_pub, clippy::all)]
+
+/// Generated code for package `hookline.v1`.
+pub mod v1 {
+    tonic::include_proto!("hookline.v1");
+}
+
+pub mod convert;
+
+/// The encoded `FileDescriptorSet` of every hookline proto, for
+/// `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("hookline_descriptor");
