@@ -5,9 +5,8 @@
 //! The conversions between these wire types and `hookline-domain` live in
 //! [`convert`], so each service validates a request the same way.
 
-#![allow(missing_docs, unreachable_pub, clippy::all)]
-
 /// Generated code for package `hookline.v1`.
+#[allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all, clippy::unwrap_used)]
 pub mod v1 {
     tonic::include_proto!("hookline.v1");
 }

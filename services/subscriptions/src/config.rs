@@ -1,0 +1,142 @@
+//! The service's configuration: defaults, then a TOML file, then
+//! `HOOKLINE_*` environment variables (nested keys with `__`, e.g.
+//! `HOOKLINE_AUTH__SERVICE_TOKEN`), read once in `main` and validated before
+//! anything starts.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use hookline_auth::TokenConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen_addr: SocketAddr,
+    /// `redis://` or `rediss://` URL (password and db in the URL).
+    pub redis_url: String,
+    /// Prefix of every Redis key this service writes.
+    pub key_prefix: String,
+    /// Timeout for one Redis command.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// Entries kept in the change log that watchers resume from.
+    pub change_log_len: u64,
+    /// Require `https://` subscription URLs.
+    pub require_https: bool,
+    /// Subscriptions per tenant.
+    pub max_subscriptions_per_tenant: u64,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub auth: AuthSection,
+    pub secrets: SecretsSection,
+    pub tls: Option<TlsSection>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default, skip_serializing)]
+    pub tokens: Vec<TokenConfig>,
+    /// The token fanout and delivery present to the watch stream.
+    #[serde(default, skip_serializing)]
+    pub service_token: Option<String>,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSection {
+    /// Base64 of 32 bytes. When set, signing secrets are encrypted at rest
+    /// (AES-256-GCM).
+    #[serde(default, skip_serializing)]
+    pub master_key: Option<String>,
+}
+
+impl std::fmt::Debug for SecretsSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsSection").field("master_key", &self.master_key.as_ref().map(|_| "<redacted>")).finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_path: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "hookline".into(),
+            redis_timeout: Duration::from_secs(2),
+            change_log_len: 100_000,
+            require_https: false,
+            max_subscriptions_per_tenant: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+            auth: AuthSection::default(),
+            secrets: SecretsSection::default(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (when given), then `HOOKLINE_*` variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("HOOKLINE_").split("__").ignore(&["config", "log", "log_format"]));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
+            return invalid(format!("redis_url must start with redis:// or rediss:// (got `{}`)", self.redis_url));
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
+            return invalid("key_prefix must be non-empty without braces or spaces".into());
+        }
+        if self.change_log_len < 100 {
+            return invalid("change_log_len must be at least 100".into());
+        }
+        if self.auth.tokens.is_empty() {
+            return invalid(
+                "auth.tokens is empty: configure at least one token (HOOKLINE_AUTH__TOKENS='[{token=\"...\",admin=true}]')".into(),
+            );
+        }
+        if let Some(key) = &self.secrets.master_key {
+            if STANDARD.decode(key).map(|k| k.len()) != Ok(32) {
+                return invalid("secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)".into());
+            }
+        }
+        hookline_auth::Authenticator::new(&self.auth.tokens, self.auth.service_token.as_deref())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+}
