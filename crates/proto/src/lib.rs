@@ -16,3 +16,7 @@ pub mod convert;
 /// The encoded `FileDescriptorSet` of every hookline proto, for
 /// `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("hookline_descriptor");
+
+/// Well-known types used in the generated code, re-exported so users need
+/// not depend on `prost-types` themselves.
+pub use prost_types::{Duration, Timestamp};

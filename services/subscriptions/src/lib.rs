@@ -35,6 +35,10 @@ pub enum Error {
     Redis(String),
     #[error("tls: {0}")]
     Tls(String),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -69,17 +73,20 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(health::report(store.clone(), reporter, stop_rx.clone()));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(hookline_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Tls(format!("reflection: {e}")))?;
+    // Both reflection versions: grpcurl and many tools still ask v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(hookline_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().map_err(|e| Error::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| Error::Reflection(e.to_string()))?;
 
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(tls_config(tls)?)?;
     }
-    let addr = listener.local_addr().map_err(|e| Error::Redis(e.to_string()))?;
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, tls = config.tls.is_some(), "subscription service listening");
 
     let grace = config.shutdown_grace;
@@ -90,7 +97,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     };
     let server = builder
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(SubscriptionServiceServer::with_interceptor(api, authenticator))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stopping);
     let mut stop_seen = stop_rx.clone();
