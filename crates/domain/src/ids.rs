@@ -82,7 +82,9 @@ impl TenantId {
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
         let ok = !text.is_empty()
             && text.len() <= Self::MAX_LEN
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if ok {
             Ok(Self(text.to_owned()))
         } else {

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    EndpointUrl, EventTypePattern, ExtraHeaders, PayloadFilter, RateLimit, RetryPolicy, Scope, SubscriptionId,
-    TenantId, ValidationError,
+    EndpointUrl, EventTypePattern, ExtraHeaders, PayloadFilter, RateLimit, RetryPolicy, Scope,
+    SubscriptionId, TenantId, ValidationError,
 };
 
 /// Bounds on a subscription's fields.
@@ -57,9 +57,15 @@ pub struct Metadata(BTreeMap<String, String>);
 impl Metadata {
     pub fn new(map: BTreeMap<String, String>) -> Result<Self, ValidationError> {
         if map.len() > limits::MAX_METADATA {
-            return Err(ValidationError::new("metadata", format!("has more than {} entries", limits::MAX_METADATA)));
+            return Err(ValidationError::new(
+                "metadata",
+                format!("has more than {} entries", limits::MAX_METADATA),
+            ));
         }
-        if let Some((k, _)) = map.iter().find(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 1024) {
+        if let Some((k, _)) = map
+            .iter()
+            .find(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 1024)
+        {
             return Err(ValidationError::new(
                 "metadata",
                 format!("entry `{k}`: keys must be 1 to 64 bytes and values at most 1024 bytes"),
@@ -100,26 +106,44 @@ pub struct SubscriptionSpec {
 impl SubscriptionSpec {
     pub fn validated(self) -> Result<Self, ValidationError> {
         if self.name.len() > limits::MAX_NAME {
-            return Err(ValidationError::new("name", format!("is longer than {} bytes", limits::MAX_NAME)));
+            return Err(ValidationError::new(
+                "name",
+                format!("is longer than {} bytes", limits::MAX_NAME),
+            ));
         }
         if self.event_types.is_empty() {
-            return Err(ValidationError::new("event_types", "must list at least one event type (or `*` for all)"));
+            return Err(ValidationError::new(
+                "event_types",
+                "must list at least one event type (or `*` for all)",
+            ));
         }
         if self.event_types.len() > limits::MAX_EVENT_TYPES {
-            return Err(ValidationError::new("event_types", format!("lists more than {}", limits::MAX_EVENT_TYPES)));
+            return Err(ValidationError::new(
+                "event_types",
+                format!("lists more than {}", limits::MAX_EVENT_TYPES),
+            ));
         }
         for (i, p) in self.event_types.iter().enumerate() {
             if self.event_types[..i].contains(p) {
-                return Err(ValidationError::new("event_types", format!("`{p}` is listed twice")));
+                return Err(ValidationError::new(
+                    "event_types",
+                    format!("`{p}` is listed twice"),
+                ));
             }
         }
         if self.filters.len() > PayloadFilter::MAX_FILTERS {
-            return Err(ValidationError::new("filters", format!("more than {} filters", PayloadFilter::MAX_FILTERS)));
+            return Err(ValidationError::new(
+                "filters",
+                format!("more than {} filters", PayloadFilter::MAX_FILTERS),
+            ));
         }
         if !(limits::MIN_TIMEOUT..=limits::MAX_TIMEOUT).contains(&self.timeout) {
             return Err(ValidationError::new(
                 "timeout",
-                format!("must be between 1s and 60s (got {}s)", self.timeout.as_secs_f64()),
+                format!(
+                    "must be between 1s and 60s (got {}s)",
+                    self.timeout.as_secs_f64()
+                ),
             ));
         }
         if !(1..=limits::MAX_IN_FLIGHT).contains(&self.max_in_flight) {
@@ -129,9 +153,15 @@ impl SubscriptionSpec {
             ));
         }
         if let Some(v) = &self.payload_variant {
-            let ok = !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let ok = !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !ok {
-                return Err(ValidationError::new("payload_variant", "must be 1 to 64 letters, digits, `_` or `-`"));
+                return Err(ValidationError::new(
+                    "payload_variant",
+                    "must be 1 to 64 letters, digits, `_` or `-`",
+                ));
             }
         }
         Ok(self)
@@ -139,8 +169,15 @@ impl SubscriptionSpec {
 
     /// Whether an event of this type, attributes and payload is wanted.
     /// `payload` is parsed only when the spec has filters.
-    pub fn matches(&self, event_type: &str, attributes: &HashMap<String, String>, payload: impl FnOnce() -> Option<Value>) -> bool {
-        if !self.event_types.iter().any(|p| p.matches(event_type)) || !self.scope.matches(attributes) {
+    pub fn matches(
+        &self,
+        event_type: &str,
+        attributes: &HashMap<String, String>,
+        payload: impl FnOnce() -> Option<Value>,
+    ) -> bool {
+        if !self.event_types.iter().any(|p| p.matches(event_type))
+            || !self.scope.matches(attributes)
+        {
             return false;
         }
         if self.filters.is_empty() {
@@ -208,8 +245,14 @@ impl Subscription {
     /// Whether fan-out should enqueue a delivery for this event: the spec
     /// matches and the subscription is not disabled (paused ones match; their
     /// deliveries wait).
-    pub fn wants(&self, event_type: &str, attributes: &HashMap<String, String>, payload: impl FnOnce() -> Option<Value>) -> bool {
-        !matches!(self.state, SubscriptionState::Disabled(_)) && self.spec.matches(event_type, attributes, payload)
+    pub fn wants(
+        &self,
+        event_type: &str,
+        attributes: &HashMap<String, String>,
+        payload: impl FnOnce() -> Option<Value>,
+    ) -> bool {
+        !matches!(self.state, SubscriptionState::Disabled(_))
+            && self.spec.matches(event_type, attributes, payload)
     }
 }
 
@@ -224,7 +267,10 @@ mod tests {
         SubscriptionSpec {
             name: "crm".into(),
             url: EndpointUrl::parse("https://example.com/hook").expect("url"),
-            event_types: event_types.iter().map(|t| EventTypePattern::parse(t).expect("pattern")).collect(),
+            event_types: event_types
+                .iter()
+                .map(|t| EventTypePattern::parse(t).expect("pattern"))
+                .collect(),
             scope: Scope::default(),
             filters: vec![],
             headers: ExtraHeaders::default(),
@@ -255,23 +301,40 @@ mod tests {
     #[test]
     fn filters_are_only_parsed_when_present_and_all_must_hold() {
         let plain = spec(&["messages"]);
-        assert!(plain.matches("messages", &HashMap::new(), || panic!("payload parsed without filters")));
+        assert!(plain.matches("messages", &HashMap::new(), || panic!(
+            "payload parsed without filters"
+        )));
 
         let mut filtered = spec(&["messages"]);
         filtered.filters = vec![
-            PayloadFilter::new("campaign_name", FilterOp::glob("summer-promo-*").expect("glob")).expect("filter"),
+            PayloadFilter::new(
+                "campaign_name",
+                FilterOp::glob("summer-promo-*").expect("glob"),
+            )
+            .expect("filter"),
             PayloadFilter::new("channel", FilterOp::Equals("whatsapp".into())).expect("filter"),
         ];
         let attrs = HashMap::new();
-        assert!(filtered.matches("messages", &attrs, || Some(json!({"campaign_name": "summer-promo-1", "channel": "whatsapp"}))));
-        assert!(!filtered.matches("messages", &attrs, || Some(json!({"campaign_name": "summer-promo-1", "channel": "sms"}))));
-        assert!(!filtered.matches("messages", &attrs, || None), "unparseable payload does not match filters");
+        assert!(filtered.matches("messages", &attrs, || Some(
+            json!({"campaign_name": "summer-promo-1", "channel": "whatsapp"})
+        )));
+        assert!(!filtered.matches("messages", &attrs, || Some(
+            json!({"campaign_name": "summer-promo-1", "channel": "sms"})
+        )));
+        assert!(
+            !filtered.matches("messages", &attrs, || None),
+            "unparseable payload does not match filters"
+        );
     }
 
     #[test]
     fn disabled_subscriptions_want_nothing_but_paused_ones_still_match() {
         let now = SystemTime::now();
-        let reason = StateReason { cause: StateCause::Manual, message: String::new(), at: now };
+        let reason = StateReason {
+            cause: StateCause::Manual,
+            message: String::new(),
+            at: now,
+        };
         let mut sub = Subscription {
             id: SubscriptionId::generate(),
             tenant: TenantId::parse("acme").expect("tenant"),
@@ -291,6 +354,9 @@ mod tests {
         let mut s = spec(&["lead_*", "email_sent"]);
         s.retry = RetryPolicy::fixed(0, vec![Duration::from_secs(5)]).expect("policy");
         let text = serde_json::to_string(&s).expect("ser");
-        assert_eq!(serde_json::from_str::<SubscriptionSpec>(&text).expect("de"), s);
+        assert_eq!(
+            serde_json::from_str::<SubscriptionSpec>(&text).expect("de"),
+            s
+        );
     }
 }

@@ -84,12 +84,21 @@ impl SubscriptionCache {
 
     /// Waits until the cache has applied `revision` (e.g. the revision a
     /// write returned), so a reader sees that write.
-    pub async fn caught_up_to(&self, revision: u64, timeout: Duration) -> Result<Arc<CacheState>, WatchError> {
-        self.wait(timeout, |s| s.is_ready() && s.revision() >= revision).await
+    pub async fn caught_up_to(
+        &self,
+        revision: u64,
+        timeout: Duration,
+    ) -> Result<Arc<CacheState>, WatchError> {
+        self.wait(timeout, |s| s.is_ready() && s.revision() >= revision)
+            .await
     }
 
     /// Waits until `condition` holds for the state.
-    pub async fn wait(&self, timeout: Duration, condition: impl Fn(&CacheState) -> bool) -> Result<Arc<CacheState>, WatchError> {
+    pub async fn wait(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&CacheState) -> bool,
+    ) -> Result<Arc<CacheState>, WatchError> {
         let mut rx = self.state.clone();
         match tokio::time::timeout(timeout, rx.wait_for(|s| condition(s))).await {
             Ok(Ok(state)) => Ok(state.clone()),
@@ -111,13 +120,22 @@ async fn follow(
     while !tx.is_closed() {
         let outcome: Result<(), String> = async {
             let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-            let mut client: Client = SubscriptionServiceClient::with_interceptor(channel, token.clone());
+            let mut client: Client =
+                SubscriptionServiceClient::with_interceptor(channel, token.clone());
             let current = tx.borrow().clone();
             let request = v1::WatchSubscriptionsRequest {
-                after_revision: if current.is_ready() { current.revision() } else { 0 },
+                after_revision: if current.is_ready() {
+                    current.revision()
+                } else {
+                    0
+                },
                 log_id: current.log_id().to_owned(),
             };
-            let mut stream = client.watch_subscriptions(request).await.map_err(|s| s.to_string())?.into_inner();
+            let mut stream = client
+                .watch_subscriptions(request)
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner();
             loop {
                 match stream.message().await {
                     Ok(Some(message)) => {
@@ -139,7 +157,11 @@ async fn follow(
     }
 }
 
-fn apply(tx: &watch::Sender<Arc<CacheState>>, building: &mut Option<CacheState>, message: v1::WatchSubscriptionsResponse) {
+fn apply(
+    tx: &watch::Sender<Arc<CacheState>>,
+    building: &mut Option<CacheState>,
+    message: v1::WatchSubscriptionsResponse,
+) {
     use v1::watch_subscriptions_response::Change;
     let revision = message.revision;
     let Some(change) = message.change else { return };
@@ -148,7 +170,11 @@ fn apply(tx: &watch::Sender<Arc<CacheState>>, building: &mut Option<CacheState>,
         Change::SnapshotEnd(_) => {
             if let Some(mut state) = building.take() {
                 state.finish_snapshot(revision);
-                tracing::info!(revision, subscriptions = state.len(), "subscription cache loaded");
+                tracing::info!(
+                    revision,
+                    subscriptions = state.len(),
+                    "subscription cache loaded"
+                );
                 tx.send_replace(Arc::new(state));
             }
         }

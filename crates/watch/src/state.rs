@@ -2,7 +2,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use hookline_domain::{EventType, SecretSet, Subscription, SubscriptionId, TenantId, TenantSettings};
+use hookline_domain::{
+    EventType, SecretSet, Subscription, SubscriptionId, TenantId, TenantSettings,
+};
 use hookline_proto::{
     convert::{secrets_from_proto, subscription_from_proto, timestamp_from_proto},
     v1::{self, watch_subscriptions_response::Change},
@@ -28,7 +30,10 @@ pub struct CacheState {
 
 impl CacheState {
     pub(crate) fn starting(log_id: String) -> Self {
-        Self { log_id, ..Self::default() }
+        Self {
+            log_id,
+            ..Self::default()
+        }
     }
 
     pub(crate) fn finish_snapshot(&mut self, revision: u64) {
@@ -67,7 +72,9 @@ impl CacheState {
     }
 
     pub fn event_type(&self, tenant: &TenantId, name: &str) -> Option<&EventType> {
-        self.event_types.get(tenant).and_then(|types| types.get(name))
+        self.event_types
+            .get(tenant)
+            .and_then(|types| types.get(name))
     }
 
     /// The tenant's settings (defaults when it never set any).
@@ -79,9 +86,12 @@ impl CacheState {
         match change {
             Change::SubscriptionUpserted(watched) => match decode(&watched) {
                 Ok(cached) => {
-                    self.subscriptions.insert(cached.subscription.id, Arc::new(cached));
+                    self.subscriptions
+                        .insert(cached.subscription.id, Arc::new(cached));
                 }
-                Err(error) => tracing::error!(%error, "skipping a subscription the watch sent malformed"),
+                Err(error) => {
+                    tracing::error!(%error, "skipping a subscription the watch sent malformed")
+                }
             },
             Change::SubscriptionDeleted(deleted) => {
                 if let Ok(id) = SubscriptionId::parse(&deleted.id, "id") {
@@ -89,9 +99,14 @@ impl CacheState {
                 }
             }
             Change::EventTypeUpserted(changed) => {
-                let parsed = TenantId::parse(&changed.tenant_id).ok().zip(changed.event_type.as_ref().and_then(event_type));
+                let parsed = TenantId::parse(&changed.tenant_id)
+                    .ok()
+                    .zip(changed.event_type.as_ref().and_then(event_type));
                 if let Some((tenant, et)) = parsed {
-                    self.event_types.entry(tenant).or_default().insert(et.name.to_string(), et);
+                    self.event_types
+                        .entry(tenant)
+                        .or_default()
+                        .insert(et.name.to_string(), et);
                 }
             }
             Change::TenantSettingsUpserted(s) => {
@@ -101,7 +116,13 @@ impl CacheState {
                         .as_ref()
                         .and_then(|t| timestamp_from_proto("update_time", t).ok())
                         .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-                    self.settings.insert(tenant, TenantSettings { strict_event_types: s.strict_event_types, updated_at });
+                    self.settings.insert(
+                        tenant,
+                        TenantSettings {
+                            strict_event_types: s.strict_event_types,
+                            updated_at,
+                        },
+                    );
                 }
             }
             Change::SnapshotStart(_) | Change::SnapshotEnd(_) => {}
@@ -110,17 +131,24 @@ impl CacheState {
     }
 }
 
-fn decode(watched: &v1::WatchedSubscription) -> Result<CachedSubscription, hookline_domain::ValidationError> {
+fn decode(
+    watched: &v1::WatchedSubscription,
+) -> Result<CachedSubscription, hookline_domain::ValidationError> {
     let proto = watched
         .subscription
         .as_ref()
         .ok_or_else(|| hookline_domain::ValidationError::new("subscription", "missing"))?;
-    Ok(CachedSubscription { subscription: subscription_from_proto(proto)?, secrets: secrets_from_proto(&watched.secrets)? })
+    Ok(CachedSubscription {
+        subscription: subscription_from_proto(proto)?,
+        secrets: secrets_from_proto(&watched.secrets)?,
+    })
 }
 
 fn event_type(p: &v1::EventType) -> Option<EventType> {
     let time = |t: &Option<hookline_proto::Timestamp>| {
-        t.as_ref().and_then(|t| timestamp_from_proto("time", t).ok()).unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+        t.as_ref()
+            .and_then(|t| timestamp_from_proto("time", t).ok())
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
     };
     Some(EventType {
         name: hookline_domain::EventTypeName::parse(&p.name).ok()?,

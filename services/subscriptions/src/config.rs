@@ -59,7 +59,12 @@ pub struct SecretsSection {
 
 impl std::fmt::Debug for SecretsSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretsSection").field("master_key", &self.master_key.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("SecretsSection")
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
     }
 }
 
@@ -104,11 +109,18 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("HOOKLINE_").split("__").ignore(&["config", "log", "log_format"]));
+        figment = figment.merge(Env::prefixed("HOOKLINE_").split("__").ignore(&[
+            "config",
+            "log",
+            "log_format",
+        ]));
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -117,7 +129,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
-            return invalid(format!("redis_url must start with redis:// or rediss:// (got `{}`)", self.redis_url));
+            return invalid(format!(
+                "redis_url must start with redis:// or rediss:// (got `{}`)",
+                self.redis_url
+            ));
         }
         if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
             return invalid("key_prefix must be non-empty without braces or spaces".into());
@@ -130,10 +145,10 @@ impl Config {
                 "auth.tokens is empty: configure at least one token (HOOKLINE_AUTH__TOKENS='[{token=\"...\",admin=true}]')".into(),
             );
         }
-        if let Some(key) = &self.secrets.master_key {
-            if STANDARD.decode(key).map(|k| k.len()) != Ok(32) {
-                return invalid("secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)".into());
-            }
+        if let Some(key) = &self.secrets.master_key
+            && STANDARD.decode(key).map(|k| k.len()) != Ok(32)
+        {
+            return invalid("secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)".into());
         }
         hookline_auth::Authenticator::new(&self.auth.tokens, self.auth.service_token.as_deref())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;

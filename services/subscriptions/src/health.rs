@@ -10,7 +10,11 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{HEALTH_INTERVAL, api::Api, store::SubscriptionStore};
 
-pub(crate) async fn report<S: SubscriptionStore>(store: Arc<S>, reporter: HealthReporter, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn report<S: SubscriptionStore>(
+    store: Arc<S>,
+    reporter: HealthReporter,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut last = None;
     loop {
         let status = if *stop.borrow() {
@@ -24,7 +28,12 @@ pub(crate) async fn report<S: SubscriptionStore>(store: Arc<S>, reporter: Health
         if last != Some(status) {
             tracing::info!(?status, "health");
             reporter.set_service_status("", status).await;
-            reporter.set_service_status(<SubscriptionServiceServer<Api<S>> as NamedService>::NAME, status).await;
+            reporter
+                .set_service_status(
+                    <SubscriptionServiceServer<Api<S>> as NamedService>::NAME,
+                    status,
+                )
+                .await;
             last = Some(status);
         }
         if *stop.borrow() {

@@ -45,10 +45,19 @@ pub enum Error {
 
 /// Serves until `shutdown` resolves, then stops taking calls, ends watch
 /// streams, and waits up to `shutdown_grace` for calls in flight.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     config.validate()?;
-    let master_key = config.secrets.master_key.as_deref().map(|k| STANDARD.decode(k).unwrap_or_default());
-    let sealer = SecretSealer::new(master_key.as_deref()).map_err(|e| Error::Config(ConfigError::Invalid(e)))?;
+    let master_key = config
+        .secrets
+        .master_key
+        .as_deref()
+        .map(|k| STANDARD.decode(k).unwrap_or_default());
+    let sealer = SecretSealer::new(master_key.as_deref())
+        .map_err(|e| Error::Config(ConfigError::Invalid(e)))?;
     let store = RedisStore::connect(
         RedisStoreConfig {
             url: config.redis_url.clone(),
@@ -61,8 +70,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     .await
     .map_err(|e| Error::Redis(e.to_string()))?;
     let store = Arc::new(store);
-    let authenticator = Authenticator::new(&config.auth.tokens, config.auth.service_token.as_deref())
-        .map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?;
+    let authenticator =
+        Authenticator::new(&config.auth.tokens, config.auth.service_token.as_deref())
+            .map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let policy = api::Policy {
@@ -79,8 +89,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
             .register_encoded_file_descriptor_set(hookline_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1().map_err(|e| Error::Reflection(e.to_string()))?;
-    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| Error::Reflection(e.to_string()))?;
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| Error::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| Error::Reflection(e.to_string()))?;
 
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {
@@ -99,8 +113,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(SubscriptionServiceServer::with_interceptor(api, authenticator))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stopping);
+        .add_service(SubscriptionServiceServer::with_interceptor(
+            api,
+            authenticator,
+        ))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            stopping,
+        );
     let mut stop_seen = stop_rx.clone();
     tokio::select! {
         result = server => result?,
@@ -113,8 +133,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
 }
 
 fn tls_config(tls: &TlsSection) -> Result<ServerTlsConfig, Error> {
-    let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| Error::Tls(format!("{}: {e}", path.display())));
-    let mut out = ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert_path)?, read(&tls.key_path)?));
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| Error::Tls(format!("{}: {e}", path.display())))
+    };
+    let mut out = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(&tls.cert_path)?,
+        read(&tls.key_path)?,
+    ));
     if let Some(ca) = &tls.client_ca_path {
         out = out.client_ca_root(Certificate::from_pem(read(ca)?));
     }

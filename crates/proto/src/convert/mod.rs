@@ -10,5 +10,8 @@ mod subscription;
 mod time;
 
 pub use catalog::{event_type_to_proto, settings_to_proto};
-pub use subscription::{secrets_from_proto, secrets_to_proto, spec_from_proto, state_cause_from_proto, state_to_proto, subscription_from_proto, subscription_to_proto};
+pub use subscription::{
+    secrets_from_proto, secrets_to_proto, spec_from_proto, state_cause_from_proto, state_to_proto,
+    subscription_from_proto, subscription_to_proto,
+};
 pub use time::{duration_from_proto, timestamp, timestamp_from_proto};

@@ -41,17 +41,32 @@ pub(crate) struct Api<S> {
 }
 
 impl<S: SubscriptionStore> Api<S> {
-    pub(crate) fn new(store: Arc<S>, policy: Policy, shutdown: tokio_watch::Receiver<bool>) -> Self {
-        Self { store, policy, shutdown }
+    pub(crate) fn new(
+        store: Arc<S>,
+        policy: Policy,
+        shutdown: tokio_watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            store,
+            policy,
+            shutdown,
+        }
     }
 
     fn rules(&self, allow_duplicate_endpoint: bool) -> WriteRules {
-        WriteRules { allow_duplicate_endpoint, max_per_tenant: self.policy.max_subscriptions_per_tenant }
+        WriteRules {
+            allow_duplicate_endpoint,
+            max_per_tenant: self.policy.max_subscriptions_per_tenant,
+        }
     }
 
     /// The subscription, if it exists and the caller may see it. Another
     /// tenant's subscription is NOT_FOUND, exactly like a missing one.
-    async fn load(&self, principal: &Principal, id: &str) -> Result<StoredSubscription, ServiceError> {
+    async fn load(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<StoredSubscription, ServiceError> {
         let id = SubscriptionId::parse(id, "id")?;
         match self.store.get(id).await.map_err(store_error)? {
             Some(rec) if principal.can_access(&rec.subscription.tenant) => Ok(rec),
@@ -68,7 +83,9 @@ impl<S: SubscriptionStore> Api<S> {
         added: &[&EventTypePattern],
     ) -> Result<(), ServiceError> {
         if self.policy.require_https && !spec.url.is_https() {
-            return Err(ServiceError::BadRequest("url: must use https (this deployment requires it)".into()));
+            return Err(ServiceError::BadRequest(
+                "url: must use https (this deployment requires it)".into(),
+            ));
         }
         let settings = self.store.get_settings(tenant).await.map_err(store_error)?;
         if !settings.strict_event_types {
@@ -76,8 +93,12 @@ impl<S: SubscriptionStore> Api<S> {
         }
         for pattern in added {
             if let EventTypePattern::Exact(name) = pattern {
-                let known = self.store.get_event_type(tenant, name.as_str()).await.map_err(store_error)?;
-                if !known.is_some_and(|t| !t.archived) {
+                let known = self
+                    .store
+                    .get_event_type(tenant, name.as_str())
+                    .await
+                    .map_err(store_error)?;
+                if known.is_none_or(|t| t.archived) {
                     return Err(ServiceError::FailedPrecondition(format!(
                         "event_types: `{name}` is not in the event-type catalog of tenant {tenant}, which is strict; create it with CreateEventType first"
                     )));
@@ -103,10 +124,12 @@ pub(crate) fn store_error(e: StoreError) -> ServiceError {
         )),
         StoreError::NotFound => ServiceError::NotFound("subscription".into()),
         StoreError::AlreadyExists => ServiceError::AlreadyExists("it already exists".into()),
-        StoreError::TenantLimit(n) => {
-            ServiceError::ResourceExhausted(format!("the tenant has reached its limit of {n} subscriptions"))
+        StoreError::TenantLimit(n) => ServiceError::ResourceExhausted(format!(
+            "the tenant has reached its limit of {n} subscriptions"
+        )),
+        StoreError::Contention => {
+            ServiceError::Stale("too many concurrent changes to this tenant; retry".into())
         }
-        StoreError::Contention => ServiceError::Stale("too many concurrent changes to this tenant; retry".into()),
         StoreError::Unavailable(e) => ServiceError::Unavailable(Box::new(e)),
         StoreError::Truncated | StoreError::Corrupt(_) => ServiceError::Internal(e.to_string()),
     }
@@ -116,7 +139,8 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     Principal::of(request).cloned()
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchSubscriptionsResponse, Status>> + Send>>;
+type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<v1::WatchSubscriptionsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl<S: SubscriptionStore> SubscriptionService for Api<S> {
@@ -125,10 +149,15 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::CreateSubscriptionRequest>,
     ) -> Result<Response<v1::CreateSubscriptionResponse>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.create(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.create(&who, request.into_inner()).await?,
+        ))
     }
 
-    async fn get_subscription(&self, request: Request<v1::GetSubscriptionRequest>) -> Result<Response<v1::Subscription>, Status> {
+    async fn get_subscription(
+        &self,
+        request: Request<v1::GetSubscriptionRequest>,
+    ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal(&request)?;
         Ok(Response::new(self.get(&who, request.into_inner()).await?))
     }
@@ -146,16 +175,24 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::UpdateSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.update(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.update(&who, request.into_inner()).await?,
+        ))
     }
 
-    async fn delete_subscription(&self, request: Request<v1::DeleteSubscriptionRequest>) -> Result<Response<()>, Status> {
+    async fn delete_subscription(
+        &self,
+        request: Request<v1::DeleteSubscriptionRequest>,
+    ) -> Result<Response<()>, Status> {
         let who = principal(&request)?;
         self.delete(&who, request.into_inner()).await?;
         Ok(Response::new(()))
     }
 
-    async fn pause_subscription(&self, request: Request<v1::PauseSubscriptionRequest>) -> Result<Response<v1::Subscription>, Status> {
+    async fn pause_subscription(
+        &self,
+        request: Request<v1::PauseSubscriptionRequest>,
+    ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal(&request)?;
         Ok(Response::new(self.pause(&who, request.into_inner()).await?))
     }
@@ -165,7 +202,9 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::ResumeSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.resume(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.resume(&who, request.into_inner()).await?,
+        ))
     }
 
     async fn disable_subscription(
@@ -173,12 +212,19 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::DisableSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.disable(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.disable(&who, request.into_inner()).await?,
+        ))
     }
 
-    async fn rotate_secret(&self, request: Request<v1::RotateSecretRequest>) -> Result<Response<v1::RotateSecretResponse>, Status> {
+    async fn rotate_secret(
+        &self,
+        request: Request<v1::RotateSecretRequest>,
+    ) -> Result<Response<v1::RotateSecretResponse>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.rotate(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.rotate(&who, request.into_inner()).await?,
+        ))
     }
 
     async fn get_subscription_secret(
@@ -186,12 +232,19 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::GetSubscriptionSecretRequest>,
     ) -> Result<Response<v1::GetSubscriptionSecretResponse>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.secret(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.secret(&who, request.into_inner()).await?,
+        ))
     }
 
-    async fn create_event_type(&self, request: Request<v1::CreateEventTypeRequest>) -> Result<Response<v1::EventType>, Status> {
+    async fn create_event_type(
+        &self,
+        request: Request<v1::CreateEventTypeRequest>,
+    ) -> Result<Response<v1::EventType>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.create_event_type(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.create_event_type(&who, request.into_inner()).await?,
+        ))
     }
 
     async fn list_event_types(
@@ -199,12 +252,19 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::ListEventTypesRequest>,
     ) -> Result<Response<v1::ListEventTypesResponse>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.list_event_types(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.list_event_types(&who, request.into_inner()).await?,
+        ))
     }
 
-    async fn archive_event_type(&self, request: Request<v1::ArchiveEventTypeRequest>) -> Result<Response<v1::EventType>, Status> {
+    async fn archive_event_type(
+        &self,
+        request: Request<v1::ArchiveEventTypeRequest>,
+    ) -> Result<Response<v1::EventType>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.archive_event_type(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.archive_event_type(&who, request.into_inner()).await?,
+        ))
     }
 
     async fn get_tenant_settings(
@@ -212,7 +272,9 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::GetTenantSettingsRequest>,
     ) -> Result<Response<v1::TenantSettings>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.get_settings(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.get_settings(&who, request.into_inner()).await?,
+        ))
     }
 
     async fn update_tenant_settings(
@@ -220,7 +282,9 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::UpdateTenantSettingsRequest>,
     ) -> Result<Response<v1::TenantSettings>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(self.update_settings(&who, request.into_inner()).await?))
+        Ok(Response::new(
+            self.update_settings(&who, request.into_inner()).await?,
+        ))
     }
 
     type WatchSubscriptionsStream = WatchStream;
@@ -231,7 +295,9 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
     ) -> Result<Response<Self::WatchSubscriptionsStream>, Status> {
         let who = principal(&request)?;
         if !who.is_service() {
-            return Err(Status::permission_denied("WatchSubscriptions is for hookline's services: use the service token"));
+            return Err(Status::permission_denied(
+                "WatchSubscriptions is for hookline's services: use the service token",
+            ));
         }
         Ok(Response::new(self.watch(request.into_inner())))
     }

@@ -13,7 +13,9 @@ pub(crate) const MAX_PAGE_SIZE: usize = 1000;
 /// 0 means the default; above the maximum is clamped to it.
 pub(crate) fn size(page_size: i32) -> Result<usize, ServiceError> {
     match page_size {
-        n if n < 0 => Err(ServiceError::BadRequest("page_size: must not be negative".into())),
+        n if n < 0 => Err(ServiceError::BadRequest(
+            "page_size: must not be negative".into(),
+        )),
         0 => Ok(DEFAULT_PAGE_SIZE),
         n => Ok((n as usize).min(MAX_PAGE_SIZE)),
     }

@@ -10,5 +10,6 @@ mod isolation;
 mod lifecycle;
 mod resilience;
 mod support;
+mod tls;
 mod validation;
 mod watch;

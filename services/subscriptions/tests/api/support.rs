@@ -21,7 +21,11 @@ pub const SERVICE: &str = "service-token-0000000001";
 pub type Client = SubscriptionServiceClient<InterceptedService<Channel, BearerToken>>;
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `redis-server` of the test's own, on a free port, without persistence.
@@ -40,7 +44,16 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -48,7 +61,11 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -71,7 +88,11 @@ impl RedisServer {
     }
 
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
     }
 }
 
@@ -93,7 +114,11 @@ pub fn config(redis_url: &str) -> Config {
         redis_timeout: Duration::from_millis(500),
         shutdown_grace: Duration::from_secs(2),
         auth: AuthSection {
-            tokens: vec![token(ACME, Some("acme")), token(GLOBEX, Some("globex")), token(ADMIN, None)],
+            tokens: vec![
+                token(ACME, Some("acme")),
+                token(GLOBEX, Some("globex")),
+                token(ADMIN, None),
+            ],
             service_token: Some(SERVICE.into()),
         },
         secrets: SecretsSection::default(),
@@ -113,10 +138,18 @@ impl Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(hookline_subscriptions::serve(config, listener, async move {
-            let _ = stopped.await;
-        }));
-        let service = Self { addr, stop: Some(stop), task: Some(task) };
+        let task = tokio::spawn(hookline_subscriptions::serve(
+            config,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let service = Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        };
         service.wait_serving().await;
         service
     }
@@ -126,23 +159,38 @@ impl Service {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint()).unwrap().connect().await.unwrap()
+        Channel::from_shared(self.endpoint())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     }
 
     pub async fn client(&self, token: &str) -> Client {
-        SubscriptionServiceClient::with_interceptor(self.channel().await, BearerToken::new(token).unwrap())
+        SubscriptionServiceClient::with_interceptor(
+            self.channel().await,
+            BearerToken::new(token).unwrap(),
+        )
     }
 
     pub async fn health(&self) -> i32 {
         let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel().await);
-        match health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {
+        match health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+        {
             Ok(r) => r.into_inner().status,
             Err(_) => -1,
         }
     }
 
     async fn wait_serving(&self) {
-        eventually(Duration::from_secs(10), || async { self.health().await == 1 }).await;
+        eventually(Duration::from_secs(10), || async {
+            self.health().await == 1
+        })
+        .await;
     }
 
     /// Asks it to stop and waits for `serve` to return.
@@ -168,7 +216,10 @@ where
 {
     let deadline = Instant::now() + limit;
     while !condition().await {
-        assert!(Instant::now() < deadline, "condition not met within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -183,15 +234,23 @@ pub fn subscription(url: &str, event_types: &[&str]) -> v1::Subscription {
     }
 }
 
-pub async fn create(client: &mut Client, sub: v1::Subscription) -> Result<v1::CreateSubscriptionResponse, tonic::Status> {
+pub async fn create(
+    client: &mut Client,
+    sub: v1::Subscription,
+) -> Result<v1::CreateSubscriptionResponse, tonic::Status> {
     client
-        .create_subscription(v1::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
+        .create_subscription(v1::CreateSubscriptionRequest {
+            subscription: Some(sub),
+            ..Default::default()
+        })
         .await
         .map(tonic::Response::into_inner)
 }
 
 pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
 }
 
 /// Everything, in one call: a Redis, the service, and an acme client.

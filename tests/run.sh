@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs hookline's whole test suite: formatting, lints, unit tests and the
+# integration tests against real Redis servers (each test starts a private
+# `redis-server` on a spare port, so the machine's own Redis is never touched).
+#
+#   ./tests/run.sh
+#
+# Installs `redis-server` with apt when it is missing (needs root or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_redis_server() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  echo "==> redis-server not found; installing it (Debian package redis-server)"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  # The package may start a system instance; the tests do not use it.
+  command -v redis-server >/dev/null
+}
+
+need_redis_server
+echo "==> redis-server: $(redis-server --version | head -c 80)"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  # nextest does not run doctests
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+echo "==> all tests passed"
