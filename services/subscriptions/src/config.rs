@@ -3,7 +3,7 @@
 //! `HOOKLINE_AUTH__SERVICE_TOKEN`), read once in `main` and validated before
 //! anything starts.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use figment::{
@@ -11,6 +11,7 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
 };
 use hookline_auth::TokenConfig;
+use hookline_server::TlsSection;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,15 +67,6 @@ impl std::fmt::Debug for SecretsSection {
             )
             .finish()
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSection {
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-    /// When set, clients must present a certificate signed by this CA (mTLS).
-    pub client_ca_path: Option<PathBuf>,
 }
 
 impl Default for Config {

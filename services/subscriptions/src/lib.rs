@@ -11,7 +11,6 @@
 mod api;
 mod config;
 mod error;
-mod health;
 mod store;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -19,12 +18,17 @@ use std::{future::Future, sync::Arc, time::Duration};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hookline_auth::Authenticator;
 use hookline_proto::v1::subscription_service_server::SubscriptionServiceServer;
+use hookline_server::ServerError;
+pub use hookline_server::TlsSection;
 use tokio::{net::TcpListener, sync::watch};
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::server::NamedService;
 
-pub use config::{AuthSection, Config, ConfigError, SecretsSection, TlsSection};
+pub use config::{AuthSection, Config, ConfigError, SecretsSection};
 
-use crate::store::{RedisStore, RedisStoreConfig, SecretSealer};
+use crate::store::{RedisStore, RedisStoreConfig, SecretSealer, SubscriptionStore};
+
+/// How often health checks ping Redis.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +37,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error("redis: {0}")]
     Redis(String),
-    #[error("tls: {0}")]
-    Tls(String),
-    #[error("reflection: {0}")]
-    Reflection(String),
-    #[error("listener: {0}")]
-    Listener(#[from] std::io::Error),
-    #[error("grpc server: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Server(#[from] ServerError),
 }
 
 /// Serves until `shutdown` resolves, then stops taking calls, ends watch
@@ -82,69 +80,24 @@ pub async fn serve(
     let api = api::Api::new(store.clone(), policy, stop_rx.clone());
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    tokio::spawn(health::report(store.clone(), reporter, stop_rx.clone()));
-    // Both reflection versions: grpcurl and many tools still ask v1alpha.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(hookline_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| Error::Reflection(e.to_string()))?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| Error::Reflection(e.to_string()))?;
+    let pinged = store.clone();
+    tokio::spawn(async move {
+        let names = [<SubscriptionServiceServer<api::Api<RedisStore>> as NamedService>::NAME];
+        hookline_server::report_health(reporter, &names, HEALTH_INTERVAL, stop_rx, || {
+            let store = pinged.clone();
+            async move { store.ping().await.is_ok() }
+        })
+        .await;
+    });
 
-    let mut builder = Server::builder();
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(tls_config(tls)?)?;
-    }
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, tls = config.tls.is_some(), "subscription service listening");
-
-    let grace = config.shutdown_grace;
-    let stopping = async move {
-        shutdown.await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    };
-    let server = builder
+    let router = hookline_server::builder(config.tls.as_ref())?
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
         .add_service(SubscriptionServiceServer::with_interceptor(
             api,
             authenticator,
-        ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stopping,
-        );
-    let mut stop_seen = stop_rx.clone();
-    tokio::select! {
-        result = server => result?,
-        () = async {
-            let _ = stop_seen.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!(grace_secs = grace.as_secs(), "calls still in flight after the grace period; stopping anyway"),
-    }
+        ));
+    let router = hookline_server::with_reflection(router)?;
+    tracing::info!(addr = %listener.local_addr().map_err(ServerError::from)?, tls = config.tls.is_some(), "subscription service listening");
+    hookline_server::serve(router, listener, shutdown, stop_tx, config.shutdown_grace).await?;
     Ok(())
 }
-
-fn tls_config(tls: &TlsSection) -> Result<ServerTlsConfig, Error> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| Error::Tls(format!("{}: {e}", path.display())))
-    };
-    let mut out = ServerTlsConfig::new().identity(Identity::from_pem(
-        read(&tls.cert_path)?,
-        read(&tls.key_path)?,
-    ));
-    if let Some(ca) = &tls.client_ca_path {
-        out = out.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(out)
-}
-
-/// How long health checks wait between Redis pings.
-pub(crate) const HEALTH_INTERVAL: Duration = Duration::from_secs(1);

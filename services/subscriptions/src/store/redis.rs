@@ -41,12 +41,14 @@ const SNAPSHOT_CHUNK: usize = 500;
 
 #[derive(Debug, Clone)]
 struct Keys {
+    prefix: String,
     base: String,
 }
 
 impl Keys {
     fn new(prefix: &str) -> Self {
         Self {
+            prefix: prefix.to_owned(),
             base: format!("{{{prefix}:subs}}"),
         }
     }
@@ -77,7 +79,8 @@ impl Keys {
         format!("{}:tenants", self.base)
     }
     fn revision(&self) -> String {
-        format!("{}:revision", self.base)
+        // Shared with fanout, which reads it to fence (see hookline-queue).
+        hookline_queue::subscriptions_revision_key(&self.prefix)
     }
     fn changes(&self) -> String {
         format!("{}:changes", self.base)

@@ -1,0 +1,240 @@
+//! Stream entry formats, version 1.
+//!
+//! An entry is a flat field map. Every entry has `v` (format version); a
+//! reader refuses versions it does not know rather than guess. Entries carry
+//! ids, never whole subscriptions; the event entry carries the payload
+//! because fan-out filters need it, delivery tasks do not (delivery reads it
+//! once per event from the event record).
+//!
+//! Event entry (`{p:pN}:events`):
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `v` | `1` |
+//! | `id` | event id (`evt_…`) |
+//! | `t` | tenant |
+//! | `et` | event type |
+//! | `p` | payload, UTF-8 JSON bytes |
+//! | `a` | attributes, JSON object of strings (empty: none) |
+//! | `tp` | W3C `traceparent` of the publish (empty: none) |
+//! | `f` | subscription revision fence: fan-out waits until its cache has it |
+//! | `ts` | publish time, Unix ms |
+//!
+//! Delivery task (`{p:pN}:deliveries`), written by `fanout.lua`:
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `v` | `1` |
+//! | `id` | delivery id (`dlv_…`) |
+//! | `evt` | event id; the payload is in `{p:pN}:event:<evt>` |
+//! | `sub` | subscription id |
+//! | `t`, `et` | tenant, event type |
+//! | `tp` | `traceparent` to continue (empty: none) |
+//! | `ts` | enqueue time, Unix ms |
+//! | `n` | the attempt this task is for, from 1 |
+
+use std::collections::HashMap;
+
+use redis::Value;
+
+pub const FORMAT_VERSION: &str = "1";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EntryError {
+    #[error("entry {id}: format version `{version}` is not supported (this build reads `1`)")]
+    Version { id: String, version: String },
+    #[error("entry {id}: field `{field}` is missing or malformed")]
+    Field { id: String, field: &'static str },
+}
+
+fn text(
+    map: &HashMap<String, Value>,
+    entry: &str,
+    field: &'static str,
+) -> Result<String, EntryError> {
+    match map.get(field) {
+        Some(Value::BulkString(bytes)) => {
+            String::from_utf8(bytes.clone()).map_err(|_| EntryError::Field {
+                id: entry.into(),
+                field,
+            })
+        }
+        Some(Value::SimpleString(s)) => Ok(s.clone()),
+        _ => Err(EntryError::Field {
+            id: entry.into(),
+            field,
+        }),
+    }
+}
+
+fn bytes(
+    map: &HashMap<String, Value>,
+    entry: &str,
+    field: &'static str,
+) -> Result<Vec<u8>, EntryError> {
+    match map.get(field) {
+        Some(Value::BulkString(bytes)) => Ok(bytes.clone()),
+        _ => Err(EntryError::Field {
+            id: entry.into(),
+            field,
+        }),
+    }
+}
+
+fn number(
+    map: &HashMap<String, Value>,
+    entry: &str,
+    field: &'static str,
+) -> Result<u64, EntryError> {
+    text(map, entry, field)?
+        .parse()
+        .map_err(|_| EntryError::Field {
+            id: entry.into(),
+            field,
+        })
+}
+
+fn check_version(map: &HashMap<String, Value>, entry: &str) -> Result<(), EntryError> {
+    let version = text(map, entry, "v")?;
+    if version == FORMAT_VERSION {
+        Ok(())
+    } else {
+        Err(EntryError::Version {
+            id: entry.into(),
+            version,
+        })
+    }
+}
+
+/// A published event as the events stream carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventEntry {
+    pub event_id: String,
+    pub tenant: String,
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    pub attributes: HashMap<String, String>,
+    pub traceparent: String,
+    pub fence: u64,
+    pub published_ms: u64,
+}
+
+impl EventEntry {
+    /// The fields to XADD, in order.
+    pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let attributes = if self.attributes.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&self.attributes).unwrap_or_default()
+        };
+        vec![
+            ("v", FORMAT_VERSION.into()),
+            ("id", self.event_id.clone().into_bytes()),
+            ("t", self.tenant.clone().into_bytes()),
+            ("et", self.event_type.clone().into_bytes()),
+            ("p", self.payload.clone()),
+            ("a", attributes),
+            ("tp", self.traceparent.clone().into_bytes()),
+            ("f", self.fence.to_string().into_bytes()),
+            ("ts", self.published_ms.to_string().into_bytes()),
+        ]
+    }
+
+    /// Reads an entry; `entry` is its stream id, for error messages.
+    pub fn parse(entry: &str, map: &HashMap<String, Value>) -> Result<Self, EntryError> {
+        check_version(map, entry)?;
+        let raw_attributes = bytes(map, entry, "a")?;
+        let attributes = if raw_attributes.is_empty() {
+            HashMap::new()
+        } else {
+            serde_json::from_slice(&raw_attributes).map_err(|_| EntryError::Field {
+                id: entry.into(),
+                field: "a",
+            })?
+        };
+        Ok(Self {
+            event_id: text(map, entry, "id")?,
+            tenant: text(map, entry, "t")?,
+            event_type: text(map, entry, "et")?,
+            payload: bytes(map, entry, "p")?,
+            attributes,
+            traceparent: text(map, entry, "tp")?,
+            fence: number(map, entry, "f")?,
+            published_ms: number(map, entry, "ts")?,
+        })
+    }
+}
+
+/// One delivery of one event to one subscription, as the deliveries stream
+/// carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryTask {
+    pub delivery_id: String,
+    pub event_id: String,
+    pub subscription_id: String,
+    pub tenant: String,
+    pub event_type: String,
+    pub traceparent: String,
+    pub enqueued_ms: u64,
+    pub attempt: u32,
+}
+
+impl DeliveryTask {
+    pub fn parse(entry: &str, map: &HashMap<String, Value>) -> Result<Self, EntryError> {
+        check_version(map, entry)?;
+        Ok(Self {
+            delivery_id: text(map, entry, "id")?,
+            event_id: text(map, entry, "evt")?,
+            subscription_id: text(map, entry, "sub")?,
+            tenant: text(map, entry, "t")?,
+            event_type: text(map, entry, "et")?,
+            traceparent: text(map, entry, "tp")?,
+            enqueued_ms: number(map, entry, "ts")?,
+            attempt: u32::try_from(number(map, entry, "n")?).map_err(|_| EntryError::Field {
+                id: entry.into(),
+                field: "n",
+            })?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_map(fields: Vec<(&'static str, Vec<u8>)>) -> HashMap<String, Value> {
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::BulkString(v)))
+            .collect()
+    }
+
+    #[test]
+    fn event_entries_round_trip() {
+        let entry = EventEntry {
+            event_id: "evt_1".into(),
+            tenant: "acme".into(),
+            event_type: "lead_closed".into(),
+            payload: br#"{"a":1}"#.to_vec(),
+            attributes: HashMap::from([("team_id".into(), "7".into())]),
+            traceparent: "00-abc-def-01".into(),
+            fence: 42,
+            published_ms: 1_700_000_000_000,
+        };
+        assert_eq!(EventEntry::parse("1-0", &as_map(entry.fields())), Ok(entry));
+    }
+
+    #[test]
+    fn unknown_versions_and_missing_fields_are_refused() {
+        let mut map = as_map(vec![("v", b"2".to_vec())]);
+        assert!(matches!(
+            EventEntry::parse("1-0", &map),
+            Err(EntryError::Version { .. })
+        ));
+        map.insert("v".into(), Value::BulkString(b"1".to_vec()));
+        assert!(matches!(
+            DeliveryTask::parse("1-0", &map),
+            Err(EntryError::Field { field: "id", .. })
+        ));
+    }
+}

@@ -1,0 +1,25 @@
+//! The contract between hookline's services on Redis: which keys exist,
+//! what a stream entry holds, and the atomic steps that move work along.
+//!
+//! Services never link each other's code; they meet here and in `proto/`.
+//! Everything a service writes for another to read is defined in this
+//! crate, with a format version in every entry (`v`), so a reader can refuse
+//! what it does not understand instead of misreading it.
+//!
+//! Streams are split into partitions (default 1). Every key of a partition
+//! carries the same hash tag `{<prefix>:p<n>}`, so on Redis Cluster a
+//! partition lives in one slot and the atomic steps (publish, fan-out
+//! enqueue + ack) touch one slot only. A tenant's events always land in the
+//! same partition (`Partitions::of_tenant`).
+
+mod entry;
+mod group;
+mod keys;
+mod scripts;
+
+pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
+pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
+pub use keys::{
+    DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, subscriptions_revision_key,
+};
+pub use scripts::{FanoutOutcome, PublishArgs, PublishOutcome, Scripts};

@@ -1,0 +1,138 @@
+//! The atomic queue steps, as Lua scripts added to a pipeline.
+//!
+//! Each step touches the keys of one partition only (one Cluster slot).
+//! Pipelines start with `SCRIPT LOAD` so an `EVALSHA` never meets a Redis
+//! that has not seen the script (e.g. just restarted).
+
+use redis::{FromRedisValue, Pipeline, Script, Value};
+
+use crate::{EventEntry, PartitionKeys};
+
+#[derive(Debug, Clone)]
+pub struct Scripts {
+    publish: Script,
+    fanout: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            publish: Script::new(include_str!("lua/publish.lua")),
+            fanout: Script::new(include_str!("lua/fanout.lua")),
+        }
+    }
+}
+
+/// What publishing one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Published(String),
+    /// The idempotency key was seen; the first event's id.
+    Duplicate(String),
+}
+
+impl FromRedisValue for PublishOutcome {
+    fn from_redis_value(v: Value) -> Result<Self, redis::ParsingError> {
+        let (fresh, id): (i64, String) = FromRedisValue::from_redis_value(v)?;
+        Ok(if fresh == 1 {
+            Self::Published(id)
+        } else {
+            Self::Duplicate(id)
+        })
+    }
+}
+
+/// What fanning one event out did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanoutOutcome {
+    Enqueued(usize),
+    /// Another consumer had already acknowledged the entry.
+    AlreadyDone,
+}
+
+impl FromRedisValue for FanoutOutcome {
+    fn from_redis_value(v: Value) -> Result<Self, redis::ParsingError> {
+        let n: i64 = FromRedisValue::from_redis_value(v)?;
+        Ok(usize::try_from(n).map_or(Self::AlreadyDone, Self::Enqueued))
+    }
+}
+
+/// Settings of a publish.
+#[derive(Debug, Clone)]
+pub struct PublishArgs<'a> {
+    pub idempotency_key: Option<&'a str>,
+    pub idempotency_window_secs: u64,
+    pub retention_secs: u64,
+    pub occurred_ms: u64,
+    pub payload_variants_json: &'a str,
+}
+
+impl Scripts {
+    /// Loads both scripts; put first in a pipeline that invokes them.
+    pub fn load(&self, pipe: &mut Pipeline) {
+        pipe.load_script(&self.publish).ignore();
+        pipe.load_script(&self.fanout).ignore();
+    }
+
+    /// Adds a publish of `entry` to `pipe`; its reply is a [`PublishOutcome`].
+    pub fn publish(
+        &self,
+        pipe: &mut Pipeline,
+        keys: &PartitionKeys,
+        entry: &EventEntry,
+        args: &PublishArgs<'_>,
+    ) {
+        let idem_key = keys.idempotency(&entry.tenant, args.idempotency_key.unwrap_or(""));
+        let mut invocation = self.publish.prepare_invoke();
+        invocation
+            .key(idem_key)
+            .key(keys.event(&entry.event_id))
+            .key(keys.events())
+            .arg(if args.idempotency_key.is_some() {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(&entry.event_id)
+            .arg(args.idempotency_window_secs.max(1))
+            .arg(args.retention_secs.max(1))
+            .arg(args.occurred_ms)
+            .arg(args.idempotency_key.unwrap_or(""))
+            .arg(args.payload_variants_json);
+        for (name, value) in entry.fields() {
+            invocation.arg(name).arg(value);
+        }
+        pipe.invoke_script(&invocation);
+    }
+
+    /// Adds the fan-out of one event entry to `pipe`; its reply is a
+    /// [`FanoutOutcome`]. `tasks` are (delivery id, subscription id) pairs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fanout(
+        &self,
+        pipe: &mut Pipeline,
+        keys: &PartitionKeys,
+        group: &str,
+        entry_id: &str,
+        event: &EventEntry,
+        now_ms: u64,
+        tasks: &[(String, String)],
+    ) {
+        let mut invocation = self.fanout.prepare_invoke();
+        invocation
+            .key(keys.events())
+            .key(keys.event(&event.event_id))
+            .key(keys.deliveries())
+            .arg(group)
+            .arg(entry_id)
+            .arg(&event.event_id)
+            .arg(&event.tenant)
+            .arg(&event.event_type)
+            .arg(&event.traceparent)
+            .arg(now_ms);
+        for (delivery, subscription) in tasks {
+            invocation.arg(delivery).arg(subscription);
+        }
+        pipe.invoke_script(&invocation);
+    }
+}

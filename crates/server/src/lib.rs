@@ -1,0 +1,145 @@
+//! What every hookline gRPC server does the same way: optional TLS (and
+//! mTLS), reflection (v1 and v1alpha, which grpcurl still asks for), health
+//! that follows a dependency (Redis), and a shutdown that first reports
+//! NOT_SERVING, then tells long streams to end, then waits a grace period.
+//!
+//! Services build their own `tonic` router with [`builder`] and
+//! [`reflection`], hand it to [`serve`], and keep their handlers to
+//! themselves.
+
+use std::{future::Future, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use tokio::{net::TcpListener, sync::watch};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::Router};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+/// TLS for the gRPC port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_path: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+}
+
+/// A server builder with TLS applied when configured.
+pub fn builder(tls: Option<&TlsSection>) -> Result<Server, ServerError> {
+    let mut server = Server::builder().tcp_nodelay(true);
+    if let Some(tls) = tls {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
+        };
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+            read(&tls.cert_path)?,
+            read(&tls.key_path)?,
+        ));
+        if let Some(ca) = &tls.client_ca_path {
+            config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        server = server.tls_config(config)?;
+    }
+    Ok(server)
+}
+
+/// Adds gRPC reflection (v1 and v1alpha) for hookline's and health's protos.
+pub fn with_reflection(router: Router) -> Result<Router, ServerError> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(hookline_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = reflection()
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    Ok(router.add_service(v1).add_service(v1alpha))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves. Then flips
+/// `stop` to `true` (health reporters and streams watch it), stops
+/// accepting calls, and gives calls in flight `grace` to finish.
+pub async fn serve(
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    stop: watch::Sender<bool>,
+    grace: Duration,
+) -> Result<(), ServerError> {
+    let mut stopped = stop.subscribe();
+    let stopping = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    };
+    let server = router.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        stopping,
+    );
+    tokio::select! {
+        result = server => result?,
+        () = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_secs = grace.as_secs(), "calls still in flight after the grace period; stopping anyway"),
+    }
+    Ok(())
+}
+
+/// Keeps gRPC health in step with `check` (e.g. a Redis PING), polled every
+/// `interval`, for the overall status and each of `services`; reports
+/// NOT_SERVING for good once `stop` is `true`.
+pub async fn report_health<F, Fut>(
+    reporter: HealthReporter,
+    services: &[&str],
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+    check: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut last = None;
+    loop {
+        let stopping = *stop.borrow();
+        let status = if !stopping
+            && tokio::time::timeout(interval, check())
+                .await
+                .unwrap_or(false)
+        {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(status) {
+            tracing::info!(?status, "health");
+            reporter.set_service_status("", status).await;
+            for service in services {
+                reporter.set_service_status(*service, status).await;
+            }
+            last = Some(status);
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
