@@ -9,8 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
 
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["subscriptions.proto", "events.proto", "deliveries.proto"]
-        .map(|f| root.join("hookline/v1").join(f));
+    let files = ["subscriptions.proto", "events.proto", "deliveries.proto"].map(|f| root.join("hookline/v1").join(f));
     let includes = [root.clone(), protoc_bin_vendored::include_path()?];
     let descriptor = PathBuf::from(env::var("OUT_DIR")?).join("hookline_descriptor.bin");
 

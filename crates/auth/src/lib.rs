@@ -35,13 +35,11 @@ impl Principal {
     /// the other tenant did not exist. Admin and service tokens must name it.
     pub fn tenant_for(&self, requested: &str) -> Result<TenantId, Status> {
         match self {
-            Self::Tenant(own) if requested.is_empty() || requested == own.as_str() => {
-                Ok(own.clone())
-            }
+            Self::Tenant(own) if requested.is_empty() || requested == own.as_str() => Ok(own.clone()),
             Self::Tenant(_) => Err(Status::not_found(format!("tenant `{requested}` not found"))),
-            Self::Admin | Self::Service if requested.is_empty() => Err(Status::invalid_argument(
-                "tenant_id: is required with an admin or service token",
-            )),
+            Self::Admin | Self::Service if requested.is_empty() => {
+                Err(Status::invalid_argument("tenant_id: is required with an admin or service token"))
+            }
             Self::Admin | Self::Service => {
                 TenantId::parse(requested).map_err(|e| Status::invalid_argument(e.to_string()))
             }
@@ -64,10 +62,31 @@ impl Principal {
     /// [`Authenticator`] always have one; its absence is a wiring bug and
     /// answers UNAUTHENTICATED rather than panicking.
     pub fn of<T>(request: &Request<T>) -> Result<&Principal, Status> {
-        request
-            .extensions()
-            .get::<Principal>()
-            .ok_or_else(|| Status::unauthenticated("no credentials"))
+        request.extensions().get::<Principal>().ok_or_else(|| Status::unauthenticated("no credentials"))
+    }
+}
+
+/// The `[auth]` section every service reads.
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Client tokens, each for one tenant or for admin.
+    #[serde(default, skip_serializing)]
+    pub tokens: Vec<TokenConfig>,
+    /// The token hookline's services present to each other.
+    #[serde(default, skip_serializing)]
+    pub service_token: Option<String>,
+}
+
+impl AuthConfig {
+    /// Builds the authenticator, failing on a bad configuration.
+    pub fn authenticator(&self) -> Result<Authenticator, AuthConfigError> {
+        Authenticator::new(&self.tokens, self.service_token.as_deref())
+    }
+
+    /// The tenants that have a token of their own.
+    pub fn token_tenants(&self) -> Vec<TenantId> {
+        self.tokens.iter().filter_map(|t| t.tenant.as_deref()).filter_map(|t| TenantId::parse(t).ok()).collect()
     }
 }
 
@@ -121,31 +140,21 @@ pub struct Authenticator {
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authenticator")
-            .field("tokens", &self.tokens.len())
-            .finish()
+        f.debug_struct("Authenticator").field("tokens", &self.tokens.len()).finish()
     }
 }
 
 impl Authenticator {
-    pub fn new(
-        tokens: &[TokenConfig],
-        service_token: Option<&str>,
-    ) -> Result<Self, AuthConfigError> {
+    pub fn new(tokens: &[TokenConfig], service_token: Option<&str>) -> Result<Self, AuthConfigError> {
         let mut map = HashMap::new();
         for (index, t) in tokens.iter().enumerate() {
             if t.token.len() < MIN_TOKEN_LEN {
                 return Err(AuthConfigError::Short(index.to_string()));
             }
             let principal = match (&t.tenant, t.admin) {
-                (Some(tenant), false) => {
-                    Principal::Tenant(TenantId::parse(tenant).map_err(|e| {
-                        AuthConfigError::BadTenant {
-                            index,
-                            reason: e.reason,
-                        }
-                    })?)
-                }
+                (Some(tenant), false) => Principal::Tenant(
+                    TenantId::parse(tenant).map_err(|e| AuthConfigError::BadTenant { index, reason: e.reason })?,
+                ),
                 (None, true) => Principal::Admin,
                 _ => return Err(AuthConfigError::Ambiguous(index)),
             };
@@ -161,33 +170,20 @@ impl Authenticator {
                 return Err(AuthConfigError::Duplicate);
             }
         }
-        Ok(Self {
-            tokens: std::sync::Arc::new(map),
-        })
+        Ok(Self { tokens: std::sync::Arc::new(map) })
     }
 
     pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, Status> {
         let token = header
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| {
-                Status::unauthenticated("missing credentials: send `authorization: Bearer <token>`")
-            })?;
-        self.tokens
-            .get(&digest(token.trim()))
-            .cloned()
-            .ok_or_else(|| Status::unauthenticated("invalid token"))
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .ok_or_else(|| Status::unauthenticated("missing credentials: send `authorization: Bearer <token>`"))?;
+        self.tokens.get(&digest(token.trim())).cloned().ok_or_else(|| Status::unauthenticated("invalid token"))
     }
 }
 
 impl Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
         let principal = self.authenticate(header)?;
         request.extensions_mut().insert(principal);
         Ok(request)
@@ -215,9 +211,7 @@ impl fmt::Debug for BearerToken {
 
 impl Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
+        request.metadata_mut().insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -228,16 +222,8 @@ mod tests {
 
     fn auth() -> Authenticator {
         let tokens = [
-            TokenConfig {
-                token: "tenant-acme-token-0001".into(),
-                tenant: Some("acme".into()),
-                admin: false,
-            },
-            TokenConfig {
-                token: "admin-token-000000001".into(),
-                tenant: None,
-                admin: true,
-            },
+            TokenConfig { token: "tenant-acme-token-0001".into(), tenant: Some("acme".into()), admin: false },
+            TokenConfig { token: "admin-token-000000001".into(), tenant: None, admin: true },
         ];
         Authenticator::new(&tokens, Some("service-token-0000001")).expect("valid config")
     }
@@ -246,34 +232,18 @@ mod tests {
     fn tokens_map_to_their_principals() {
         let a = auth();
         assert_eq!(
-            a.authenticate(Some("Bearer tenant-acme-token-0001"))
-                .expect("ok"),
+            a.authenticate(Some("Bearer tenant-acme-token-0001")).expect("ok"),
             Principal::Tenant(TenantId::parse("acme").expect("tenant"))
         );
-        assert_eq!(
-            a.authenticate(Some("Bearer admin-token-000000001"))
-                .expect("ok"),
-            Principal::Admin
-        );
-        assert_eq!(
-            a.authenticate(Some("Bearer service-token-0000001"))
-                .expect("ok"),
-            Principal::Service
-        );
+        assert_eq!(a.authenticate(Some("Bearer admin-token-000000001")).expect("ok"), Principal::Admin);
+        assert_eq!(a.authenticate(Some("Bearer service-token-0000001")).expect("ok"), Principal::Service);
     }
 
     #[test]
     fn missing_or_wrong_tokens_are_unauthenticated() {
         let a = auth();
-        for header in [
-            None,
-            Some("tenant-acme-token-0001"),
-            Some("Bearer nope-nope-nope-nope"),
-        ] {
-            assert_eq!(
-                a.authenticate(header).expect_err("refused").code(),
-                tonic::Code::Unauthenticated
-            );
+        for header in [None, Some("tenant-acme-token-0001"), Some("Bearer nope-nope-nope-nope")] {
+            assert_eq!(a.authenticate(header).expect_err("refused").code(), tonic::Code::Unauthenticated);
         }
     }
 
@@ -281,44 +251,19 @@ mod tests {
     fn a_tenant_naming_another_tenant_gets_not_found() {
         let p = Principal::Tenant(TenantId::parse("acme").expect("tenant"));
         assert_eq!(p.tenant_for("").expect("own").as_str(), "acme");
-        assert_eq!(
-            p.tenant_for("other").expect_err("foreign").code(),
-            tonic::Code::NotFound
-        );
-        assert_eq!(
-            Principal::Admin
-                .tenant_for("")
-                .expect_err("needs tenant")
-                .code(),
-            tonic::Code::InvalidArgument
-        );
+        assert_eq!(p.tenant_for("other").expect_err("foreign").code(), tonic::Code::NotFound);
+        assert_eq!(Principal::Admin.tenant_for("").expect_err("needs tenant").code(), tonic::Code::InvalidArgument);
     }
 
     #[test]
     fn bad_token_configs_are_refused() {
-        let short = [TokenConfig {
-            token: "short".into(),
-            tenant: Some("a".into()),
-            admin: false,
-        }];
+        let short = [TokenConfig { token: "short".into(), tenant: Some("a".into()), admin: false }];
         assert!(Authenticator::new(&short, None).is_err());
-        let both = [TokenConfig {
-            token: "x".repeat(20),
-            tenant: Some("a".into()),
-            admin: true,
-        }];
+        let both = [TokenConfig { token: "x".repeat(20), tenant: Some("a".into()), admin: true }];
         assert!(Authenticator::new(&both, None).is_err());
         let dup = [
-            TokenConfig {
-                token: "x".repeat(20),
-                tenant: Some("a".into()),
-                admin: false,
-            },
-            TokenConfig {
-                token: "x".repeat(20),
-                tenant: None,
-                admin: true,
-            },
+            TokenConfig { token: "x".repeat(20), tenant: Some("a".into()), admin: false },
+            TokenConfig { token: "x".repeat(20), tenant: None, admin: true },
         ];
         assert!(Authenticator::new(&dup, None).is_err());
     }

@@ -19,9 +19,7 @@ impl EventTypeName {
         if text.is_empty() || text.len() > Self::MAX_LEN || !text.chars().all(Self::is_name_char) {
             return Err(ValidationError::new(
                 "event_type",
-                format!(
-                    "`{text}` is not an event-type name (1 to 128 letters, digits or `_ . - : /`)"
-                ),
+                format!("`{text}` is not an event-type name (1 to 128 letters, digits or `_ . - : /`)"),
             ));
         }
         Ok(Self(text.to_owned()))
@@ -68,24 +66,14 @@ pub struct EventType {
 impl EventType {
     pub const MAX_DESCRIPTION: usize = 1024;
 
-    pub fn new(
-        name: EventTypeName,
-        description: String,
-        now: SystemTime,
-    ) -> Result<Self, ValidationError> {
+    pub fn new(name: EventTypeName, description: String, now: SystemTime) -> Result<Self, ValidationError> {
         if description.len() > Self::MAX_DESCRIPTION {
             return Err(ValidationError::new(
                 "event_type.description",
                 format!("is longer than {} bytes", Self::MAX_DESCRIPTION),
             ));
         }
-        Ok(Self {
-            name,
-            description,
-            archived: false,
-            created_at: now,
-            updated_at: now,
-        })
+        Ok(Self { name, description, archived: false, created_at: now, updated_at: now })
     }
 }
 
@@ -99,9 +87,6 @@ pub struct TenantSettings {
 
 impl Default for TenantSettings {
     fn default() -> Self {
-        Self {
-            strict_event_types: false,
-            updated_at: SystemTime::UNIX_EPOCH,
-        }
+        Self { strict_event_types: false, updated_at: SystemTime::UNIX_EPOCH }
     }
 }

@@ -22,17 +22,12 @@ impl Scope {
 
     pub fn new(labels: BTreeMap<String, BTreeSet<String>>) -> Result<Self, ValidationError> {
         if labels.len() > Self::MAX_LABELS {
-            return Err(ValidationError::new(
-                "scope",
-                format!("has more than {} labels", Self::MAX_LABELS),
-            ));
+            return Err(ValidationError::new("scope", format!("has more than {} labels", Self::MAX_LABELS)));
         }
         for (label, values) in &labels {
             let label_ok = !label.is_empty()
                 && label.len() <= 64
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
             if !label_ok {
                 return Err(ValidationError::new(
                     "scope",
@@ -51,10 +46,7 @@ impl Scope {
                     format!("has more than {} values", Self::MAX_VALUES),
                 ));
             }
-            if let Some(long) = values
-                .iter()
-                .find(|v| v.is_empty() || v.len() > Self::MAX_LEN)
-            {
+            if let Some(long) = values.iter().find(|v| v.is_empty() || v.len() > Self::MAX_LEN) {
                 return Err(ValidationError::new(
                     format!("scope.{label}"),
                     format!("value `{long}` must be 1 to {} bytes", Self::MAX_LEN),
@@ -73,9 +65,7 @@ impl Scope {
     }
 
     pub fn matches(&self, attributes: &HashMap<String, String>) -> bool {
-        self.0
-            .iter()
-            .all(|(label, allowed)| attributes.get(label).is_some_and(|v| allowed.contains(v)))
+        self.0.iter().all(|(label, allowed)| attributes.get(label).is_some_and(|v| allowed.contains(v)))
     }
 }
 
@@ -114,12 +104,9 @@ impl Eq for FilterOp {}
 
 impl FilterOp {
     pub fn glob(pattern: &str) -> Result<Self, ValidationError> {
-        TextGlob::compile(pattern).map(Self::Glob).map_err(|e| {
-            ValidationError::new(
-                "values",
-                format!("`{pattern}` is not a valid glob: {}", e.kind()),
-            )
-        })
+        TextGlob::compile(pattern)
+            .map(Self::Glob)
+            .map_err(|e| ValidationError::new("values", format!("`{pattern}` is not a valid glob: {}", e.kind())))
     }
 
     /// The operand(s) as the API shows them.
@@ -148,10 +135,7 @@ pub struct TextGlob(GlobMatcher);
 
 impl TextGlob {
     fn compile(pattern: &str) -> Result<Self, globset::Error> {
-        GlobBuilder::new(pattern)
-            .literal_separator(false)
-            .build()
-            .map(|g| Self(g.compile_matcher()))
+        GlobBuilder::new(pattern).literal_separator(false).build().map(|g| Self(g.compile_matcher()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -189,20 +173,11 @@ impl PayloadFilter {
             path.to_owned()
         } else {
             if path.split('.').any(str::is_empty) {
-                return Err(ValidationError::new(
-                    "path",
-                    format!("`{path}` has an empty segment"),
-                ));
+                return Err(ValidationError::new("path", format!("`{path}` has an empty segment")));
             }
-            path.split('.')
-                .map(|seg| format!("/{}", seg.replace('~', "~0").replace('/', "~1")))
-                .collect()
+            path.split('.').map(|seg| format!("/{}", seg.replace('~', "~0").replace('/', "~1"))).collect()
         };
-        Ok(Self {
-            path: path.to_owned(),
-            pointer,
-            op,
-        })
+        Ok(Self { path: path.to_owned(), pointer, op })
     }
 
     pub fn path(&self) -> &str {
@@ -248,24 +223,13 @@ mod tests {
 
     fn scope(pairs: &[(&str, &[&str])]) -> Scope {
         Scope::new(
-            pairs
-                .iter()
-                .map(|(l, vs)| {
-                    (
-                        (*l).to_owned(),
-                        vs.iter().map(|v| (*v).to_owned()).collect(),
-                    )
-                })
-                .collect(),
+            pairs.iter().map(|(l, vs)| ((*l).to_owned(), vs.iter().map(|v| (*v).to_owned()).collect())).collect(),
         )
         .expect("valid scope")
     }
 
     fn attrs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -276,16 +240,9 @@ mod tests {
     #[test]
     fn scope_needs_every_label_with_an_allowed_value() {
         let s = scope(&[("team_id", &["1", "2"]), ("account_id", &["9"])]);
-        assert!(s.matches(&attrs(&[
-            ("team_id", "2"),
-            ("account_id", "9"),
-            ("other", "x")
-        ])));
+        assert!(s.matches(&attrs(&[("team_id", "2"), ("account_id", "9"), ("other", "x")])));
         assert!(!s.matches(&attrs(&[("team_id", "3"), ("account_id", "9")])));
-        assert!(
-            !s.matches(&attrs(&[("team_id", "1")])),
-            "a missing label does not match"
-        );
+        assert!(!s.matches(&attrs(&[("team_id", "1")])), "a missing label does not match");
     }
 
     #[test]
@@ -296,11 +253,7 @@ mod tests {
 
     #[test]
     fn glob_filter_on_a_top_level_field() {
-        let f = PayloadFilter::new(
-            "campaign_name",
-            FilterOp::glob("summer-promo-*").expect("glob"),
-        )
-        .expect("filter");
+        let f = PayloadFilter::new("campaign_name", FilterOp::glob("summer-promo-*").expect("glob")).expect("filter");
         assert!(f.matches(&json!({"campaign_name": "summer-promo-2026"})));
         assert!(!f.matches(&json!({"campaign_name": "winter-sale"})));
         assert!(!f.matches(&json!({"other": "summer-promo-1"})));
@@ -309,19 +262,12 @@ mod tests {
     #[test]
     fn dotted_and_pointer_paths_reach_nested_fields() {
         let payload = json!({"data": {"business": {"id": 1001}, "tags": ["vip", "new"]}});
-        let dotted = PayloadFilter::new("data.business.id", FilterOp::Equals("1001".into()))
-            .expect("filter");
-        let pointer = PayloadFilter::new(
-            "/data/business/id",
-            FilterOp::In(["7".into(), "1001".into()].into()),
-        )
-        .expect("filter");
+        let dotted = PayloadFilter::new("data.business.id", FilterOp::Equals("1001".into())).expect("filter");
+        let pointer =
+            PayloadFilter::new("/data/business/id", FilterOp::In(["7".into(), "1001".into()].into())).expect("filter");
         assert!(dotted.matches(&payload) && pointer.matches(&payload));
         let tags = PayloadFilter::new("data.tags", FilterOp::Equals("vip".into())).expect("filter");
-        assert!(
-            tags.matches(&payload),
-            "an array holds when an element does"
-        );
+        assert!(tags.matches(&payload), "an array holds when an element does");
     }
 
     #[test]
@@ -333,8 +279,7 @@ mod tests {
 
     #[test]
     fn booleans_compare_by_their_json_text() {
-        let f =
-            PayloadFilter::new("fromCustomer", FilterOp::Equals("true".into())).expect("filter");
+        let f = PayloadFilter::new("fromCustomer", FilterOp::Equals("true".into())).expect("filter");
         assert!(f.matches(&json!({"fromCustomer": true})));
         assert!(!f.matches(&json!({"fromCustomer": "yes"})));
     }
@@ -349,8 +294,7 @@ mod tests {
     #[test]
     fn filters_survive_a_storage_round_trip() {
         let f = PayloadFilter::new("x", FilterOp::glob("a*").expect("glob")).expect("filter");
-        let back: PayloadFilter =
-            serde_json::from_str(&serde_json::to_string(&f).expect("ser")).expect("de");
+        let back: PayloadFilter = serde_json::from_str(&serde_json::to_string(&f).expect("ser")).expect("de");
         assert_eq!(back, f);
         assert!(back.matches(&json!({"x": "abc"})));
     }

@@ -46,45 +46,30 @@ impl ExtraHeaders {
         let mut total = 0;
         for (name, value) in pairs {
             let (name, value) = (name.as_ref(), value.as_ref());
-            let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ValidationError::new("headers", format!("`{name}` is not a valid header name"))
-            })?;
+            let parsed = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ValidationError::new("headers", format!("`{name}` is not a valid header name")))?;
             let lower = parsed.as_str();
             if FORBIDDEN.contains(&lower) || lower.starts_with("webhook-") {
                 return Err(ValidationError::new(
                     "headers",
-                    format!(
-                        "`{name}` is set by hookline on every delivery and cannot be overridden"
-                    ),
+                    format!("`{name}` is set by hookline on every delivery and cannot be overridden"),
                 ));
             }
             HeaderValue::from_str(value).map_err(|_| {
-                ValidationError::new(
-                    "headers",
-                    format!("the value of `{name}` has characters not allowed in a header"),
-                )
+                ValidationError::new("headers", format!("the value of `{name}` has characters not allowed in a header"))
             })?;
             total += lower.len() + value.len();
             if map.insert(lower.to_owned(), value.to_owned()).is_some() {
-                return Err(ValidationError::new(
-                    "headers",
-                    format!("`{name}` is given twice"),
-                ));
+                return Err(ValidationError::new("headers", format!("`{name}` is given twice")));
             }
         }
         if map.len() > Self::MAX_COUNT {
-            return Err(ValidationError::new(
-                "headers",
-                format!("more than {} headers", Self::MAX_COUNT),
-            ));
+            return Err(ValidationError::new("headers", format!("more than {} headers", Self::MAX_COUNT)));
         }
         if total > Self::MAX_TOTAL_BYTES {
             return Err(ValidationError::new(
                 "headers",
-                format!(
-                    "{total} bytes in all, over the limit of {} bytes",
-                    Self::MAX_TOTAL_BYTES
-                ),
+                format!("{total} bytes in all, over the limit of {} bytes", Self::MAX_TOTAL_BYTES),
             ));
         }
         Ok(Self(map))
@@ -109,22 +94,14 @@ mod tests {
 
     #[test]
     fn names_are_lowercased() {
-        let h = ExtraHeaders::new([("Authorization", "Bearer x"), ("X-Webhook-Secret", "s")])
-            .expect("valid");
+        let h = ExtraHeaders::new([("Authorization", "Bearer x"), ("X-Webhook-Secret", "s")]).expect("valid");
         let names: Vec<_> = h.iter().map(|(k, _)| k).collect();
         assert_eq!(names, ["authorization", "x-webhook-secret"]);
     }
 
     #[test]
     fn hop_by_hop_and_signature_headers_are_refused() {
-        for name in [
-            "Host",
-            "content-length",
-            "Transfer-Encoding",
-            "webhook-signature",
-            "Webhook-Id",
-            "traceparent",
-        ] {
+        for name in ["Host", "content-length", "Transfer-Encoding", "webhook-signature", "Webhook-Id", "traceparent"] {
             let err = ExtraHeaders::new([(name, "x")]).expect_err(name);
             assert!(err.reason.contains("cannot be overridden"), "{err}");
         }

@@ -70,6 +70,12 @@ prefixed_id!(
     "evt"
 );
 
+prefixed_id!(
+    /// One event for one subscription: `dlv_` + ULID.
+    DeliveryId,
+    "dlv"
+);
+
 /// A tenant: the owner of subscriptions and events. Tenants are named by
 /// the operator in the auth configuration (`acme`, `org-42`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,9 +88,7 @@ impl TenantId {
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
         let ok = !text.is_empty()
             && text.len() <= Self::MAX_LEN
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if ok {
             Ok(Self(text.to_owned()))
         } else {

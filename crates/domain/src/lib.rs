@@ -21,12 +21,12 @@ pub use catalog::{EventType, EventTypeName, TenantSettings};
 pub use error::ValidationError;
 pub use filter::{FilterOp, PayloadFilter, Scope, TextGlob};
 pub use headers::ExtraHeaders;
-pub use ids::{EventId, SubscriptionId, TenantId};
+pub use ids::{DeliveryId, EventId, SubscriptionId, TenantId};
 pub use pattern::{EventTypePattern, patterns_overlap};
 pub use retry::{RateLimit, RetryPolicy, RetrySchedule};
 pub use secret::{SecretSet, SigningSecret};
 pub use subscription::{
-    Metadata, Ordering, PayloadFormat, StateCause, StateReason, Subscription, SubscriptionSpec,
+    Metadata, Ordering, Payload, PayloadFormat, StateCause, StateReason, Subscription, SubscriptionSpec,
     SubscriptionState, limits,
 };
 pub use url::EndpointUrl;

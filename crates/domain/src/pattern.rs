@@ -23,10 +23,7 @@ pub enum EventTypePattern {
     /// An exact event-type name.
     Exact(EventTypeName),
     /// A glob over event-type names.
-    Glob {
-        source: String,
-        matcher: GlobMatcher,
-    },
+    Glob { source: String, matcher: GlobMatcher },
 }
 
 impl EventTypePattern {
@@ -45,30 +42,19 @@ impl EventTypePattern {
                 format!("`{text}` is longer than {} characters", Self::MAX_LEN),
             ));
         }
-        let literal_ok = text.chars().all(|c| {
-            EventTypeName::is_name_char(c) || GLOB_CHARS.contains(&c) || c == ',' || c == '!'
-        });
+        let literal_ok =
+            text.chars().all(|c| EventTypeName::is_name_char(c) || GLOB_CHARS.contains(&c) || c == ',' || c == '!');
         if !literal_ok {
             return Err(ValidationError::new(
                 "event_types",
-                format!(
-                    "`{text}` may only hold letters, digits, `_ . - : /` and the glob characters `* ? [ ] {{ }}`"
-                ),
+                format!("`{text}` may only hold letters, digits, `_ . - : /` and the glob characters `* ? [ ] {{ }}`"),
             ));
         }
         let glob: Glob = GlobBuilder::new(text)
             .literal_separator(false)
             .build()
-            .map_err(|e| {
-                ValidationError::new(
-                    "event_types",
-                    format!("`{text}` is not a valid glob: {}", e.kind()),
-                )
-            })?;
-        Ok(Self::Glob {
-            source: text.to_owned(),
-            matcher: glob.compile_matcher(),
-        })
+            .map_err(|e| ValidationError::new("event_types", format!("`{text}` is not a valid glob: {}", e.kind())))?;
+        Ok(Self::Glob { source: text.to_owned(), matcher: glob.compile_matcher() })
     }
 
     pub fn matches(&self, event_type: &str) -> bool {
@@ -187,10 +173,7 @@ mod tests {
     #[test]
     fn malformed_globs_and_odd_characters_are_refused() {
         for bad in ["lead_[", "lead_{a,b", "", "has space*", "é*"] {
-            assert!(
-                EventTypePattern::parse(bad).is_err(),
-                "{bad} should be refused"
-            );
+            assert!(EventTypePattern::parse(bad).is_err(), "{bad} should be refused");
         }
     }
 

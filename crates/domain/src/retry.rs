@@ -37,17 +37,11 @@ mod fixed_delays {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub(super) fn serialize<S: Serializer>(d: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-        d.iter()
-            .map(|d| d.as_millis() as u64)
-            .collect::<Vec<_>>()
-            .serialize(s)
+        d.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>().serialize(s)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-        Ok(Vec::<u64>::deserialize(d)?
-            .into_iter()
-            .map(Duration::from_millis)
-            .collect())
+        Ok(Vec::<u64>::deserialize(d)?.into_iter().map(Duration::from_millis).collect())
     }
 }
 
@@ -65,26 +59,16 @@ impl RetryPolicy {
         initial: Option<Duration>,
         max: Option<Duration>,
     ) -> Result<Self, ValidationError> {
-        let max_attempts = if max_attempts == 0 {
-            Self::DEFAULT_ATTEMPTS
-        } else {
-            max_attempts
-        };
+        let max_attempts = if max_attempts == 0 { Self::DEFAULT_ATTEMPTS } else { max_attempts };
         Self::check_attempts(max_attempts)?;
         let initial = initial.unwrap_or(Self::DEFAULT_INITIAL);
         let max = max.unwrap_or(Self::DEFAULT_MAX.max(initial));
         Self::check_interval("initial_interval", initial)?;
         Self::check_interval("max_interval", max)?;
         if max < initial {
-            return Err(ValidationError::new(
-                "retry_policy.max_interval",
-                "must not be shorter than initial_interval",
-            ));
+            return Err(ValidationError::new("retry_policy.max_interval", "must not be shorter than initial_interval"));
         }
-        Ok(Self {
-            max_attempts,
-            schedule: RetrySchedule::Exponential { initial, max },
-        })
+        Ok(Self { max_attempts, schedule: RetrySchedule::Exponential { initial, max } })
     }
 
     /// An explicit schedule; `max_attempts` must be 0 or `delays.len() + 1`.
@@ -102,10 +86,7 @@ impl RetryPolicy {
         for (i, d) in delays.iter().enumerate() {
             Self::check_interval(&format!("schedule[{i}]"), *d)?;
         }
-        Ok(Self {
-            max_attempts: implied,
-            schedule: RetrySchedule::Fixed(delays),
-        })
+        Ok(Self { max_attempts: implied, schedule: RetrySchedule::Fixed(delays) })
     }
 
     fn check_attempts(n: u32) -> Result<(), ValidationError> {
@@ -146,9 +127,7 @@ impl RetryPolicy {
         match &self.schedule {
             RetrySchedule::Fixed(delays) => delays.get(attempt as usize - 1).copied(),
             RetrySchedule::Exponential { initial, max } => {
-                let cap = initial
-                    .saturating_mul(1u32 << (attempt - 1).min(30))
-                    .min(*max);
+                let cap = initial.saturating_mul(1u32 << (attempt - 1).min(30)).min(*max);
                 Some(cap.mul_f64(jitter.clamp(0.0, 1.0)))
             }
         }
@@ -159,10 +138,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: Self::DEFAULT_ATTEMPTS,
-            schedule: RetrySchedule::Exponential {
-                initial: Self::DEFAULT_INITIAL,
-                max: Self::DEFAULT_MAX,
-            },
+            schedule: RetrySchedule::Exponential { initial: Self::DEFAULT_INITIAL, max: Self::DEFAULT_MAX },
         }
     }
 }
@@ -180,21 +156,12 @@ impl RateLimit {
     /// `burst == 0` means `per_second`.
     pub fn new(per_second: u32, burst: u32) -> Result<Self, ValidationError> {
         if !(1..=Self::MAX).contains(&per_second) {
-            return Err(ValidationError::new(
-                "rate_limit.per_second",
-                format!("must be between 1 and {}", Self::MAX),
-            ));
+            return Err(ValidationError::new("rate_limit.per_second", format!("must be between 1 and {}", Self::MAX)));
         }
         if burst > Self::MAX {
-            return Err(ValidationError::new(
-                "rate_limit.burst",
-                format!("must be at most {}", Self::MAX),
-            ));
+            return Err(ValidationError::new("rate_limit.burst", format!("must be at most {}", Self::MAX)));
         }
-        Ok(Self {
-            per_second,
-            burst: if burst == 0 { per_second } else { burst },
-        })
+        Ok(Self { per_second, burst: if burst == 0 { per_second } else { burst } })
     }
 }
 
@@ -205,31 +172,16 @@ mod tests {
     #[test]
     fn default_policy_spans_roughly_a_day() {
         let p = RetryPolicy::default();
-        let envelope: Duration = (1..p.max_attempts())
-            .filter_map(|n| p.delay_after(n, 1.0))
-            .sum();
-        assert!(
-            envelope > Duration::from_secs(20 * 3600) && envelope < Duration::from_secs(28 * 3600),
-            "{envelope:?}"
-        );
-        assert_eq!(
-            p.delay_after(p.max_attempts(), 0.5),
-            None,
-            "no retry after the last attempt"
-        );
+        let envelope: Duration = (1..p.max_attempts()).filter_map(|n| p.delay_after(n, 1.0)).sum();
+        assert!(envelope > Duration::from_secs(20 * 3600) && envelope < Duration::from_secs(28 * 3600), "{envelope:?}");
+        assert_eq!(p.delay_after(p.max_attempts(), 0.5), None, "no retry after the last attempt");
     }
 
     #[test]
     fn exponential_delays_double_up_to_the_cap_scaled_by_jitter() {
-        let p = RetryPolicy::exponential(
-            6,
-            Some(Duration::from_secs(2)),
-            Some(Duration::from_secs(10)),
-        )
-        .expect("valid");
-        let full: Vec<_> = (1..6)
-            .map(|n| p.delay_after(n, 1.0).expect("left").as_secs())
-            .collect();
+        let p =
+            RetryPolicy::exponential(6, Some(Duration::from_secs(2)), Some(Duration::from_secs(10))).expect("valid");
+        let full: Vec<_> = (1..6).map(|n| p.delay_after(n, 1.0).expect("left").as_secs()).collect();
         assert_eq!(full, [2, 4, 8, 10, 10]);
         assert_eq!(p.delay_after(3, 0.5), Some(Duration::from_secs(4)));
         assert_eq!(p.delay_after(1, 0.0), Some(Duration::ZERO));
@@ -237,8 +189,7 @@ mod tests {
 
     #[test]
     fn fixed_schedule_is_followed_exactly() {
-        let p = RetryPolicy::fixed(0, vec![Duration::from_secs(5), Duration::from_secs(30)])
-            .expect("valid");
+        let p = RetryPolicy::fixed(0, vec![Duration::from_secs(5), Duration::from_secs(30)]).expect("valid");
         assert_eq!(p.max_attempts(), 3);
         assert_eq!(p.delay_after(1, 0.9), Some(Duration::from_secs(5)));
         assert_eq!(p.delay_after(2, 0.1), Some(Duration::from_secs(30)));
@@ -249,14 +200,7 @@ mod tests {
     fn out_of_range_policies_are_refused() {
         assert!(RetryPolicy::exponential(31, None, None).is_err());
         assert!(RetryPolicy::exponential(3, Some(Duration::from_millis(10)), None).is_err());
-        assert!(
-            RetryPolicy::exponential(
-                3,
-                Some(Duration::from_secs(60)),
-                Some(Duration::from_secs(5))
-            )
-            .is_err()
-        );
+        assert!(RetryPolicy::exponential(3, Some(Duration::from_secs(60)), Some(Duration::from_secs(5))).is_err());
         assert!(RetryPolicy::exponential(3, None, Some(Duration::from_secs(200_000))).is_err());
         assert!(RetryPolicy::fixed(5, vec![Duration::from_secs(1)]).is_err());
         assert!(RateLimit::new(0, 0).is_err());

@@ -89,37 +89,24 @@ pub struct SecretSet {
 
 impl SecretSet {
     pub fn new(current: SigningSecret) -> Self {
-        Self {
-            current,
-            previous: None,
-        }
+        Self { current, previous: None }
     }
 
     /// Makes `next` current; the old current keeps signing until `until`.
     #[must_use]
     pub fn rotate(self, next: SigningSecret, until: SystemTime) -> Self {
-        Self {
-            current: next,
-            previous: Some((self.current, until)),
-        }
+        Self { current: next, previous: Some((self.current, until)) }
     }
 
     /// The secrets that sign at `now`, current first.
     pub fn valid_at(&self, now: SystemTime) -> impl Iterator<Item = &SigningSecret> {
-        let previous = self
-            .previous
-            .as_ref()
-            .filter(|(_, until)| *until > now)
-            .map(|(s, _)| s);
+        let previous = self.previous.as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s);
         std::iter::once(&self.current).chain(previous)
     }
 
     /// When the previous secret stops signing, if it still does at `now`.
     pub fn previous_expiry(&self, now: SystemTime) -> Option<SystemTime> {
-        self.previous
-            .as_ref()
-            .map(|(_, until)| *until)
-            .filter(|until| *until > now)
+        self.previous.as_ref().map(|(_, until)| *until).filter(|until| *until > now)
     }
 }
 
@@ -156,16 +143,8 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let (a, b) = (SigningSecret::generate(), SigningSecret::generate());
         let set = SecretSet::new(a.clone()).rotate(b.clone(), t0 + Duration::from_secs(60));
-        assert_eq!(
-            set.valid_at(t0).cloned().collect::<Vec<_>>(),
-            [b.clone(), a]
-        );
-        assert_eq!(
-            set.valid_at(t0 + Duration::from_secs(60))
-                .cloned()
-                .collect::<Vec<_>>(),
-            [b]
-        );
+        assert_eq!(set.valid_at(t0).cloned().collect::<Vec<_>>(), [b.clone(), a]);
+        assert_eq!(set.valid_at(t0 + Duration::from_secs(60)).cloned().collect::<Vec<_>>(), [b]);
         assert_eq!(set.previous_expiry(t0 + Duration::from_secs(61)), None);
     }
 }

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    EndpointUrl, EventTypePattern, ExtraHeaders, PayloadFilter, RateLimit, RetryPolicy, Scope,
-    SubscriptionId, TenantId, ValidationError,
+    EndpointUrl, EventTypePattern, ExtraHeaders, PayloadFilter, RateLimit, RetryPolicy, Scope, SubscriptionId,
+    TenantId, ValidationError,
 };
 
 /// Bounds on a subscription's fields.
@@ -57,15 +57,9 @@ pub struct Metadata(BTreeMap<String, String>);
 impl Metadata {
     pub fn new(map: BTreeMap<String, String>) -> Result<Self, ValidationError> {
         if map.len() > limits::MAX_METADATA {
-            return Err(ValidationError::new(
-                "metadata",
-                format!("has more than {} entries", limits::MAX_METADATA),
-            ));
+            return Err(ValidationError::new("metadata", format!("has more than {} entries", limits::MAX_METADATA)));
         }
-        if let Some((k, _)) = map
-            .iter()
-            .find(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 1024)
-        {
+        if let Some((k, _)) = map.iter().find(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 1024) {
             return Err(ValidationError::new(
                 "metadata",
                 format!("entry `{k}`: keys must be 1 to 64 bytes and values at most 1024 bytes"),
@@ -106,44 +100,26 @@ pub struct SubscriptionSpec {
 impl SubscriptionSpec {
     pub fn validated(self) -> Result<Self, ValidationError> {
         if self.name.len() > limits::MAX_NAME {
-            return Err(ValidationError::new(
-                "name",
-                format!("is longer than {} bytes", limits::MAX_NAME),
-            ));
+            return Err(ValidationError::new("name", format!("is longer than {} bytes", limits::MAX_NAME)));
         }
         if self.event_types.is_empty() {
-            return Err(ValidationError::new(
-                "event_types",
-                "must list at least one event type (or `*` for all)",
-            ));
+            return Err(ValidationError::new("event_types", "must list at least one event type (or `*` for all)"));
         }
         if self.event_types.len() > limits::MAX_EVENT_TYPES {
-            return Err(ValidationError::new(
-                "event_types",
-                format!("lists more than {}", limits::MAX_EVENT_TYPES),
-            ));
+            return Err(ValidationError::new("event_types", format!("lists more than {}", limits::MAX_EVENT_TYPES)));
         }
         for (i, p) in self.event_types.iter().enumerate() {
             if self.event_types[..i].contains(p) {
-                return Err(ValidationError::new(
-                    "event_types",
-                    format!("`{p}` is listed twice"),
-                ));
+                return Err(ValidationError::new("event_types", format!("`{p}` is listed twice")));
             }
         }
         if self.filters.len() > PayloadFilter::MAX_FILTERS {
-            return Err(ValidationError::new(
-                "filters",
-                format!("more than {} filters", PayloadFilter::MAX_FILTERS),
-            ));
+            return Err(ValidationError::new("filters", format!("more than {} filters", PayloadFilter::MAX_FILTERS)));
         }
         if !(limits::MIN_TIMEOUT..=limits::MAX_TIMEOUT).contains(&self.timeout) {
             return Err(ValidationError::new(
                 "timeout",
-                format!(
-                    "must be between 1s and 60s (got {}s)",
-                    self.timeout.as_secs_f64()
-                ),
+                format!("must be between 1s and 60s (got {}s)", self.timeout.as_secs_f64()),
             ));
         }
         if !(1..=limits::MAX_IN_FLIGHT).contains(&self.max_in_flight) {
@@ -155,35 +131,43 @@ impl SubscriptionSpec {
         if let Some(v) = &self.payload_variant {
             let ok = !v.is_empty()
                 && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !ok {
-                return Err(ValidationError::new(
-                    "payload_variant",
-                    "must be 1 to 64 letters, digits, `_` or `-`",
-                ));
+                return Err(ValidationError::new("payload_variant", "must be 1 to 64 letters, digits, `_` or `-`"));
             }
         }
         Ok(self)
     }
 
     /// Whether an event of this type, attributes and payload is wanted.
-    /// `payload` is parsed only when the spec has filters.
-    pub fn matches(
-        &self,
-        event_type: &str,
-        attributes: &HashMap<String, String>,
-        payload: impl FnOnce() -> Option<Value>,
-    ) -> bool {
-        if !self.event_types.iter().any(|p| p.matches(event_type))
-            || !self.scope.matches(attributes)
-        {
+    /// The payload is parsed only if some spec has filters, and only once.
+    pub fn matches(&self, event_type: &str, attributes: &HashMap<String, String>, payload: &Payload<'_>) -> bool {
+        if !self.event_types.iter().any(|p| p.matches(event_type)) || !self.scope.matches(attributes) {
             return false;
         }
         if self.filters.is_empty() {
             return true;
         }
-        payload().is_some_and(|value| self.filters.iter().all(|f| f.matches(&value)))
+        payload.value().is_some_and(|value| self.filters.iter().all(|f| f.matches(value)))
+    }
+}
+
+/// An event payload, parsed on first use only: most subscriptions have no
+/// filters, and one parse serves all that do.
+#[derive(Debug)]
+pub struct Payload<'a> {
+    raw: &'a [u8],
+    parsed: std::sync::OnceLock<Option<Value>>,
+}
+
+impl<'a> Payload<'a> {
+    pub fn new(raw: &'a [u8]) -> Self {
+        Self { raw, parsed: std::sync::OnceLock::new() }
+    }
+
+    /// The parsed JSON, or `None` if it is not JSON.
+    pub fn value(&self) -> Option<&Value> {
+        self.parsed.get_or_init(|| serde_json::from_slice(self.raw).ok()).as_ref()
     }
 }
 
@@ -245,14 +229,8 @@ impl Subscription {
     /// Whether fan-out should enqueue a delivery for this event: the spec
     /// matches and the subscription is not disabled (paused ones match; their
     /// deliveries wait).
-    pub fn wants(
-        &self,
-        event_type: &str,
-        attributes: &HashMap<String, String>,
-        payload: impl FnOnce() -> Option<Value>,
-    ) -> bool {
-        !matches!(self.state, SubscriptionState::Disabled(_))
-            && self.spec.matches(event_type, attributes, payload)
+    pub fn wants(&self, event_type: &str, attributes: &HashMap<String, String>, payload: &Payload<'_>) -> bool {
+        !matches!(self.state, SubscriptionState::Disabled(_)) && self.spec.matches(event_type, attributes, payload)
     }
 }
 
@@ -267,10 +245,7 @@ mod tests {
         SubscriptionSpec {
             name: "crm".into(),
             url: EndpointUrl::parse("https://example.com/hook").expect("url"),
-            event_types: event_types
-                .iter()
-                .map(|t| EventTypePattern::parse(t).expect("pattern"))
-                .collect(),
+            event_types: event_types.iter().map(|t| EventTypePattern::parse(t).expect("pattern")).collect(),
             scope: Scope::default(),
             filters: vec![],
             headers: ExtraHeaders::default(),
@@ -300,41 +275,27 @@ mod tests {
 
     #[test]
     fn filters_are_only_parsed_when_present_and_all_must_hold() {
+        let unparseable = Payload::new(b"not json");
         let plain = spec(&["messages"]);
-        assert!(plain.matches("messages", &HashMap::new(), || panic!(
-            "payload parsed without filters"
-        )));
+        assert!(plain.matches("messages", &HashMap::new(), &unparseable), "no filters: payload not needed");
 
         let mut filtered = spec(&["messages"]);
         filtered.filters = vec![
-            PayloadFilter::new(
-                "campaign_name",
-                FilterOp::glob("summer-promo-*").expect("glob"),
-            )
-            .expect("filter"),
+            PayloadFilter::new("campaign_name", FilterOp::glob("summer-promo-*").expect("glob")).expect("filter"),
             PayloadFilter::new("channel", FilterOp::Equals("whatsapp".into())).expect("filter"),
         ];
         let attrs = HashMap::new();
-        assert!(filtered.matches("messages", &attrs, || Some(
-            json!({"campaign_name": "summer-promo-1", "channel": "whatsapp"})
-        )));
-        assert!(!filtered.matches("messages", &attrs, || Some(
-            json!({"campaign_name": "summer-promo-1", "channel": "sms"})
-        )));
-        assert!(
-            !filtered.matches("messages", &attrs, || None),
-            "unparseable payload does not match filters"
-        );
+        let yes = json!({"campaign_name": "summer-promo-1", "channel": "whatsapp"}).to_string();
+        let no = json!({"campaign_name": "summer-promo-1", "channel": "sms"}).to_string();
+        assert!(filtered.matches("messages", &attrs, &Payload::new(yes.as_bytes())));
+        assert!(!filtered.matches("messages", &attrs, &Payload::new(no.as_bytes())));
+        assert!(!filtered.matches("messages", &attrs, &unparseable), "unparseable payload does not match filters");
     }
 
     #[test]
     fn disabled_subscriptions_want_nothing_but_paused_ones_still_match() {
         let now = SystemTime::now();
-        let reason = StateReason {
-            cause: StateCause::Manual,
-            message: String::new(),
-            at: now,
-        };
+        let reason = StateReason { cause: StateCause::Manual, message: String::new(), at: now };
         let mut sub = Subscription {
             id: SubscriptionId::generate(),
             tenant: TenantId::parse("acme").expect("tenant"),
@@ -344,9 +305,10 @@ mod tests {
             updated_at: now,
             version: 1,
         };
-        assert!(sub.wants("x", &HashMap::new(), || None));
+        let payload = Payload::new(b"{}");
+        assert!(sub.wants("x", &HashMap::new(), &payload));
         sub.state = SubscriptionState::Disabled(reason);
-        assert!(!sub.wants("x", &HashMap::new(), || None));
+        assert!(!sub.wants("x", &HashMap::new(), &payload));
     }
 
     #[test]
@@ -354,9 +316,6 @@ mod tests {
         let mut s = spec(&["lead_*", "email_sent"]);
         s.retry = RetryPolicy::fixed(0, vec![Duration::from_secs(5)]).expect("policy");
         let text = serde_json::to_string(&s).expect("ser");
-        assert_eq!(
-            serde_json::from_str::<SubscriptionSpec>(&text).expect("de"),
-            s
-        );
+        assert_eq!(serde_json::from_str::<SubscriptionSpec>(&text).expect("de"), s);
     }
 }

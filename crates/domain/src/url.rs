@@ -28,18 +28,13 @@ impl EndpointUrl {
         }
         let url = Url::parse(text).map_err(|e| err(format!("`{text}` is not a valid URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(err(format!(
-                "must use http or https, not `{}`",
-                url.scheme()
-            )));
+            return Err(err(format!("must use http or https, not `{}`", url.scheme())));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(err("has no host".into()));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(err(
-                "must not contain credentials; send them in `headers` instead".into(),
-            ));
+            return Err(err("must not contain credentials; send them in `headers` instead".into()));
         }
         if url.fragment().is_some() {
             return Err(err("must not contain a #fragment".into()));

@@ -6,13 +6,7 @@
 //! [`convert`], so each service validates a request the same way.
 
 /// Generated code for package `hookline.v1`.
-#[allow(
-    missing_docs,
-    unreachable_pub,
-    missing_debug_implementations,
-    clippy::all,
-    clippy::unwrap_used
-)]
+#[allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all, clippy::unwrap_used)]
 pub mod v1 {
     tonic::include_proto!("hookline.v1");
 }

@@ -47,63 +47,30 @@ pub enum EntryError {
     Field { id: String, field: &'static str },
 }
 
-fn text(
-    map: &HashMap<String, Value>,
-    entry: &str,
-    field: &'static str,
-) -> Result<String, EntryError> {
+fn text(map: &HashMap<String, Value>, entry: &str, field: &'static str) -> Result<String, EntryError> {
     match map.get(field) {
         Some(Value::BulkString(bytes)) => {
-            String::from_utf8(bytes.clone()).map_err(|_| EntryError::Field {
-                id: entry.into(),
-                field,
-            })
+            String::from_utf8(bytes.clone()).map_err(|_| EntryError::Field { id: entry.into(), field })
         }
         Some(Value::SimpleString(s)) => Ok(s.clone()),
-        _ => Err(EntryError::Field {
-            id: entry.into(),
-            field,
-        }),
+        _ => Err(EntryError::Field { id: entry.into(), field }),
     }
 }
 
-fn bytes(
-    map: &HashMap<String, Value>,
-    entry: &str,
-    field: &'static str,
-) -> Result<Vec<u8>, EntryError> {
+fn bytes(map: &HashMap<String, Value>, entry: &str, field: &'static str) -> Result<Vec<u8>, EntryError> {
     match map.get(field) {
         Some(Value::BulkString(bytes)) => Ok(bytes.clone()),
-        _ => Err(EntryError::Field {
-            id: entry.into(),
-            field,
-        }),
+        _ => Err(EntryError::Field { id: entry.into(), field }),
     }
 }
 
-fn number(
-    map: &HashMap<String, Value>,
-    entry: &str,
-    field: &'static str,
-) -> Result<u64, EntryError> {
-    text(map, entry, field)?
-        .parse()
-        .map_err(|_| EntryError::Field {
-            id: entry.into(),
-            field,
-        })
+fn number(map: &HashMap<String, Value>, entry: &str, field: &'static str) -> Result<u64, EntryError> {
+    text(map, entry, field)?.parse().map_err(|_| EntryError::Field { id: entry.into(), field })
 }
 
 fn check_version(map: &HashMap<String, Value>, entry: &str) -> Result<(), EntryError> {
     let version = text(map, entry, "v")?;
-    if version == FORMAT_VERSION {
-        Ok(())
-    } else {
-        Err(EntryError::Version {
-            id: entry.into(),
-            version,
-        })
-    }
+    if version == FORMAT_VERSION { Ok(()) } else { Err(EntryError::Version { id: entry.into(), version }) }
 }
 
 /// A published event as the events stream carries it.
@@ -147,10 +114,7 @@ impl EventEntry {
         let attributes = if raw_attributes.is_empty() {
             HashMap::new()
         } else {
-            serde_json::from_slice(&raw_attributes).map_err(|_| EntryError::Field {
-                id: entry.into(),
-                field: "a",
-            })?
+            serde_json::from_slice(&raw_attributes).map_err(|_| EntryError::Field { id: entry.into(), field: "a" })?
         };
         Ok(Self {
             event_id: text(map, entry, "id")?,
@@ -190,10 +154,8 @@ impl DeliveryTask {
             event_type: text(map, entry, "et")?,
             traceparent: text(map, entry, "tp")?,
             enqueued_ms: number(map, entry, "ts")?,
-            attempt: u32::try_from(number(map, entry, "n")?).map_err(|_| EntryError::Field {
-                id: entry.into(),
-                field: "n",
-            })?,
+            attempt: u32::try_from(number(map, entry, "n")?)
+                .map_err(|_| EntryError::Field { id: entry.into(), field: "n" })?,
         })
     }
 }
@@ -203,10 +165,7 @@ mod tests {
     use super::*;
 
     fn as_map(fields: Vec<(&'static str, Vec<u8>)>) -> HashMap<String, Value> {
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), Value::BulkString(v)))
-            .collect()
+        fields.into_iter().map(|(k, v)| (k.to_owned(), Value::BulkString(v))).collect()
     }
 
     #[test]
@@ -227,14 +186,8 @@ mod tests {
     #[test]
     fn unknown_versions_and_missing_fields_are_refused() {
         let mut map = as_map(vec![("v", b"2".to_vec())]);
-        assert!(matches!(
-            EventEntry::parse("1-0", &map),
-            Err(EntryError::Version { .. })
-        ));
+        assert!(matches!(EventEntry::parse("1-0", &map), Err(EntryError::Version { .. })));
         map.insert("v".into(), Value::BulkString(b"1".to_vec()));
-        assert!(matches!(
-            DeliveryTask::parse("1-0", &map),
-            Err(EntryError::Field { field: "id", .. })
-        ));
+        assert!(matches!(DeliveryTask::parse("1-0", &map), Err(EntryError::Field { field: "id", .. })));
     }
 }

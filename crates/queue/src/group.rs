@@ -34,11 +34,7 @@ pub struct ConsumerGroup {
 
 impl ConsumerGroup {
     pub fn new(stream: String, group: &str, consumer: &str) -> Self {
-        Self {
-            stream,
-            group: group.to_owned(),
-            consumer: consumer.to_owned(),
-        }
+        Self { stream, group: group.to_owned(), consumer: consumer.to_owned() }
     }
 
     /// Creates the group (and the stream) if missing; reading starts at the
@@ -83,10 +79,7 @@ impl ConsumerGroup {
             .into_iter()
             .flat_map(|r| r.keys)
             .flat_map(|k| k.ids)
-            .map(|id| StreamMessage {
-                id: id.id,
-                fields: id.map,
-            })
+            .map(|id| StreamMessage { id: id.id, fields: id.map })
             .collect())
     }
 
@@ -111,14 +104,7 @@ impl ConsumerGroup {
             .arg(count)
             .query_async(conn)
             .await?;
-        let messages = reply
-            .claimed
-            .into_iter()
-            .map(|id| StreamMessage {
-                id: id.id,
-                fields: id.map,
-            })
-            .collect();
+        let messages = reply.claimed.into_iter().map(|id| StreamMessage { id: id.id, fields: id.map }).collect();
         Ok((messages, reply.next_stream_id))
     }
 
@@ -126,11 +112,8 @@ impl ConsumerGroup {
     /// acknowledged: the work still ahead of it. A missing group counts the
     /// whole stream.
     pub async fn backlog(&self, conn: &mut impl ConnectionLike) -> RedisResult<u64> {
-        let groups: RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&self.stream)
-            .query_async(conn)
-            .await;
+        let groups: RedisResult<StreamInfoGroupsReply> =
+            redis::cmd("XINFO").arg("GROUPS").arg(&self.stream).query_async(conn).await;
         let group = match groups {
             Ok(reply) => reply.groups.into_iter().find(|g| g.name == self.group),
             Err(e) if e.code() == Some("ERR") => None, // no such key
@@ -139,10 +122,7 @@ impl ConsumerGroup {
         match group {
             Some(g) => match g.lag {
                 Some(lag) => Ok((lag + g.pending) as u64),
-                None => Ok(redis::cmd("XLEN")
-                    .arg(&self.stream)
-                    .query_async::<u64>(conn)
-                    .await?),
+                None => Ok(redis::cmd("XLEN").arg(&self.stream).query_async::<u64>(conn).await?),
             },
             None => redis::cmd("XLEN").arg(&self.stream).query_async(conn).await,
         }
@@ -150,25 +130,14 @@ impl ConsumerGroup {
 
     /// Deletes entries every consumer of this group is done with and that are
     /// older than `keep`. Assumes this group is the stream's only reader.
-    pub async fn trim_done(
-        &self,
-        conn: &mut impl ConnectionLike,
-        keep: Duration,
-        now_ms: u64,
-    ) -> RedisResult<u64> {
-        let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&self.stream)
-            .query_async(conn)
-            .await?;
+    pub async fn trim_done(&self, conn: &mut impl ConnectionLike, keep: Duration, now_ms: u64) -> RedisResult<u64> {
+        let groups: StreamInfoGroupsReply =
+            redis::cmd("XINFO").arg("GROUPS").arg(&self.stream).query_async(conn).await?;
         let Some(group) = groups.groups.into_iter().find(|g| g.name == self.group) else {
             return Ok(0);
         };
-        let pending: StreamPendingReply = redis::cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .query_async(conn)
-            .await?;
+        let pending: StreamPendingReply =
+            redis::cmd("XPENDING").arg(&self.stream).arg(&self.group).query_async(conn).await?;
         let mut floor = match pending {
             StreamPendingReply::Data(data) => data.start_id,
             _ => group.last_delivered_id,
@@ -177,13 +146,7 @@ impl ConsumerGroup {
         if stream_id_less(&age_floor, &floor) {
             floor = age_floor;
         }
-        redis::cmd("XTRIM")
-            .arg(&self.stream)
-            .arg("MINID")
-            .arg("~")
-            .arg(floor)
-            .query_async(conn)
-            .await
+        redis::cmd("XTRIM").arg(&self.stream).arg("MINID").arg("~").arg(floor).query_async(conn).await
     }
 }
 

@@ -30,10 +30,7 @@ pub struct Partitions {
 impl Partitions {
     /// `count` is clamped to 1..=1024.
     pub fn new(prefix: &str, count: u16) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-            count: count.clamp(1, 1024),
-        }
+        Self { prefix: prefix.to_owned(), count: count.clamp(1, 1024) }
     }
 
     pub fn count(&self) -> u16 {
@@ -51,10 +48,7 @@ impl Partitions {
     }
 
     pub fn get(&self, index: u16) -> PartitionKeys {
-        PartitionKeys {
-            tag: format!("{{{}:p{index}}}", self.prefix),
-            index,
-        }
+        PartitionKeys { tag: format!("{{{}:p{index}}}", self.prefix), index }
     }
 
     pub fn all(&self) -> impl Iterator<Item = PartitionKeys> + '_ {
@@ -63,9 +57,7 @@ impl Partitions {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The keys of one partition.
@@ -106,12 +98,7 @@ mod tests {
     #[test]
     fn keys_of_a_partition_share_one_hash_tag() {
         let p = Partitions::new("hookline", 4).get(3);
-        for key in [
-            p.events(),
-            p.deliveries(),
-            p.event("evt_x"),
-            p.idempotency("acme", "k"),
-        ] {
+        for key in [p.events(), p.deliveries(), p.event("evt_x"), p.idempotency("acme", "k")] {
             assert!(key.starts_with("{hookline:p3}:"), "{key}");
         }
     }
@@ -120,17 +107,10 @@ mod tests {
     fn a_tenant_always_maps_to_the_same_partition() {
         let parts = Partitions::new("hookline", 8);
         assert_eq!(parts.of_tenant("acme"), parts.of_tenant("acme"));
-        let spread: std::collections::HashSet<_> = (0..100)
-            .map(|i| parts.of_tenant(&format!("t{i}")).index())
-            .collect();
-        assert!(
-            spread.len() >= 6,
-            "tenants spread over partitions: {spread:?}"
-        );
-        assert_eq!(
-            Partitions::new("hookline", 1).of_tenant("anything").index(),
-            0
-        );
+        let spread: std::collections::HashSet<_> =
+            (0..100).map(|i| parts.of_tenant(&format!("t{i}")).index()).collect();
+        assert!(spread.len() >= 6, "tenants spread over partitions: {spread:?}");
+        assert_eq!(Partitions::new("hookline", 1).of_tenant("anything").index(), 0);
     }
 
     #[test]

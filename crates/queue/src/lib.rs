@@ -19,7 +19,5 @@ mod scripts;
 
 pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
 pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
-pub use keys::{
-    DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, subscriptions_revision_key,
-};
+pub use keys::{DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, subscriptions_revision_key};
 pub use scripts::{FanoutOutcome, PublishArgs, PublishOutcome, Scripts};

@@ -34,11 +34,7 @@ pub enum PublishOutcome {
 impl FromRedisValue for PublishOutcome {
     fn from_redis_value(v: Value) -> Result<Self, redis::ParsingError> {
         let (fresh, id): (i64, String) = FromRedisValue::from_redis_value(v)?;
-        Ok(if fresh == 1 {
-            Self::Published(id)
-        } else {
-            Self::Duplicate(id)
-        })
+        Ok(if fresh == 1 { Self::Published(id) } else { Self::Duplicate(id) })
     }
 }
 
@@ -75,24 +71,14 @@ impl Scripts {
     }
 
     /// Adds a publish of `entry` to `pipe`; its reply is a [`PublishOutcome`].
-    pub fn publish(
-        &self,
-        pipe: &mut Pipeline,
-        keys: &PartitionKeys,
-        entry: &EventEntry,
-        args: &PublishArgs<'_>,
-    ) {
+    pub fn publish(&self, pipe: &mut Pipeline, keys: &PartitionKeys, entry: &EventEntry, args: &PublishArgs<'_>) {
         let idem_key = keys.idempotency(&entry.tenant, args.idempotency_key.unwrap_or(""));
         let mut invocation = self.publish.prepare_invoke();
         invocation
             .key(idem_key)
             .key(keys.event(&entry.event_id))
             .key(keys.events())
-            .arg(if args.idempotency_key.is_some() {
-                "1"
-            } else {
-                "0"
-            })
+            .arg(if args.idempotency_key.is_some() { "1" } else { "0" })
             .arg(&entry.event_id)
             .arg(args.idempotency_window_secs.max(1))
             .arg(args.retention_secs.max(1))

@@ -43,10 +43,8 @@ pub fn builder(tls: Option<&TlsSection>) -> Result<Server, ServerError> {
         let read = |path: &std::path::Path| {
             std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
         };
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
-            read(&tls.cert_path)?,
-            read(&tls.key_path)?,
-        ));
+        let mut config =
+            ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert_path)?, read(&tls.key_path)?));
         if let Some(ca) = &tls.client_ca_path {
             config = config.client_ca_root(Certificate::from_pem(read(ca)?));
         }
@@ -62,12 +60,8 @@ pub fn with_reflection(router: Router) -> Result<Router, ServerError> {
             .register_encoded_file_descriptor_set(hookline_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let v1 = reflection()
-        .build_v1()
-        .map_err(|e| ServerError::Reflection(e.to_string()))?;
-    let v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let v1 = reflection().build_v1().map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let v1alpha = reflection().build_v1alpha().map_err(|e| ServerError::Reflection(e.to_string()))?;
     Ok(router.add_service(v1).add_service(v1alpha))
 }
 
@@ -87,10 +81,8 @@ pub async fn serve(
         tracing::info!("shutting down");
         let _ = stop.send(true);
     };
-    let server = router.serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        stopping,
-    );
+    let server =
+        router.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stopping);
     tokio::select! {
         result = server => result?,
         () = async {
@@ -117,11 +109,7 @@ pub async fn report_health<F, Fut>(
     let mut last = None;
     loop {
         let stopping = *stop.borrow();
-        let status = if !stopping
-            && tokio::time::timeout(interval, check())
-                .await
-                .unwrap_or(false)
-        {
+        let status = if !stopping && tokio::time::timeout(interval, check()).await.unwrap_or(false) {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing

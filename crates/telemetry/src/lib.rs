@@ -14,14 +14,7 @@ pub fn init_logging() {
     let json = std::env::var("HOOKLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let registry = tracing_subscriber::registry().with(filter);
     if json {
-        registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .flatten_event(true),
-            )
-            .init();
+        registry.with(fmt::layer().json().with_current_span(true).flatten_event(true)).init();
     } else {
         registry.with(fmt::layer().with_target(false)).init();
     }

@@ -84,13 +84,8 @@ impl SubscriptionCache {
 
     /// Waits until the cache has applied `revision` (e.g. the revision a
     /// write returned), so a reader sees that write.
-    pub async fn caught_up_to(
-        &self,
-        revision: u64,
-        timeout: Duration,
-    ) -> Result<Arc<CacheState>, WatchError> {
-        self.wait(timeout, |s| s.is_ready() && s.revision() >= revision)
-            .await
+    pub async fn caught_up_to(&self, revision: u64, timeout: Duration) -> Result<Arc<CacheState>, WatchError> {
+        self.wait(timeout, |s| s.is_ready() && s.revision() >= revision).await
     }
 
     /// Waits until `condition` holds for the state.
@@ -120,22 +115,13 @@ async fn follow(
     while !tx.is_closed() {
         let outcome: Result<(), String> = async {
             let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-            let mut client: Client =
-                SubscriptionServiceClient::with_interceptor(channel, token.clone());
+            let mut client: Client = SubscriptionServiceClient::with_interceptor(channel, token.clone());
             let current = tx.borrow().clone();
             let request = v1::WatchSubscriptionsRequest {
-                after_revision: if current.is_ready() {
-                    current.revision()
-                } else {
-                    0
-                },
+                after_revision: if current.is_ready() { current.revision() } else { 0 },
                 log_id: current.log_id().to_owned(),
             };
-            let mut stream = client
-                .watch_subscriptions(request)
-                .await
-                .map_err(|s| s.to_string())?
-                .into_inner();
+            let mut stream = client.watch_subscriptions(request).await.map_err(|s| s.to_string())?.into_inner();
             loop {
                 match stream.message().await {
                     Ok(Some(message)) => {
@@ -170,11 +156,7 @@ fn apply(
         Change::SnapshotEnd(_) => {
             if let Some(mut state) = building.take() {
                 state.finish_snapshot(revision);
-                tracing::info!(
-                    revision,
-                    subscriptions = state.len(),
-                    "subscription cache loaded"
-                );
+                tracing::info!(revision, subscriptions = state.len(), "subscription cache loaded");
                 tx.send_replace(Arc::new(state));
             }
         }

@@ -2,9 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use hookline_domain::{
-    EventType, SecretSet, Subscription, SubscriptionId, TenantId, TenantSettings,
-};
+use hookline_domain::{EventType, SecretSet, Subscription, SubscriptionId, TenantId, TenantSettings};
 use hookline_proto::{
     convert::{secrets_from_proto, subscription_from_proto, timestamp_from_proto},
     v1::{self, watch_subscriptions_response::Change},
@@ -21,6 +19,8 @@ pub struct CachedSubscription {
 #[derive(Debug, Clone, Default)]
 pub struct CacheState {
     subscriptions: HashMap<SubscriptionId, Arc<CachedSubscription>>,
+    /// The same subscriptions by tenant, for matching.
+    by_tenant: HashMap<TenantId, Vec<Arc<CachedSubscription>>>,
     event_types: HashMap<TenantId, HashMap<String, EventType>>,
     settings: HashMap<TenantId, TenantSettings>,
     revision: u64,
@@ -30,10 +30,7 @@ pub struct CacheState {
 
 impl CacheState {
     pub(crate) fn starting(log_id: String) -> Self {
-        Self {
-            log_id,
-            ..Self::default()
-        }
+        Self { log_id, ..Self::default() }
     }
 
     pub(crate) fn finish_snapshot(&mut self, revision: u64) {
@@ -71,10 +68,37 @@ impl CacheState {
         self.subscriptions.values()
     }
 
+    /// The tenant's subscriptions, in no particular order.
+    pub fn for_tenant(&self, tenant: &TenantId) -> &[Arc<CachedSubscription>] {
+        self.by_tenant.get(tenant).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the tenant has any subscription, catalog entry or setting.
+    pub fn knows_tenant(&self, tenant: &TenantId) -> bool {
+        self.by_tenant.contains_key(tenant)
+            || self.event_types.contains_key(tenant)
+            || self.settings.contains_key(tenant)
+    }
+
+    fn insert(&mut self, cached: CachedSubscription) {
+        self.remove(cached.subscription.id);
+        let cached = Arc::new(cached);
+        self.by_tenant.entry(cached.subscription.tenant.clone()).or_default().push(cached.clone());
+        self.subscriptions.insert(cached.subscription.id, cached);
+    }
+
+    fn remove(&mut self, id: SubscriptionId) {
+        let Some(old) = self.subscriptions.remove(&id) else { return };
+        if let Some(list) = self.by_tenant.get_mut(&old.subscription.tenant) {
+            list.retain(|c| c.subscription.id != id);
+            if list.is_empty() {
+                self.by_tenant.remove(&old.subscription.tenant);
+            }
+        }
+    }
+
     pub fn event_type(&self, tenant: &TenantId, name: &str) -> Option<&EventType> {
-        self.event_types
-            .get(tenant)
-            .and_then(|types| types.get(name))
+        self.event_types.get(tenant).and_then(|types| types.get(name))
     }
 
     /// The tenant's settings (defaults when it never set any).
@@ -85,28 +109,21 @@ impl CacheState {
     pub(crate) fn apply(&mut self, change: Change, revision: u64) {
         match change {
             Change::SubscriptionUpserted(watched) => match decode(&watched) {
-                Ok(cached) => {
-                    self.subscriptions
-                        .insert(cached.subscription.id, Arc::new(cached));
-                }
+                Ok(cached) => self.insert(cached),
                 Err(error) => {
                     tracing::error!(%error, "skipping a subscription the watch sent malformed")
                 }
             },
             Change::SubscriptionDeleted(deleted) => {
                 if let Ok(id) = SubscriptionId::parse(&deleted.id, "id") {
-                    self.subscriptions.remove(&id);
+                    self.remove(id);
                 }
             }
             Change::EventTypeUpserted(changed) => {
-                let parsed = TenantId::parse(&changed.tenant_id)
-                    .ok()
-                    .zip(changed.event_type.as_ref().and_then(event_type));
+                let parsed =
+                    TenantId::parse(&changed.tenant_id).ok().zip(changed.event_type.as_ref().and_then(event_type));
                 if let Some((tenant, et)) = parsed {
-                    self.event_types
-                        .entry(tenant)
-                        .or_default()
-                        .insert(et.name.to_string(), et);
+                    self.event_types.entry(tenant).or_default().insert(et.name.to_string(), et);
                 }
             }
             Change::TenantSettingsUpserted(s) => {
@@ -116,13 +133,8 @@ impl CacheState {
                         .as_ref()
                         .and_then(|t| timestamp_from_proto("update_time", t).ok())
                         .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-                    self.settings.insert(
-                        tenant,
-                        TenantSettings {
-                            strict_event_types: s.strict_event_types,
-                            updated_at,
-                        },
-                    );
+                    self.settings
+                        .insert(tenant, TenantSettings { strict_event_types: s.strict_event_types, updated_at });
                 }
             }
             Change::SnapshotStart(_) | Change::SnapshotEnd(_) => {}
@@ -131,9 +143,7 @@ impl CacheState {
     }
 }
 
-fn decode(
-    watched: &v1::WatchedSubscription,
-) -> Result<CachedSubscription, hookline_domain::ValidationError> {
+fn decode(watched: &v1::WatchedSubscription) -> Result<CachedSubscription, hookline_domain::ValidationError> {
     let proto = watched
         .subscription
         .as_ref()
@@ -146,9 +156,7 @@ fn decode(
 
 fn event_type(p: &v1::EventType) -> Option<EventType> {
     let time = |t: &Option<hookline_proto::Timestamp>| {
-        t.as_ref()
-            .and_then(|t| timestamp_from_proto("time", t).ok())
-            .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+        t.as_ref().and_then(|t| timestamp_from_proto("time", t).ok()).unwrap_or(std::time::SystemTime::UNIX_EPOCH)
     };
     Some(EventType {
         name: hookline_domain::EventTypeName::parse(&p.name).ok()?,

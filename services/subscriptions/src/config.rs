@@ -10,7 +10,7 @@ use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
-use hookline_auth::TokenConfig;
+use hookline_auth::AuthConfig;
 use hookline_server::TlsSection;
 use serde::{Deserialize, Serialize};
 
@@ -34,19 +34,9 @@ pub struct Config {
     pub max_subscriptions_per_tenant: u64,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    pub auth: AuthSection,
+    pub auth: AuthConfig,
     pub secrets: SecretsSection,
     pub tls: Option<TlsSection>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSection {
-    #[serde(default, skip_serializing)]
-    pub tokens: Vec<TokenConfig>,
-    /// The token fanout and delivery present to the watch stream.
-    #[serde(default, skip_serializing)]
-    pub service_token: Option<String>,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -60,12 +50,7 @@ pub struct SecretsSection {
 
 impl std::fmt::Debug for SecretsSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretsSection")
-            .field(
-                "master_key",
-                &self.master_key.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
+        f.debug_struct("SecretsSection").field("master_key", &self.master_key.as_ref().map(|_| "<redacted>")).finish()
     }
 }
 
@@ -80,7 +65,7 @@ impl Default for Config {
             require_https: false,
             max_subscriptions_per_tenant: 10_000,
             shutdown_grace: Duration::from_secs(10),
-            auth: AuthSection::default(),
+            auth: AuthConfig::default(),
             secrets: SecretsSection::default(),
             tls: None,
         }
@@ -101,18 +86,11 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Invalid(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("HOOKLINE_").split("__").ignore(&[
-            "config",
-            "log",
-            "log_format",
-        ]));
+        figment = figment.merge(Env::prefixed("HOOKLINE_").split("__").ignore(&["config", "log", "log_format"]));
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -121,10 +99,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
-            return invalid(format!(
-                "redis_url must start with redis:// or rediss:// (got `{}`)",
-                self.redis_url
-            ));
+            return invalid(format!("redis_url must start with redis:// or rediss:// (got `{}`)", self.redis_url));
         }
         if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
             return invalid("key_prefix must be non-empty without braces or spaces".into());
@@ -140,10 +115,11 @@ impl Config {
         if let Some(key) = &self.secrets.master_key
             && STANDARD.decode(key).map(|k| k.len()) != Ok(32)
         {
-            return invalid("secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)".into());
+            return invalid(
+                "secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)".into(),
+            );
         }
-        hookline_auth::Authenticator::new(&self.auth.tokens, self.auth.service_token.as_deref())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.auth.authenticator().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 }

@@ -59,9 +59,7 @@ impl ServiceError {
     pub(crate) fn from_status(status: &Status) -> Self {
         let message = status.message().to_owned();
         match status.code() {
-            tonic::Code::NotFound => {
-                Self::NotFound(message.trim_end_matches(" not found").to_owned())
-            }
+            tonic::Code::NotFound => Self::NotFound(message.trim_end_matches(" not found").to_owned()),
             tonic::Code::InvalidArgument => Self::BadRequest(message),
             tonic::Code::PermissionDenied => Self::PermissionDenied(message),
             _ => Self::Internal(message),

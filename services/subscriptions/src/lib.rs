@@ -16,14 +16,14 @@ mod store;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use hookline_auth::Authenticator;
 use hookline_proto::v1::subscription_service_server::SubscriptionServiceServer;
 use hookline_server::ServerError;
 pub use hookline_server::TlsSection;
 use tokio::{net::TcpListener, sync::watch};
 use tonic::server::NamedService;
 
-pub use config::{AuthSection, Config, ConfigError, SecretsSection};
+pub use config::{Config, ConfigError, SecretsSection};
+pub use hookline_auth::AuthConfig;
 
 use crate::store::{RedisStore, RedisStoreConfig, SecretSealer, SubscriptionStore};
 
@@ -49,13 +49,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     config.validate()?;
-    let master_key = config
-        .secrets
-        .master_key
-        .as_deref()
-        .map(|k| STANDARD.decode(k).unwrap_or_default());
-    let sealer = SecretSealer::new(master_key.as_deref())
-        .map_err(|e| Error::Config(ConfigError::Invalid(e)))?;
+    let master_key = config.secrets.master_key.as_deref().map(|k| STANDARD.decode(k).unwrap_or_default());
+    let sealer = SecretSealer::new(master_key.as_deref()).map_err(|e| Error::Config(ConfigError::Invalid(e)))?;
     let store = RedisStore::connect(
         RedisStoreConfig {
             url: config.redis_url.clone(),
@@ -68,9 +63,7 @@ pub async fn serve(
     .await
     .map_err(|e| Error::Redis(e.to_string()))?;
     let store = Arc::new(store);
-    let authenticator =
-        Authenticator::new(&config.auth.tokens, config.auth.service_token.as_deref())
-            .map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?;
+    let authenticator = config.auth.authenticator().map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let policy = api::Policy {
@@ -92,10 +85,7 @@ pub async fn serve(
 
     let router = hookline_server::builder(config.tls.as_ref())?
         .add_service(health_service)
-        .add_service(SubscriptionServiceServer::with_interceptor(
-            api,
-            authenticator,
-        ));
+        .add_service(SubscriptionServiceServer::with_interceptor(api, authenticator));
     let router = hookline_server::with_reflection(router)?;
     tracing::info!(addr = %listener.local_addr().map_err(ServerError::from)?, tls = config.tls.is_some(), "subscription service listening");
     hookline_server::serve(router, listener, shutdown, stop_tx, config.shutdown_grace).await?;

@@ -41,10 +41,7 @@ async fn main() -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(config.listen_addr).await {
         Ok(l) => l,
         Err(error) => {
-            eprintln!(
-                "hookline-subscriptions: cannot listen on {}: {error}",
-                config.listen_addr
-            );
+            eprintln!("hookline-subscriptions: cannot listen on {}: {error}", config.listen_addr);
             return ExitCode::from(1);
         }
     };
@@ -61,11 +58,10 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or_default(),
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or_default(),
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -19,7 +19,6 @@ pub fn settings_to_proto(tenant: &TenantId, s: &TenantSettings) -> v1::TenantSet
     v1::TenantSettings {
         tenant_id: tenant.to_string(),
         strict_event_types: s.strict_event_types,
-        update_time: (s.updated_at != std::time::SystemTime::UNIX_EPOCH)
-            .then(|| timestamp(s.updated_at)),
+        update_time: (s.updated_at != std::time::SystemTime::UNIX_EPOCH).then(|| timestamp(s.updated_at)),
     }
 }

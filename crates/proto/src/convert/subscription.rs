@@ -3,10 +3,9 @@
 use std::{collections::BTreeSet, time::SystemTime};
 
 use hookline_domain::{
-    EndpointUrl, EventTypePattern, ExtraHeaders, FilterOp, Metadata, Ordering, PayloadFilter,
-    PayloadFormat, RateLimit, RetryPolicy, RetrySchedule, Scope, SecretSet, SigningSecret,
-    StateCause, StateReason, Subscription, SubscriptionId, SubscriptionSpec, SubscriptionState,
-    TenantId, ValidationError, limits,
+    EndpointUrl, EventTypePattern, ExtraHeaders, FilterOp, Metadata, Ordering, PayloadFilter, PayloadFormat, RateLimit,
+    RetryPolicy, RetrySchedule, Scope, SecretSet, SigningSecret, StateCause, StateReason, Subscription, SubscriptionId,
+    SubscriptionSpec, SubscriptionState, TenantId, ValidationError, limits,
 };
 
 use super::{duration_from_proto, timestamp, timestamp_from_proto};
@@ -15,21 +14,9 @@ use crate::v1;
 /// The client-settable part of a wire subscription, fully validated.
 /// Output-only fields (`id`, `state`, times, `version`) are ignored.
 pub fn spec_from_proto(p: &v1::Subscription) -> Result<SubscriptionSpec, ValidationError> {
-    let event_types = p
-        .event_types
-        .iter()
-        .map(|t| EventTypePattern::parse(t))
-        .collect::<Result<_, _>>()?;
+    let event_types = p.event_types.iter().map(|t| EventTypePattern::parse(t)).collect::<Result<_, _>>()?;
     let scope = Scope::new(
-        p.scope
-            .iter()
-            .map(|(label, v)| {
-                (
-                    label.clone(),
-                    v.values.iter().cloned().collect::<BTreeSet<_>>(),
-                )
-            })
-            .collect(),
+        p.scope.iter().map(|(label, v)| (label.clone(), v.values.iter().cloned().collect::<BTreeSet<_>>())).collect(),
     )?;
     let filters = p
         .filters
@@ -37,31 +24,20 @@ pub fn spec_from_proto(p: &v1::Subscription) -> Result<SubscriptionSpec, Validat
         .enumerate()
         .map(|(i, f)| filter_from_proto(f).map_err(|e| e.within(&format!("filters[{i}]"))))
         .collect::<Result<_, _>>()?;
-    let timeout =
-        duration_from_proto("timeout", p.timeout.as_ref())?.unwrap_or(limits::DEFAULT_TIMEOUT);
-    let rate_limit = p
-        .rate_limit
-        .as_ref()
-        .map(|r| RateLimit::new(r.per_second, r.burst))
-        .transpose()?;
+    let timeout = duration_from_proto("timeout", p.timeout.as_ref())?.unwrap_or(limits::DEFAULT_TIMEOUT);
+    let rate_limit = p.rate_limit.as_ref().map(|r| RateLimit::new(r.per_second, r.burst)).transpose()?;
     let payload_format = match v1::PayloadFormat::try_from(p.payload_format) {
         Ok(v1::PayloadFormat::Unspecified | v1::PayloadFormat::Raw) => PayloadFormat::Raw,
         Ok(v1::PayloadFormat::Envelope) => PayloadFormat::Envelope,
         Err(_) => {
-            return Err(ValidationError::new(
-                "payload_format",
-                format!("unknown value {}", p.payload_format),
-            ));
+            return Err(ValidationError::new("payload_format", format!("unknown value {}", p.payload_format)));
         }
     };
     let ordering = match v1::OrderingMode::try_from(p.ordering) {
         Ok(v1::OrderingMode::Unspecified | v1::OrderingMode::Unordered) => Ordering::Unordered,
         Ok(v1::OrderingMode::Fifo) => Ordering::Fifo,
         Err(_) => {
-            return Err(ValidationError::new(
-                "ordering",
-                format!("unknown value {}", p.ordering),
-            ));
+            return Err(ValidationError::new("ordering", format!("unknown value {}", p.ordering)));
         }
     };
     SubscriptionSpec {
@@ -73,21 +49,12 @@ pub fn spec_from_proto(p: &v1::Subscription) -> Result<SubscriptionSpec, Validat
         headers: ExtraHeaders::new(&p.headers)?,
         retry: retry_from_proto(p.retry_policy.as_ref())?,
         timeout,
-        max_in_flight: if p.max_in_flight == 0 {
-            limits::DEFAULT_MAX_IN_FLIGHT
-        } else {
-            p.max_in_flight
-        },
+        max_in_flight: if p.max_in_flight == 0 { limits::DEFAULT_MAX_IN_FLIGHT } else { p.max_in_flight },
         rate_limit,
         payload_format,
         payload_variant: (!p.payload_variant.is_empty()).then(|| p.payload_variant.clone()),
         ordering,
-        metadata: Metadata::new(
-            p.metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )?,
+        metadata: Metadata::new(p.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())?,
     }
     .validated()
 }
@@ -96,19 +63,13 @@ fn filter_from_proto(f: &v1::PayloadFilter) -> Result<PayloadFilter, ValidationE
     use v1::FilterOperator as Op;
     let one = || match f.values.as_slice() {
         [v] => Ok(v.clone()),
-        _ => Err(ValidationError::new(
-            "values",
-            format!("needs exactly one value, got {}", f.values.len()),
-        )),
+        _ => Err(ValidationError::new("values", format!("needs exactly one value, got {}", f.values.len()))),
     };
     let op = match Op::try_from(f.operator) {
         Ok(Op::Equals) => FilterOp::Equals(one()?),
         Ok(Op::Glob) => FilterOp::glob(&one()?)?,
         Ok(Op::In) if f.values.is_empty() => {
-            return Err(ValidationError::new(
-                "values",
-                "IN needs at least one value",
-            ));
+            return Err(ValidationError::new("values", "IN needs at least one value"));
         }
         Ok(Op::In) => FilterOp::In(f.values.iter().cloned().collect()),
         Ok(Op::Exists) if !f.values.is_empty() => {
@@ -116,10 +77,7 @@ fn filter_from_proto(f: &v1::PayloadFilter) -> Result<PayloadFilter, ValidationE
         }
         Ok(Op::Exists) => FilterOp::Exists,
         Ok(Op::Unspecified) | Err(_) => {
-            return Err(ValidationError::new(
-                "operator",
-                "must be one of EQUALS, GLOB, IN, EXISTS",
-            ));
+            return Err(ValidationError::new("operator", "must be one of EQUALS, GLOB, IN, EXISTS"));
         }
     };
     PayloadFilter::new(&f.path, op)
@@ -141,8 +99,7 @@ fn retry_from_proto(p: Option<&v1::RetryPolicy>) -> Result<RetryPolicy, Validati
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            duration_from_proto(&format!("retry_policy.schedule[{i}]"), Some(d))
-                .map(Option::unwrap_or_default)
+            duration_from_proto(&format!("retry_policy.schedule[{i}]"), Some(d)).map(Option::unwrap_or_default)
         })
         .collect::<Result<_, _>>()?;
     RetryPolicy::fixed(p.max_attempts, delays)
@@ -155,23 +112,12 @@ fn duration(d: std::time::Duration) -> prost_types::Duration {
 fn spec_into_proto(spec: &SubscriptionSpec, out: &mut v1::Subscription) {
     out.name.clone_from(&spec.name);
     out.url = spec.url.to_string();
-    out.event_types = spec
-        .event_types
-        .iter()
-        .map(|p| p.as_str().to_owned())
-        .collect();
+    out.event_types = spec.event_types.iter().map(|p| p.as_str().to_owned()).collect();
     out.scope = spec
         .scope
         .labels()
         .iter()
-        .map(|(k, vs)| {
-            (
-                k.clone(),
-                v1::ScopeValues {
-                    values: vs.iter().cloned().collect(),
-                },
-            )
-        })
+        .map(|(k, vs)| (k.clone(), v1::ScopeValues { values: vs.iter().cloned().collect() }))
         .collect();
     out.filters = spec
         .filters
@@ -187,11 +133,7 @@ fn spec_into_proto(spec: &SubscriptionSpec, out: &mut v1::Subscription) {
             values: f.op().values(),
         })
         .collect();
-    out.headers = spec
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    out.headers = spec.headers.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     out.retry_policy = Some(match spec.retry.schedule() {
         RetrySchedule::Exponential { initial, max } => v1::RetryPolicy {
             max_attempts: spec.retry.max_attempts(),
@@ -208,10 +150,7 @@ fn spec_into_proto(spec: &SubscriptionSpec, out: &mut v1::Subscription) {
     });
     out.timeout = Some(duration(spec.timeout));
     out.max_in_flight = spec.max_in_flight;
-    out.rate_limit = spec.rate_limit.map(|r| v1::RateLimit {
-        per_second: r.per_second,
-        burst: r.burst,
-    });
+    out.rate_limit = spec.rate_limit.map(|r| v1::RateLimit { per_second: r.per_second, burst: r.burst });
     out.payload_format = match spec.payload_format {
         PayloadFormat::Raw => v1::PayloadFormat::Raw,
         PayloadFormat::Envelope => v1::PayloadFormat::Envelope,
@@ -221,12 +160,7 @@ fn spec_into_proto(spec: &SubscriptionSpec, out: &mut v1::Subscription) {
         Ordering::Unordered => v1::OrderingMode::Unordered,
         Ordering::Fifo => v1::OrderingMode::Fifo,
     } as i32;
-    out.metadata = spec
-        .metadata
-        .as_map()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    out.metadata = spec.metadata.as_map().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
 }
 
 pub fn state_to_proto(state: &SubscriptionState) -> v1::SubscriptionState {
@@ -238,11 +172,7 @@ pub fn state_to_proto(state: &SubscriptionState) -> v1::SubscriptionState {
 }
 
 /// The wire form; `secrets` only contribute the end of a rotation window.
-pub fn subscription_to_proto(
-    sub: &Subscription,
-    secrets: Option<&SecretSet>,
-    now: SystemTime,
-) -> v1::Subscription {
+pub fn subscription_to_proto(sub: &Subscription, secrets: Option<&SecretSet>, now: SystemTime) -> v1::Subscription {
     let (state, reason) = (state_to_proto(&sub.state), sub.state.reason());
     let mut out = v1::Subscription {
         id: sub.id.to_string(),
@@ -290,10 +220,7 @@ pub fn subscription_from_proto(p: &v1::Subscription) -> Result<Subscription, Val
         _ => return Err(ValidationError::new("state", "is unspecified")),
     };
     let time = |field: &str, t: &Option<prost_types::Timestamp>| {
-        t.as_ref()
-            .map(|t| timestamp_from_proto(field, t))
-            .transpose()
-            .map(|t| t.unwrap_or(SystemTime::UNIX_EPOCH))
+        t.as_ref().map(|t| timestamp_from_proto(field, t)).transpose().map(|t| t.unwrap_or(SystemTime::UNIX_EPOCH))
     };
     Ok(Subscription {
         id: SubscriptionId::parse(&p.id, "id")?,
@@ -318,34 +245,19 @@ pub fn state_cause_from_proto(cause: i32) -> Option<StateCause> {
 
 /// The secrets that sign at `now`, current first.
 pub fn secrets_to_proto(secrets: &SecretSet, now: SystemTime) -> Vec<v1::SigningSecret> {
-    let mut out = vec![v1::SigningSecret {
-        secret: secrets.current.expose().to_owned(),
-        expire_time: None,
-    }];
+    let mut out = vec![v1::SigningSecret { secret: secrets.current.expose().to_owned(), expire_time: None }];
     if let (Some((prev, _)), Some(until)) = (&secrets.previous, secrets.previous_expiry(now)) {
-        out.push(v1::SigningSecret {
-            secret: prev.expose().to_owned(),
-            expire_time: Some(timestamp(until)),
-        });
+        out.push(v1::SigningSecret { secret: prev.expose().to_owned(), expire_time: Some(timestamp(until)) });
     }
     out
 }
 
 pub fn secrets_from_proto(p: &[v1::SigningSecret]) -> Result<SecretSet, ValidationError> {
-    let (current, rest) = p
-        .split_first()
-        .ok_or_else(|| ValidationError::new("secrets", "is empty"))?;
+    let (current, rest) = p.split_first().ok_or_else(|| ValidationError::new("secrets", "is empty"))?;
     let mut set = SecretSet::new(SigningSecret::parse(&current.secret)?);
     if let Some(prev) = rest.first() {
-        let until = prev
-            .expire_time
-            .as_ref()
-            .map(|t| timestamp_from_proto("expire_time", t))
-            .transpose()?;
-        set.previous = Some((
-            SigningSecret::parse(&prev.secret)?,
-            until.unwrap_or(SystemTime::UNIX_EPOCH),
-        ));
+        let until = prev.expire_time.as_ref().map(|t| timestamp_from_proto("expire_time", t)).transpose()?;
+        set.previous = Some((SigningSecret::parse(&prev.secret)?, until.unwrap_or(SystemTime::UNIX_EPOCH)));
     }
     Ok(set)
 }

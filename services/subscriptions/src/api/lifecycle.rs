@@ -5,10 +5,7 @@ use std::time::Duration;
 use hookline_auth::Principal;
 use hookline_domain::{SigningSecret, StateCause, StateReason, Subscription, SubscriptionState};
 use hookline_proto::{
-    convert::{
-        duration_from_proto, secrets_to_proto, state_cause_from_proto, subscription_to_proto,
-        timestamp,
-    },
+    convert::{duration_from_proto, secrets_to_proto, state_cause_from_proto, subscription_to_proto, timestamp},
     v1,
 };
 
@@ -24,10 +21,8 @@ const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What a transition does to a stored subscription: `None` leaves it as is
 /// (the call is idempotent), `Some` is the record to write.
-type Transition<'a> = dyn Fn(&StoredSubscription) -> Result<Option<StoredSubscription>, ServiceError>
-    + Send
-    + Sync
-    + 'a;
+type Transition<'a> =
+    dyn Fn(&StoredSubscription) -> Result<Option<StoredSubscription>, ServiceError> + Send + Sync + 'a;
 
 impl<S: SubscriptionStore> Api<S> {
     /// Loads, transforms and writes back, retrying when another writer got
@@ -54,17 +49,9 @@ impl<S: SubscriptionStore> Api<S> {
         Err(store_error(StoreError::Contention))
     }
 
-    fn reason(
-        &self,
-        who: &Principal,
-        cause: i32,
-        message: &str,
-        default: &str,
-    ) -> Result<StateReason, ServiceError> {
+    fn reason(&self, who: &Principal, cause: i32, message: &str, default: &str) -> Result<StateReason, ServiceError> {
         if message.len() > MAX_REASON {
-            return Err(ServiceError::BadRequest(format!(
-                "reason: is longer than {MAX_REASON} bytes"
-            )));
+            return Err(ServiceError::BadRequest(format!("reason: is longer than {MAX_REASON} bytes")));
         }
         let cause = state_cause_from_proto(cause).unwrap_or(StateCause::Manual);
         if cause != StateCause::Manual && !who.is_service() {
@@ -72,16 +59,8 @@ impl<S: SubscriptionStore> Api<S> {
                 "cause: only hookline's services may set a cause other than MANUAL".into(),
             ));
         }
-        let message = if message.is_empty() {
-            default.to_owned()
-        } else {
-            message.to_owned()
-        };
-        Ok(StateReason {
-            cause,
-            message,
-            at: now(),
-        })
+        let message = if message.is_empty() { default.to_owned() } else { message.to_owned() };
+        Ok(StateReason { cause, message, at: now() })
     }
 
     pub(super) async fn pause(
@@ -96,18 +75,11 @@ impl<S: SubscriptionStore> Api<S> {
                 SubscriptionState::Disabled(_) => Err(ServiceError::FailedPrecondition(
                     "the subscription is disabled; resume it before pausing it".into(),
                 )),
-                SubscriptionState::Active => Ok(Some(with_state(
-                    current,
-                    SubscriptionState::Paused(reason.clone()),
-                ))),
+                SubscriptionState::Active => Ok(Some(with_state(current, SubscriptionState::Paused(reason.clone())))),
             })
             .await?;
         tracing::info!(subscription = %rec.subscription.id, "subscription paused");
-        Ok(subscription_to_proto(
-            &rec.subscription,
-            Some(&rec.secrets),
-            now(),
-        ))
+        Ok(subscription_to_proto(&rec.subscription, Some(&rec.secrets), now()))
     }
 
     pub(super) async fn resume(
@@ -122,11 +94,7 @@ impl<S: SubscriptionStore> Api<S> {
             })
             .await?;
         tracing::info!(subscription = %rec.subscription.id, "subscription resumed");
-        Ok(subscription_to_proto(
-            &rec.subscription,
-            Some(&rec.secrets),
-            now(),
-        ))
+        Ok(subscription_to_proto(&rec.subscription, Some(&rec.secrets), now()))
     }
 
     pub(super) async fn disable(
@@ -138,18 +106,11 @@ impl<S: SubscriptionStore> Api<S> {
         let rec = self
             .transition(who, &req.id, &|current| match &current.subscription.state {
                 SubscriptionState::Disabled(_) => Ok(None),
-                _ => Ok(Some(with_state(
-                    current,
-                    SubscriptionState::Disabled(reason.clone()),
-                ))),
+                _ => Ok(Some(with_state(current, SubscriptionState::Disabled(reason.clone())))),
             })
             .await?;
         tracing::info!(subscription = %rec.subscription.id, "subscription disabled");
-        Ok(subscription_to_proto(
-            &rec.subscription,
-            Some(&rec.secrets),
-            now(),
-        ))
+        Ok(subscription_to_proto(&rec.subscription, Some(&rec.secrets), now()))
     }
 
     pub(super) async fn rotate(
@@ -157,18 +118,11 @@ impl<S: SubscriptionStore> Api<S> {
         who: &Principal,
         req: v1::RotateSecretRequest,
     ) -> Result<v1::RotateSecretResponse, ServiceError> {
-        let grace = duration_from_proto("grace_period", req.grace_period.as_ref())?
-            .unwrap_or(DEFAULT_GRACE);
+        let grace = duration_from_proto("grace_period", req.grace_period.as_ref())?.unwrap_or(DEFAULT_GRACE);
         if grace > MAX_GRACE {
-            return Err(ServiceError::BadRequest(
-                "grace_period: must be at most 7 days".into(),
-            ));
+            return Err(ServiceError::BadRequest("grace_period: must be at most 7 days".into()));
         }
-        let fresh = if req.secret.is_empty() {
-            SigningSecret::generate()
-        } else {
-            SigningSecret::parse(&req.secret)?
-        };
+        let fresh = if req.secret.is_empty() { SigningSecret::generate() } else { SigningSecret::parse(&req.secret)? };
         let rec = self
             .transition(who, &req.id, &|current| {
                 let mut next = current.clone();
@@ -198,10 +152,7 @@ impl<S: SubscriptionStore> Api<S> {
         let previous = secrets.next();
         Ok(v1::GetSubscriptionSecretResponse {
             secret: current,
-            previous_secret: previous
-                .as_ref()
-                .map(|p| p.secret.clone())
-                .unwrap_or_default(),
+            previous_secret: previous.as_ref().map(|p| p.secret.clone()).unwrap_or_default(),
             previous_secret_expire_time: previous.and_then(|p| p.expire_time),
         })
     }
@@ -209,10 +160,7 @@ impl<S: SubscriptionStore> Api<S> {
 
 fn with_state(current: &StoredSubscription, state: SubscriptionState) -> StoredSubscription {
     StoredSubscription {
-        subscription: Subscription {
-            state,
-            ..current.subscription.clone()
-        },
+        subscription: Subscription { state, ..current.subscription.clone() },
         secrets: current.secrets.clone(),
     }
 }

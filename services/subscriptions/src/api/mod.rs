@@ -41,32 +41,17 @@ pub(crate) struct Api<S> {
 }
 
 impl<S: SubscriptionStore> Api<S> {
-    pub(crate) fn new(
-        store: Arc<S>,
-        policy: Policy,
-        shutdown: tokio_watch::Receiver<bool>,
-    ) -> Self {
-        Self {
-            store,
-            policy,
-            shutdown,
-        }
+    pub(crate) fn new(store: Arc<S>, policy: Policy, shutdown: tokio_watch::Receiver<bool>) -> Self {
+        Self { store, policy, shutdown }
     }
 
     fn rules(&self, allow_duplicate_endpoint: bool) -> WriteRules {
-        WriteRules {
-            allow_duplicate_endpoint,
-            max_per_tenant: self.policy.max_subscriptions_per_tenant,
-        }
+        WriteRules { allow_duplicate_endpoint, max_per_tenant: self.policy.max_subscriptions_per_tenant }
     }
 
     /// The subscription, if it exists and the caller may see it. Another
     /// tenant's subscription is NOT_FOUND, exactly like a missing one.
-    async fn load(
-        &self,
-        principal: &Principal,
-        id: &str,
-    ) -> Result<StoredSubscription, ServiceError> {
+    async fn load(&self, principal: &Principal, id: &str) -> Result<StoredSubscription, ServiceError> {
         let id = SubscriptionId::parse(id, "id")?;
         match self.store.get(id).await.map_err(store_error)? {
             Some(rec) if principal.can_access(&rec.subscription.tenant) => Ok(rec),
@@ -83,9 +68,7 @@ impl<S: SubscriptionStore> Api<S> {
         added: &[&EventTypePattern],
     ) -> Result<(), ServiceError> {
         if self.policy.require_https && !spec.url.is_https() {
-            return Err(ServiceError::BadRequest(
-                "url: must use https (this deployment requires it)".into(),
-            ));
+            return Err(ServiceError::BadRequest("url: must use https (this deployment requires it)".into()));
         }
         let settings = self.store.get_settings(tenant).await.map_err(store_error)?;
         if !settings.strict_event_types {
@@ -93,11 +76,7 @@ impl<S: SubscriptionStore> Api<S> {
         }
         for pattern in added {
             if let EventTypePattern::Exact(name) = pattern {
-                let known = self
-                    .store
-                    .get_event_type(tenant, name.as_str())
-                    .await
-                    .map_err(store_error)?;
+                let known = self.store.get_event_type(tenant, name.as_str()).await.map_err(store_error)?;
                 if known.is_none_or(|t| t.archived) {
                     return Err(ServiceError::FailedPrecondition(format!(
                         "event_types: `{name}` is not in the event-type catalog of tenant {tenant}, which is strict; create it with CreateEventType first"
@@ -124,12 +103,10 @@ pub(crate) fn store_error(e: StoreError) -> ServiceError {
         )),
         StoreError::NotFound => ServiceError::NotFound("subscription".into()),
         StoreError::AlreadyExists => ServiceError::AlreadyExists("it already exists".into()),
-        StoreError::TenantLimit(n) => ServiceError::ResourceExhausted(format!(
-            "the tenant has reached its limit of {n} subscriptions"
-        )),
-        StoreError::Contention => {
-            ServiceError::Stale("too many concurrent changes to this tenant; retry".into())
+        StoreError::TenantLimit(n) => {
+            ServiceError::ResourceExhausted(format!("the tenant has reached its limit of {n} subscriptions"))
         }
+        StoreError::Contention => ServiceError::Stale("too many concurrent changes to this tenant; retry".into()),
         StoreError::Unavailable(e) => ServiceError::Unavailable(Box::new(e)),
         StoreError::Truncated | StoreError::Corrupt(_) => ServiceError::Internal(e.to_string()),
     }
@@ -139,8 +116,7 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     Principal::of(request).cloned()
 }
 
-type WatchStream =
-    Pin<Box<dyn Stream<Item = Result<v1::WatchSubscriptionsResponse, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchSubscriptionsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl<S: SubscriptionStore> SubscriptionService for Api<S> {
@@ -149,9 +125,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::CreateSubscriptionRequest>,
     ) -> Result<Response<v1::CreateSubscriptionResponse>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.create(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.create(&who, request.into_inner()).await?))
     }
 
     async fn get_subscription(
@@ -175,9 +149,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::UpdateSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.update(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.update(&who, request.into_inner()).await?))
     }
 
     async fn delete_subscription(
@@ -202,9 +174,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::ResumeSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.resume(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.resume(&who, request.into_inner()).await?))
     }
 
     async fn disable_subscription(
@@ -212,9 +182,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::DisableSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.disable(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.disable(&who, request.into_inner()).await?))
     }
 
     async fn rotate_secret(
@@ -222,9 +190,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::RotateSecretRequest>,
     ) -> Result<Response<v1::RotateSecretResponse>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.rotate(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.rotate(&who, request.into_inner()).await?))
     }
 
     async fn get_subscription_secret(
@@ -232,9 +198,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::GetSubscriptionSecretRequest>,
     ) -> Result<Response<v1::GetSubscriptionSecretResponse>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.secret(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.secret(&who, request.into_inner()).await?))
     }
 
     async fn create_event_type(
@@ -242,9 +206,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::CreateEventTypeRequest>,
     ) -> Result<Response<v1::EventType>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.create_event_type(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.create_event_type(&who, request.into_inner()).await?))
     }
 
     async fn list_event_types(
@@ -252,9 +214,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::ListEventTypesRequest>,
     ) -> Result<Response<v1::ListEventTypesResponse>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.list_event_types(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.list_event_types(&who, request.into_inner()).await?))
     }
 
     async fn archive_event_type(
@@ -262,9 +222,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::ArchiveEventTypeRequest>,
     ) -> Result<Response<v1::EventType>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.archive_event_type(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.archive_event_type(&who, request.into_inner()).await?))
     }
 
     async fn get_tenant_settings(
@@ -272,9 +230,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::GetTenantSettingsRequest>,
     ) -> Result<Response<v1::TenantSettings>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.get_settings(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.get_settings(&who, request.into_inner()).await?))
     }
 
     async fn update_tenant_settings(
@@ -282,9 +238,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::UpdateTenantSettingsRequest>,
     ) -> Result<Response<v1::TenantSettings>, Status> {
         let who = principal(&request)?;
-        Ok(Response::new(
-            self.update_settings(&who, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.update_settings(&who, request.into_inner()).await?))
     }
 
     type WatchSubscriptionsStream = WatchStream;

@@ -13,9 +13,7 @@ pub(crate) const MAX_PAGE_SIZE: usize = 1000;
 /// 0 means the default; above the maximum is clamped to it.
 pub(crate) fn size(page_size: i32) -> Result<usize, ServiceError> {
     match page_size {
-        n if n < 0 => Err(ServiceError::BadRequest(
-            "page_size: must not be negative".into(),
-        )),
+        n if n < 0 => Err(ServiceError::BadRequest("page_size: must not be negative".into())),
         0 => Ok(DEFAULT_PAGE_SIZE),
         n => Ok((n as usize).min(MAX_PAGE_SIZE)),
     }
@@ -30,10 +28,9 @@ pub(crate) fn decode(token: &str) -> Result<Option<String>, ServiceError> {
     if token.is_empty() {
         return Ok(None);
     }
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .map(Some)
-        .ok_or_else(|| ServiceError::BadRequest("page_token: is not a token this service issued; pass next_page_token from the previous page".into()))
+    URL_SAFE_NO_PAD.decode(token).ok().and_then(|b| String::from_utf8(b).ok()).map(Some).ok_or_else(|| {
+        ServiceError::BadRequest(
+            "page_token: is not a token this service issued; pass next_page_token from the previous page".into(),
+        )
+    })
 }

@@ -2,8 +2,7 @@
 
 use hookline_auth::Principal;
 use hookline_domain::{
-    EventTypeName, SecretSet, SigningSecret, StateCause, StateReason, Subscription, SubscriptionId,
-    SubscriptionState,
+    EventTypeName, SecretSet, SigningSecret, StateCause, StateReason, Subscription, SubscriptionId, SubscriptionState,
 };
 use hookline_proto::{
     convert::{spec_from_proto, state_to_proto, subscription_to_proto},
@@ -44,41 +43,19 @@ impl<S: SubscriptionStore> Api<S> {
         who: &Principal,
         req: v1::CreateSubscriptionRequest,
     ) -> Result<v1::CreateSubscriptionResponse, ServiceError> {
-        let proto = req
-            .subscription
-            .ok_or_else(|| ServiceError::BadRequest("subscription: is required".into()))?;
-        let tenant = who
-            .tenant_for(&proto.tenant_id)
-            .map_err(|s| ServiceError::from_status(&s))?;
+        let proto = req.subscription.ok_or_else(|| ServiceError::BadRequest("subscription: is required".into()))?;
+        let tenant = who.tenant_for(&proto.tenant_id).map_err(|s| ServiceError::from_status(&s))?;
         let spec = spec_from_proto(&proto)?;
-        self.check_spec(&tenant, &spec, &spec.event_types.iter().collect::<Vec<_>>())
-            .await?;
-        let secret = if req.secret.is_empty() {
-            SigningSecret::generate()
-        } else {
-            SigningSecret::parse(&req.secret)?
-        };
+        self.check_spec(&tenant, &spec, &spec.event_types.iter().collect::<Vec<_>>()).await?;
+        let secret = if req.secret.is_empty() { SigningSecret::generate() } else { SigningSecret::parse(&req.secret)? };
         let at = now();
-        let created = |message: &str| StateReason {
-            cause: StateCause::Manual,
-            message: message.into(),
-            at,
-        };
+        let created = |message: &str| StateReason { cause: StateCause::Manual, message: message.into(), at };
         let state = match v1::SubscriptionState::try_from(req.initial_state) {
-            Ok(v1::SubscriptionState::Unspecified | v1::SubscriptionState::Active) => {
-                SubscriptionState::Active
-            }
-            Ok(v1::SubscriptionState::Paused) => {
-                SubscriptionState::Paused(created("created paused"))
-            }
-            Ok(v1::SubscriptionState::Disabled) => {
-                SubscriptionState::Disabled(created("created disabled"))
-            }
+            Ok(v1::SubscriptionState::Unspecified | v1::SubscriptionState::Active) => SubscriptionState::Active,
+            Ok(v1::SubscriptionState::Paused) => SubscriptionState::Paused(created("created paused")),
+            Ok(v1::SubscriptionState::Disabled) => SubscriptionState::Disabled(created("created disabled")),
             Err(_) => {
-                return Err(ServiceError::BadRequest(format!(
-                    "initial_state: unknown value {}",
-                    req.initial_state
-                )));
+                return Err(ServiceError::BadRequest(format!("initial_state: unknown value {}", req.initial_state)));
             }
         };
         let rec = StoredSubscription {
@@ -93,17 +70,10 @@ impl<S: SubscriptionStore> Api<S> {
             },
             secrets: SecretSet::new(secret.clone()),
         };
-        self.store
-            .create(&rec, self.rules(req.allow_duplicate_endpoint))
-            .await
-            .map_err(store_error)?;
+        self.store.create(&rec, self.rules(req.allow_duplicate_endpoint)).await.map_err(store_error)?;
         tracing::info!(subscription = %rec.subscription.id, tenant = %rec.subscription.tenant, url = %rec.subscription.spec.url.redacted(), "subscription created");
         Ok(v1::CreateSubscriptionResponse {
-            subscription: Some(subscription_to_proto(
-                &rec.subscription,
-                Some(&rec.secrets),
-                at,
-            )),
+            subscription: Some(subscription_to_proto(&rec.subscription, Some(&rec.secrets), at)),
             secret: secret.expose().to_owned(),
         })
     }
@@ -114,11 +84,7 @@ impl<S: SubscriptionStore> Api<S> {
         req: v1::GetSubscriptionRequest,
     ) -> Result<v1::Subscription, ServiceError> {
         let rec = self.load(who, &req.id).await?;
-        Ok(subscription_to_proto(
-            &rec.subscription,
-            Some(&rec.secrets),
-            now(),
-        ))
+        Ok(subscription_to_proto(&rec.subscription, Some(&rec.secrets), now()))
     }
 
     pub(super) async fn list(
@@ -126,54 +92,36 @@ impl<S: SubscriptionStore> Api<S> {
         who: &Principal,
         req: v1::ListSubscriptionsRequest,
     ) -> Result<v1::ListSubscriptionsResponse, ServiceError> {
-        let tenant = who
-            .tenant_for(&req.tenant_id)
-            .map_err(|s| ServiceError::from_status(&s))?;
+        let tenant = who.tenant_for(&req.tenant_id).map_err(|s| ServiceError::from_status(&s))?;
         let size = page::size(req.page_size)?;
-        let mut cursor = page::decode(&req.page_token)?
-            .map(|id| SubscriptionId::parse(&id, "page_token"))
-            .transpose()?;
-        let event_type = (!req.event_type.is_empty())
-            .then(|| EventTypeName::parse(&req.event_type))
-            .transpose()?;
+        let mut cursor =
+            page::decode(&req.page_token)?.map(|id| SubscriptionId::parse(&id, "page_token")).transpose()?;
+        let event_type = (!req.event_type.is_empty()).then(|| EventTypeName::parse(&req.event_type)).transpose()?;
         let state = match v1::SubscriptionState::try_from(req.state) {
             Ok(v1::SubscriptionState::Unspecified) => None,
             Ok(s) => Some(s),
             Err(_) => {
-                return Err(ServiceError::BadRequest(format!(
-                    "state: unknown value {}",
-                    req.state
-                )));
+                return Err(ServiceError::BadRequest(format!("state: unknown value {}", req.state)));
             }
         };
         if req.scope_label.is_empty() && !req.scope_value.is_empty() {
-            return Err(ServiceError::BadRequest(
-                "scope_value: needs scope_label".into(),
-            ));
+            return Err(ServiceError::BadRequest("scope_value: needs scope_label".into()));
         }
         let wanted = |s: &Subscription| {
-            event_type
-                .as_ref()
-                .is_none_or(|t| s.spec.event_types.iter().any(|p| p.matches(t.as_str())))
+            event_type.as_ref().is_none_or(|t| s.spec.event_types.iter().any(|p| p.matches(t.as_str())))
                 && state.is_none_or(|st| state_to_proto(&s.state) == st)
                 && (req.scope_label.is_empty()
                     || s.spec
                         .scope
                         .labels()
                         .get(&req.scope_label)
-                        .is_some_and(|values| {
-                            req.scope_value.is_empty() || values.contains(&req.scope_value)
-                        }))
+                        .is_some_and(|values| req.scope_value.is_empty() || values.contains(&req.scope_value)))
         };
         let chunk = (size * 2).clamp(100, 1000);
         let at = now();
         let mut out = Vec::with_capacity(size);
         loop {
-            let batch = self
-                .store
-                .list(&tenant, cursor, chunk)
-                .await
-                .map_err(store_error)?;
+            let batch = self.store.list(&tenant, cursor, chunk).await.map_err(store_error)?;
             let exhausted = batch.len() < chunk;
             let count = batch.len();
             for (i, rec) in batch.into_iter().enumerate() {
@@ -181,29 +129,16 @@ impl<S: SubscriptionStore> Api<S> {
                 if !wanted(&rec.subscription) {
                     continue;
                 }
-                out.push(subscription_to_proto(
-                    &rec.subscription,
-                    Some(&rec.secrets),
-                    at,
-                ));
+                out.push(subscription_to_proto(&rec.subscription, Some(&rec.secrets), at));
                 if out.len() == size {
                     let last_overall = exhausted && i + 1 == count;
-                    let next = if last_overall {
-                        String::new()
-                    } else {
-                        page::encode(&rec.subscription.id.to_string())
-                    };
-                    return Ok(v1::ListSubscriptionsResponse {
-                        subscriptions: out,
-                        next_page_token: next,
-                    });
+                    let next =
+                        if last_overall { String::new() } else { page::encode(&rec.subscription.id.to_string()) };
+                    return Ok(v1::ListSubscriptionsResponse { subscriptions: out, next_page_token: next });
                 }
             }
             if exhausted {
-                return Ok(v1::ListSubscriptionsResponse {
-                    subscriptions: out,
-                    next_page_token: String::new(),
-                });
+                return Ok(v1::ListSubscriptionsResponse { subscriptions: out, next_page_token: String::new() });
             }
         }
     }
@@ -213,9 +148,7 @@ impl<S: SubscriptionStore> Api<S> {
         who: &Principal,
         req: v1::UpdateSubscriptionRequest,
     ) -> Result<v1::Subscription, ServiceError> {
-        let proto = req
-            .subscription
-            .ok_or_else(|| ServiceError::BadRequest("subscription: is required".into()))?;
+        let proto = req.subscription.ok_or_else(|| ServiceError::BadRequest("subscription: is required".into()))?;
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
         if paths.is_empty() {
             return Err(ServiceError::BadRequest(format!(
@@ -243,32 +176,15 @@ impl<S: SubscriptionStore> Api<S> {
                 merge_field(&mut merged, &proto, path);
             }
             let spec = spec_from_proto(&merged)?;
-            let added: Vec<_> = spec
-                .event_types
-                .iter()
-                .filter(|p| !sub.spec.event_types.contains(p))
-                .collect();
+            let added: Vec<_> = spec.event_types.iter().filter(|p| !sub.spec.event_types.contains(p)).collect();
             self.check_spec(&sub.tenant, &spec, &added).await?;
             let next = StoredSubscription {
-                subscription: Subscription {
-                    spec,
-                    updated_at: now(),
-                    version: sub.version + 1,
-                    ..sub.clone()
-                },
+                subscription: Subscription { spec, updated_at: now(), version: sub.version + 1, ..sub.clone() },
                 secrets: current.secrets.clone(),
             };
-            match self
-                .store
-                .update(&current, &next, self.rules(req.allow_duplicate_endpoint))
-                .await
-            {
+            match self.store.update(&current, &next, self.rules(req.allow_duplicate_endpoint)).await {
                 Ok(_) => {
-                    return Ok(subscription_to_proto(
-                        &next.subscription,
-                        Some(&next.secrets),
-                        now(),
-                    ));
+                    return Ok(subscription_to_proto(&next.subscription, Some(&next.secrets), now()));
                 }
                 Err(StoreError::VersionMismatch(_)) if proto.version == 0 => continue,
                 Err(e) => return Err(store_error(e)),
@@ -277,11 +193,7 @@ impl<S: SubscriptionStore> Api<S> {
         Err(store_error(StoreError::Contention))
     }
 
-    pub(super) async fn delete(
-        &self,
-        who: &Principal,
-        req: v1::DeleteSubscriptionRequest,
-    ) -> Result<(), ServiceError> {
+    pub(super) async fn delete(&self, who: &Principal, req: v1::DeleteSubscriptionRequest) -> Result<(), ServiceError> {
         for _ in 0..WRITE_RETRIES {
             let current = self.load(who, &req.id).await?;
             let version = current.subscription.version;

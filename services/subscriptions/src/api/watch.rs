@@ -34,11 +34,8 @@ impl<S: SubscriptionStore> Api<S> {
         let store = self.store.clone();
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let resume =
-                (!req.log_id.is_empty() && req.after_revision > 0).then_some(LogPosition {
-                    log_id: req.log_id,
-                    revision: req.after_revision,
-                });
+            let resume = (!req.log_id.is_empty() && req.after_revision > 0)
+                .then_some(LogPosition { log_id: req.log_id, revision: req.after_revision });
             tokio::select! {
                 _ = run(store.as_ref(), &tx, resume) => {}
                 () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
@@ -53,45 +50,28 @@ impl<S: SubscriptionStore> Api<S> {
 type Sender = mpsc::Sender<Result<v1::WatchSubscriptionsResponse, Status>>;
 
 async fn send(tx: &Sender, revision: u64, change: Wire) -> Result<(), Closed> {
-    tx.send(Ok(v1::WatchSubscriptionsResponse {
-        revision,
-        change: Some(change),
-    }))
-    .await
-    .map_err(|_| Closed)
+    tx.send(Ok(v1::WatchSubscriptionsResponse { revision, change: Some(change) })).await.map_err(|_| Closed)
 }
 
 fn to_wire(change: Change) -> Wire {
     let at = now();
     match change {
         Change::Subscription(rec) => Wire::SubscriptionUpserted(v1::WatchedSubscription {
-            subscription: Some(subscription_to_proto(
-                &rec.subscription,
-                Some(&rec.secrets),
-                at,
-            )),
+            subscription: Some(subscription_to_proto(&rec.subscription, Some(&rec.secrets), at)),
             secrets: secrets_to_proto(&rec.secrets, at),
         }),
         Change::SubscriptionDeleted { id, tenant } => {
-            Wire::SubscriptionDeleted(v1::SubscriptionDeleted {
-                id: id.to_string(),
-                tenant_id: tenant.to_string(),
-            })
+            Wire::SubscriptionDeleted(v1::SubscriptionDeleted { id: id.to_string(), tenant_id: tenant.to_string() })
         }
         Change::EventType { tenant, event_type } => Wire::EventTypeUpserted(v1::EventTypeChanged {
             tenant_id: tenant.to_string(),
             event_type: Some(event_type_to_proto(&event_type)),
         }),
-        Change::Settings { tenant, settings } => {
-            Wire::TenantSettingsUpserted(settings_to_proto(&tenant, &settings))
-        }
+        Change::Settings { tenant, settings } => Wire::TenantSettingsUpserted(settings_to_proto(&tenant, &settings)),
     }
 }
 
-async fn snapshot<S: SubscriptionStore>(
-    store: &S,
-    tx: &Sender,
-) -> Result<Result<LogPosition, StoreError>, Closed> {
+async fn snapshot<S: SubscriptionStore>(store: &S, tx: &Sender) -> Result<Result<LogPosition, StoreError>, Closed> {
     let position = match store.position().await {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
@@ -100,14 +80,7 @@ async fn snapshot<S: SubscriptionStore>(
         Ok(items) => items,
         Err(e) => return Ok(Err(e)),
     };
-    send(
-        tx,
-        position.revision,
-        Wire::SnapshotStart(v1::SnapshotStart {
-            log_id: position.log_id.clone(),
-        }),
-    )
-    .await?;
+    send(tx, position.revision, Wire::SnapshotStart(v1::SnapshotStart { log_id: position.log_id.clone() })).await?;
     for item in items {
         send(tx, position.revision, to_wire(item)).await?;
     }
@@ -115,11 +88,7 @@ async fn snapshot<S: SubscriptionStore>(
     Ok(Ok(position))
 }
 
-async fn run<S: SubscriptionStore>(
-    store: &S,
-    tx: &Sender,
-    resume: Option<LogPosition>,
-) -> Result<(), Closed> {
+async fn run<S: SubscriptionStore>(store: &S, tx: &Sender, resume: Option<LogPosition>) -> Result<(), Closed> {
     let mut at: Option<LogPosition> = resume;
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -154,15 +123,10 @@ async fn run<S: SubscriptionStore>(
                     send(tx, rev, to_wire(change)).await?;
                     revision = rev;
                 }
-                at = Some(LogPosition {
-                    revision,
-                    ..position
-                });
+                at = Some(LogPosition { revision, ..position });
             }
             Err(StoreError::Truncated) => {
-                tracing::info!(
-                    "watcher's revision is no longer in the change log; sending a new snapshot"
-                );
+                tracing::info!("watcher's revision is no longer in the change log; sending a new snapshot");
                 at = None;
             }
             Err(error) => {

@@ -12,9 +12,7 @@ mod sealed;
 
 use std::future::Future;
 
-use hookline_domain::{
-    EventType, SecretSet, Subscription, SubscriptionId, TenantId, TenantSettings,
-};
+use hookline_domain::{EventType, SecretSet, Subscription, SubscriptionId, TenantId, TenantSettings};
 
 pub(crate) use self::redis::{RedisStore, RedisStoreConfig};
 pub(crate) use sealed::SecretSealer;
@@ -30,18 +28,9 @@ pub(crate) struct StoredSubscription {
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
     Subscription(Box<StoredSubscription>),
-    SubscriptionDeleted {
-        id: SubscriptionId,
-        tenant: TenantId,
-    },
-    EventType {
-        tenant: TenantId,
-        event_type: EventType,
-    },
-    Settings {
-        tenant: TenantId,
-        settings: TenantSettings,
-    },
+    SubscriptionDeleted { id: SubscriptionId, tenant: TenantId },
+    EventType { tenant: TenantId, event_type: EventType },
+    Settings { tenant: TenantId, settings: TenantSettings },
 }
 
 /// Where the change log stands. `log_id` changes when the log starts over
@@ -92,10 +81,7 @@ pub(crate) trait SubscriptionStore: Send + Sync + 'static {
         rules: WriteRules,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    fn get(
-        &self,
-        id: SubscriptionId,
-    ) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send;
+    fn get(&self, id: SubscriptionId) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send;
 
     /// Up to `limit` of the tenant's subscriptions with ids after `after`, in id
     /// (creation) order.
@@ -115,10 +101,7 @@ pub(crate) trait SubscriptionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Deletes it if the stored version is still `current`'s.
-    fn delete(
-        &self,
-        current: &StoredSubscription,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn delete(&self, current: &StoredSubscription) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Creates (`create_only`: fails with `AlreadyExists` if present and not
     /// archived) or replaces an event type.
@@ -136,15 +119,9 @@ pub(crate) trait SubscriptionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<EventType>, StoreError>> + Send;
 
     /// The whole catalog of a tenant, sorted by name.
-    fn list_event_types(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<Vec<EventType>, StoreError>> + Send;
+    fn list_event_types(&self, tenant: &TenantId) -> impl Future<Output = Result<Vec<EventType>, StoreError>> + Send;
 
-    fn get_settings(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<TenantSettings, StoreError>> + Send;
+    fn get_settings(&self, tenant: &TenantId) -> impl Future<Output = Result<TenantSettings, StoreError>> + Send;
 
     fn put_settings(
         &self,

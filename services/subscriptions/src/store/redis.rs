@@ -23,17 +23,15 @@
 
 use std::time::Duration;
 
-use hookline_domain::{
-    EventType, Subscription, SubscriptionId, TenantId, TenantSettings, patterns_overlap,
-};
+use hookline_domain::{EventType, Subscription, SubscriptionId, TenantId, TenantSettings, patterns_overlap};
 use redis::{AsyncCommands, Script, aio::ConnectionManager, streams::StreamRangeReply};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::{
-    Change, LogPosition, SecretSealer, StoreError, StoredSubscription, SubscriptionStore,
-    WriteRules, sealed::SecretsAtRest,
+    Change, LogPosition, SecretSealer, StoreError, StoredSubscription, SubscriptionStore, WriteRules,
+    sealed::SecretsAtRest,
 };
 
 const CONFLICT_RETRIES: usize = 8;
@@ -47,10 +45,7 @@ struct Keys {
 
 impl Keys {
     fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-            base: format!("{{{prefix}:subs}}"),
-        }
+        Self { prefix: prefix.to_owned(), base: format!("{{{prefix}:subs}}") }
     }
     fn sub(&self, id: SubscriptionId) -> String {
         format!("{}:sub:{id}", self.base)
@@ -111,9 +106,7 @@ pub(crate) struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("keys", &self.keys.base)
-            .finish()
+        f.debug_struct("RedisStore").field("keys", &self.keys.base).finish()
     }
 }
 
@@ -129,20 +122,14 @@ pub(crate) struct RedisStoreConfig {
 impl RedisStore {
     /// Connects (retrying in the background if Redis is down) and starts the
     /// change-log tailer. Fails only on a malformed URL.
-    pub(crate) async fn connect(
-        config: RedisStoreConfig,
-        sealer: SecretSealer,
-    ) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(config: RedisStoreConfig, sealer: SecretSealer) -> Result<Self, StoreError> {
         let client = redis::Client::open(config.url.as_str())?;
         let manager_config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.command_timeout))
             .set_connection_timeout(Some(config.command_timeout))
             .set_max_delay(Duration::from_secs(2));
         let conn = loop {
-            match client
-                .get_connection_manager_with_config(manager_config.clone())
-                .await
-            {
+            match client.get_connection_manager_with_config(manager_config.clone()).await {
                 Ok(conn) => break conn,
                 Err(error) => {
                     tracing::warn!(%error, "redis not reachable yet; retrying");
@@ -167,28 +154,16 @@ impl RedisStore {
 
     fn encode(&self, rec: &StoredSubscription) -> Result<String, StoreError> {
         let id = rec.subscription.id.to_string();
-        let secrets = self
-            .sealer
-            .seal(&rec.secrets, &id)
-            .map_err(StoreError::Corrupt)?;
-        serde_json::to_string(&Record {
-            subscription: rec.subscription.clone(),
-            secrets,
-        })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+        let secrets = self.sealer.seal(&rec.secrets, &id).map_err(StoreError::Corrupt)?;
+        serde_json::to_string(&Record { subscription: rec.subscription.clone(), secrets })
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     fn decode(&self, json: &str) -> Result<StoredSubscription, StoreError> {
-        let record: Record =
-            serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let secrets = self
-            .sealer
-            .open(&record.secrets, &record.subscription.id.to_string())
-            .map_err(StoreError::Corrupt)?;
-        Ok(StoredSubscription {
-            subscription: record.subscription,
-            secrets,
-        })
+        let record: Record = serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let secrets =
+            self.sealer.open(&record.secrets, &record.subscription.id.to_string()).map_err(StoreError::Corrupt)?;
+        Ok(StoredSubscription { subscription: record.subscription, secrets })
     }
 
     async fn records(&self, ids: &[String]) -> Result<Vec<StoredSubscription>, StoreError> {
@@ -200,19 +175,12 @@ impl RedisStore {
             pipe.hget(format!("{}:sub:{id}", self.keys.base), "d");
         }
         let jsons: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await?;
-        jsons
-            .into_iter()
-            .flatten()
-            .map(|j| self.decode(&j))
-            .collect()
+        jsons.into_iter().flatten().map(|j| self.decode(&j)).collect()
     }
 
     /// The same-tenant subscriptions to `url` whose event types overlap
     /// `rec`'s, other than `rec` itself.
-    async fn find_conflict(
-        &self,
-        rec: &Subscription,
-    ) -> Result<(String, Option<SubscriptionId>), StoreError> {
+    async fn find_conflict(&self, rec: &Subscription) -> Result<(String, Option<SubscriptionId>), StoreError> {
         let mut conn = self.conn.clone();
         let (epoch, ids): (Option<String>, Vec<String>) = redis::pipe()
             .get(self.keys.epoch(&rec.tenant))
@@ -223,15 +191,9 @@ impl RedisStore {
             let o = &other.subscription;
             o.id != rec.id
                 && o.spec.url == rec.spec.url
-                && o.spec
-                    .event_types
-                    .iter()
-                    .any(|a| rec.spec.event_types.iter().any(|b| patterns_overlap(a, b)))
+                && o.spec.event_types.iter().any(|a| rec.spec.event_types.iter().any(|b| patterns_overlap(a, b)))
         });
-        Ok((
-            epoch.unwrap_or_else(|| "0".into()),
-            conflict.map(|c| c.subscription.id),
-        ))
+        Ok((epoch.unwrap_or_else(|| "0".into()), conflict.map(|c| c.subscription.id)))
     }
 
     async fn write_subscription(
@@ -244,10 +206,7 @@ impl RedisStore {
         let data = self.encode(next)?;
         let new_endpoint = self.keys.endpoint(&sub.tenant, sub.spec.url.as_str());
         let old_endpoint = previous
-            .map(|p| {
-                self.keys
-                    .endpoint(&p.subscription.tenant, p.subscription.spec.url.as_str())
-            })
+            .map(|p| self.keys.endpoint(&p.subscription.tenant, p.subscription.spec.url.as_str()))
             .unwrap_or_else(|| new_endpoint.clone());
         for _ in 0..CONFLICT_RETRIES {
             let expected_epoch = if rules.allow_duplicate_endpoint {
@@ -318,20 +277,14 @@ impl RedisStore {
 
     fn decode_change(&self, entry: &redis::streams::StreamId) -> Result<Change, StoreError> {
         let field = |name: &str| -> Result<String, StoreError> {
-            entry
-                .get::<String>(name)
-                .ok_or_else(|| StoreError::Corrupt(format!("change {} lacks `{name}`", entry.id)))
+            entry.get::<String>(name).ok_or_else(|| StoreError::Corrupt(format!("change {} lacks `{name}`", entry.id)))
         };
-        let tenant = || {
-            field("t")
-                .and_then(|t| TenantId::parse(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
-        };
+        let tenant = || field("t").and_then(|t| TenantId::parse(&t).map_err(|e| StoreError::Corrupt(e.to_string())));
         let json_err = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         match field("k")?.as_str() {
             "sub" => Ok(Change::Subscription(Box::new(self.decode(&field("d")?)?))),
             "del" => Ok(Change::SubscriptionDeleted {
-                id: SubscriptionId::parse(&field("id")?, "id")
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                id: SubscriptionId::parse(&field("id")?, "id").map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 tenant: tenant()?,
             }),
             "evt" => Ok(Change::EventType {
@@ -342,9 +295,7 @@ impl RedisStore {
                 tenant: tenant()?,
                 settings: serde_json::from_str(&field("d")?).map_err(json_err)?,
             }),
-            other => Err(StoreError::Corrupt(format!(
-                "unknown change kind `{other}`"
-            ))),
+            other => Err(StoreError::Corrupt(format!("unknown change kind `{other}`"))),
         }
     }
 }
@@ -387,15 +338,10 @@ fn parse_outcome(text: &str) -> Result<Outcome, StoreError> {
 }
 
 fn revision_of(stream_id: &str) -> Option<u64> {
-    stream_id
-        .split_once('-')
-        .and_then(|(ms, _)| ms.parse().ok())
+    stream_id.split_once('-').and_then(|(ms, _)| ms.parse().ok())
 }
 
-async fn read_position(
-    conn: &mut impl redis::aio::ConnectionLike,
-    keys: &Keys,
-) -> Result<LogPosition, StoreError> {
+async fn read_position(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys) -> Result<LogPosition, StoreError> {
     let (log_id, revision): (Option<String>, Option<u64>) = redis::pipe()
         .cmd("SET")
         .arg(keys.log_id())
@@ -406,10 +352,7 @@ async fn read_position(
         .get(keys.revision())
         .query_async(conn)
         .await?;
-    Ok(LogPosition {
-        log_id: log_id.unwrap_or_default(),
-        revision: revision.unwrap_or(0),
-    })
+    Ok(LogPosition { log_id: log_id.unwrap_or_default(), revision: revision.unwrap_or(0) })
 }
 
 /// Follows the change log with a blocking XREAD on a connection of its own,
@@ -425,10 +368,7 @@ async fn tail_change_log(client: redis::Client, keys: Keys, tx: watch::Sender<Lo
         if tx.is_closed() {
             return;
         }
-        let mut conn = match client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        let mut conn = match client.get_multiplexed_async_connection_with_config(&config).await {
             Ok(conn) => conn,
             Err(error) => {
                 tracing::debug!(%error, "change-log tailer cannot connect");
@@ -505,10 +445,7 @@ impl SubscriptionStore for RedisStore {
         next: &StoredSubscription,
         rules: WriteRules,
     ) -> Result<u64, StoreError> {
-        let rules = WriteRules {
-            max_per_tenant: 0,
-            ..rules
-        };
+        let rules = WriteRules { max_per_tenant: 0, ..rules };
         self.write_subscription(Some(previous), next, rules).await
     }
 
@@ -540,45 +477,21 @@ impl SubscriptionStore for RedisStore {
         event_type: &EventType,
         create_only: bool,
     ) -> Result<u64, StoreError> {
-        let json =
-            serde_json::to_string(event_type).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.put_tenant_item(
-            "evt",
-            self.keys.event_types(tenant),
-            tenant,
-            event_type.name.as_str(),
-            json,
-            create_only,
-        )
-        .await
+        let json = serde_json::to_string(event_type).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put_tenant_item("evt", self.keys.event_types(tenant), tenant, event_type.name.as_str(), json, create_only)
+            .await
     }
 
-    async fn get_event_type(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-    ) -> Result<Option<EventType>, StoreError> {
-        let json: Option<String> = self
-            .conn
-            .clone()
-            .hget(self.keys.event_types(tenant), name)
-            .await?;
-        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+    async fn get_event_type(&self, tenant: &TenantId, name: &str) -> Result<Option<EventType>, StoreError> {
+        let json: Option<String> = self.conn.clone().hget(self.keys.event_types(tenant), name).await?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
     }
 
     async fn list_event_types(&self, tenant: &TenantId) -> Result<Vec<EventType>, StoreError> {
-        let all: Vec<(String, String)> = self
-            .conn
-            .clone()
-            .hgetall(self.keys.event_types(tenant))
-            .await?;
+        let all: Vec<(String, String)> = self.conn.clone().hgetall(self.keys.event_types(tenant)).await?;
         let mut types = all
             .into_iter()
-            .map(|(_, j)| {
-                serde_json::from_str::<EventType>(&j)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
+            .map(|(_, j)| serde_json::from_str::<EventType>(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         types.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(types)
@@ -592,15 +505,9 @@ impl SubscriptionStore for RedisStore {
         )
     }
 
-    async fn put_settings(
-        &self,
-        tenant: &TenantId,
-        settings: &TenantSettings,
-    ) -> Result<u64, StoreError> {
-        let json =
-            serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.put_tenant_item("set", self.keys.settings(tenant), tenant, "", json, false)
-            .await
+    async fn put_settings(&self, tenant: &TenantId, settings: &TenantSettings) -> Result<u64, StoreError> {
+        let json = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put_tenant_item("set", self.keys.settings(tenant), tenant, "", json, false).await
     }
 
     async fn position(&self) -> Result<LogPosition, StoreError> {
@@ -612,52 +519,25 @@ impl SubscriptionStore for RedisStore {
         let ids: Vec<String> = conn.smembers(self.keys.all()).await?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(SNAPSHOT_CHUNK) {
-            out.extend(
-                self.records(chunk)
-                    .await?
-                    .into_iter()
-                    .map(|r| Change::Subscription(Box::new(r))),
-            );
+            out.extend(self.records(chunk).await?.into_iter().map(|r| Change::Subscription(Box::new(r))));
         }
         let tenants: Vec<String> = conn.smembers(self.keys.tenants()).await?;
         for t in tenants {
             let tenant = TenantId::parse(&t).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             for event_type in self.list_event_types(&tenant).await? {
-                out.push(Change::EventType {
-                    tenant: tenant.clone(),
-                    event_type,
-                });
+                out.push(Change::EventType { tenant: tenant.clone(), event_type });
             }
-            out.push(Change::Settings {
-                settings: self.get_settings(&tenant).await?,
-                tenant,
-            });
+            out.push(Change::Settings { settings: self.get_settings(&tenant).await?, tenant });
         }
         Ok(out)
     }
 
-    async fn changes_after(
-        &self,
-        revision: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Change)>, StoreError> {
-        let reply: StreamRangeReply = self
-            .conn
-            .clone()
-            .xrange_count(
-                self.keys.changes(),
-                format!("{}-0", revision + 1),
-                "+",
-                limit,
-            )
-            .await?;
+    async fn changes_after(&self, revision: u64, limit: usize) -> Result<Vec<(u64, Change)>, StoreError> {
+        let reply: StreamRangeReply =
+            self.conn.clone().xrange_count(self.keys.changes(), format!("{}-0", revision + 1), "+", limit).await?;
         let Some(first) = reply.ids.first() else {
             let now = self.position().await?;
-            return if now.revision == revision {
-                Ok(Vec::new())
-            } else {
-                Err(StoreError::Truncated)
-            };
+            return if now.revision == revision { Ok(Vec::new()) } else { Err(StoreError::Truncated) };
         };
         if revision_of(&first.id) != Some(revision + 1) {
             return Err(StoreError::Truncated);
@@ -666,18 +546,14 @@ impl SubscriptionStore for RedisStore {
             .ids
             .iter()
             .map(|entry| {
-                let rev = revision_of(&entry.id)
-                    .ok_or_else(|| StoreError::Corrupt(format!("change id {}", entry.id)))?;
+                let rev =
+                    revision_of(&entry.id).ok_or_else(|| StoreError::Corrupt(format!("change id {}", entry.id)))?;
                 Ok((rev, self.decode_change(entry)?))
             })
             .collect()
     }
 
-    async fn wait_for_change(
-        &self,
-        seen: &LogPosition,
-        timeout: Duration,
-    ) -> Result<LogPosition, StoreError> {
+    async fn wait_for_change(&self, seen: &LogPosition, timeout: Duration) -> Result<LogPosition, StoreError> {
         let mut rx = self.position.clone();
         let moved = |p: &LogPosition| p.log_id != seen.log_id || p.revision != seen.revision;
         let _ = tokio::time::timeout(timeout, rx.wait_for(moved)).await;
@@ -686,9 +562,7 @@ impl SubscriptionStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
 }

@@ -29,9 +29,7 @@ pub(crate) struct SecretSealer {
 
 impl std::fmt::Debug for SecretSealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretSealer")
-            .field("encrypting", &self.cipher.is_some())
-            .finish()
+        f.debug_struct("SecretSealer").field("encrypting", &self.cipher.is_some()).finish()
     }
 }
 
@@ -41,18 +39,12 @@ impl SecretSealer {
     /// `key`: 32 bytes, or `None` to store secrets in plain text.
     pub(crate) fn new(key: Option<&[u8]>) -> Result<Self, String> {
         let cipher = key
-            .map(|k| {
-                Aes256Gcm::new_from_slice(k).map_err(|_| "master key must be 32 bytes".to_owned())
-            })
+            .map(|k| Aes256Gcm::new_from_slice(k).map_err(|_| "master key must be 32 bytes".to_owned()))
             .transpose()?;
         Ok(Self { cipher })
     }
 
-    pub(crate) fn seal(
-        &self,
-        secrets: &SecretSet,
-        bound_to: &str,
-    ) -> Result<SecretsAtRest, String> {
+    pub(crate) fn seal(&self, secrets: &SecretSet, bound_to: &str) -> Result<SecretsAtRest, String> {
         let Some(cipher) = &self.cipher else {
             return Ok(SecretsAtRest::Plain(secrets.clone()));
         };
@@ -60,35 +52,20 @@ impl SecretSealer {
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
         let sealed = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: bound_to.as_bytes(),
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: bound_to.as_bytes() })
             .map_err(|_| "encryption failed".to_owned())?;
         let mut out = nonce.to_vec();
         out.extend(sealed);
-        Ok(SecretsAtRest::Sealed(format!(
-            "{PREFIX}{}",
-            STANDARD.encode(out)
-        )))
+        Ok(SecretsAtRest::Sealed(format!("{PREFIX}{}", STANDARD.encode(out))))
     }
 
-    pub(crate) fn open(
-        &self,
-        at_rest: &SecretsAtRest,
-        bound_to: &str,
-    ) -> Result<SecretSet, String> {
+    pub(crate) fn open(&self, at_rest: &SecretsAtRest, bound_to: &str) -> Result<SecretSet, String> {
         let text = match at_rest {
             SecretsAtRest::Plain(set) => return Ok(set.clone()),
             SecretsAtRest::Sealed(text) => text,
         };
-        let cipher = self
-            .cipher
-            .as_ref()
-            .ok_or("secrets are encrypted at rest but no secrets.master_key is configured")?;
+        let cipher =
+            self.cipher.as_ref().ok_or("secrets are encrypted at rest but no secrets.master_key is configured")?;
         let raw = text
             .strip_prefix(PREFIX)
             .and_then(|b| STANDARD.decode(b).ok())
@@ -96,13 +73,7 @@ impl SecretSealer {
             .ok_or("sealed secret is malformed")?;
         let (nonce, body) = raw.split_at(12);
         let plain = cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: body,
-                    aad: bound_to.as_bytes(),
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: bound_to.as_bytes() })
             .map_err(|_| "sealed secret does not open with the configured master key".to_owned())?;
         serde_json::from_slice(&plain).map_err(|e| e.to_string())
     }
@@ -119,30 +90,12 @@ mod tests {
         let set = SecretSet::new(SigningSecret::generate());
         let sealer = SecretSealer::new(Some(&[7u8; 32])).expect("key");
         let sealed = sealer.seal(&set, "sub_a").expect("seal");
-        let SecretsAtRest::Sealed(text) = &sealed else {
-            panic!("not sealed")
-        };
-        assert!(
-            !text.contains(&set.current.expose()[6..]),
-            "ciphertext must not contain the secret"
-        );
+        let SecretsAtRest::Sealed(text) = &sealed else { panic!("not sealed") };
+        assert!(!text.contains(&set.current.expose()[6..]), "ciphertext must not contain the secret");
         assert_eq!(sealer.open(&sealed, "sub_a").expect("open"), set);
-        assert!(
-            sealer.open(&sealed, "sub_b").is_err(),
-            "bound to its subscription"
-        );
-        assert!(
-            SecretSealer::new(Some(&[8u8; 32]))
-                .expect("key")
-                .open(&sealed, "sub_a")
-                .is_err()
-        );
-        assert!(
-            SecretSealer::new(None)
-                .expect("none")
-                .open(&sealed, "sub_a")
-                .is_err()
-        );
+        assert!(sealer.open(&sealed, "sub_b").is_err(), "bound to its subscription");
+        assert!(SecretSealer::new(Some(&[8u8; 32])).expect("key").open(&sealed, "sub_a").is_err());
+        assert!(SecretSealer::new(None).expect("none").open(&sealed, "sub_a").is_err());
     }
 
     #[test]

@@ -1,15 +1,13 @@
 //! Test support: a private Redis server per test, the real subscription
 //! service on an ephemeral port, and authenticated gRPC clients.
 
-use std::{
-    net::{SocketAddr, TcpListener as StdListener},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
+
+pub use hookline_testkit::{RedisServer, eventually};
 
 use hookline_auth::{BearerToken, TokenConfig};
 use hookline_proto::v1::{self, subscription_service_client::SubscriptionServiceClient};
-use hookline_subscriptions::{AuthSection, Config, SecretsSection};
+use hookline_subscriptions::{AuthConfig, Config, SecretsSection};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
@@ -19,88 +17,6 @@ pub const ADMIN: &str = "admin-token-000000000001";
 pub const SERVICE: &str = "service-token-0000000001";
 
 pub type Client = SubscriptionServiceClient<InterceptedService<Channel, BearerToken>>;
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `redis-server` of the test's own, on a free port, without persistence.
-pub struct RedisServer {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        let port = free_port();
-        let mut server = Self { port, child: None };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be on PATH (apt-get install -y redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Kills and starts it again on the same port, empty.
-    pub fn restart_empty(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 pub fn config(redis_url: &str) -> Config {
     let token = |token: &str, tenant: Option<&str>| TokenConfig {
@@ -113,12 +29,8 @@ pub fn config(redis_url: &str) -> Config {
         redis_url: redis_url.to_owned(),
         redis_timeout: Duration::from_millis(500),
         shutdown_grace: Duration::from_secs(2),
-        auth: AuthSection {
-            tokens: vec![
-                token(ACME, Some("acme")),
-                token(GLOBEX, Some("globex")),
-                token(ADMIN, None),
-            ],
+        auth: AuthConfig {
+            tokens: vec![token(ACME, Some("acme")), token(GLOBEX, Some("globex")), token(ADMIN, None)],
             service_token: Some(SERVICE.into()),
         },
         secrets: SecretsSection::default(),
@@ -138,18 +50,10 @@ impl Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(hookline_subscriptions::serve(
-            config,
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        let service = Self {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        };
+        let task = tokio::spawn(hookline_subscriptions::serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let service = Self { addr, stop: Some(stop), task: Some(task) };
         service.wait_serving().await;
         service
     }
@@ -159,38 +63,23 @@ impl Service {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        Channel::from_shared(self.endpoint()).unwrap().connect().await.unwrap()
     }
 
     pub async fn client(&self, token: &str) -> Client {
-        SubscriptionServiceClient::with_interceptor(
-            self.channel().await,
-            BearerToken::new(token).unwrap(),
-        )
+        SubscriptionServiceClient::with_interceptor(self.channel().await, BearerToken::new(token).unwrap())
     }
 
     pub async fn health(&self) -> i32 {
         let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel().await);
-        match health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-        {
+        match health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {
             Ok(r) => r.into_inner().status,
             Err(_) => -1,
         }
     }
 
     async fn wait_serving(&self) {
-        eventually(Duration::from_secs(10), || async {
-            self.health().await == 1
-        })
-        .await;
+        eventually(Duration::from_secs(10), || async { self.health().await == 1 }).await;
     }
 
     /// Asks it to stop and waits for `serve` to return.
@@ -205,22 +94,6 @@ impl Drop for Service {
         if let Some(task) = &self.task {
             task.abort();
         }
-    }
-}
-
-/// Polls `condition` until it holds, failing the test after `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -239,18 +112,13 @@ pub async fn create(
     sub: v1::Subscription,
 ) -> Result<v1::CreateSubscriptionResponse, tonic::Status> {
     client
-        .create_subscription(v1::CreateSubscriptionRequest {
-            subscription: Some(sub),
-            ..Default::default()
-        })
+        .create_subscription(v1::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
         .await
         .map(tonic::Response::into_inner)
 }
 
 pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-    })
+    Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
 }
 
 /// Everything, in one call: a Redis, the service, and an acme client.

@@ -18,40 +18,21 @@ async fn with_tls_configured_clients_connect_over_tls_only() {
 
     let redis = RedisServer::start();
     let mut config = config(&redis.url());
-    config.tls = Some(TlsSection {
-        cert_path,
-        key_path,
-        client_ca_path: None,
-    });
+    config.tls = Some(TlsSection { cert_path, key_path, client_ca_path: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(hookline_subscriptions::serve(
-        config,
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(hookline_subscriptions::serve(config, listener, async move {
+        let _ = stopped.await;
+    }));
 
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(cert.cert.pem()))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap();
-    let mut client = SubscriptionServiceClient::with_interceptor(
-        channel.connect_lazy(),
-        BearerToken::new(ACME).unwrap(),
-    );
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(cert.cert.pem())).domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap();
+    let mut client =
+        SubscriptionServiceClient::with_interceptor(channel.connect_lazy(), BearerToken::new(ACME).unwrap());
     let mut ok = false;
     for _ in 0..100 {
-        if client
-            .list_subscriptions(v1::ListSubscriptionsRequest::default())
-            .await
-            .is_ok()
-        {
+        if client.list_subscriptions(v1::ListSubscriptionsRequest::default()).await.is_ok() {
             ok = true;
             break;
         }
@@ -59,17 +40,8 @@ async fn with_tls_configured_clients_connect_over_tls_only() {
     }
     assert!(ok, "a TLS client is served");
 
-    let plain = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_lazy();
-    let mut plain =
-        SubscriptionServiceClient::with_interceptor(plain, BearerToken::new(ACME).unwrap());
-    assert!(
-        plain
-            .list_subscriptions(v1::ListSubscriptionsRequest::default())
-            .await
-            .is_err(),
-        "plaintext is refused"
-    );
+    let plain = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    let mut plain = SubscriptionServiceClient::with_interceptor(plain, BearerToken::new(ACME).unwrap());
+    assert!(plain.list_subscriptions(v1::ListSubscriptionsRequest::default()).await.is_err(), "plaintext is refused");
     let _ = std::fs::remove_dir_all(dir);
 }

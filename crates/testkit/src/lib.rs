@@ -1,0 +1,116 @@
+//! Fixtures for hookline's tests, shared so each service's tests run
+//! against real Redis the same way:
+//!
+//! - [`RedisServer`]: a `redis-server` of the test's own on a spare port,
+//!   which a test may stop, restart empty, or restart with its data (AOF);
+//! - [`eventually`]: wait for a condition with a deadline, never a fixed sleep.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A free TCP port on 127.0.0.1 (free when asked; bind soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A private `redis-server`, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    persistent: bool,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Without persistence: a restart starts empty.
+    pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// With AOF (`appendfsync always`): a restart keeps every write.
+    pub fn start_persistent() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(persistent: bool) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("hookline-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self { port, dir, persistent, child: None };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--dir", &dir, "--save", ""];
+        if self.persistent {
+            args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            args.extend(["--appendonly", "no"]);
+        }
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be on PATH (apt-get install -y redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL): what a crash looks like to clients.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts it again on the same port: empty, or with its AOF
+    /// data when started with [`RedisServer::start_persistent`].
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `condition` until it holds; panics after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "condition not met within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
