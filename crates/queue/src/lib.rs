@@ -21,3 +21,25 @@ pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
 pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
 pub use keys::{DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, subscriptions_revision_key};
 pub use scripts::{FanoutOutcome, PublishArgs, PublishOutcome, Scripts};
+
+/// Opens a Redis connection manager (it reconnects by itself after
+/// failures), waiting until Redis answers. Fails only on a malformed URL.
+pub async fn connect(
+    url: &str,
+    command_timeout: std::time::Duration,
+) -> redis::RedisResult<(redis::Client, redis::aio::ConnectionManager)> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(command_timeout))
+        .set_connection_timeout(Some(command_timeout))
+        .set_max_delay(std::time::Duration::from_secs(2));
+    loop {
+        match client.get_connection_manager_with_config(config.clone()).await {
+            Ok(manager) => return Ok((client, manager)),
+            Err(error) => {
+                tracing::warn!(%error, "redis not reachable yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

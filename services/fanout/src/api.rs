@@ -1,0 +1,187 @@
+//! The `EventService` gRPC server: Publish, PublishBatch, GetEvent.
+//!
+//! A publish is acknowledged only once the publish script has run: the event
+//! is in its partition's events stream and its record exists. Before that,
+//! the request is checked against the tenant's catalog in the subscription
+//! cache, and the subscription change-log revision is read as the event's
+//! fence (fan-out will not match the event against an older cache).
+
+use std::{collections::HashMap, time::SystemTime};
+
+use hookline_auth::Principal;
+use hookline_domain::EventId;
+use hookline_proto::v1::{self, event_service_server::EventService};
+use hookline_queue::{Partitions, PublishArgs, PublishOutcome, Scripts, subscriptions_revision_key};
+use hookline_watch::SubscriptionCache;
+use redis::aio::ConnectionManager;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    error::ServiceError,
+    publish::{Prepared, Rules, prepare},
+    record,
+};
+
+/// Items in one PublishBatch.
+const MAX_BATCH: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Retention {
+    pub(crate) idempotency_window_secs: u64,
+    pub(crate) event_secs: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Api {
+    pub(crate) redis: ConnectionManager,
+    pub(crate) cache: SubscriptionCache,
+    pub(crate) partitions: Partitions,
+    pub(crate) scripts: Scripts,
+    pub(crate) rules: Rules,
+    pub(crate) retention: Retention,
+}
+
+fn traceparent<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128 && v.is_ascii())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+impl Api {
+    /// Validates each request; an error stays with its item.
+    fn prepare_all(
+        &self,
+        who: &Principal,
+        requests: Vec<v1::PublishRequest>,
+        traceparent: &str,
+    ) -> Result<Vec<Result<Prepared, ServiceError>>, ServiceError> {
+        let state = self.cache.state();
+        if !state.is_ready() {
+            return Err(ServiceError::Unavailable(
+                "the subscription catalog is still loading from the subscription service; retry shortly".into(),
+            ));
+        }
+        let now = SystemTime::now();
+        Ok(requests
+            .into_iter()
+            .map(|req| prepare(who, req, &state, &self.rules, &self.partitions, traceparent, now))
+            .collect())
+    }
+
+    /// Runs the publish script for every prepared event, in one pipeline.
+    async fn write(
+        &self,
+        prepared: &mut [&mut Prepared],
+    ) -> Result<Vec<Result<PublishOutcome, ServiceError>>, ServiceError> {
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.redis.clone();
+        let fence: Option<u64> =
+            redis::cmd("GET").arg(subscriptions_revision_key(self.partitions.prefix())).query_async(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        self.scripts.load(&mut pipe);
+        for p in prepared.iter_mut() {
+            p.entry.fence = fence.unwrap_or(0);
+            let args = PublishArgs {
+                idempotency_key: p.idempotency_key.as_deref(),
+                idempotency_window_secs: self.retention.idempotency_window_secs,
+                retention_secs: self.retention.event_secs,
+                occurred_ms: p.occurred_ms,
+                payload_variants_json: &p.variants_json,
+            };
+            self.scripts.publish(&mut pipe, &p.keys, &p.entry, &args);
+        }
+        let results: Vec<redis::RedisResult<PublishOutcome>> = pipe.query_async(&mut conn).await?;
+        Ok(results.into_iter().map(|r| r.map_err(ServiceError::from)).collect())
+    }
+}
+
+fn response(outcome: PublishOutcome) -> v1::PublishResponse {
+    match outcome {
+        PublishOutcome::Published(event_id) => v1::PublishResponse { event_id, duplicate: false },
+        PublishOutcome::Duplicate(event_id) => v1::PublishResponse { event_id, duplicate: true },
+    }
+}
+
+#[tonic::async_trait]
+impl EventService for Api {
+    async fn publish(&self, request: Request<v1::PublishRequest>) -> Result<Response<v1::PublishResponse>, Status> {
+        let who = Principal::of(&request)?.clone();
+        let trace = traceparent(&request);
+        let mut prepared = self.prepare_all(&who, vec![request.into_inner()], &trace)?;
+        let mut one = prepared.pop().ok_or_else(|| Status::internal("no request"))??;
+        let outcome = self.write(&mut [&mut one]).await?.pop().ok_or_else(|| Status::internal("no reply"))??;
+        if let PublishOutcome::Published(id) = &outcome {
+            tracing::debug!(event = %id, tenant = %one.entry.tenant, event_type = %one.entry.event_type, "published");
+        }
+        Ok(Response::new(response(outcome)))
+    }
+
+    async fn publish_batch(
+        &self,
+        request: Request<v1::PublishBatchRequest>,
+    ) -> Result<Response<v1::PublishBatchResponse>, Status> {
+        let who = Principal::of(&request)?.clone();
+        let trace = traceparent(&request);
+        let events = request.into_inner().events;
+        if events.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "events: {} items, over the limit of {MAX_BATCH} per batch",
+                events.len()
+            )));
+        }
+        let mut prepared = self.prepare_all(&who, events, &trace)?;
+        let mut valid: Vec<&mut Prepared> = prepared.iter_mut().filter_map(|p| p.as_mut().ok()).collect();
+        let mut written = self.write(&mut valid).await?.into_iter();
+        let results = prepared
+            .into_iter()
+            .map(|p| {
+                let outcome =
+                    p.and_then(|_| written.next().unwrap_or(Err(ServiceError::Unavailable("no reply".into()))));
+                let result = match outcome {
+                    Ok(o) => v1::publish_batch_result::Result::Published(response(o)),
+                    Err(e) => {
+                        let status = Status::from(e);
+                        v1::publish_batch_result::Result::Error(v1::ItemError {
+                            code: status.code() as i32,
+                            message: status.message().to_owned(),
+                        })
+                    }
+                };
+                v1::PublishBatchResult { result: Some(result) }
+            })
+            .collect();
+        Ok(Response::new(v1::PublishBatchResponse { results }))
+    }
+
+    async fn get_event(&self, request: Request<v1::GetEventRequest>) -> Result<Response<v1::Event>, Status> {
+        let who = Principal::of(&request)?.clone();
+        let id = EventId::parse(&request.get_ref().id, "id").map_err(ServiceError::from)?.to_string();
+        let candidates: Vec<_> = match &who {
+            Principal::Tenant(tenant) => vec![self.partitions.of_tenant(tenant.as_str())],
+            Principal::Admin | Principal::Service => self.partitions.all().collect(),
+        };
+        let mut pipe = redis::pipe();
+        for keys in &candidates {
+            pipe.hgetall(keys.event(&id));
+        }
+        let found: Vec<HashMap<String, Vec<u8>>> =
+            pipe.query_async(&mut self.redis.clone()).await.map_err(ServiceError::from)?;
+        let event = found
+            .into_iter()
+            .find(|fields| !fields.is_empty())
+            .and_then(|fields| record::to_proto(&fields))
+            .filter(|event| match &who {
+                Principal::Tenant(tenant) => event.tenant_id == tenant.as_str(),
+                _ => true,
+            })
+            .ok_or_else(|| Status::not_found(format!("event {id} not found (or past its retention)")))?;
+        Ok(Response::new(event))
+    }
+}

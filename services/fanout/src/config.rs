@@ -1,0 +1,142 @@
+//! The fan-out service's configuration: defaults, then a TOML file, then
+//! `HOOKLINE_*` variables (nested keys with `__`), validated before start.
+
+use std::{net::SocketAddr, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use hookline_auth::AuthConfig;
+use hookline_server::TlsSection;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen_addr: SocketAddr,
+    pub redis_url: String,
+    /// Must match the subscription service's.
+    pub key_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// Stream partitions; every service must use the same number.
+    pub partitions: u16,
+    /// Where the subscription service's watch stream is (`http://host:port`).
+    pub subscriptions_url: String,
+    /// Largest accepted payload (and each payload variant), in bytes.
+    pub max_payload_bytes: usize,
+    /// How long an idempotency key is remembered.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
+    /// How long event records (payload, fan-out result) are kept; delivery
+    /// reads payloads from them, so keep it longer than the longest retry
+    /// schedule plus the time dead letters should stay replayable.
+    #[serde(with = "humantime_serde")]
+    pub event_retention: Duration,
+    /// How long fanned-out entries stay in the events stream (for
+    /// inspection) before trimming.
+    #[serde(with = "humantime_serde")]
+    pub stream_retention: Duration,
+    /// Entries read per batch.
+    pub batch_size: usize,
+    /// An entry pending this long with a consumer is taken over by another.
+    #[serde(with = "humantime_serde")]
+    pub claim_idle: Duration,
+    /// Fan-out pauses while the delivery backlog of a partition exceeds this.
+    pub max_delivery_backlog: u64,
+    /// How long fan-out waits for its subscription cache to reach an
+    /// event's fence before matching anyway (and logging it).
+    #[serde(with = "humantime_serde")]
+    pub fence_timeout: Duration,
+    /// Accept events for tenants hookline has never heard of (no token, no
+    /// subscription, no catalog). Off: such publishes are NOT_FOUND.
+    pub accept_unknown_tenants: bool,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Name of this consumer in the group; default: host name + process id.
+    pub consumer_name: Option<String>,
+    pub auth: AuthConfig,
+    pub tls: Option<TlsSection>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 50052)),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "hookline".into(),
+            redis_timeout: Duration::from_secs(2),
+            partitions: 1,
+            subscriptions_url: "http://127.0.0.1:50051".into(),
+            max_payload_bytes: 256 * 1024,
+            idempotency_window: Duration::from_secs(24 * 3600),
+            event_retention: Duration::from_secs(72 * 3600),
+            stream_retention: Duration::from_secs(600),
+            batch_size: 256,
+            claim_idle: Duration::from_secs(30),
+            max_delivery_backlog: 1_000_000,
+            fence_timeout: Duration::from_secs(5),
+            accept_unknown_tenants: false,
+            shutdown_grace: Duration::from_secs(10),
+            consumer_name: None,
+            auth: AuthConfig::default(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("HOOKLINE_").split("__").ignore(&["config", "log", "log_format"]));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
+            return invalid("redis_url must start with redis:// or rediss://");
+        }
+        if !(self.subscriptions_url.starts_with("http://") || self.subscriptions_url.starts_with("https://")) {
+            return invalid("subscriptions_url must be an http:// or https:// address of the subscription service");
+        }
+        if !(1..=1024).contains(&self.partitions) {
+            return invalid("partitions must be between 1 and 1024");
+        }
+        if !(1..=16 * 1024 * 1024).contains(&self.max_payload_bytes) {
+            return invalid("max_payload_bytes must be between 1 and 16 MiB");
+        }
+        if !(1..=10_000).contains(&self.batch_size) {
+            return invalid("batch_size must be between 1 and 10000");
+        }
+        if self.claim_idle < Duration::from_secs(1) {
+            return invalid("claim_idle must be at least 1s");
+        }
+        if self.auth.tokens.is_empty() {
+            return invalid("auth.tokens is empty: configure at least one token");
+        }
+        if self.auth.service_token.is_none() {
+            return invalid("auth.service_token is required: fanout presents it to the subscription service's watch");
+        }
+        self.auth.authenticator().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! Fan-out workers: one loop per partition of the events stream.
+//!
+//! Each loop reads batches as a consumer of the `fanout` group, waits (up to
+//! `fence_timeout`) until the subscription cache has every change made
+//! before the events were published, matches them locally, and runs one
+//! fan-out script per event in a single pipeline. The script acknowledges
+//! the entry and enqueues its delivery tasks atomically, so a crash at any
+//! point loses nothing and doubles nothing: unacknowledged entries are
+//! taken over by a live consumer after `claim_idle` (XAUTOCLAIM) and the
+//! script's XACK lets only one consumer enqueue.
+//!
+//! A vanished stream or group (Redis restarted empty) is recreated, with
+//! backoff. While the delivery backlog of the partition (tasks not yet
+//! acknowledged by delivery) is at `max_delivery_backlog`, the loop waits
+//! instead of growing Redis; Publish keeps answering meanwhile.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use hookline_domain::DeliveryId;
+use hookline_queue::{
+    ConsumerGroup, DELIVERY_GROUP, EventEntry, FANOUT_GROUP, FanoutOutcome, PartitionKeys, Scripts, StreamMessage,
+    is_missing_group,
+};
+use hookline_watch::SubscriptionCache;
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+
+use crate::{matching::matching_subscriptions, publish::unix_ms};
+
+const READ_BLOCK: Duration = Duration::from_secs(1);
+const BACKLOG_PAUSE: Duration = Duration::from_millis(100);
+const BACKLOG_WARN_EVERY: Duration = Duration::from_secs(10);
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerSettings {
+    pub(crate) consumer: String,
+    pub(crate) batch_size: usize,
+    pub(crate) claim_idle: Duration,
+    pub(crate) fence_timeout: Duration,
+    pub(crate) max_delivery_backlog: u64,
+    pub(crate) stream_retention: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) redis: ConnectionManager,
+    /// A connection of the worker's own for blocking reads.
+    pub(crate) reader: ConnectionManager,
+    pub(crate) cache: SubscriptionCache,
+    pub(crate) scripts: Scripts,
+    pub(crate) settings: WorkerSettings,
+}
+
+/// One loop's state.
+struct Partition {
+    keys: PartitionKeys,
+    events: ConsumerGroup,
+    deliveries: ConsumerGroup,
+    group_ready: bool,
+    claim_cursor: String,
+    last_claim: Instant,
+    last_trim: Instant,
+    last_backlog_warning: Instant,
+    backoff: Duration,
+}
+
+impl Worker {
+    /// Runs until `stop` turns true; finishes the batch in hand first.
+    pub(crate) async fn run(self: Arc<Self>, keys: PartitionKeys, mut stop: watch::Receiver<bool>) {
+        let consumer = &self.settings.consumer;
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now);
+        let mut p = Partition {
+            events: ConsumerGroup::new(keys.events(), FANOUT_GROUP, consumer),
+            deliveries: ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, consumer),
+            keys,
+            group_ready: false,
+            claim_cursor: "0-0".into(),
+            last_claim: long_ago,
+            last_trim: Instant::now(),
+            last_backlog_warning: long_ago,
+            backoff: Duration::from_millis(100),
+        };
+        tracing::info!(partition = p.keys.index(), consumer, "fan-out worker started");
+        while !*stop.borrow() {
+            if !self.cache.state().is_ready() {
+                tokio::select! {
+                    _ = self.cache.ready(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            if let Err(error) = self.step(&mut p).await {
+                if is_missing_group(&error) {
+                    tracing::warn!(partition = p.keys.index(), "events stream or group missing; recreating");
+                    p.group_ready = false;
+                } else {
+                    tracing::warn!(partition = p.keys.index(), %error, "fan-out step failed; backing off");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(p.backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
+            } else {
+                p.backoff = Duration::from_millis(100);
+            }
+        }
+        tracing::info!(partition = p.keys.index(), "fan-out worker stopped");
+    }
+
+    async fn step(&self, p: &mut Partition) -> redis::RedisResult<()> {
+        let mut conn = self.redis.clone();
+        if !p.group_ready {
+            p.events.ensure(&mut conn).await?;
+            p.group_ready = true;
+        }
+        let backlog = p.deliveries.backlog(&mut conn).await?;
+        if backlog >= self.settings.max_delivery_backlog {
+            if p.last_backlog_warning.elapsed() >= BACKLOG_WARN_EVERY {
+                p.last_backlog_warning = Instant::now();
+                tracing::warn!(
+                    partition = p.keys.index(),
+                    backlog,
+                    limit = self.settings.max_delivery_backlog,
+                    "delivery backlog at its limit; fan-out waits"
+                );
+            }
+            tokio::time::sleep(BACKLOG_PAUSE).await;
+            return Ok(());
+        }
+        if p.last_claim.elapsed() >= self.settings.claim_idle / 2 {
+            p.last_claim = Instant::now();
+            let (stale, cursor) = p
+                .events
+                .claim_stale(&mut conn, self.settings.claim_idle, &p.claim_cursor, self.settings.batch_size)
+                .await?;
+            p.claim_cursor = cursor;
+            if !stale.is_empty() {
+                tracing::info!(
+                    partition = p.keys.index(),
+                    count = stale.len(),
+                    "claimed entries left by another consumer"
+                );
+                self.fan_out(p, stale).await?;
+            }
+        }
+        let fresh = p.events.read_new(&mut self.reader.clone(), self.settings.batch_size, READ_BLOCK).await?;
+        self.fan_out(p, fresh).await?;
+        if p.last_trim.elapsed() >= TRIM_EVERY {
+            p.last_trim = Instant::now();
+            p.events.trim_done(&mut conn, self.settings.stream_retention, unix_ms(SystemTime::now())).await?;
+        }
+        Ok(())
+    }
+
+    /// Matches a batch and runs its fan-out scripts in one pipeline.
+    async fn fan_out(&self, p: &Partition, batch: Vec<StreamMessage>) -> redis::RedisResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let parsed: Vec<_> = batch.iter().map(|m| (m, EventEntry::parse(&m.id, &m.fields))).collect();
+        let fence = parsed.iter().filter_map(|(_, e)| e.as_ref().ok()).map(|e| e.fence).max().unwrap_or(0);
+        let mut state = self.cache.state();
+        if state.revision() < fence {
+            state = match self.cache.caught_up_to(fence, self.settings.fence_timeout).await {
+                Ok(state) => state,
+                Err(_) => {
+                    tracing::warn!(
+                        fence,
+                        cached = state.revision(),
+                        "subscription cache behind the events' fence; matching anyway"
+                    );
+                    self.cache.state()
+                }
+            };
+        }
+        let now_ms = unix_ms(SystemTime::now());
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        self.scripts.load(&mut pipe);
+        for (message, entry) in &parsed {
+            match entry {
+                Ok(event) => {
+                    let tasks: Vec<_> = matching_subscriptions(&state, event)
+                        .into_iter()
+                        .map(|sub| (DeliveryId::generate().to_string(), sub.to_string()))
+                        .collect();
+                    self.scripts.fanout(&mut pipe, &p.keys, FANOUT_GROUP, &message.id, event, now_ms, &tasks);
+                }
+                Err(error) => {
+                    // Unreadable by this build: acknowledge it so it does not
+                    // block the partition; it stays in the stream (until
+                    // trimmed) for inspection.
+                    tracing::error!(entry = %message.id, %error, "skipping an event entry this build cannot read");
+                    pipe.cmd("XACK").arg(p.events.stream.as_str()).arg(FANOUT_GROUP).arg(&message.id);
+                }
+            }
+        }
+        let results: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(&mut self.redis.clone()).await?;
+        let (mut events, mut tasks) = (0usize, 0usize);
+        for result in results {
+            match result.and_then(|v| redis::from_redis_value::<FanoutOutcome>(v).map_err(Into::into)) {
+                Ok(FanoutOutcome::Enqueued(n)) => {
+                    events += 1;
+                    tasks += n;
+                }
+                Ok(FanoutOutcome::AlreadyDone) => {}
+                Err(error) if is_missing_group(&error) => return Err(error),
+                // Left pending: a later claim retries it.
+                Err(error) => tracing::warn!(%error, "fan-out of an event failed; it will be retried"),
+            }
+        }
+        tracing::debug!(partition = p.keys.index(), events, tasks, "fanned out");
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! Crashes and lost state: a consumer that read and died, a deleted
+//! stream, a Redis restarted empty.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hookline_domain::EventId;
+use hookline_queue::{
+    ConsumerGroup, EventEntry, FANOUT_GROUP, FanoutOutcome, Partitions, PublishArgs, PublishOutcome, Scripts,
+};
+
+use crate::support::*;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[tokio::test]
+async fn an_entry_read_by_a_consumer_that_died_is_fanned_out_once_by_another() {
+    let mut stack = Stack::without_fanout().await;
+    let sub = stack.subscribe(subscription("https://e.com/a", &["order.paid"])).await;
+    let keys = Partitions::new("hookline", 1).get(0);
+    let scripts = Scripts::default();
+    let mut conn = stack.redis.connection().await;
+
+    // Publish exactly as the service does, then read the entry as a
+    // consumer that crashes before acknowledging it.
+    let doomed = ConsumerGroup::new(keys.events(), FANOUT_GROUP, "doomed");
+    doomed.ensure(&mut conn).await.unwrap();
+    let entry = EventEntry {
+        event_id: EventId::generate().to_string(),
+        tenant: "acme".into(),
+        event_type: "order.paid".into(),
+        payload: b"{}".to_vec(),
+        attributes: Default::default(),
+        traceparent: String::new(),
+        fence: 0,
+        published_ms: now_ms(),
+    };
+    let args = PublishArgs {
+        idempotency_key: None,
+        idempotency_window_secs: 60,
+        retention_secs: 600,
+        occurred_ms: now_ms(),
+        payload_variants_json: "",
+    };
+    let mut pipe = redis::pipe();
+    scripts.load(&mut pipe);
+    scripts.publish(&mut pipe, &keys, &entry, &args);
+    let (outcome,): (PublishOutcome,) = pipe.query_async(&mut conn).await.unwrap();
+    assert!(matches!(outcome, PublishOutcome::Published(_)));
+    let taken = doomed.read_new(&mut conn, 10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+
+    // A live fanout claims it once it has been idle for claim_idle (1 s).
+    stack.start_fanout(|c| c).await;
+    let tasks = stack.wait_tasks(1).await;
+    assert_eq!(
+        (tasks[0].event_id.as_str(), tasks[0].subscription_id.as_str()),
+        (entry.event_id.as_str(), sub.as_str())
+    );
+
+    // The doomed consumer comes back and finishes its work late: its
+    // fan-out step must not enqueue a second time.
+    let mut pipe = redis::pipe();
+    scripts.load(&mut pipe);
+    scripts.fanout(&mut pipe, &keys, FANOUT_GROUP, &taken[0].id, &entry, now_ms(), &[("dlv_late".into(), sub.clone())]);
+    let (late,): (FanoutOutcome,) = pipe.query_async(&mut conn).await.unwrap();
+    assert_eq!(late, FanoutOutcome::AlreadyDone);
+    stack.wait_tasks(1).await;
+    let pending: redis::streams::StreamPendingReply =
+        redis::cmd("XPENDING").arg(keys.events()).arg(FANOUT_GROUP).query_async(&mut conn).await.unwrap();
+    assert_eq!(pending.count(), 0, "nothing left pending");
+}
+
+#[tokio::test]
+async fn a_deleted_events_stream_is_recreated_without_a_restart() {
+    let mut stack = Stack::start().await;
+    let sub = stack.subscribe(subscription("https://e.com/a", &["*"])).await;
+    let mut events = stack.events(ACME).await;
+    publish(&mut events, event("a", "{}")).await;
+    stack.wait_tasks(1).await;
+
+    let keys = Partitions::new("hookline", 1).get(0);
+    let mut conn = stack.redis.connection().await;
+    let deleted: i64 = redis::cmd("DEL").arg(keys.events()).query_async(&mut conn).await.unwrap();
+    assert_eq!(deleted, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let second = publish(&mut events, event("a", "{}")).await;
+    stack.wait_tasks(2).await;
+    assert_eq!(stack.receivers(&second.event_id).await, vec![sub]);
+}
+
+#[tokio::test]
+async fn fanout_recovers_by_itself_when_redis_restarts_empty() {
+    let mut stack = Stack::start().await;
+    stack.subscribe(subscription("https://e.com/a", &["*"])).await;
+    stack.redis.restart();
+    // Redis lost everything, the subscription too: make a new one, once the
+    // services answer again.
+    let mut sub = None;
+    for _ in 0..100 {
+        match stack
+            .subs
+            .create_subscription(hookline_proto::v1::CreateSubscriptionRequest {
+                subscription: Some(subscription("https://e.com/b", &["*"])),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(r) => {
+                sub = Some(r.into_inner().subscription.unwrap().id);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let sub = sub.expect("subscription service recovered");
+    let mut events = stack.events(ACME).await;
+    let mut published = None;
+    for _ in 0..100 {
+        match events.publish(event("a", "{}")).await {
+            Ok(r) => {
+                published = Some(r.into_inner().event_id);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let event_id = published.expect("publish recovered");
+    eventually(WAIT, || async { stack.receivers(&event_id).await == vec![sub.clone()] }).await;
+}
