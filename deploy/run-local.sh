@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Runs hookline's subscription service on this machine against a throwaway
-# Redis (a private redis-server in a temp dir, or REDIS_URL if you give one),
-# with development tokens:
+# Runs hookline's services on this machine against a throwaway Redis (a
+# private redis-server in a temp dir, or REDIS_URL if you give one), with
+# development tokens:
 #   tenant "acme":  dev-acme-token-000001
 #   admin:          dev-admin-token-00001
 #   service:        dev-service-token-001
+# subscriptions on 127.0.0.1:50051, fanout on 127.0.0.1:50052.
 # Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cleanup() { [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null || true; }
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
 if [ -z "${REDIS_URL:-}" ]; then
@@ -17,14 +22,21 @@ if [ -z "${REDIS_URL:-}" ]; then
   PORT="${REDIS_PORT:-6390}"
   DIR="$(mktemp -d)"
   redis-server --port "$PORT" --bind 127.0.0.1 --dir "$DIR" --save "" --appendonly no >/dev/null &
-  REDIS_PID=$!
+  PIDS+=($!)
   REDIS_URL="redis://127.0.0.1:$PORT"
   for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
   echo "throwaway redis on $REDIS_URL"
 fi
 
+cargo build -p hookline-subscriptions -p hookline-fanout
+
 export HOOKLINE_REDIS_URL="$REDIS_URL"
-export HOOKLINE_LISTEN_ADDR="${HOOKLINE_LISTEN_ADDR:-127.0.0.1:50051}"
 export HOOKLINE_AUTH__TOKENS='[{token="dev-acme-token-000001",tenant="acme"},{token="dev-admin-token-00001",admin=true}]'
 export HOOKLINE_AUTH__SERVICE_TOKEN="dev-service-token-001"
-cargo run -p hookline-subscriptions
+export HOOKLINE_SUBSCRIPTIONS_URL="http://127.0.0.1:50051"
+
+HOOKLINE_LISTEN_ADDR=127.0.0.1:50051 ./target/debug/hookline-subscriptions &
+PIDS+=($!)
+HOOKLINE_LISTEN_ADDR=127.0.0.1:50052 ./target/debug/hookline-fanout &
+PIDS+=($!)
+wait -n "${PIDS[@]}"

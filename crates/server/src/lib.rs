@@ -7,6 +7,8 @@
 //! [`reflection`], hand it to [`serve`], and keep their handlers to
 //! themselves.
 
+pub mod config;
+
 use std::{future::Future, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};

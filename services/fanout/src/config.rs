@@ -3,10 +3,6 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use figment::{
-    Figment,
-    providers::{Env, Format, Serialized, Toml},
-};
 use hookline_auth::AuthConfig;
 use hookline_server::TlsSection;
 use serde::{Deserialize, Serialize};
@@ -90,22 +86,13 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("configuration: {0}")]
     Invalid(String),
 }
 
 impl Config {
+    /// Defaults, then `file`, then `HOOKLINE_*` variables; then validates.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
-            }
-            figment = figment.merge(Toml::file(path));
-        }
-        figment = figment.merge(Env::prefixed("HOOKLINE_").split("__").ignore(&["config", "log", "log_format"]));
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let config: Config = hookline_server::config::load(file).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
