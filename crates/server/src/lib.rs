@@ -7,7 +7,10 @@
 //! [`reflection`], hand it to [`serve`], and keep their handlers to
 //! themselves.
 
+mod binary;
 pub mod config;
+
+pub use binary::{ServiceArgs, run_binary};
 
 use std::{future::Future, path::PathBuf, time::Duration};
 
@@ -133,6 +136,9 @@ pub async fn report_health<F, Fut>(
         }
     }
 }
+
+/// The shutdown future `run_binary` hands to a service.
+pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
 pub async fn shutdown_signal() {

@@ -1,10 +1,10 @@
-//! `hookline-fanout`: reads configuration, installs logging, and serves
-//! until SIGTERM or Ctrl-C.
+//! `hookline-fanout`: the service behind its gRPC port, until SIGTERM.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::Parser;
 use hookline_fanout::{Config, serve};
+use hookline_server::{ServiceArgs, run_binary};
 
 /// hookline's fan-out service (gRPC EventService + fan-out workers).
 ///
@@ -15,41 +15,12 @@ use hookline_fanout::{Config, serve};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// A TOML configuration file.
-    #[arg(long, env = "HOOKLINE_CONFIG")]
-    config: Option<PathBuf>,
-    /// Validate the configuration and exit.
-    #[arg(long)]
-    check_config: bool,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    hookline_telemetry::init_logging();
-    let config = match Config::load(args.config.as_deref()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("hookline-fanout: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    if args.check_config {
-        println!("configuration is valid");
-        return ExitCode::SUCCESS;
-    }
-    let listener = match tokio::net::TcpListener::bind(config.listen_addr).await {
-        Ok(l) => l,
-        Err(error) => {
-            eprintln!("hookline-fanout: cannot listen on {}: {error}", config.listen_addr);
-            return ExitCode::from(1);
-        }
-    };
-    match serve(config, listener, hookline_server::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "stopped");
-            ExitCode::from(1)
-        }
-    }
+    run_binary("hookline-fanout", args.service, Config::load, |c| c.listen_addr, serve).await
 }
