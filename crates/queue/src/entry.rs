@@ -32,6 +32,7 @@
 //! | `tp` | `traceparent` to continue (empty: none) |
 //! | `ts` | enqueue time, Unix ms |
 //! | `n` | the attempt this task is for, from 1 |
+//! | `tr` | optional: what queued it (`manual`, `replay`); absent: the schedule |
 
 use std::collections::HashMap;
 
@@ -141,6 +142,8 @@ pub struct DeliveryTask {
     pub traceparent: String,
     pub enqueued_ms: u64,
     pub attempt: u32,
+    /// `""` (scheduled), `"manual"` or `"replay"`.
+    pub trigger: String,
 }
 
 impl DeliveryTask {
@@ -156,6 +159,7 @@ impl DeliveryTask {
             enqueued_ms: number(map, entry, "ts")?,
             attempt: u32::try_from(number(map, entry, "n")?)
                 .map_err(|_| EntryError::Field { id: entry.into(), field: "n" })?,
+            trigger: if map.contains_key("tr") { text(map, entry, "tr")? } else { String::new() },
         })
     }
 }

@@ -6,6 +6,17 @@
 //! | `{p:pN}:event:<event id>` | hash | fanout | the event record (GetEvent, delivery's payload source); expires after the event retention |
 //! | `{p:pN}:idem:<tenant>:<sha-less key>` | string | fanout | first event id of an idempotency key; expires after the window |
 //! | `{p:pN}:deliveries` | stream | fanout (fan-out) | one [`crate::DeliveryTask`] per (event, subscription) |
+//! | `{p:pN}:retry` | zset | delivery | delivery ids waiting for a retry, scored by due time (ms) |
+//! | `{p:pN}:dlv:<delivery id>` | hash | delivery | the delivery record: status, attempt count, last attempt |
+//! | `{p:pN}:attempts:<delivery id>` | list | delivery | every attempt, as JSON |
+//! | `{p:pN}:sub:<sub id>:dlv` | zset | delivery | the subscription's deliveries by creation time |
+//! | `{p:pN}:sub:<sub id>:dead` | zset | delivery | its dead-lettered deliveries by time |
+//! | `{p:pN}:tenant:<tenant>:dlv` | zset | delivery | the tenant's deliveries by creation time |
+//! | `{p:pN}:held:<sub id>` | list | delivery | deliveries held while the subscription is paused |
+//! | `{p:pN}:held` | set | delivery | subscriptions with held deliveries |
+//! | `{p:pN}:stats:<sub id>` | hash | delivery | totals: attempts, succeeded, failed, dead, consecutive failures |
+//! | `{p:pN}:stats:<sub id>:h:<unix hour>` | hash | delivery | the same per hour, plus summed duration |
+//! | `{p:pN}:inflight:<sub id>` | zset | delivery | leases of deliveries in flight, scored by expiry (ms) |
 //! | `{p:subs}:revision` | counter | subscriptions | the subscription change-log revision (read by fanout to fence) |
 
 /// The consumer group of fan-out workers on each events stream.
@@ -82,6 +93,55 @@ impl PartitionKeys {
 
     pub fn event(&self, event_id: &str) -> String {
         format!("{}:event:{event_id}", self.tag)
+    }
+
+    /// The hash tag itself, for scripts that derive a record key from an id.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    pub fn retry(&self) -> String {
+        format!("{}:retry", self.tag)
+    }
+
+    pub fn delivery(&self, delivery_id: &str) -> String {
+        format!("{}:dlv:{delivery_id}", self.tag)
+    }
+
+    pub fn attempts(&self, delivery_id: &str) -> String {
+        format!("{}:attempts:{delivery_id}", self.tag)
+    }
+
+    pub fn subscription_deliveries(&self, subscription_id: &str) -> String {
+        format!("{}:sub:{subscription_id}:dlv", self.tag)
+    }
+
+    pub fn dead_letters(&self, subscription_id: &str) -> String {
+        format!("{}:sub:{subscription_id}:dead", self.tag)
+    }
+
+    pub fn tenant_deliveries(&self, tenant: &str) -> String {
+        format!("{}:tenant:{tenant}:dlv", self.tag)
+    }
+
+    pub fn held(&self, subscription_id: &str) -> String {
+        format!("{}:held:{subscription_id}", self.tag)
+    }
+
+    pub fn held_subscriptions(&self) -> String {
+        format!("{}:held", self.tag)
+    }
+
+    pub fn stats(&self, subscription_id: &str) -> String {
+        format!("{}:stats:{subscription_id}", self.tag)
+    }
+
+    pub fn stats_hour(&self, subscription_id: &str, unix_hour: u64) -> String {
+        format!("{}:stats:{subscription_id}:h:{unix_hour}", self.tag)
+    }
+
+    pub fn in_flight(&self, subscription_id: &str) -> String {
+        format!("{}:inflight:{subscription_id}", self.tag)
     }
 
     /// Idempotency keys are the caller's text: the tenant and the key are

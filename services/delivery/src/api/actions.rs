@@ -1,0 +1,153 @@
+//! Acting: retry one delivery now, replay many in the background, send a
+//! test event.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hookline_auth::Principal;
+use hookline_domain::{EventId, EventTypeName};
+use hookline_proto::{convert::timestamp_from_proto, v1};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::{Api, ReplayStream, convert, storage_error};
+use crate::{
+    http::Outgoing,
+    request::{EventData, body, headers},
+    store::{AttemptRecord, Requeue, read_records},
+};
+
+const REPLAY_CHUNK: usize = 500;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Api {
+    pub(super) async fn retry(&self, who: &Principal, id: &str) -> Result<v1::Delivery, Status> {
+        let (keys, record) = self.delivery(who, id).await?;
+        if record.status == "pending" {
+            return Err(Status::failed_precondition("the delivery is already queued for its next attempt"));
+        }
+        let mut pipe = redis::pipe();
+        self.scripts.load(&mut pipe);
+        let ids = [record.id.clone()];
+        self.scripts.requeue(&mut pipe, &keys, Requeue::Ids(&ids), "manual", now_ms(), 1);
+        let (_queued,): (usize,) = pipe.query_async(&mut self.redis.clone()).await.map_err(storage_error)?;
+        let (_, updated) = self.delivery(who, id).await?;
+        Ok(convert::delivery(&updated))
+    }
+
+    /// Replays a subscription's deliveries in a time range (dead-lettered
+    /// ones by default) in a background task; the stream reports progress,
+    /// and the job goes on if the caller hangs up.
+    pub(super) fn replay(&self, who: &Principal, req: v1::ReplayDeliveriesRequest) -> Result<ReplayStream, Status> {
+        let sub = self.subscription(who, &req.subscription_id)?;
+        let wanted = match v1::DeliveryStatus::try_from(req.status) {
+            Ok(v1::DeliveryStatus::Unspecified) => v1::DeliveryStatus::DeadLettered,
+            Ok(s) => s,
+            Err(_) => return Err(Status::invalid_argument(format!("status: unknown value {}", req.status))),
+        };
+        let ms = |field: &str, t: Option<&hookline_proto::Timestamp>| -> Result<Option<u64>, Status> {
+            t.map(|t| {
+                timestamp_from_proto(field, t)
+                    .map(|s| s.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+                    .map_err(|e| Status::invalid_argument(e.to_string()))
+            })
+            .transpose()
+        };
+        let start = ms("start_time", req.start_time.as_ref())?.unwrap_or(0);
+        let end = ms("end_time", req.end_time.as_ref())?.unwrap_or(u64::MAX / 2);
+        if start > end {
+            return Err(Status::invalid_argument("start_time: must not be after end_time"));
+        }
+        let keys = self.partitions.of_tenant(sub.subscription.tenant.as_str());
+        let index = keys.subscription_deliveries(&req.subscription_id);
+        let mut conn = self.redis.clone();
+        let scripts = self.scripts.clone();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut replayed = 0u64;
+            let mut from = start.to_string();
+            let result: redis::RedisResult<()> = async {
+                loop {
+                    let rows: Vec<(String, u64)> = redis::cmd("ZRANGE")
+                        .arg(&index)
+                        .arg(&from)
+                        .arg(end)
+                        .arg("BYSCORE")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(REPLAY_CHUNK)
+                        .arg("WITHSCORES")
+                        .query_async(&mut conn)
+                        .await?;
+                    let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+                    let records = read_records(&mut conn, &keys, &ids).await?;
+                    let chosen: Vec<String> =
+                        records.into_iter().filter(|r| convert::status(&r.status) == wanted).map(|r| r.id).collect();
+                    if !chosen.is_empty() {
+                        let mut pipe = redis::pipe();
+                        scripts.load(&mut pipe);
+                        scripts.requeue(&mut pipe, &keys, Requeue::Ids(&chosen), "replay", now_ms(), chosen.len());
+                        let (queued,): (u64,) = pipe.query_async(&mut conn).await?;
+                        replayed += queued;
+                        let _ = tx.send(Ok(v1::ReplayProgress { replayed, total: 0, done: false })).await;
+                    }
+                    match rows.last() {
+                        Some((_, score)) if rows.len() == REPLAY_CHUNK => from = format!("({score}"),
+                        _ => return Ok(()),
+                    }
+                }
+            }
+            .await;
+            let last = match result {
+                Ok(()) => Ok(v1::ReplayProgress { replayed, total: replayed, done: true }),
+                Err(error) => Err(storage_error(error)),
+            };
+            let _ = tx.send(last).await;
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    pub(super) async fn test_event(
+        &self,
+        who: &Principal,
+        req: v1::SendTestEventRequest,
+    ) -> Result<v1::SendTestEventResponse, Status> {
+        let cached = self.subscription(who, &req.subscription_id)?;
+        let sub = &cached.subscription;
+        let event_type = if req.event_type.is_empty() { "hookline.test".to_owned() } else { req.event_type };
+        EventTypeName::parse(&event_type).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let event_id = EventId::generate().to_string();
+        let payload = if req.payload.is_empty() {
+            serde_json::json!({
+                "type": event_type,
+                "message": "This is a test event from hookline.",
+                "subscription_id": sub.id.to_string(),
+            })
+            .to_string()
+            .into_bytes()
+        } else {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&req.payload)
+                .map_err(|e| Status::invalid_argument(format!("payload: is not valid JSON ({e})")))?;
+            req.payload
+        };
+        let event = EventData { payload, variants: Default::default(), occurred_ms: now_ms() };
+        let bytes = body(&sub.spec, &event_id, &event_type, &event);
+        let headers = headers(&sub.spec, &cached.secrets, &event_id, &bytes, "", SystemTime::now());
+        let timeout = sub.spec.timeout.min(self.claim_idle);
+        let result = self.sender.send(Outgoing { url: &sub.spec.url, body: bytes, headers, timeout }).await;
+        tracing::info!(subscription = %sub.id, status = result.status, error = result.error.as_str(), "test event sent");
+        let record = AttemptRecord {
+            n: 1,
+            at: result.started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            dur: result.duration.as_millis() as u64,
+            code: result.status,
+            err: result.error.as_str().into(),
+            msg: result.message.clone(),
+            body: AttemptRecord::encode_body(&result.body),
+            trig: "test".into(),
+        };
+        Ok(v1::SendTestEventResponse { attempt: Some(convert::attempt(&record)), event_id })
+    }
+}

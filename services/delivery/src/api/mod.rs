@@ -1,0 +1,147 @@
+//! The `DeliveryService` gRPC server: queries over deliveries and attempts,
+//! retry and replay, summaries, and test events.
+//!
+//! Every handler finds the caller's principal, resolves what it names (a
+//! subscription from the cache, a delivery from its record) with another
+//! tenant's resources answering NOT_FOUND, then reads or acts.
+
+mod actions;
+mod convert;
+mod queries;
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use hookline_auth::Principal;
+use hookline_domain::{DeliveryId, SubscriptionId};
+use hookline_proto::v1::{self, delivery_service_server::DeliveryService};
+use hookline_queue::{PartitionKeys, Partitions};
+use hookline_watch::{CachedSubscription, SubscriptionCache};
+use redis::aio::ConnectionManager;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    http::Sender,
+    store::{DeliveryRecord, Scripts, read_records},
+};
+
+#[derive(Debug)]
+pub(crate) struct Api {
+    pub(crate) redis: ConnectionManager,
+    pub(crate) cache: SubscriptionCache,
+    pub(crate) partitions: Partitions,
+    pub(crate) scripts: Arc<Scripts>,
+    pub(crate) sender: Sender,
+    pub(crate) claim_idle: Duration,
+}
+
+fn storage_error(error: redis::RedisError) -> Status {
+    tracing::warn!(%error, "redis error");
+    Status::unavailable("storage is unavailable; retry shortly")
+}
+
+impl Api {
+    /// A subscription the caller may see, from the cache.
+    fn subscription(&self, who: &Principal, id: &str) -> Result<Arc<CachedSubscription>, Status> {
+        let parsed =
+            SubscriptionId::parse(id, "subscription_id").map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let state = self.cache.state();
+        if !state.is_ready() {
+            return Err(Status::unavailable("the subscription cache is still loading; retry shortly"));
+        }
+        state
+            .get(parsed)
+            .filter(|c| who.can_access(&c.subscription.tenant))
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("subscription {id} not found")))
+    }
+
+    /// A delivery the caller may see, with its partition.
+    async fn delivery(&self, who: &Principal, id: &str) -> Result<(PartitionKeys, DeliveryRecord), Status> {
+        let parsed = DeliveryId::parse(id, "id").map_err(|e| Status::invalid_argument(e.to_string()))?.to_string();
+        let candidates: Vec<PartitionKeys> = match who {
+            Principal::Tenant(tenant) => vec![self.partitions.of_tenant(tenant.as_str())],
+            Principal::Admin | Principal::Service => self.partitions.all().collect(),
+        };
+        let mut conn = self.redis.clone();
+        for keys in candidates {
+            let found = read_records(&mut conn, &keys, std::slice::from_ref(&parsed)).await.map_err(storage_error)?;
+            if let Some(record) = found.into_iter().next() {
+                let visible = hookline_domain::TenantId::parse(&record.tenant).is_ok_and(|t| who.can_access(&t));
+                if visible {
+                    return Ok((keys, record));
+                }
+            }
+        }
+        Err(Status::not_found(format!("delivery {id} not found")))
+    }
+}
+
+type ReplayStream = Pin<Box<dyn Stream<Item = Result<v1::ReplayProgress, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DeliveryService for Api {
+    async fn list_deliveries(
+        &self,
+        request: Request<v1::ListDeliveriesRequest>,
+    ) -> Result<Response<v1::ListDeliveriesResponse>, Status> {
+        let who = Principal::of(&request)?.clone();
+        Ok(Response::new(self.list(&who, request.into_inner()).await?))
+    }
+
+    async fn get_delivery(&self, request: Request<v1::GetDeliveryRequest>) -> Result<Response<v1::Delivery>, Status> {
+        let who = Principal::of(&request)?.clone();
+        let (_, record) = self.delivery(&who, &request.get_ref().id).await?;
+        Ok(Response::new(convert::delivery(&record)))
+    }
+
+    async fn list_attempts(
+        &self,
+        request: Request<v1::ListAttemptsRequest>,
+    ) -> Result<Response<v1::ListAttemptsResponse>, Status> {
+        let who = Principal::of(&request)?.clone();
+        Ok(Response::new(self.attempts(&who, request.into_inner()).await?))
+    }
+
+    async fn retry_delivery(
+        &self,
+        request: Request<v1::RetryDeliveryRequest>,
+    ) -> Result<Response<v1::Delivery>, Status> {
+        let who = Principal::of(&request)?.clone();
+        Ok(Response::new(self.retry(&who, &request.get_ref().id).await?))
+    }
+
+    type ReplayDeliveriesStream = ReplayStream;
+
+    async fn replay_deliveries(
+        &self,
+        request: Request<v1::ReplayDeliveriesRequest>,
+    ) -> Result<Response<Self::ReplayDeliveriesStream>, Status> {
+        let who = Principal::of(&request)?.clone();
+        Ok(Response::new(self.replay(&who, request.into_inner())?))
+    }
+
+    async fn get_delivery_summary(
+        &self,
+        request: Request<v1::GetDeliverySummaryRequest>,
+    ) -> Result<Response<v1::DeliverySummary>, Status> {
+        let who = Principal::of(&request)?.clone();
+        Ok(Response::new(self.summary(&who, &request.get_ref().subscription_id).await?))
+    }
+
+    async fn get_delivery_stats(
+        &self,
+        request: Request<v1::GetDeliveryStatsRequest>,
+    ) -> Result<Response<v1::GetDeliveryStatsResponse>, Status> {
+        let who = Principal::of(&request)?.clone();
+        Ok(Response::new(self.stats(&who, request.into_inner()).await?))
+    }
+
+    async fn send_test_event(
+        &self,
+        request: Request<v1::SendTestEventRequest>,
+    ) -> Result<Response<v1::SendTestEventResponse>, Status> {
+        let who = Principal::of(&request)?.clone();
+        Ok(Response::new(self.test_event(&who, request.into_inner()).await?))
+    }
+}

@@ -1,0 +1,238 @@
+//! Reading: deliveries (filtered, paginated), attempts, summaries, stats.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hookline_auth::Principal;
+use hookline_domain::EventId;
+use hookline_proto::{convert::timestamp_from_proto, v1};
+use tonic::Status;
+
+use super::{Api, convert, storage_error};
+use crate::store::{Stats, read_attempts, read_records, read_stats};
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+const MAX_STATS_SPAN: Duration = Duration::from_secs(93 * 86_400);
+
+fn page_size(n: i32) -> Result<usize, Status> {
+    match n {
+        n if n < 0 => Err(Status::invalid_argument("page_size: must not be negative")),
+        0 => Ok(DEFAULT_PAGE),
+        n => Ok((n as usize).min(MAX_PAGE)),
+    }
+}
+
+fn bad_token() -> Status {
+    Status::invalid_argument(
+        "page_token: is not a token this service issued; pass next_page_token from the previous page",
+    )
+}
+
+fn ms(field: &str, t: Option<&hookline_proto::Timestamp>) -> Result<Option<u64>, Status> {
+    t.map(|t| {
+        timestamp_from_proto(field, t)
+            .map(|s| s.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    })
+    .transpose()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Api {
+    pub(super) async fn list(
+        &self,
+        who: &Principal,
+        req: v1::ListDeliveriesRequest,
+    ) -> Result<v1::ListDeliveriesResponse, Status> {
+        let tenant = who.tenant_for(&req.tenant_id)?;
+        let size = page_size(req.page_size)?;
+        let (keys, index) = if req.subscription_id.is_empty() {
+            let keys = self.partitions.of_tenant(tenant.as_str());
+            let index = keys.tenant_deliveries(tenant.as_str());
+            (keys, index)
+        } else {
+            let sub = self.subscription(who, &req.subscription_id)?;
+            if sub.subscription.tenant != tenant {
+                return Err(Status::not_found(format!("subscription {} not found", req.subscription_id)));
+            }
+            let keys = self.partitions.of_tenant(tenant.as_str());
+            let index = keys.subscription_deliveries(&req.subscription_id);
+            (keys, index)
+        };
+        let start = ms("start_time", req.start_time.as_ref())?.unwrap_or(0);
+        let end = ms("end_time", req.end_time.as_ref())?.unwrap_or(u64::MAX / 2);
+        if start > end {
+            return Err(Status::invalid_argument("start_time: must not be after end_time"));
+        }
+        if !req.event_id.is_empty() {
+            EventId::parse(&req.event_id, "event_id").map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let status = match v1::DeliveryStatus::try_from(req.status) {
+            Ok(v1::DeliveryStatus::Unspecified) => None,
+            Ok(s) => Some(s),
+            Err(_) => return Err(Status::invalid_argument(format!("status: unknown value {}", req.status))),
+        };
+        // Newest first. The cursor is (score, id) of the last one shown.
+        let mut cursor: Option<(u64, String)> = match req.page_token.as_str() {
+            "" => None,
+            token => {
+                let text =
+                    URL_SAFE_NO_PAD.decode(token).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad_token)?;
+                let (score, id) = text.split_once(':').ok_or_else(bad_token)?;
+                Some((score.parse().map_err(|_| bad_token())?, id.to_owned()))
+            }
+        };
+        let mut conn = self.redis.clone();
+        let mut out = Vec::with_capacity(size);
+        let chunk = (size * 2).clamp(100, 1000);
+        loop {
+            let max = cursor.as_ref().map_or(end, |(score, _)| (*score).min(end));
+            let rows: Vec<(String, u64)> = redis::cmd("ZRANGE")
+                .arg(&index)
+                .arg(max)
+                .arg(start)
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(chunk)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .map_err(storage_error)?;
+            let exhausted = rows.len() < chunk;
+            let fresh: Vec<(String, u64)> = rows
+                .into_iter()
+                .filter(|(id, score)| cursor.as_ref().is_none_or(|(cs, cid)| *score < *cs || (score == cs && id < cid)))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(v1::ListDeliveriesResponse { deliveries: out, next_page_token: String::new() });
+            }
+            let ids: Vec<String> = fresh.iter().map(|(id, _)| id.clone()).collect();
+            let records = read_records(&mut conn, &keys, &ids).await.map_err(storage_error)?;
+            let by_id: std::collections::HashMap<_, _> = records.iter().map(|r| (r.id.as_str(), r)).collect();
+            for (i, (id, score)) in fresh.iter().enumerate() {
+                cursor = Some((*score, id.clone()));
+                let Some(record) = by_id.get(id.as_str()) else { continue };
+                let wanted = status.is_none_or(|s| convert::status(&record.status) == s)
+                    && (req.event_id.is_empty() || record.event_id == req.event_id);
+                if !wanted {
+                    continue;
+                }
+                out.push(convert::delivery(record));
+                if out.len() == size {
+                    let last = exhausted && i + 1 == fresh.len();
+                    let next = if last { String::new() } else { URL_SAFE_NO_PAD.encode(format!("{score}:{id}")) };
+                    return Ok(v1::ListDeliveriesResponse { deliveries: out, next_page_token: next });
+                }
+            }
+            if exhausted {
+                return Ok(v1::ListDeliveriesResponse { deliveries: out, next_page_token: String::new() });
+            }
+        }
+    }
+
+    pub(super) async fn attempts(
+        &self,
+        who: &Principal,
+        req: v1::ListAttemptsRequest,
+    ) -> Result<v1::ListAttemptsResponse, Status> {
+        let (keys, record) = self.delivery(who, &req.delivery_id).await?;
+        let size = page_size(req.page_size)?;
+        let offset: usize = match req.page_token.as_str() {
+            "" => 0,
+            token => URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(bad_token)?,
+        };
+        let mut conn = self.redis.clone();
+        let attempts = read_attempts(&mut conn, &keys, &record.id, offset as isize, (offset + size) as isize)
+            .await
+            .map_err(storage_error)?;
+        let more = attempts.len() > size;
+        let next_page_token = if more { URL_SAFE_NO_PAD.encode((offset + size).to_string()) } else { String::new() };
+        Ok(v1::ListAttemptsResponse {
+            attempts: attempts.iter().take(size).map(convert::attempt).collect(),
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn summary(&self, who: &Principal, subscription_id: &str) -> Result<v1::DeliverySummary, Status> {
+        let sub = self.subscription(who, subscription_id)?;
+        let keys = self.partitions.of_tenant(sub.subscription.tenant.as_str());
+        let mut conn = self.redis.clone();
+        let stats = read_stats(&mut conn, keys.stats(subscription_id)).await.map_err(storage_error)?;
+        let held: u64 =
+            redis::cmd("LLEN").arg(keys.held(subscription_id)).query_async(&mut conn).await.map_err(storage_error)?;
+        Ok(v1::DeliverySummary {
+            subscription_id: subscription_id.to_owned(),
+            attempts: stats.attempts,
+            succeeded: stats.succeeded,
+            failed_attempts: stats.failed,
+            dead_lettered: stats.dead,
+            in_progress: held,
+            consecutive_failures: stats.consecutive_failures,
+            last_attempt_time: stats.last_attempt_ms.map(convert::time),
+            last_success_time: stats.last_success_ms.map(convert::time),
+        })
+    }
+
+    pub(super) async fn stats(
+        &self,
+        who: &Principal,
+        req: v1::GetDeliveryStatsRequest,
+    ) -> Result<v1::GetDeliveryStatsResponse, Status> {
+        let sub = self.subscription(who, &req.subscription_id)?;
+        let daily = match v1::StatsGranularity::try_from(req.granularity) {
+            Ok(v1::StatsGranularity::Unspecified | v1::StatsGranularity::Day) => true,
+            Ok(v1::StatsGranularity::Hour) => false,
+            Err(_) => return Err(Status::invalid_argument(format!("granularity: unknown value {}", req.granularity))),
+        };
+        let end = ms("end_time", req.end_time.as_ref())?.unwrap_or_else(now_ms);
+        let default_span = if daily { 7 * 86_400_000 } else { 86_400_000 };
+        let start = ms("start_time", req.start_time.as_ref())?.unwrap_or(end.saturating_sub(default_span));
+        if start > end {
+            return Err(Status::invalid_argument("start_time: must not be after end_time"));
+        }
+        if end - start > MAX_STATS_SPAN.as_millis() as u64 {
+            return Err(Status::invalid_argument("the time range may span at most 93 days"));
+        }
+        let keys = self.partitions.of_tenant(sub.subscription.tenant.as_str());
+        let hours: Vec<u64> = (start / 3_600_000..=end / 3_600_000).collect();
+        let mut pipe = redis::pipe();
+        for hour in &hours {
+            pipe.hgetall(keys.stats_hour(&req.subscription_id, *hour));
+        }
+        let rows: Vec<std::collections::HashMap<String, String>> =
+            pipe.query_async(&mut self.redis.clone()).await.map_err(storage_error)?;
+        let mut buckets: Vec<(u64, Stats)> = Vec::new();
+        for (hour, fields) in hours.into_iter().zip(rows) {
+            let bucket_start = if daily { hour / 24 * 24 } else { hour };
+            let stats = Stats::from_fields(&fields);
+            match buckets.last_mut() {
+                Some((start, total)) if *start == bucket_start => total.add(&stats),
+                _ => buckets.push((bucket_start, stats)),
+            }
+        }
+        Ok(v1::GetDeliveryStatsResponse {
+            buckets: buckets
+                .into_iter()
+                .map(|(hour, s)| v1::StatsBucket {
+                    start_time: Some(convert::time(hour * 3_600_000)),
+                    attempts: s.attempts,
+                    succeeded: s.succeeded,
+                    failed_attempts: s.failed,
+                    dead_lettered: s.dead,
+                    mean_duration: convert::duration(if s.attempts == 0 { 0 } else { s.duration_ms / s.attempts }),
+                })
+                .collect(),
+        })
+    }
+}

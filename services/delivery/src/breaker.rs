@@ -1,0 +1,130 @@
+//! A circuit breaker per endpoint (scheme, host and port).
+//!
+//! After `threshold` consecutive failures that say the endpoint is unwell
+//! (timeouts, connection errors, 5xx, 429), the circuit opens for a
+//! cooldown: tasks for that endpoint go back to the retry set without
+//! spending an attempt or a worker slot. When the cooldown ends one task
+//! probes (half-open): success closes the circuit, failure reopens it with
+//! the cooldown doubled (up to `max_cooldown`). Each process keeps its own
+//! breakers; they converge because they see the same endpoint.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Send.
+    Closed,
+    /// Send: this is the half-open probe.
+    Probe,
+    /// Do not send; try again after this long.
+    Open(Duration),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    failures: u32,
+    open_until: Option<Instant>,
+    cooldown: Duration,
+    probing: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Breakers {
+    states: Mutex<HashMap<String, State>>,
+    threshold: u32,
+    cooldown: Duration,
+    max_cooldown: Duration,
+}
+
+impl Breakers {
+    /// `threshold == 0` turns breaking off.
+    pub(crate) fn new(threshold: u32, cooldown: Duration, max_cooldown: Duration) -> Self {
+        Self { states: Mutex::new(HashMap::new()), threshold, cooldown, max_cooldown }
+    }
+
+    pub(crate) fn check(&self, endpoint: &str) -> Gate {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = states.get_mut(endpoint) else { return Gate::Closed };
+        match state.open_until {
+            None => Gate::Closed,
+            Some(until) if until > Instant::now() => Gate::Open(until - Instant::now()),
+            Some(_) if state.probing => Gate::Open(Duration::from_secs(1)),
+            Some(_) => {
+                state.probing = true;
+                Gate::Probe
+            }
+        }
+    }
+
+    /// `healthy`: the attempt did not show the endpoint unwell.
+    pub(crate) fn record(&self, endpoint: &str, healthy: bool) {
+        if self.threshold == 0 {
+            return;
+        }
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        if healthy {
+            if states.remove(endpoint).is_some_and(|s| s.open_until.is_some()) {
+                tracing::info!(endpoint, "circuit closed");
+            }
+            return;
+        }
+        let state = states.entry(endpoint.to_owned()).or_default();
+        state.failures += 1;
+        if state.probing {
+            state.probing = false;
+            state.cooldown = (state.cooldown * 2).min(self.max_cooldown);
+            state.open_until = Some(Instant::now() + state.cooldown);
+            tracing::warn!(endpoint, cooldown_secs = state.cooldown.as_secs(), "probe failed; circuit open again");
+        } else if state.open_until.is_none() && state.failures >= self.threshold {
+            state.cooldown = self.cooldown;
+            state.open_until = Some(Instant::now() + state.cooldown);
+            tracing::warn!(endpoint, failures = state.failures, "circuit open");
+        }
+    }
+}
+
+/// The breaker key of a URL.
+pub(crate) fn endpoint_of(url: &url::Url) -> String {
+    format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_the_threshold_then_probes_and_closes() {
+        let b = Breakers::new(3, Duration::from_secs(10), Duration::from_secs(60));
+        for _ in 0..2 {
+            b.record("e", false);
+        }
+        assert_eq!(b.check("e"), Gate::Closed, "below the threshold");
+        b.record("e", false);
+        assert!(matches!(b.check("e"), Gate::Open(d) if d == Duration::from_secs(10)));
+
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.check("e"), Gate::Probe, "one probe after the cooldown");
+        assert!(matches!(b.check("e"), Gate::Open(_)), "only one probe at a time");
+        b.record("e", true);
+        assert_eq!(b.check("e"), Gate::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_doubles_the_cooldown_up_to_the_cap() {
+        let b = Breakers::new(1, Duration::from_secs(10), Duration::from_secs(15));
+        b.record("e", false);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.check("e"), Gate::Probe);
+        b.record("e", false);
+        assert!(matches!(b.check("e"), Gate::Open(d) if d == Duration::from_secs(15)), "20 s capped to 15 s");
+        assert_eq!(b.check("other"), Gate::Closed, "endpoints are independent");
+    }
+
+    #[test]
+    fn endpoints_are_scheme_host_and_port() {
+        let url = url::Url::parse("https://Example.com/a?b=c").unwrap_or_else(|_| unreachable!());
+        assert_eq!(endpoint_of(&url), "https://example.com:443");
+    }
+}

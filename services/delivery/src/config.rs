@@ -1,0 +1,154 @@
+//! The delivery service's configuration: defaults, then a TOML file, then
+//! `HOOKLINE_*` variables (nested keys with `__`), validated before start.
+
+use std::{net::SocketAddr, time::Duration};
+
+use hookline_auth::AuthConfig;
+use hookline_server::TlsSection;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen_addr: SocketAddr,
+    pub redis_url: String,
+    /// Must match the other services'.
+    pub key_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// Stream partitions; the same number in every service.
+    pub partitions: u16,
+    /// The subscription service (watch stream, auto-pause, 410 disable).
+    pub subscriptions_url: String,
+    /// The fanout service, for operational events; unset: not published.
+    pub fanout_url: Option<String>,
+    /// HTTP requests in flight at once in this process.
+    pub max_concurrency: usize,
+    /// Tasks read per batch (at most the free concurrency).
+    pub batch_size: usize,
+    /// A task pending this long with a consumer is taken over by another.
+    /// Every request is cut 1 s before it, so two workers never send the
+    /// same attempt at once; keep it above 60 s so subscription timeouts
+    /// (max 60 s) apply in full.
+    #[serde(with = "humantime_serde")]
+    pub claim_idle: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// CIDRs that may receive deliveries although not public
+    /// (development, tests, in-cluster receivers), e.g. ["127.0.0.0/8"].
+    pub allow_cidrs: Vec<IpNet>,
+    /// Deliver only to https:// URLs.
+    pub https_only: bool,
+    pub user_agent: String,
+    /// Pause a subscription after this many consecutive failed attempts
+    /// (0: never).
+    pub auto_pause_after: u64,
+    /// Consecutive endpoint failures that open its circuit (0: never).
+    pub breaker_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
+    #[serde(with = "humantime_serde")]
+    pub breaker_max_cooldown: Duration,
+    /// The longest `Retry-After` honoured.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+    /// How long delivery records and attempt logs are kept.
+    #[serde(with = "humantime_serde")]
+    pub delivery_retention: Duration,
+    /// How long hourly counters are kept.
+    #[serde(with = "humantime_serde")]
+    pub stats_retention: Duration,
+    /// Bytes of each response body kept in the attempt log.
+    pub response_body_limit: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Name of this consumer in the group; default: host name + process id.
+    pub consumer_name: Option<String>,
+    pub auth: AuthConfig,
+    pub tls: Option<TlsSection>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 50053)),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "hookline".into(),
+            redis_timeout: Duration::from_secs(2),
+            partitions: 1,
+            subscriptions_url: "http://127.0.0.1:50051".into(),
+            fanout_url: Some("http://127.0.0.1:50052".into()),
+            max_concurrency: 512,
+            batch_size: 256,
+            claim_idle: Duration::from_secs(90),
+            connect_timeout: Duration::from_secs(5),
+            allow_cidrs: Vec::new(),
+            https_only: false,
+            user_agent: concat!("hookline/", env!("CARGO_PKG_VERSION")).into(),
+            auto_pause_after: 50,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(10),
+            breaker_max_cooldown: Duration::from_secs(300),
+            max_retry_after: Duration::from_secs(3600),
+            delivery_retention: Duration::from_secs(30 * 86_400),
+            stats_retention: Duration::from_secs(90 * 86_400),
+            response_body_limit: 4096,
+            shutdown_grace: Duration::from_secs(10),
+            consumer_name: None,
+            auth: AuthConfig::default(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file`, then `HOOKLINE_*` variables; then validates.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let config: Config = hookline_server::config::load(file).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
+            return invalid("redis_url must start with redis:// or rediss://");
+        }
+        for url in std::iter::once(&self.subscriptions_url).chain(self.fanout_url.iter()) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid("subscriptions_url and fanout_url must be http:// or https:// addresses");
+            }
+        }
+        if !(1..=1024).contains(&self.partitions) {
+            return invalid("partitions must be between 1 and 1024");
+        }
+        if !(1..=100_000).contains(&self.max_concurrency) {
+            return invalid("max_concurrency must be between 1 and 100000");
+        }
+        if !(1..=10_000).contains(&self.batch_size) {
+            return invalid("batch_size must be between 1 and 10000");
+        }
+        if self.claim_idle < Duration::from_secs(2) {
+            return invalid("claim_idle must be at least 2s (requests are cut 1s before it)");
+        }
+        if self.response_body_limit > 64 * 1024 {
+            return invalid("response_body_limit must be at most 64 KiB");
+        }
+        if self.auth.service_token.is_none() {
+            return invalid("auth.service_token is required: delivery presents it to the subscription service");
+        }
+        if self.auth.tokens.is_empty() {
+            return invalid("auth.tokens is empty: configure at least one token");
+        }
+        self.auth.authenticator().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! Routing a batch of delivery tasks and running each attempt.
+//!
+//! For each task: a deleted or disabled subscription cancels it, a paused
+//! one holds it, an open circuit defers it, a full in-flight limit (shared
+//! by all replicas through leases in Redis) defers it; the rest each get a
+//! worker slot and run on their own task. An attempt ends with one script
+//! that acknowledges the task and records everything about the attempt
+//! (`complete.lua`), so a crash before it means the task is redelivered,
+//! never lost.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use hookline_domain::{SubscriptionId, SubscriptionState};
+use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, StreamMessage};
+use hookline_watch::CachedSubscription;
+use rand::Rng;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::{
+    breaker::{Gate, endpoint_of},
+    http::{AttemptError, AttemptResult, Outgoing},
+    outcome::{Decision, decide, endpoint_unhealthy},
+    request::{EventData, body, headers},
+    store::{AttemptRecord, Next, Park},
+    worker::{Worker, now_ms},
+};
+
+/// How soon a task deferred by a full in-flight limit is tried again.
+const IN_FLIGHT_RETRY: Duration = Duration::from_millis(200);
+/// A lease outlives its request by this much.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+impl Worker {
+    pub(crate) async fn dispatch(
+        self: Arc<Self>,
+        keys: &PartitionKeys,
+        batch: Vec<StreamMessage>,
+    ) -> redis::RedisResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut conn = self.redis.clone();
+        let mut park = redis::pipe();
+        park.ignore_errors();
+        self.scripts.load(&mut park);
+        let mut parked = 0;
+        let mut tasks = Vec::with_capacity(batch.len());
+        for message in batch {
+            match DeliveryTask::parse(&message.id, &message.fields) {
+                Ok(task) => tasks.push((message.id, task)),
+                Err(error) => {
+                    tracing::error!(entry = %message.id, %error, "skipping a delivery task this build cannot read");
+                    park.cmd("XACK").arg(keys.deliveries()).arg(DELIVERY_GROUP).arg(&message.id);
+                    parked += 1;
+                }
+            }
+        }
+        let events = self.load_events(keys, &tasks, &mut conn).await?;
+        let state = self.cache.state();
+        let retention = &self.settings.retention;
+        let mut ready = Vec::with_capacity(tasks.len());
+        for (entry, task) in tasks {
+            let cached = SubscriptionId::parse(&task.subscription_id, "sub").ok().and_then(|id| state.get(id)).cloned();
+            let action = match cached.as_ref().map(|c| &c.subscription.state) {
+                None | Some(SubscriptionState::Disabled(_)) => Some(Park::Cancel),
+                Some(SubscriptionState::Paused(_)) => Some(Park::Hold),
+                Some(SubscriptionState::Active) => None,
+            };
+            let (Some(cached), None) = (cached, action) else {
+                self.scripts.park(&mut park, keys, &entry, &task, action.unwrap_or(Park::Cancel), now, retention);
+                parked += 1;
+                continue;
+            };
+            let endpoint = endpoint_of(cached.subscription.spec.url.as_url());
+            if let Gate::Open(wait) = self.breakers.check(&endpoint) {
+                self.scripts.park(
+                    &mut park,
+                    keys,
+                    &entry,
+                    &task,
+                    Park::Defer(now + wait.as_millis() as u64),
+                    now,
+                    retention,
+                );
+                parked += 1;
+                continue;
+            }
+            ready.push((entry, task, cached, endpoint));
+        }
+        if !ready.is_empty() {
+            let mut leases = redis::pipe();
+            self.scripts.load(&mut leases);
+            for (_, task, cached, _) in &ready {
+                let expiry = now + (self.request_timeout(cached) + LEASE_MARGIN).as_millis() as u64;
+                self.scripts.lease(&mut leases, keys, task, now, expiry, cached.subscription.spec.max_in_flight);
+            }
+            let granted: Vec<i64> = leases.query_async(&mut conn).await?;
+            for ((entry, task, cached, endpoint), granted) in ready.into_iter().zip(granted) {
+                if granted != 1 {
+                    let jitter = rand::rng().random_range(0..100);
+                    let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + jitter;
+                    self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                    parked += 1;
+                    continue;
+                }
+                let Ok(permit) = self.permits.clone().acquire_owned().await else { break };
+                let event = events.get(&task.event_id).cloned();
+                tokio::spawn(self.clone().attempt(keys.clone(), entry, task, cached, endpoint, event, permit));
+            }
+        }
+        if parked > 0 {
+            let results: Vec<redis::RedisResult<redis::Value>> = park.query_async(&mut conn).await?;
+            for error in results.into_iter().filter_map(Result::err) {
+                tracing::warn!(%error, "could not park a delivery; it will be retried");
+            }
+        }
+        Ok(())
+    }
+
+    /// The subscription's timeout, cut 1 s before the claim idle time so an
+    /// attempt never outlives its claim.
+    fn request_timeout(&self, cached: &CachedSubscription) -> Duration {
+        cached.subscription.spec.timeout.min(self.settings.claim_idle.saturating_sub(Duration::from_secs(1)))
+    }
+
+    /// The payload, variants and time of each event of the batch, read once.
+    async fn load_events(
+        &self,
+        keys: &PartitionKeys,
+        tasks: &[(String, DeliveryTask)],
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> redis::RedisResult<HashMap<String, Arc<EventData>>> {
+        let mut ids: Vec<&str> = tasks.iter().map(|(_, t)| t.event_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(keys.event(id)).arg("p").arg("pv").arg("oa");
+        }
+        let rows: Vec<(Option<Vec<u8>>, Option<String>, Option<String>)> = pipe.query_async(conn).await?;
+        Ok(ids
+            .into_iter()
+            .zip(rows)
+            .filter_map(|(id, (payload, variants, occurred))| {
+                let event = EventData {
+                    payload: payload?,
+                    variants: variants
+                        .filter(|v| !v.is_empty())
+                        .and_then(|v| serde_json::from_str(&v).ok())
+                        .unwrap_or_default(),
+                    occurred_ms: occurred.and_then(|o| o.parse().ok()).unwrap_or(0),
+                };
+                Some((id.to_owned(), Arc::new(event)))
+            })
+            .collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        self: Arc<Self>,
+        keys: PartitionKeys,
+        entry: String,
+        task: DeliveryTask,
+        cached: Arc<CachedSubscription>,
+        endpoint: String,
+        event: Option<Arc<EventData>>,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let sub = &cached.subscription;
+        let result = match &event {
+            Some(event) => {
+                let payload = body(&sub.spec, &task.event_id, &task.event_type, event);
+                let now = SystemTime::now();
+                let headers = headers(&sub.spec, &cached.secrets, &task.event_id, &payload, &task.traceparent, now);
+                let out =
+                    Outgoing { url: &sub.spec.url, body: payload, headers, timeout: self.request_timeout(&cached) };
+                let result = self.sender.send(out).await;
+                self.breakers.record(&endpoint, !endpoint_unhealthy(&result));
+                result
+            }
+            None => AttemptResult {
+                started: SystemTime::now(),
+                duration: Duration::ZERO,
+                status: 0,
+                error: AttemptError::Connect,
+                message: "the event is past its retention; nothing was sent".into(),
+                body: Vec::new(),
+                retry_after: None,
+            },
+        };
+        let jitter = rand::rng().random::<f64>();
+        let decision = if event.is_none() {
+            Decision::DeadLetter
+        } else {
+            decide(&result, &sub.spec.retry, task.attempt, self.settings.max_retry_after, jitter)
+        };
+        let now = now_ms();
+        let next = match decision {
+            Decision::Success => Next::Done,
+            Decision::Retry(delay) => Next::RetryAt(now + delay.as_millis() as u64),
+            Decision::DeadLetter | Decision::Gone => Next::DeadLetter,
+        };
+        let record = AttemptRecord {
+            n: task.attempt,
+            at: result.started.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            dur: result.duration.as_millis() as u64,
+            code: result.status,
+            err: if event.is_none() { "event_expired".into() } else { result.error.as_str().into() },
+            msg: result.message.clone(),
+            body: AttemptRecord::encode_body(&result.body),
+            trig: if task.trigger.is_empty() { "scheduled".into() } else { task.trigger.clone() },
+        };
+        let json = serde_json::to_string(&record).unwrap_or_default();
+        let mut pipe = redis::pipe();
+        self.scripts.load(&mut pipe);
+        self.scripts.complete(&mut pipe, &keys, &entry, &task, next, &json, record.dur, now, &self.settings.retention);
+        pipe.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
+        let consecutive: i64 = match pipe.query_async::<(i64,)>(&mut self.redis.clone()).await {
+            Ok((n,)) => n,
+            Err(error) => {
+                // The task stays pending and is claimed again: delivered at
+                // least once, never lost.
+                tracing::warn!(delivery = %task.delivery_id, %error, "could not record the attempt; it will be retried");
+                return;
+            }
+        };
+        tracing::debug!(
+            delivery = %task.delivery_id, subscription = %sub.id, attempt = task.attempt,
+            status = result.status, error = result.error.as_str(), ?decision, "attempt"
+        );
+        if decision == Decision::Gone {
+            self.control.disable_gone(sub).await;
+        } else if next != Next::Done
+            && self.settings.auto_pause_after > 0
+            && consecutive >= self.settings.auto_pause_after as i64
+        {
+            let last =
+                if result.message.is_empty() { result.error.as_str().to_owned() } else { result.message.clone() };
+            self.control.pause_for_failures(sub, consecutive as u64, &last).await;
+        }
+    }
+}

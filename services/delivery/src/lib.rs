@@ -1,0 +1,155 @@
+//! hookline's delivery service: turns delivery tasks into signed HTTP POSTs,
+//! retries them on the subscription's schedule, and keeps every attempt.
+//!
+//! - `worker` / `dispatch`: consumer loops on the deliveries streams;
+//!   routing (cancel, hold, defer, send) and attempts.
+//! - `http`: the address guard (SSRF), the HTTP client, one attempt.
+//! - `request`: body (format, variant), signature, headers.
+//! - `outcome`: success, retry when, dead-letter, gone.
+//! - `breaker`: per-endpoint circuit breakers.
+//! - `store`: the Lua scripts that move a delivery between states, and the
+//!   reads behind the API.
+//! - `api`: `DeliveryService`.
+//! - `control`: calls to the subscription and fanout services.
+//!
+//! Architecture invariant: delivery knows subscriptions only through the
+//! watch cache, and events only through their records in Redis.
+
+mod api;
+mod breaker;
+mod config;
+mod control;
+mod dispatch;
+mod http;
+mod outcome;
+mod request;
+mod store;
+mod worker;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use hookline_proto::v1::delivery_service_server::DeliveryServiceServer;
+use hookline_queue::Partitions;
+use hookline_server::ServerError;
+use hookline_watch::{SubscriptionCache, WatchConfig};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
+use tonic::server::NamedService;
+
+pub use config::{Config, ConfigError};
+
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("subscription watch: {0}")]
+    Watch(#[from] hookline_watch::WatchError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Serves `DeliveryService` and runs the delivery workers until `shutdown`.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    config.validate()?;
+    let (_client, redis) = hookline_queue::connect(&config.redis_url, config.redis_timeout).await?;
+    let (_, reader) = hookline_queue::connect(&config.redis_url, config.redis_timeout + Duration::from_secs(2)).await?;
+    let service_token = config.auth.service_token.clone().unwrap_or_default();
+    let (cache, _watch) =
+        SubscriptionCache::spawn(WatchConfig::new(config.subscriptions_url.clone(), service_token.clone()))?;
+    let partitions = Partitions::new(&config.key_prefix, config.partitions);
+    let authenticator = config.auth.authenticator().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let sender = http::Sender::new(
+        http::AddressPolicy::new(config.allow_cidrs.clone()),
+        config.connect_timeout,
+        &config.user_agent,
+        config.https_only,
+        config.response_body_limit,
+    )?;
+    if !config.allow_cidrs.is_empty() {
+        tracing::warn!(allow = ?config.allow_cidrs, "deliveries allowed to these non-public ranges");
+    }
+    let control = control::Control::new(&config.subscriptions_url, config.fanout_url.as_deref(), &service_token)
+        .map_err(ConfigError::Invalid)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let retention = store::Retention {
+        record_secs: config.delivery_retention.as_secs(),
+        stats_secs: config.stats_retention.as_secs(),
+    };
+    let worker = Arc::new(worker::Worker {
+        redis: redis.clone(),
+        reader,
+        cache: cache.clone(),
+        sender: sender.clone(),
+        scripts: store::Scripts::default(),
+        breakers: breaker::Breakers::new(
+            config.breaker_threshold,
+            config.breaker_cooldown,
+            config.breaker_max_cooldown,
+        ),
+        control,
+        permits: Arc::new(Semaphore::new(config.max_concurrency)),
+        settings: worker::Settings {
+            consumer: config.consumer_name.clone().unwrap_or_else(default_consumer_name),
+            batch_size: config.batch_size,
+            claim_idle: config.claim_idle,
+            max_retry_after: config.max_retry_after,
+            auto_pause_after: config.auto_pause_after,
+            retention,
+        },
+    });
+    let mut tasks = Vec::new();
+    for keys in partitions.all() {
+        tasks.push(tokio::spawn(worker.clone().consume(keys.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(worker.clone().schedule(keys, stop_rx.clone())));
+    }
+
+    let api = api::Api {
+        redis: redis.clone(),
+        cache: cache.clone(),
+        partitions: partitions.clone(),
+        scripts: Arc::new(store::Scripts::default()),
+        sender,
+        claim_idle: config.claim_idle,
+    };
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let (health_redis, health_cache) = (redis.clone(), cache.clone());
+    tokio::spawn(async move {
+        let names = [<DeliveryServiceServer<api::Api> as NamedService>::NAME];
+        hookline_server::report_health(reporter, &names, HEALTH_INTERVAL, stop_rx, || {
+            let mut conn = health_redis.clone();
+            let ready = health_cache.state().is_ready();
+            async move { ready && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() }
+        })
+        .await;
+    });
+    let router = hookline_server::builder(config.tls.as_ref())?.add_service(health_service).add_service(
+        tonic::service::interceptor::InterceptedService::new(DeliveryServiceServer::new(api), authenticator),
+    );
+    let router = hookline_server::with_reflection(router)?;
+    tracing::info!(addr = %listener.local_addr().map_err(ServerError::from)?, partitions = partitions.count(), "delivery service listening");
+    hookline_server::serve(router, listener, shutdown, stop_tx, config.shutdown_grace).await?;
+    // Let attempts in flight finish and record their outcome.
+    let grace = tokio::time::Instant::now() + config.shutdown_grace;
+    for task in tasks {
+        let _ = tokio::time::timeout_at(grace, task).await;
+    }
+    let _ = tokio::time::timeout_at(grace, worker.permits.acquire_many(config.max_concurrency as u32)).await;
+    Ok(())
+}
+
+fn default_consumer_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "delivery".into());
+    format!("{host}-{}", std::process::id())
+}

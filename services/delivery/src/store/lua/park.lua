@@ -1,0 +1,30 @@
+-- Takes a delivery off the stream without an attempt, atomically with the
+-- ack: 'defer' (retry later without spending an attempt: circuit open, or
+-- the subscription's in-flight limit reached), 'hold' (subscription paused)
+-- or 'cancel' (subscription deleted or disabled).
+-- KEYS: 1 deliveries stream, 2 record, 3 retry zset, 4 held list,
+--       5 held index, 6 subscription index, 7 tenant index
+-- ARGV: 1 group, 2 entry id, 3 delivery id, 4 action, 5 due (ms, defer),
+--       6 now (ms), 7 record retention (s), 8 event id, 9 subscription id,
+--       10 tenant, 11 event type, 12 traceparent, 13 enqueued at (ms),
+--       14 attempts made so far
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[2], 'id', ARGV[3], 'evt', ARGV[8], 'sub', ARGV[9], 't', ARGV[10], 'et', ARGV[11],
+    'tp', ARGV[12], 'c', ARGV[13], 'n', ARGV[14])
+  redis.call('ZADD', KEYS[6], ARGV[13], ARGV[3])
+  redis.call('ZADD', KEYS[7], ARGV[13], ARGV[3])
+end
+redis.call('HSET', KEYS[2], 'u', ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+if ARGV[4] == 'defer' then
+  redis.call('HSET', KEYS[2], 'st', 'scheduled', 'na', ARGV[5])
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+elseif ARGV[4] == 'hold' then
+  redis.call('HSET', KEYS[2], 'st', 'held', 'na', '')
+  redis.call('RPUSH', KEYS[4], ARGV[3])
+  redis.call('SADD', KEYS[5], ARGV[9])
+else
+  redis.call('HSET', KEYS[2], 'st', 'cancelled', 'na', '')
+end
+return 1

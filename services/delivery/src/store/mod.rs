@@ -1,0 +1,213 @@
+//! Delivery's state in Redis: the scripts that move a delivery from one
+//! state to the next (each atomic with its stream acknowledgement), and the
+//! reads behind the query RPCs.
+//!
+//! States: a task in the stream is *pending*; after a failed attempt it is
+//! *scheduled* in the retry set; then *succeeded* or *dead* (dead-lettered);
+//! *held* while its subscription is paused; *cancelled* when the
+//! subscription is gone. Key names are in `hookline-queue`.
+
+mod records;
+
+use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys};
+use redis::{Pipeline, Script};
+
+pub(crate) use records::{AttemptRecord, DeliveryRecord, Stats, read_attempts, read_records, read_stats};
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    Done,
+    RetryAt(u64),
+    DeadLetter,
+}
+
+/// Taking a task off the stream without an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Park {
+    /// Back to the retry set at this time (ms), no attempt spent.
+    Defer(u64),
+    Hold,
+    Cancel,
+}
+
+/// Where requeued deliveries come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Requeue<'a> {
+    /// Due retries.
+    Due,
+    /// A resumed subscription's held deliveries.
+    Held(&'a str),
+    /// These deliveries now (retry or replay).
+    Ids(&'a [String]),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Retention {
+    pub(crate) record_secs: u64,
+    pub(crate) stats_secs: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    complete: Script,
+    park: Script,
+    requeue: Script,
+    lease: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            complete: Script::new(include_str!("lua/complete.lua")),
+            park: Script::new(include_str!("lua/park.lua")),
+            requeue: Script::new(include_str!("lua/requeue.lua")),
+            lease: Script::new(include_str!("lua/lease.lua")),
+        }
+    }
+}
+
+impl Scripts {
+    pub(crate) fn load(&self, pipe: &mut Pipeline) {
+        for script in [&self.complete, &self.park, &self.requeue, &self.lease] {
+            pipe.load_script(script).ignore();
+        }
+    }
+
+    /// Records an attempt; replies the consecutive failures (or -1).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn complete(
+        &self,
+        pipe: &mut Pipeline,
+        keys: &PartitionKeys,
+        entry_id: &str,
+        task: &DeliveryTask,
+        next: Next,
+        attempt_json: &str,
+        duration_ms: u64,
+        now_ms: u64,
+        retention: &Retention,
+    ) {
+        let (outcome, due) = match next {
+            Next::Done => ("ok", 0),
+            Next::RetryAt(at) => ("retry", at),
+            Next::DeadLetter => ("dead", 0),
+        };
+        let mut inv = self.complete.prepare_invoke();
+        inv.key(keys.deliveries())
+            .key(keys.delivery(&task.delivery_id))
+            .key(keys.attempts(&task.delivery_id))
+            .key(keys.stats(&task.subscription_id))
+            .key(keys.stats_hour(&task.subscription_id, now_ms / 3_600_000))
+            .key(keys.retry())
+            .key(keys.subscription_deliveries(&task.subscription_id))
+            .key(keys.tenant_deliveries(&task.tenant))
+            .key(keys.dead_letters(&task.subscription_id))
+            .arg(DELIVERY_GROUP)
+            .arg(entry_id)
+            .arg(&task.delivery_id)
+            .arg(outcome)
+            .arg(attempt_json)
+            .arg(task.attempt)
+            .arg(due)
+            .arg(now_ms)
+            .arg(duration_ms)
+            .arg(retention.record_secs.max(1))
+            .arg(retention.stats_secs.max(1))
+            .arg(&task.event_id)
+            .arg(&task.subscription_id)
+            .arg(&task.tenant)
+            .arg(&task.event_type)
+            .arg(&task.traceparent)
+            .arg(task.enqueued_ms);
+        pipe.invoke_script(&inv);
+    }
+
+    pub(crate) fn park(
+        &self,
+        pipe: &mut Pipeline,
+        keys: &PartitionKeys,
+        entry_id: &str,
+        task: &DeliveryTask,
+        park: Park,
+        now_ms: u64,
+        retention: &Retention,
+    ) {
+        let (action, due) = match park {
+            Park::Defer(at) => ("defer", at),
+            Park::Hold => ("hold", 0),
+            Park::Cancel => ("cancel", 0),
+        };
+        let mut inv = self.park.prepare_invoke();
+        inv.key(keys.deliveries())
+            .key(keys.delivery(&task.delivery_id))
+            .key(keys.retry())
+            .key(keys.held(&task.subscription_id))
+            .key(keys.held_subscriptions())
+            .key(keys.subscription_deliveries(&task.subscription_id))
+            .key(keys.tenant_deliveries(&task.tenant))
+            .arg(DELIVERY_GROUP)
+            .arg(entry_id)
+            .arg(&task.delivery_id)
+            .arg(action)
+            .arg(due)
+            .arg(now_ms)
+            .arg(retention.record_secs.max(1))
+            .arg(&task.event_id)
+            .arg(&task.subscription_id)
+            .arg(&task.tenant)
+            .arg(&task.event_type)
+            .arg(&task.traceparent)
+            .arg(task.enqueued_ms)
+            .arg(task.attempt.saturating_sub(1));
+        pipe.invoke_script(&inv);
+    }
+
+    /// Replies how many deliveries were queued.
+    pub(crate) fn requeue(
+        &self,
+        pipe: &mut Pipeline,
+        keys: &PartitionKeys,
+        from: Requeue<'_>,
+        trigger: &str,
+        now_ms: u64,
+        limit: usize,
+    ) {
+        let mut inv = self.requeue.prepare_invoke();
+        let (mode, source, subscription) = match from {
+            Requeue::Due => ("due", keys.retry(), String::new()),
+            Requeue::Held(sub) => ("held", keys.held(sub), sub.to_owned()),
+            Requeue::Ids(_) => ("ids", keys.retry(), String::new()),
+        };
+        inv.key(keys.deliveries())
+            .key(source)
+            .key(keys.held_subscriptions())
+            .arg(mode)
+            .arg(now_ms)
+            .arg(limit)
+            .arg(keys.tag())
+            .arg(trigger)
+            .arg(subscription);
+        if let Requeue::Ids(ids) = from {
+            for id in ids {
+                inv.arg(id);
+            }
+        }
+        pipe.invoke_script(&inv);
+    }
+
+    /// Replies 1 if a slot was taken, 0 if the subscription is at its limit.
+    pub(crate) fn lease(
+        &self,
+        pipe: &mut Pipeline,
+        keys: &PartitionKeys,
+        task: &DeliveryTask,
+        now_ms: u64,
+        expiry_ms: u64,
+        max: u32,
+    ) {
+        let mut inv = self.lease.prepare_invoke();
+        inv.key(keys.in_flight(&task.subscription_id)).arg(now_ms).arg(expiry_ms).arg(&task.delivery_id).arg(max);
+        pipe.invoke_script(&inv);
+    }
+}

@@ -1,0 +1,149 @@
+//! Reading delivery records, attempt logs and counters back.
+
+use std::collections::HashMap;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use hookline_queue::PartitionKeys;
+use redis::aio::ConnectionLike;
+use serde::{Deserialize, Serialize};
+
+/// One attempt as logged (JSON in the attempts list and the record's `la`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AttemptRecord {
+    /// Attempt number, from 1.
+    pub(crate) n: u32,
+    /// Start, Unix ms.
+    pub(crate) at: u64,
+    /// Duration, ms.
+    pub(crate) dur: u64,
+    /// HTTP status; 0 when no response arrived.
+    pub(crate) code: u16,
+    /// `AttemptError::as_str`.
+    pub(crate) err: String,
+    pub(crate) msg: String,
+    /// The start of the response body, base64.
+    pub(crate) body: String,
+    /// `scheduled`, `manual`, `replay`, `test`.
+    pub(crate) trig: String,
+}
+
+impl AttemptRecord {
+    pub(crate) fn body_bytes(&self) -> Vec<u8> {
+        STANDARD.decode(&self.body).unwrap_or_default()
+    }
+
+    pub(crate) fn encode_body(body: &[u8]) -> String {
+        STANDARD.encode(body)
+    }
+}
+
+/// A delivery as its record holds it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeliveryRecord {
+    pub(crate) id: String,
+    pub(crate) event_id: String,
+    pub(crate) subscription_id: String,
+    pub(crate) tenant: String,
+    pub(crate) event_type: String,
+    /// `pending`, `scheduled`, `held`, `succeeded`, `dead`, `cancelled`.
+    pub(crate) status: String,
+    pub(crate) attempts: u32,
+    pub(crate) next_attempt_ms: Option<u64>,
+    pub(crate) created_ms: u64,
+    pub(crate) updated_ms: u64,
+    pub(crate) last_attempt: Option<AttemptRecord>,
+}
+
+impl DeliveryRecord {
+    fn from_fields(fields: &HashMap<String, String>) -> Option<Self> {
+        let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
+        let id = get("id");
+        if id.is_empty() {
+            return None;
+        }
+        Some(Self {
+            id,
+            event_id: get("evt"),
+            subscription_id: get("sub"),
+            tenant: get("t"),
+            event_type: get("et"),
+            status: fields.get("st").cloned().unwrap_or_else(|| "pending".into()),
+            attempts: get("n").parse().unwrap_or(0),
+            next_attempt_ms: get("na").parse().ok(),
+            created_ms: get("c").parse().unwrap_or(0),
+            updated_ms: get("u").parse().unwrap_or(0),
+            last_attempt: fields.get("la").and_then(|j| serde_json::from_str(j).ok()),
+        })
+    }
+}
+
+/// Records of these ids (missing ones skipped), in order.
+pub(crate) async fn read_records(
+    conn: &mut impl ConnectionLike,
+    keys: &PartitionKeys,
+    ids: &[String],
+) -> redis::RedisResult<Vec<DeliveryRecord>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.hgetall(keys.delivery(id));
+    }
+    let all: Vec<HashMap<String, String>> = pipe.query_async(conn).await?;
+    Ok(all.iter().filter_map(DeliveryRecord::from_fields).collect())
+}
+
+pub(crate) async fn read_attempts(
+    conn: &mut impl ConnectionLike,
+    keys: &PartitionKeys,
+    id: &str,
+    start: isize,
+    stop: isize,
+) -> redis::RedisResult<Vec<AttemptRecord>> {
+    let raw: Vec<String> = redis::cmd("LRANGE").arg(keys.attempts(id)).arg(start).arg(stop).query_async(conn).await?;
+    Ok(raw.iter().filter_map(|j| serde_json::from_str(j).ok()).collect())
+}
+
+/// Counters of one subscription (totals, or one hour bucket).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Stats {
+    pub(crate) attempts: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) dead: u64,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) last_attempt_ms: Option<u64>,
+    pub(crate) last_success_ms: Option<u64>,
+    /// Summed attempt duration (hour buckets only), ms.
+    pub(crate) duration_ms: u64,
+}
+
+impl Stats {
+    pub(crate) fn from_fields(fields: &HashMap<String, String>) -> Self {
+        let n = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
+        Self {
+            attempts: n("attempts").unwrap_or(0),
+            succeeded: n("succeeded").unwrap_or(0),
+            failed: n("failed").unwrap_or(0),
+            dead: n("dead").unwrap_or(0),
+            consecutive_failures: n("cf").unwrap_or(0) as u32,
+            last_attempt_ms: n("la"),
+            last_success_ms: n("ls"),
+            duration_ms: n("dur").unwrap_or(0),
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: &Stats) {
+        self.attempts += other.attempts;
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.dead += other.dead;
+        self.duration_ms += other.duration_ms;
+    }
+}
+
+pub(crate) async fn read_stats(conn: &mut impl ConnectionLike, key: String) -> redis::RedisResult<Stats> {
+    let fields: HashMap<String, String> = redis::cmd("HGETALL").arg(key).query_async(conn).await?;
+    Ok(Stats::from_fields(&fields))
+}

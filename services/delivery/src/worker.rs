@@ -1,0 +1,211 @@
+//! Delivery workers: per partition, a consumer loop on the deliveries
+//! stream and a scheduler loop that puts due retries and resumed
+//! subscriptions' held deliveries back on the stream.
+//!
+//! The consumer reads only as many tasks as it has free concurrency, so
+//! tasks wait in Redis (where another replica may take them), not in this
+//! process. Each task runs on its own (see `dispatch`): a slow endpoint
+//! holds its own slots, never the loop.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use hookline_queue::{ConsumerGroup, DELIVERY_GROUP, PartitionKeys, is_missing_group};
+use hookline_watch::SubscriptionCache;
+use redis::aio::ConnectionManager;
+use tokio::sync::{Semaphore, watch};
+
+use crate::{
+    breaker::Breakers,
+    control::Control,
+    http::Sender,
+    store::{Requeue, Retention, Scripts},
+};
+
+const READ_BLOCK: Duration = Duration::from_secs(1);
+const SCHEDULE_EVERY: Duration = Duration::from_millis(100);
+const RELEASE_EVERY: Duration = Duration::from_millis(500);
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const REQUEUE_BATCH: usize = 500;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) consumer: String,
+    pub(crate) batch_size: usize,
+    pub(crate) claim_idle: Duration,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) auto_pause_after: u64,
+    pub(crate) retention: Retention,
+}
+
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) redis: ConnectionManager,
+    /// A connection of the worker's own for blocking reads.
+    pub(crate) reader: ConnectionManager,
+    pub(crate) cache: SubscriptionCache,
+    pub(crate) sender: Sender,
+    pub(crate) scripts: Scripts,
+    pub(crate) breakers: Breakers,
+    pub(crate) control: Control,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) settings: Settings,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn pause(backoff: &mut Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = stop.changed() => {}
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+}
+
+impl Worker {
+    /// Consumes the partition's deliveries stream until `stop`.
+    pub(crate) async fn consume(self: Arc<Self>, keys: PartitionKeys, mut stop: watch::Receiver<bool>) {
+        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, &self.settings.consumer);
+        let mut ready = false;
+        let mut backoff = Duration::from_millis(100);
+        let mut claim_cursor = "0-0".to_owned();
+        let mut last_claim = Instant::now();
+        let mut last_trim = Instant::now();
+        tracing::info!(partition = keys.index(), consumer = %self.settings.consumer, "delivery worker started");
+        while !*stop.borrow() {
+            if !self.cache.state().is_ready() {
+                tokio::select! {
+                    _ = self.cache.ready(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let free = self.permits.available_permits();
+            if free == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            let step = async {
+                let mut conn = self.redis.clone();
+                if !ready {
+                    group.ensure(&mut conn).await?;
+                    ready = true;
+                }
+                if last_claim.elapsed() >= self.settings.claim_idle / 2 {
+                    last_claim = Instant::now();
+                    let (stale, cursor) = group
+                        .claim_stale(
+                            &mut conn,
+                            self.settings.claim_idle,
+                            &claim_cursor,
+                            free.min(self.settings.batch_size),
+                        )
+                        .await?;
+                    claim_cursor = cursor;
+                    if !stale.is_empty() {
+                        tracing::info!(
+                            partition = keys.index(),
+                            count = stale.len(),
+                            "claimed tasks left by another consumer"
+                        );
+                        self.clone().dispatch(&keys, stale).await?;
+                    }
+                }
+                let count = free.min(self.settings.batch_size);
+                let fresh = group.read_new(&mut self.reader.clone(), count, READ_BLOCK).await?;
+                self.clone().dispatch(&keys, fresh).await?;
+                if last_trim.elapsed() >= TRIM_EVERY {
+                    last_trim = Instant::now();
+                    group.trim_done(&mut conn, Duration::from_secs(60), now_ms()).await?;
+                }
+                Ok::<_, redis::RedisError>(())
+            };
+            match step.await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(error) => {
+                    if is_missing_group(&error) {
+                        tracing::warn!(partition = keys.index(), "deliveries stream or group missing; recreating");
+                        ready = false;
+                    } else {
+                        tracing::warn!(partition = keys.index(), %error, "delivery step failed; backing off");
+                    }
+                    pause(&mut backoff, &mut stop).await;
+                }
+            }
+        }
+        tracing::info!(partition = keys.index(), "delivery worker stopped");
+    }
+
+    /// Moves due retries, and the held deliveries of subscriptions no
+    /// longer paused, back onto the stream.
+    pub(crate) async fn schedule(self: Arc<Self>, keys: PartitionKeys, mut stop: watch::Receiver<bool>) {
+        let mut last_release = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        while !*stop.borrow() {
+            let step = async {
+                let mut conn = self.redis.clone();
+                loop {
+                    let mut pipe = redis::pipe();
+                    self.scripts.load(&mut pipe);
+                    self.scripts.requeue(&mut pipe, &keys, Requeue::Due, "", now_ms(), REQUEUE_BATCH);
+                    let (moved,): (usize,) = pipe.query_async(&mut conn).await?;
+                    if moved < REQUEUE_BATCH {
+                        break;
+                    }
+                }
+                if last_release.elapsed() >= RELEASE_EVERY && self.cache.state().is_ready() {
+                    last_release = Instant::now();
+                    self.release_held(&keys, &mut conn).await?;
+                }
+                Ok::<_, redis::RedisError>(())
+            };
+            match step.await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        _ = tokio::time::sleep(SCHEDULE_EVERY) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(partition = keys.index(), %error, "scheduler step failed; backing off");
+                    pause(&mut backoff, &mut stop).await;
+                }
+            }
+        }
+    }
+
+    /// Held deliveries go back to the stream once their subscription is
+    /// active again, or gone (the consumer then cancels them).
+    async fn release_held(&self, keys: &PartitionKeys, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let held: Vec<String> = redis::cmd("SMEMBERS").arg(keys.held_subscriptions()).query_async(conn).await?;
+        let state = self.cache.state();
+        for sub in held {
+            let still_paused = hookline_domain::SubscriptionId::parse(&sub, "sub")
+                .ok()
+                .and_then(|id| state.get(id))
+                .is_some_and(|c| matches!(c.subscription.state, hookline_domain::SubscriptionState::Paused(_)));
+            if still_paused {
+                continue;
+            }
+            loop {
+                let mut pipe = redis::pipe();
+                self.scripts.load(&mut pipe);
+                self.scripts.requeue(&mut pipe, keys, Requeue::Held(&sub), "", now_ms(), REQUEUE_BATCH);
+                let (moved,): (usize,) = pipe.query_async(conn).await?;
+                if moved > 0 {
+                    tracing::info!(subscription = %sub, moved, "released held deliveries");
+                }
+                if moved < REQUEUE_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
