@@ -29,6 +29,9 @@ use crate::{
     worker::{Worker, now_ms},
 };
 
+/// An event record's payload, variants and occurrence time.
+type EventRow = (Option<Vec<u8>>, Option<String>, Option<String>);
+
 /// How soon a task deferred by a full in-flight limit is tried again.
 const IN_FLIGHT_RETRY: Duration = Duration::from_millis(200);
 /// A lease outlives its request by this much.
@@ -145,7 +148,7 @@ impl Worker {
         for id in &ids {
             pipe.cmd("HMGET").arg(keys.event(id)).arg("p").arg("pv").arg("oa");
         }
-        let rows: Vec<(Option<Vec<u8>>, Option<String>, Option<String>)> = pipe.query_async(conn).await?;
+        let rows: Vec<EventRow> = pipe.query_async(conn).await?;
         Ok(ids
             .into_iter()
             .zip(rows)

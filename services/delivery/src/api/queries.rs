@@ -230,7 +230,7 @@ impl Api {
                     succeeded: s.succeeded,
                     failed_attempts: s.failed,
                     dead_lettered: s.dead,
-                    mean_duration: convert::duration(if s.attempts == 0 { 0 } else { s.duration_ms / s.attempts }),
+                    mean_duration: convert::duration(s.duration_ms.checked_div(s.attempts).unwrap_or(0)),
                 })
                 .collect(),
         })

@@ -120,10 +120,8 @@ impl Sender {
             return failed(AttemptError::BlockedAddress, "this deployment only delivers to https:// URLs".into());
         }
         // Literal IPs never reach the resolver: check them here.
-        if let Some(ip) = literal_ip(out.url) {
-            if !self.policy.allows(ip) {
-                return failed(AttemptError::BlockedAddress, format!("{ip} is not a public address"));
-            }
+        if let Some(ip) = literal_ip(out.url).filter(|ip| !self.policy.allows(*ip)) {
+            return failed(AttemptError::BlockedAddress, format!("{ip} is not a public address"));
         }
         let request =
             self.client.post(out.url.as_url().clone()).headers(out.headers).timeout(out.timeout).body(out.body);

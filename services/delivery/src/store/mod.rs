@@ -123,6 +123,7 @@ impl Scripts {
         pipe.invoke_script(&inv);
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn park(
         &self,
         pipe: &mut Pipeline,
