@@ -114,3 +114,74 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A service running in this process on 127.0.0.1; stopped on drop.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Binds an ephemeral port and runs `serve(listener, shutdown)` on it.
+    pub async fn start<F, Fut, E>(serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Debug,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let future = serve(
+            listener,
+            Box::pin(async move {
+                let _ = stopped.await;
+            }),
+        );
+        let task = tokio::spawn(async move {
+            if let Err(error) = future.await {
+                panic!("service failed: {error:?}");
+            }
+        });
+        Self { addr, stop: Some(stop), task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Asks it to shut down and waits (up to 10 s).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+
+    /// Waits until its gRPC health says SERVING.
+    pub async fn wait_serving(&self) {
+        let addr = self.addr;
+        eventually(Duration::from_secs(15), || async move { health(addr).await == 1 }).await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The overall gRPC health status of a server (1 SERVING, 2 NOT_SERVING,
+/// -1 unreachable).
+pub async fn health(addr: std::net::SocketAddr) -> i32 {
+    let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await else {
+        return -1;
+    };
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    match client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {
+        Ok(r) => r.into_inner().status,
+        Err(_) => -1,
+    }
+}

@@ -40,8 +40,12 @@ impl Api {
     /// Replays a subscription's deliveries in a time range (dead-lettered
     /// ones by default) in a background task; the stream reports progress,
     /// and the job goes on if the caller hangs up.
-    pub(super) fn replay(&self, who: &Principal, req: v1::ReplayDeliveriesRequest) -> Result<ReplayStream, Status> {
-        let sub = self.subscription(who, &req.subscription_id)?;
+    pub(super) async fn replay(
+        &self,
+        who: &Principal,
+        req: v1::ReplayDeliveriesRequest,
+    ) -> Result<ReplayStream, Status> {
+        let sub = self.subscription(who, &req.subscription_id).await?;
         let wanted = match v1::DeliveryStatus::try_from(req.status) {
             Ok(v1::DeliveryStatus::Unspecified) => v1::DeliveryStatus::DeadLettered,
             Ok(s) => s,
@@ -114,7 +118,7 @@ impl Api {
         who: &Principal,
         req: v1::SendTestEventRequest,
     ) -> Result<v1::SendTestEventResponse, Status> {
-        let cached = self.subscription(who, &req.subscription_id)?;
+        let cached = self.subscription(who, &req.subscription_id).await?;
         let sub = &cached.subscription;
         let event_type = if req.event_type.is_empty() { "hookline.test".to_owned() } else { req.event_type };
         EventTypeName::parse(&event_type).map_err(|e| Status::invalid_argument(e.to_string()))?;

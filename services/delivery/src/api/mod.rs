@@ -15,7 +15,7 @@ use futures::Stream;
 use hookline_auth::Principal;
 use hookline_domain::{DeliveryId, SubscriptionId};
 use hookline_proto::v1::{self, delivery_service_server::DeliveryService};
-use hookline_queue::{PartitionKeys, Partitions};
+use hookline_queue::{PartitionKeys, Partitions, subscriptions_revision_key};
 use hookline_watch::{CachedSubscription, SubscriptionCache};
 use redis::aio::ConnectionManager;
 use tonic::{Request, Response, Status};
@@ -41,13 +41,25 @@ fn storage_error(error: redis::RedisError) -> Status {
 }
 
 impl Api {
-    /// A subscription the caller may see, from the cache.
-    fn subscription(&self, who: &Principal, id: &str) -> Result<Arc<CachedSubscription>, Status> {
+    /// A subscription the caller may see, from the cache. One not cached
+    /// yet (created a moment ago) is waited for: the cache is brought up to
+    /// the subscription service's current revision first, as fan-out does.
+    async fn subscription(&self, who: &Principal, id: &str) -> Result<Arc<CachedSubscription>, Status> {
         let parsed =
             SubscriptionId::parse(id, "subscription_id").map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let state = self.cache.state();
+        let mut state = self.cache.state();
         if !state.is_ready() {
             return Err(Status::unavailable("the subscription cache is still loading; retry shortly"));
+        }
+        if state.get(parsed).is_none() {
+            let revision: Option<u64> = redis::cmd("GET")
+                .arg(subscriptions_revision_key(self.partitions.prefix()))
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(storage_error)?;
+            if let Some(revision) = revision.filter(|r| *r > state.revision()) {
+                state = self.cache.caught_up_to(revision, FENCE_TIMEOUT).await.unwrap_or_else(|_| self.cache.state());
+            }
         }
         state
             .get(parsed)
@@ -76,6 +88,9 @@ impl Api {
         Err(Status::not_found(format!("delivery {id} not found")))
     }
 }
+
+/// How long a query waits for the cache to see a fresh subscription.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type ReplayStream = Pin<Box<dyn Stream<Item = Result<v1::ReplayProgress, Status>> + Send>>;
 
@@ -118,7 +133,7 @@ impl DeliveryService for Api {
         request: Request<v1::ReplayDeliveriesRequest>,
     ) -> Result<Response<Self::ReplayDeliveriesStream>, Status> {
         let who = Principal::of(&request)?.clone();
-        Ok(Response::new(self.replay(&who, request.into_inner())?))
+        Ok(Response::new(self.replay(&who, request.into_inner()).await?))
     }
 
     async fn get_delivery_summary(

@@ -55,7 +55,7 @@ impl Api {
             let index = keys.tenant_deliveries(tenant.as_str());
             (keys, index)
         } else {
-            let sub = self.subscription(who, &req.subscription_id)?;
+            let sub = self.subscription(who, &req.subscription_id).await?;
             if sub.subscription.tenant != tenant {
                 return Err(Status::not_found(format!("subscription {} not found", req.subscription_id)));
             }
@@ -165,7 +165,7 @@ impl Api {
     }
 
     pub(super) async fn summary(&self, who: &Principal, subscription_id: &str) -> Result<v1::DeliverySummary, Status> {
-        let sub = self.subscription(who, subscription_id)?;
+        let sub = self.subscription(who, subscription_id).await?;
         let keys = self.partitions.of_tenant(sub.subscription.tenant.as_str());
         let mut conn = self.redis.clone();
         let stats = read_stats(&mut conn, keys.stats(subscription_id)).await.map_err(storage_error)?;
@@ -189,7 +189,7 @@ impl Api {
         who: &Principal,
         req: v1::GetDeliveryStatsRequest,
     ) -> Result<v1::GetDeliveryStatsResponse, Status> {
-        let sub = self.subscription(who, &req.subscription_id)?;
+        let sub = self.subscription(who, &req.subscription_id).await?;
         let daily = match v1::StatsGranularity::try_from(req.granularity) {
             Ok(v1::StatsGranularity::Unspecified | v1::StatsGranularity::Day) => true,
             Ok(v1::StatsGranularity::Hour) => false,

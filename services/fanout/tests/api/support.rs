@@ -8,10 +8,9 @@ use hookline_proto::v1::{
     self, event_service_client::EventServiceClient, subscription_service_client::SubscriptionServiceClient,
 };
 use hookline_queue::{DeliveryTask, Partitions};
-use tokio::sync::oneshot;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-pub use hookline_testkit::{RedisServer, eventually};
+pub use hookline_testkit::{RedisServer, Running, eventually};
 
 pub const ACME: &str = "acme-token-000000000001";
 pub const GLOBEX: &str = "globex-token-00000000001";
@@ -32,46 +31,6 @@ fn auth() -> hookline_auth::AuthConfig {
         tokens: vec![token(ACME, Some("acme")), token(GLOBEX, Some("globex")), token(ADMIN, None)],
         service_token: Some(SERVICE.into()),
     }
-}
-
-/// A running service; stops when dropped.
-pub struct Running {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(WAIT, &mut self.task).await;
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn spawn<F, Fut, E>(run: F) -> Running
-where
-    F: FnOnce(tokio::net::TcpListener, oneshot::Receiver<()>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
-    E: std::fmt::Debug,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel();
-    let future = run(listener, stopped);
-    let task = tokio::spawn(async move {
-        if let Err(error) = future.await {
-            panic!("service failed: {error:?}");
-        }
-    });
-    Running { addr, stop: Some(stop), task }
 }
 
 pub fn fanout_config(redis: &RedisServer, subscriptions: SocketAddr) -> hookline_fanout::Config {
@@ -107,12 +66,8 @@ impl Stack {
             auth: auth(),
             ..hookline_subscriptions::Config::default()
         };
-        let subscriptions = spawn(|listener, stopped| {
-            hookline_subscriptions::serve(config, listener, async move {
-                let _ = stopped.await;
-            })
-        })
-        .await;
+        let subscriptions =
+            Running::start(|listener, stop| hookline_subscriptions::serve(config, listener, stop)).await;
         let subs = client(subscriptions.addr, ACME, SubscriptionServiceClient::with_interceptor).await;
         let admin_subs = client(subscriptions.addr, ADMIN, SubscriptionServiceClient::with_interceptor).await;
         Self { redis, subscriptions, fanout: None, subs, admin_subs }
@@ -127,16 +82,10 @@ impl Stack {
 
     pub async fn start_fanout(&mut self, adjust: impl FnOnce(hookline_fanout::Config) -> hookline_fanout::Config) {
         let config = adjust(fanout_config(&self.redis, self.subscriptions.addr));
-        let running = spawn(|listener, stopped| {
-            hookline_fanout::serve(config, listener, async move {
-                let _ = stopped.await;
-            })
-        })
-        .await;
-        let addr = running.addr;
-        self.fanout = Some(running);
+        let running = Running::start(|listener, stop| hookline_fanout::serve(config, listener, stop)).await;
         // Serving means Redis answers and the subscription cache is loaded.
-        eventually(WAIT, || async move { health(addr).await == 1 }).await;
+        running.wait_serving().await;
+        self.fanout = Some(running);
     }
 
     pub async fn events(&self, token: &str) -> Events {
@@ -188,15 +137,6 @@ impl Stack {
 async fn client<C>(addr: SocketAddr, token: &str, make: impl FnOnce(Channel, BearerToken) -> C) -> C {
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     make(channel, BearerToken::new(token).unwrap())
-}
-
-pub async fn health(addr: SocketAddr) -> i32 {
-    let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await else { return -1 };
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    match health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {
-        Ok(r) => r.into_inner().status,
-        Err(_) => -1,
-    }
 }
 
 pub fn subscription(url: &str, event_types: &[&str]) -> v1::Subscription {

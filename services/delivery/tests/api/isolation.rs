@@ -1,0 +1,72 @@
+//! One endpoint's trouble stays its own: circuit breaker, in-flight limits
+//! shared by replicas, hanging endpoints.
+
+use std::time::Duration;
+
+use hookline_proto::v1;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn an_open_circuit_defers_deliveries_without_spending_attempts() {
+    let mut stack = Stack::start_with(|c| hookline_delivery::Config {
+        breaker_threshold: 2,
+        breaker_cooldown: Duration::from_secs(3),
+        auto_pause_after: 0,
+        ..c
+    })
+    .await;
+    stack.receiver.statuses("/broken", &[503]);
+    let (sub, _) = stack.subscribe("/broken", |s| s.retry_policy = Some(quick_retries(10))).await;
+    for i in 0..10 {
+        stack.publish("a", &format!("{{\"n\":{i}}}")).await;
+    }
+    // Two failures open the circuit; the other tasks are deferred, not sent.
+    stack.wait_received("/broken", 2).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = stack.receiver.received("/broken").len();
+    assert!(sent <= 3, "circuit open: {sent} requests reached the endpoint");
+    let deliveries = stack.deliveries_of(&sub).await;
+    assert_eq!(deliveries.len(), 10, "every delivery is accounted for");
+    assert!(deliveries.iter().all(|d| d.status == v1::DeliveryStatus::Scheduled as i32), "{deliveries:#?}");
+    let attempts: u32 = deliveries.iter().map(|d| d.attempt_count).sum();
+    assert!(attempts <= 3, "deferred deliveries spent no attempts: {attempts}");
+
+    // The endpoint recovers: after the cooldown one probe closes the
+    // circuit and everything goes through.
+    stack.receiver.statuses("/broken", &[200]);
+    stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 10).await;
+}
+
+#[tokio::test]
+async fn max_in_flight_holds_across_two_delivery_processes() {
+    let mut stack = Stack::start().await;
+    let second = delivery_config(&stack.redis, &stack.subscriptions, &stack.fanout);
+    let other = Running::start(|l, stop| hookline_delivery::serve(second, l, stop)).await;
+    other.wait_serving().await;
+    stack.receiver.set("/slow", Behaviour { delay: Duration::from_millis(300), ..Default::default() });
+    let (sub, _) = stack.subscribe("/slow", |s| s.max_in_flight = 2).await;
+    for i in 0..12 {
+        stack.publish("a", &format!("{{\"n\":{i}}}")).await;
+    }
+    stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 12).await;
+    assert_eq!(stack.receiver.max_concurrent("/slow"), 2, "never more than 2 at once, across both processes");
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_hold_up_the_others() {
+    let mut stack = Stack::start().await;
+    stack.receiver.set("/hang", Behaviour { delay: Duration::from_secs(30), ..Default::default() });
+    let (_hang, _) =
+        stack.subscribe("/hang", |s| s.timeout = Some(prost_types::Duration { seconds: 10, nanos: 0 })).await;
+    let (fast, _) = stack.subscribe("/fast", |_| {}).await;
+    for i in 0..40 {
+        stack.publish("a", &format!("{{\"n\":{i}}}")).await;
+    }
+    // All 40 fast deliveries complete while the hanging ones are still
+    // waiting for their first answer.
+    stack.wait_status(&fast, v1::DeliveryStatus::Succeeded, 40).await;
+    assert!(stack.receiver.in_flight() > 0, "the hanging requests are still in flight");
+    let hung = stack.receiver.received("/hang");
+    assert!(!hung.is_empty(), "the hanging endpoint was tried");
+}

@@ -1,0 +1,14 @@
+//! The delivery service over the whole real pipeline: real Redis, the
+//! real subscription and fanout services, real HTTP receivers.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+mod api;
+mod crash;
+mod isolation;
+mod lifecycle;
+mod receiver;
+mod retries;
+mod safety;
+mod signing;
+mod support;
