@@ -5,7 +5,8 @@
 #
 #   ./tests/run.sh
 #
-# Installs `redis-server` with apt when it is missing (needs root or sudo).
+# Installs `redis-server` with apt and the Python package `standardwebhooks`
+# with pip when they are missing (apt needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,16 @@ need_redis_server() {
   command -v redis-server >/dev/null
 }
 
+need_python_tools() {
+  # The delivery tests verify signatures with the reference Standard
+  # Webhooks implementation (PyPI standardwebhooks).
+  python3 -c "import standardwebhooks" 2>/dev/null && return 0
+  echo "==> installing the Python package standardwebhooks"
+  python3 -m pip install --quiet --disable-pip-version-check standardwebhooks
+}
+
 need_redis_server
+need_python_tools
 echo "==> redis-server: $(redis-server --version | head -c 80)"
 
 echo "==> cargo fmt --check"
