@@ -4,7 +4,7 @@
 //! Pipelines start with `SCRIPT LOAD` so an `EVALSHA` never meets a Redis
 //! that has not seen the script (e.g. just restarted).
 
-use redis::{FromRedisValue, Pipeline, Script, Value};
+use redis::{FromRedisValue, Pipeline, Script, ScriptInvocation, Value};
 
 use crate::{EventEntry, PartitionKeys};
 
@@ -72,6 +72,17 @@ impl Scripts {
 
     /// Adds a publish of `entry` to `pipe`; its reply is a [`PublishOutcome`].
     pub fn publish(&self, pipe: &mut Pipeline, keys: &PartitionKeys, entry: &EventEntry, args: &PublishArgs<'_>) {
+        pipe.invoke_script(&self.publish_invocation(keys, entry, args));
+    }
+
+    /// One publish on its own: `invoke_async` it (EVALSHA, loading the
+    /// script only if Redis lost it).
+    pub fn publish_invocation(
+        &self,
+        keys: &PartitionKeys,
+        entry: &EventEntry,
+        args: &PublishArgs<'_>,
+    ) -> ScriptInvocation<'_> {
         let idem_key = keys.idempotency(&entry.tenant, args.idempotency_key.unwrap_or(""));
         let mut invocation = self.publish.prepare_invoke();
         invocation
@@ -88,7 +99,7 @@ impl Scripts {
         for (name, value) in entry.fields() {
             invocation.arg(name).arg(value);
         }
-        pipe.invoke_script(&invocation);
+        invocation
     }
 
     /// Adds the fan-out of one event entry to `pipe`; its reply is a

@@ -222,12 +222,10 @@ impl Worker {
             trig: if task.trigger.is_empty() { "scheduled".into() } else { task.trigger.clone() },
         };
         let json = serde_json::to_string(&record).unwrap_or_default();
-        let mut pipe = redis::pipe();
-        self.scripts.load(&mut pipe);
-        self.scripts.complete(&mut pipe, &keys, &entry, &task, next, &json, record.dur, now, &self.settings.retention);
-        pipe.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
-        let consecutive: i64 = match pipe.query_async::<(i64,)>(&mut self.redis.clone()).await {
-            Ok((n,)) => n,
+        let invocation =
+            self.scripts.complete(&keys, &entry, &task, next, &json, record.dur, now, &self.settings.retention);
+        let consecutive: i64 = match invocation.invoke_async(&mut self.redis.clone()).await {
+            Ok(n) => n,
             Err(error) => {
                 // The task stays pending and is claimed again: delivered at
                 // least once, never lost.

@@ -83,11 +83,25 @@ impl Api {
         let mut conn = self.redis.clone();
         let fence: Option<u64> =
             redis::cmd("GET").arg(subscriptions_revision_key(self.partitions.prefix())).query_async(&mut conn).await?;
+        let fence = fence.unwrap_or(0);
+        if let [one] = prepared {
+            // One event: a single EVALSHA, no pipeline.
+            one.entry.fence = fence;
+            let args = PublishArgs {
+                idempotency_key: one.idempotency_key.as_deref(),
+                idempotency_window_secs: self.retention.idempotency_window_secs,
+                retention_secs: self.retention.event_secs,
+                occurred_ms: one.occurred_ms,
+                payload_variants_json: &one.variants_json,
+            };
+            let outcome = self.scripts.publish_invocation(&one.keys, &one.entry, &args).invoke_async(&mut conn).await;
+            return Ok(vec![outcome.map_err(ServiceError::from)]);
+        }
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         self.scripts.load(&mut pipe);
         for p in prepared.iter_mut() {
-            p.entry.fence = fence.unwrap_or(0);
+            p.entry.fence = fence;
             let args = PublishArgs {
                 idempotency_key: p.idempotency_key.as_deref(),
                 idempotency_window_secs: self.retention.idempotency_window_secs,

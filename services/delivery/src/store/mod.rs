@@ -10,7 +10,7 @@
 mod records;
 
 use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys};
-use redis::{Pipeline, Script};
+use redis::{Pipeline, Script, ScriptInvocation};
 
 pub(crate) use records::{AttemptRecord, DeliveryRecord, Stats, read_attempts, read_records, read_stats};
 
@@ -74,11 +74,12 @@ impl Scripts {
         }
     }
 
-    /// Records an attempt; replies the consecutive failures (or -1).
+    /// Records an attempt and releases its in-flight lease; the reply is
+    /// the consecutive failures (or -1). Run it with `invoke_async`
+    /// (EVALSHA, loading the script only if Redis lost it).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn complete(
-        &self,
-        pipe: &mut Pipeline,
+    pub(crate) fn complete<'a>(
+        &'a self,
         keys: &PartitionKeys,
         entry_id: &str,
         task: &DeliveryTask,
@@ -87,7 +88,7 @@ impl Scripts {
         duration_ms: u64,
         now_ms: u64,
         retention: &Retention,
-    ) {
+    ) -> ScriptInvocation<'a> {
         let (outcome, due) = match next {
             Next::Done => ("ok", 0),
             Next::RetryAt(at) => ("retry", at),
@@ -103,6 +104,7 @@ impl Scripts {
             .key(keys.subscription_deliveries(&task.subscription_id))
             .key(keys.tenant_deliveries(&task.tenant))
             .key(keys.dead_letters(&task.subscription_id))
+            .key(keys.in_flight(&task.subscription_id))
             .arg(DELIVERY_GROUP)
             .arg(entry_id)
             .arg(&task.delivery_id)
@@ -120,7 +122,7 @@ impl Scripts {
             .arg(&task.event_type)
             .arg(&task.traceparent)
             .arg(task.enqueued_ms);
-        pipe.invoke_script(&inv);
+        inv
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -3,30 +3,29 @@
 -- (it was claimed while this attempt was slow), nothing is written.
 -- KEYS: 1 deliveries stream, 2 record, 3 attempts list, 4 stats, 5 hour
 --       stats, 6 retry zset, 7 subscription index, 8 tenant index,
---       9 dead-letter index
+--       9 dead-letter index, 10 in-flight leases
 -- ARGV: 1 group, 2 entry id, 3 delivery id, 4 outcome ('ok'|'retry'|'dead'),
 --       5 attempt JSON, 6 attempt number, 7 retry due (ms), 8 now (ms),
 --       9 duration (ms), 10 record retention (s), 11 stats retention (s),
 --       12 event id, 13 subscription id, 14 tenant, 15 event type,
 --       16 traceparent, 17 enqueued at (ms)
 -- Returns the subscription's consecutive failures, or -1 if already done.
+redis.call('ZREM', KEYS[10], ARGV[3])
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
 local now = ARGV[8]
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[2], 'id', ARGV[3], 'evt', ARGV[12], 'sub', ARGV[13], 't', ARGV[14], 'et', ARGV[15],
     'tp', ARGV[16], 'c', ARGV[17])
+  redis.call('EXPIRE', KEYS[2], ARGV[10])
   redis.call('ZADD', KEYS[7], ARGV[17], ARGV[3])
   redis.call('ZADD', KEYS[8], ARGV[17], ARGV[3])
 end
 redis.call('HSET', KEYS[2], 'n', ARGV[6], 'u', now, 'la', ARGV[5])
-redis.call('RPUSH', KEYS[3], ARGV[5])
-redis.call('EXPIRE', KEYS[3], ARGV[10])
-redis.call('EXPIRE', KEYS[2], ARGV[10])
+if redis.call('RPUSH', KEYS[3], ARGV[5]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[10]) end
 redis.call('HINCRBY', KEYS[4], 'attempts', 1)
 redis.call('HSET', KEYS[4], 'la', now)
-redis.call('HINCRBY', KEYS[5], 'attempts', 1)
+if redis.call('HINCRBY', KEYS[5], 'attempts', 1) == 1 then redis.call('EXPIRE', KEYS[5], ARGV[11]) end
 redis.call('HINCRBY', KEYS[5], 'dur', ARGV[9])
-redis.call('EXPIRE', KEYS[5], ARGV[11])
 if ARGV[4] == 'ok' then
   redis.call('HSET', KEYS[2], 'st', 'succeeded', 'na', '')
   redis.call('HINCRBY', KEYS[4], 'succeeded', 1)
