@@ -17,6 +17,7 @@
 //! | `{p:pN}:stats:<sub id>` | hash | delivery | totals: attempts, succeeded, failed, dead, consecutive failures |
 //! | `{p:pN}:stats:<sub id>:h:<unix hour>` | hash | delivery | the same per hour, plus summed duration |
 //! | `{p:pN}:inflight:<sub id>` | zset | delivery | leases of deliveries in flight, scored by expiry (ms) |
+//! | `{p:pN}:rate:<sub id>` | hash | delivery | the rate limit's token bucket: `tokens`, `ts` |
 //! | `{p:subs}:revision` | counter | subscriptions | the subscription change-log revision (read by fanout to fence) |
 
 /// The consumer group of fan-out workers on each events stream.
@@ -142,6 +143,10 @@ impl PartitionKeys {
 
     pub fn in_flight(&self, subscription_id: &str) -> String {
         format!("{}:inflight:{subscription_id}", self.tag)
+    }
+
+    pub fn rate(&self, subscription_id: &str) -> String {
+        format!("{}:rate:{subscription_id}", self.tag)
     }
 
     /// Idempotency keys are the caller's text: the tenant and the key are

@@ -1,9 +1,9 @@
 //! Routing a batch of delivery tasks and running each attempt.
 //!
 //! For each task: a deleted or disabled subscription cancels it, a paused
-//! one holds it, an open circuit defers it, a full in-flight limit (shared
-//! by all replicas through leases in Redis) defers it; the rest each get a
-//! worker slot and run on their own task. An attempt ends with one script
+//! one holds it, an open circuit defers it, a full in-flight limit or an
+//! empty rate-limit bucket (both shared by all replicas, in Redis) defers
+//! it; the rest each get a worker slot and run on their own task. An attempt ends with one script
 //! that acknowledges the task and records everything about the attempt
 //! (`complete.lua`), so a crash before it means the task is redelivered,
 //! never lost.
@@ -100,13 +100,15 @@ impl Worker {
             self.scripts.load(&mut leases);
             for (_, task, cached, _) in &ready {
                 let expiry = now + (self.request_timeout(cached) + LEASE_MARGIN).as_millis() as u64;
-                self.scripts.lease(&mut leases, keys, task, now, expiry, cached.subscription.spec.max_in_flight);
+                let spec = &cached.subscription.spec;
+                self.scripts.lease(&mut leases, keys, task, now, expiry, spec.max_in_flight, spec.rate_limit);
             }
             let granted: Vec<i64> = leases.query_async(&mut conn).await?;
             for ((entry, task, cached, endpoint), granted) in ready.into_iter().zip(granted) {
                 if granted != 1 {
-                    let jitter = rand::rng().random_range(0..100);
-                    let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + jitter;
+                    // 0: in-flight full; -N: the next rate-limit token is N ms away.
+                    let wait = if granted < 0 { granted.unsigned_abs() } else { IN_FLIGHT_RETRY.as_millis() as u64 };
+                    let due = now + wait + rand::rng().random_range(0..50);
                     self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
                     parked += 1;
                     continue;

@@ -199,7 +199,9 @@ impl Scripts {
         pipe.invoke_script(&inv);
     }
 
-    /// Replies 1 if a slot was taken, 0 if the subscription is at its limit.
+    /// Replies 1 when admitted, 0 when the subscription's in-flight limit
+    /// is reached, -N when its rate limit's next token is N ms away.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn lease(
         &self,
         pipe: &mut Pipeline,
@@ -208,9 +210,17 @@ impl Scripts {
         now_ms: u64,
         expiry_ms: u64,
         max: u32,
+        rate: Option<hookline_domain::RateLimit>,
     ) {
         let mut inv = self.lease.prepare_invoke();
-        inv.key(keys.in_flight(&task.subscription_id)).arg(now_ms).arg(expiry_ms).arg(&task.delivery_id).arg(max);
+        inv.key(keys.in_flight(&task.subscription_id))
+            .key(keys.rate(&task.subscription_id))
+            .arg(now_ms)
+            .arg(expiry_ms)
+            .arg(&task.delivery_id)
+            .arg(max)
+            .arg(rate.map_or(0, |r| r.per_second))
+            .arg(rate.map_or(0, |r| r.burst));
         pipe.invoke_script(&inv);
     }
 }

@@ -70,3 +70,23 @@ async fn a_hanging_endpoint_does_not_hold_up_the_others() {
     let hung = stack.receiver.received("/hang");
     assert!(!hung.is_empty(), "the hanging endpoint was tried");
 }
+
+#[tokio::test]
+async fn a_rate_limit_spreads_deliveries_out_across_two_processes() {
+    let mut stack = Stack::start().await;
+    let second = delivery_config(&stack.redis, &stack.subscriptions, &stack.fanout);
+    let other = Running::start(|l, stop| hookline_delivery::serve(second, l, stop)).await;
+    other.wait_serving().await;
+    let (sub, _) =
+        stack.subscribe("/limited", |s| s.rate_limit = Some(v1::RateLimit { per_second: 4, burst: 1 })).await;
+    for i in 0..9 {
+        stack.publish("a", &format!("{{\"n\":{i}}}")).await;
+    }
+    stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 9).await;
+    let got = stack.receiver.received("/limited");
+    let spread = got.last().unwrap().at - got[0].at;
+    // 1 token of burst, then 4 per second: 8 more take at least ~2 s.
+    assert!(spread >= Duration::from_millis(1800), "9 deliveries at 4/s took only {spread:?}");
+    let attempts: u32 = stack.deliveries_of(&sub).await.iter().map(|d| d.attempt_count).sum();
+    assert_eq!(attempts, 9, "waiting for a token spends no attempt");
+}
