@@ -5,7 +5,9 @@
 #   tenant "acme":  dev-acme-token-000001
 #   admin:          dev-admin-token-00001
 #   service:        dev-service-token-001
-# subscriptions on 127.0.0.1:50051, fanout on 127.0.0.1:50052.
+# subscriptions on 127.0.0.1:50051, fanout on 127.0.0.1:50052, delivery on
+# 127.0.0.1:50053. Delivery may POST to 127.0.0.0/8 here (for
+# deploy/receiver.py); in production only public addresses are allowed.
 # Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,15 +30,19 @@ if [ -z "${REDIS_URL:-}" ]; then
   echo "throwaway redis on $REDIS_URL"
 fi
 
-cargo build -p hookline-subscriptions -p hookline-fanout
+cargo build -p hookline-subscriptions -p hookline-fanout -p hookline-delivery
 
 export HOOKLINE_REDIS_URL="$REDIS_URL"
 export HOOKLINE_AUTH__TOKENS='[{token="dev-acme-token-000001",tenant="acme"},{token="dev-admin-token-00001",admin=true}]'
 export HOOKLINE_AUTH__SERVICE_TOKEN="dev-service-token-001"
 export HOOKLINE_SUBSCRIPTIONS_URL="http://127.0.0.1:50051"
+export HOOKLINE_FANOUT_URL="http://127.0.0.1:50052"
+export HOOKLINE_ALLOW_CIDRS='["127.0.0.0/8"]'
 
 HOOKLINE_LISTEN_ADDR=127.0.0.1:50051 ./target/debug/hookline-subscriptions &
 PIDS+=($!)
 HOOKLINE_LISTEN_ADDR=127.0.0.1:50052 ./target/debug/hookline-fanout &
+PIDS+=($!)
+HOOKLINE_LISTEN_ADDR=127.0.0.1:50053 ./target/debug/hookline-delivery &
 PIDS+=($!)
 wait -n "${PIDS[@]}"

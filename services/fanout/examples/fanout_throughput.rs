@@ -4,12 +4,12 @@
 //! several concurrent clients, and waits until every delivery task is in
 //! the deliveries stream. A measurement, not a test: run it in release.
 //!
-//!   cargo run --release -p hookline-fanout --example throughput -- \
+//!   cargo run --release -p hookline-fanout --example fanout_throughput -- \
 //!       [events=100000] [subscriptions=1] [concurrency=8] [batch=100]
 //!
 //! Then, separately, one event to many subscriptions:
 //!
-//!   cargo run --release -p hookline-fanout --example throughput -- 1 10000 1 1
+//!   cargo run --release -p hookline-fanout --example fanout_throughput -- 1 10000 1 1
 
 #![allow(clippy::unwrap_used)]
 

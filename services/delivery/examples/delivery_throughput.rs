@@ -5,7 +5,7 @@
 //! delivers published events to the same receiver. A measurement, not a
 //! test: run it in release.
 //!
-//!   cargo run --release -p hookline-delivery --example throughput -- \
+//!   cargo run --release -p hookline-delivery --example delivery_throughput -- \
 //!       [events=50000] [subscriptions=1] [publishers=4] [batch=200]
 
 #![allow(clippy::unwrap_used)]
