@@ -18,6 +18,9 @@
 //! | `{p:pN}:stats:<sub id>:h:<unix hour>` | hash | delivery | the same per hour, plus summed duration |
 //! | `{p:pN}:inflight:<sub id>` | zset | delivery | leases of deliveries in flight, scored by expiry (ms) |
 //! | `{p:pN}:rate:<sub id>` | hash | delivery | the rate limit's token bucket: `tokens`, `ts` |
+//! | `{p:pN}:fifo:<sub id>:head` | string | delivery | FIFO: the delivery whose turn it is |
+//! | `{p:pN}:fifo:<sub id>` | zset | delivery | FIFO: deliveries waiting their turn, by fan-out time |
+//! | `{p:pN}:fifo` | set | delivery | FIFO subscriptions with waiting deliveries |
 //! | `{p:subs}:revision` | counter | subscriptions | the subscription change-log revision (read by fanout to fence) |
 
 /// The consumer group of fan-out workers on each events stream.
@@ -143,6 +146,18 @@ impl PartitionKeys {
 
     pub fn in_flight(&self, subscription_id: &str) -> String {
         format!("{}:inflight:{subscription_id}", self.tag)
+    }
+
+    pub fn fifo_head(&self, subscription_id: &str) -> String {
+        format!("{}:fifo:{subscription_id}:head", self.tag)
+    }
+
+    pub fn fifo_waiting(&self, subscription_id: &str) -> String {
+        format!("{}:fifo:{subscription_id}", self.tag)
+    }
+
+    pub fn fifo_subscriptions(&self) -> String {
+        format!("{}:fifo", self.tag)
     }
 
     pub fn rate(&self, subscription_id: &str) -> String {

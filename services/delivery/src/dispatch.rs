@@ -3,7 +3,10 @@
 //! For each task: a deleted or disabled subscription cancels it, a paused
 //! one holds it, an open circuit defers it, a full in-flight limit or an
 //! empty rate-limit bucket (both shared by all replicas, in Redis) defers
-//! it; the rest each get a worker slot and run on their own task. An attempt ends with one script
+//! it; for a FIFO subscription only the task whose turn it is goes on (the
+//! others wait in Redis, in fan-out order, and the completion of one
+//! queues the next); the rest each get a worker slot and run on their own
+//! task. An attempt ends with one script
 //! that acknowledges the task and records everything about the attempt
 //! (`complete.lua`), so a crash before it means the task is redelivered,
 //! never lost.
@@ -14,7 +17,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use hookline_domain::{SubscriptionId, SubscriptionState};
+use hookline_domain::{Ordering, SubscriptionId, SubscriptionState};
 use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, StreamMessage};
 use hookline_watch::CachedSubscription;
 use rand::Rng;
@@ -67,6 +70,7 @@ impl Worker {
         let state = self.cache.state();
         let retention = &self.settings.retention;
         let mut ready = Vec::with_capacity(tasks.len());
+        let mut fifo = Vec::new();
         for (entry, task) in tasks {
             let cached = SubscriptionId::parse(&task.subscription_id, "sub").ok().and_then(|id| state.get(id)).cloned();
             let action = match cached.as_ref().map(|c| &c.subscription.state) {
@@ -79,6 +83,10 @@ impl Worker {
                 parked += 1;
                 continue;
             };
+            if cached.subscription.spec.ordering == Ordering::Fifo {
+                fifo.push((entry, task, cached));
+                continue;
+            }
             let endpoint = endpoint_of(cached.subscription.spec.url.as_url());
             if let Gate::Open(wait) = self.breakers.check(&endpoint) {
                 self.scripts.park(
@@ -94,6 +102,36 @@ impl Worker {
                 continue;
             }
             ready.push((entry, task, cached, endpoint));
+        }
+        if !fifo.is_empty() {
+            // One at a time per FIFO subscription, in order: only a task
+            // whose turn it is goes on; the others wait in Redis.
+            let mut gates = redis::pipe();
+            self.scripts.load(&mut gates);
+            for (entry, task, _) in &fifo {
+                self.scripts.fifo_gate(&mut gates, keys, entry, task, now, retention);
+            }
+            let turns: Vec<i64> = gates.query_async(&mut conn).await?;
+            for ((entry, task, cached), turn) in fifo.into_iter().zip(turns) {
+                if turn != 1 {
+                    continue;
+                }
+                let endpoint = endpoint_of(cached.subscription.spec.url.as_url());
+                if let Gate::Open(wait) = self.breakers.check(&endpoint) {
+                    self.scripts.park(
+                        &mut park,
+                        keys,
+                        &entry,
+                        &task,
+                        Park::Defer(now + wait.as_millis() as u64),
+                        now,
+                        retention,
+                    );
+                    parked += 1;
+                    continue;
+                }
+                ready.push((entry, task, cached, endpoint));
+            }
         }
         if !ready.is_empty() {
             let mut leases = redis::pipe();
@@ -224,8 +262,9 @@ impl Worker {
             trig: if task.trigger.is_empty() { "scheduled".into() } else { task.trigger.clone() },
         };
         let json = serde_json::to_string(&record).unwrap_or_default();
+        let fifo = sub.spec.ordering == Ordering::Fifo;
         let invocation =
-            self.scripts.complete(&keys, &entry, &task, next, &json, record.dur, now, &self.settings.retention);
+            self.scripts.complete(&keys, &entry, &task, next, &json, record.dur, now, &self.settings.retention, fifo);
         let consecutive: i64 = match invocation.invoke_async(&mut self.redis.clone()).await {
             Ok(n) => n,
             Err(error) => {

@@ -161,6 +161,7 @@ impl Worker {
                 if last_release.elapsed() >= RELEASE_EVERY && self.cache.state().is_ready() {
                     last_release = Instant::now();
                     self.release_held(&keys, &mut conn).await?;
+                    self.release_fifo(&keys, &mut conn).await?;
                 }
                 Ok::<_, redis::RedisError>(())
             };
@@ -178,6 +179,28 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Deliveries waiting their FIFO turn go back to the stream if their
+    /// subscription is no longer FIFO (or is gone).
+    async fn release_fifo(&self, keys: &PartitionKeys, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let waiting: Vec<String> = redis::cmd("SMEMBERS").arg(keys.fifo_subscriptions()).query_async(conn).await?;
+        let state = self.cache.state();
+        for sub in waiting {
+            let still_fifo = hookline_domain::SubscriptionId::parse(&sub, "sub")
+                .ok()
+                .and_then(|id| state.get(id))
+                .is_some_and(|c| c.subscription.spec.ordering == hookline_domain::Ordering::Fifo);
+            if still_fifo {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            self.scripts.load(&mut pipe);
+            self.scripts.requeue(&mut pipe, keys, Requeue::Fifo(&sub), "", now_ms(), REQUEUE_BATCH);
+            let (moved,): (usize,) = pipe.query_async(conn).await?;
+            tracing::info!(subscription = %sub, moved, "released deliveries waiting for a FIFO turn");
+        }
+        Ok(())
     }
 
     /// Held deliveries go back to the stream once their subscription is

@@ -40,6 +40,8 @@ pub(crate) enum Requeue<'a> {
     Held(&'a str),
     /// These deliveries now (retry or replay).
     Ids(&'a [String]),
+    /// A subscription no longer FIFO: everything waiting its turn.
+    Fifo(&'a str),
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +56,7 @@ pub(crate) struct Scripts {
     park: Script,
     requeue: Script,
     lease: Script,
+    fifo_gate: Script,
 }
 
 impl Default for Scripts {
@@ -63,13 +66,14 @@ impl Default for Scripts {
             park: Script::new(include_str!("lua/park.lua")),
             requeue: Script::new(include_str!("lua/requeue.lua")),
             lease: Script::new(include_str!("lua/lease.lua")),
+            fifo_gate: Script::new(include_str!("lua/fifo_gate.lua")),
         }
     }
 }
 
 impl Scripts {
     pub(crate) fn load(&self, pipe: &mut Pipeline) {
-        for script in [&self.complete, &self.park, &self.requeue, &self.lease] {
+        for script in [&self.complete, &self.park, &self.requeue, &self.lease, &self.fifo_gate] {
             pipe.load_script(script).ignore();
         }
     }
@@ -88,6 +92,7 @@ impl Scripts {
         duration_ms: u64,
         now_ms: u64,
         retention: &Retention,
+        fifo: bool,
     ) -> ScriptInvocation<'a> {
         let (outcome, due) = match next {
             Next::Done => ("ok", 0),
@@ -105,6 +110,8 @@ impl Scripts {
             .key(keys.tenant_deliveries(&task.tenant))
             .key(keys.dead_letters(&task.subscription_id))
             .key(keys.in_flight(&task.subscription_id))
+            .key(keys.fifo_head(&task.subscription_id))
+            .key(keys.fifo_waiting(&task.subscription_id))
             .arg(DELIVERY_GROUP)
             .arg(entry_id)
             .arg(&task.delivery_id)
@@ -121,8 +128,45 @@ impl Scripts {
             .arg(&task.tenant)
             .arg(&task.event_type)
             .arg(&task.traceparent)
-            .arg(task.enqueued_ms);
+            .arg(task.enqueued_ms)
+            .arg(if fifo { "1" } else { "0" })
+            .arg(keys.tag());
         inv
+    }
+
+    /// FIFO subscriptions: replies 1 (its turn: go on), 0 (waiting its
+    /// turn; acknowledged) or -1 (already handled).
+    pub(crate) fn fifo_gate(
+        &self,
+        pipe: &mut Pipeline,
+        keys: &PartitionKeys,
+        entry_id: &str,
+        task: &DeliveryTask,
+        now_ms: u64,
+        retention: &Retention,
+    ) {
+        let mut inv = self.fifo_gate.prepare_invoke();
+        inv.key(keys.fifo_head(&task.subscription_id))
+            .key(keys.fifo_waiting(&task.subscription_id))
+            .key(keys.fifo_subscriptions())
+            .key(keys.deliveries())
+            .key(keys.delivery(&task.delivery_id))
+            .key(keys.subscription_deliveries(&task.subscription_id))
+            .key(keys.tenant_deliveries(&task.tenant))
+            .arg(DELIVERY_GROUP)
+            .arg(entry_id)
+            .arg(&task.delivery_id)
+            .arg(task.enqueued_ms)
+            .arg(now_ms)
+            .arg(retention.record_secs.max(1))
+            .arg(keys.tag())
+            .arg(&task.event_id)
+            .arg(&task.subscription_id)
+            .arg(&task.tenant)
+            .arg(&task.event_type)
+            .arg(&task.traceparent)
+            .arg(task.attempt.saturating_sub(1));
+        pipe.invoke_script(&inv);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -181,10 +225,15 @@ impl Scripts {
             Requeue::Due => ("due", keys.retry(), String::new()),
             Requeue::Held(sub) => ("held", keys.held(sub), sub.to_owned()),
             Requeue::Ids(_) => ("ids", keys.retry(), String::new()),
+            Requeue::Fifo(sub) => ("fifo", keys.fifo_waiting(sub), sub.to_owned()),
+        };
+        let index = match from {
+            Requeue::Fifo(_) => keys.fifo_subscriptions(),
+            _ => keys.held_subscriptions(),
         };
         inv.key(keys.deliveries())
             .key(source)
-            .key(keys.held_subscriptions())
+            .key(index)
             .arg(mode)
             .arg(now_ms)
             .arg(limit)

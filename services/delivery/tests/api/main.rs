@@ -7,6 +7,7 @@ mod api;
 mod crash;
 mod isolation;
 mod lifecycle;
+mod ordering;
 mod receiver;
 mod retries;
 mod safety;

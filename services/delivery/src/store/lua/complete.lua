@@ -3,12 +3,14 @@
 -- (it was claimed while this attempt was slow), nothing is written.
 -- KEYS: 1 deliveries stream, 2 record, 3 attempts list, 4 stats, 5 hour
 --       stats, 6 retry zset, 7 subscription index, 8 tenant index,
---       9 dead-letter index, 10 in-flight leases
+--       9 dead-letter index, 10 in-flight leases, 11 FIFO head,
+--       12 FIFO waiting zset
 -- ARGV: 1 group, 2 entry id, 3 delivery id, 4 outcome ('ok'|'retry'|'dead'),
 --       5 attempt JSON, 6 attempt number, 7 retry due (ms), 8 now (ms),
 --       9 duration (ms), 10 record retention (s), 11 stats retention (s),
 --       12 event id, 13 subscription id, 14 tenant, 15 event type,
---       16 traceparent, 17 enqueued at (ms)
+--       16 traceparent, 17 enqueued at (ms), 18 '1' for a FIFO
+--       subscription, 19 key tag
 -- Returns the subscription's consecutive failures, or -1 if already done.
 redis.call('ZREM', KEYS[10], ARGV[3])
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
@@ -26,7 +28,24 @@ redis.call('HINCRBY', KEYS[4], 'attempts', 1)
 redis.call('HSET', KEYS[4], 'la', now)
 if redis.call('HINCRBY', KEYS[5], 'attempts', 1) == 1 then redis.call('EXPIRE', KEYS[5], ARGV[11]) end
 redis.call('HINCRBY', KEYS[5], 'dur', ARGV[9])
+-- FIFO: when this delivery is finished (not retrying), the next one's
+-- turn comes, in the same step.
+local function next_in_line()
+  if ARGV[18] ~= '1' or redis.call('GET', KEYS[11]) ~= ARGV[3] then return end
+  redis.call('DEL', KEYS[11])
+  local first = redis.call('ZRANGE', KEYS[12], 0, 0)
+  if #first == 0 then return end
+  local next_id = first[1]
+  redis.call('ZREM', KEYS[12], next_id)
+  redis.call('SET', KEYS[11], next_id, 'EX', ARGV[10])
+  local f = redis.call('HMGET', ARGV[19] .. ':dlv:' .. next_id, 'evt', 'sub', 't', 'et', 'tp', 'n')
+  if f[1] then
+    redis.call('XADD', KEYS[1], '*', 'v', '1', 'id', next_id, 'evt', f[1], 'sub', f[2], 't', f[3], 'et', f[4],
+      'tp', f[5] or '', 'ts', now, 'n', tostring(tonumber(f[6] or '0') + 1))
+  end
+end
 if ARGV[4] == 'ok' then
+  next_in_line()
   redis.call('HSET', KEYS[2], 'st', 'succeeded', 'na', '')
   redis.call('HINCRBY', KEYS[4], 'succeeded', 1)
   redis.call('HSET', KEYS[4], 'cf', 0, 'ls', now)
@@ -40,6 +59,7 @@ if ARGV[4] == 'retry' then
   redis.call('HSET', KEYS[2], 'st', 'scheduled', 'na', ARGV[7])
   redis.call('ZADD', KEYS[6], ARGV[7], ARGV[3])
 else
+  next_in_line()
   redis.call('HSET', KEYS[2], 'st', 'dead', 'na', '')
   redis.call('HINCRBY', KEYS[4], 'dead', 1)
   redis.call('HINCRBY', KEYS[5], 'dead', 1)

@@ -1,9 +1,9 @@
 -- Puts deliveries back on the stream for their next attempt, from the
 -- retry schedule (when due), from a held list (on resume), or on request
 -- (retry now, replay). Each id's task is rebuilt from its record.
--- KEYS: 1 deliveries stream, 2 source (retry zset, held list, or unused),
---       3 held index
--- ARGV: 1 mode ('due'|'held'|'ids'), 2 now (ms), 3 limit, 4 key tag,
+-- KEYS: 1 deliveries stream, 2 source (retry zset, held list, FIFO waiting
+--       zset, or unused), 3 held or FIFO index
+-- ARGV: 1 mode ('due'|'held'|'ids'|'fifo'), 2 now (ms), 3 limit, 4 key tag,
 --       5 trigger ('' | 'manual' | 'replay'), 6 subscription id (held mode),
 --       7.. delivery ids (ids mode)
 -- Returns how many were queued.
@@ -13,6 +13,14 @@ if ARGV[1] == 'due' then
 elseif ARGV[1] == 'held' then
   ids = redis.call('LPOP', KEYS[2], ARGV[3]) or {}
   if redis.call('LLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[6]) end
+elseif ARGV[1] == 'fifo' then
+  ids = {}
+  local popped = redis.call('ZPOPMIN', KEYS[2], ARGV[3])
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  if redis.call('ZCARD', KEYS[2]) == 0 then
+    redis.call('SREM', KEYS[3], ARGV[6])
+    redis.call('DEL', KEYS[2] .. ':head')
+  end
 else
   ids = {}
   for i = 7, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -33,6 +41,6 @@ for _, id in ipairs(ids) do
     redis.call('HSET', record, 'st', 'pending', 'na', '')
     queued = queued + 1
   end
-  if ARGV[1] ~= 'held' then redis.call('ZREM', ARGV[4] .. ':retry', id) end
+  if ARGV[1] == 'due' or ARGV[1] == 'ids' then redis.call('ZREM', ARGV[4] .. ':retry', id) end
 end
 return queued
