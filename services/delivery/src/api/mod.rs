@@ -141,7 +141,7 @@ impl DeliveryService for Api {
         request: Request<v1::GetDeliverySummaryRequest>,
     ) -> Result<Response<v1::DeliverySummary>, Status> {
         let who = Principal::of(&request)?.clone();
-        Ok(Response::new(self.summary(&who, &request.get_ref().subscription_id).await?))
+        Ok(Response::new(self.summary(&who, request.into_inner()).await?))
     }
 
     async fn get_delivery_stats(

@@ -9,11 +9,13 @@ use hookline_proto::{convert::timestamp_from_proto, v1};
 use tonic::Status;
 
 use super::{Api, convert, storage_error};
-use crate::store::{Stats, read_attempts, read_records, read_stats};
+use crate::store::{Stats, read_attempts, read_records};
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
 const MAX_STATS_SPAN: Duration = Duration::from_secs(93 * 86_400);
+/// Hour buckets read by one stats request (subscriptions x hours).
+const MAX_STATS_READS: usize = 50_000;
 
 fn page_size(n: i32) -> Result<usize, Status> {
     match n {
@@ -164,23 +166,60 @@ impl Api {
         })
     }
 
-    pub(super) async fn summary(&self, who: &Principal, subscription_id: &str) -> Result<v1::DeliverySummary, Status> {
-        let sub = self.subscription(who, subscription_id).await?;
-        let keys = self.partitions.of_tenant(sub.subscription.tenant.as_str());
+    /// The subscriptions a summary or stats request covers: the one named,
+    /// or all of the tenant's.
+    async fn covered(
+        &self,
+        who: &Principal,
+        subscription_id: &str,
+        tenant_id: &str,
+    ) -> Result<(String, Vec<String>), Status> {
+        if !subscription_id.is_empty() {
+            let sub = self.subscription(who, subscription_id).await?;
+            return Ok((sub.subscription.tenant.to_string(), vec![subscription_id.to_owned()]));
+        }
+        let tenant = who.tenant_for(tenant_id)?;
+        let ids = self.cache.state().for_tenant(&tenant).iter().map(|c| c.subscription.id.to_string()).collect();
+        Ok((tenant.to_string(), ids))
+    }
+
+    pub(super) async fn summary(
+        &self,
+        who: &Principal,
+        req: v1::GetDeliverySummaryRequest,
+    ) -> Result<v1::DeliverySummary, Status> {
+        let (tenant, subs) = self.covered(who, &req.subscription_id, &req.tenant_id).await?;
+        let keys = self.partitions.of_tenant(&tenant);
+        let mut pipe = redis::pipe();
+        for sub in &subs {
+            pipe.hgetall(keys.stats(sub)).llen(keys.held(sub));
+        }
         let mut conn = self.redis.clone();
-        let stats = read_stats(&mut conn, keys.stats(subscription_id)).await.map_err(storage_error)?;
-        let held: u64 =
-            redis::cmd("LLEN").arg(keys.held(subscription_id)).query_async(&mut conn).await.map_err(storage_error)?;
+        let rows: Vec<redis::Value> =
+            if subs.is_empty() { Vec::new() } else { pipe.query_async(&mut conn).await.map_err(storage_error)? };
+        let mut total = Stats::default();
+        let mut held = 0u64;
+        for pair in rows.chunks(2) {
+            let fields: std::collections::HashMap<String, String> =
+                redis::from_redis_value(pair[0].clone()).map_err(|e| storage_error(e.into()))?;
+            let stats = Stats::from_fields(&fields);
+            total.add(&stats);
+            total.consecutive_failures = total.consecutive_failures.max(stats.consecutive_failures);
+            total.last_attempt_ms = total.last_attempt_ms.max(stats.last_attempt_ms);
+            total.last_success_ms = total.last_success_ms.max(stats.last_success_ms);
+            held += redis::from_redis_value::<u64>(pair[1].clone()).map_err(|e| storage_error(e.into()))?;
+        }
         Ok(v1::DeliverySummary {
-            subscription_id: subscription_id.to_owned(),
-            attempts: stats.attempts,
-            succeeded: stats.succeeded,
-            failed_attempts: stats.failed,
-            dead_lettered: stats.dead,
+            subscription_id: req.subscription_id,
+            attempts: total.attempts,
+            succeeded: total.succeeded,
+            failed_attempts: total.failed,
+            dead_lettered: total.dead,
             in_progress: held,
-            consecutive_failures: stats.consecutive_failures,
-            last_attempt_time: stats.last_attempt_ms.map(convert::time),
-            last_success_time: stats.last_success_ms.map(convert::time),
+            consecutive_failures: total.consecutive_failures,
+            last_attempt_time: total.last_attempt_ms.map(convert::time),
+            last_success_time: total.last_success_ms.map(convert::time),
+            subscriptions: subs.len() as u32,
         })
     }
 
@@ -189,7 +228,7 @@ impl Api {
         who: &Principal,
         req: v1::GetDeliveryStatsRequest,
     ) -> Result<v1::GetDeliveryStatsResponse, Status> {
-        let sub = self.subscription(who, &req.subscription_id).await?;
+        let (tenant, subs) = self.covered(who, &req.subscription_id, &req.tenant_id).await?;
         let daily = match v1::StatsGranularity::try_from(req.granularity) {
             Ok(v1::StatsGranularity::Unspecified | v1::StatsGranularity::Day) => true,
             Ok(v1::StatsGranularity::Hour) => false,
@@ -204,18 +243,35 @@ impl Api {
         if end - start > MAX_STATS_SPAN.as_millis() as u64 {
             return Err(Status::invalid_argument("the time range may span at most 93 days"));
         }
-        let keys = self.partitions.of_tenant(sub.subscription.tenant.as_str());
+        let keys = self.partitions.of_tenant(&tenant);
         let hours: Vec<u64> = (start / 3_600_000..=end / 3_600_000).collect();
+        if hours.len() * subs.len() > MAX_STATS_READS {
+            return Err(Status::invalid_argument(format!(
+                "{} subscriptions over {} hours is too much at once; narrow the time range or name a subscription",
+                subs.len(),
+                hours.len()
+            )));
+        }
         let mut pipe = redis::pipe();
         for hour in &hours {
-            pipe.hgetall(keys.stats_hour(&req.subscription_id, *hour));
+            for sub in &subs {
+                pipe.hgetall(keys.stats_hour(sub, *hour));
+            }
         }
-        let rows: Vec<std::collections::HashMap<String, String>> =
-            pipe.query_async(&mut self.redis.clone()).await.map_err(storage_error)?;
+        let rows: Vec<std::collections::HashMap<String, String>> = if subs.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut self.redis.clone()).await.map_err(storage_error)?
+        };
+        let per_hour = subs.len().max(1);
         let mut buckets: Vec<(u64, Stats)> = Vec::new();
-        for (hour, fields) in hours.into_iter().zip(rows) {
+        for (hour, group) in hours.into_iter().zip(rows.chunks(per_hour).chain(std::iter::repeat(&[][..]))) {
+            let mut fields_total = Stats::default();
+            for fields in group {
+                fields_total.add(&Stats::from_fields(fields));
+            }
             let bucket_start = if daily { hour / 24 * 24 } else { hour };
-            let stats = Stats::from_fields(&fields);
+            let stats = fields_total;
             match buckets.last_mut() {
                 Some((start, total)) if *start == bucket_start => total.add(&stats),
                 _ => buckets.push((bucket_start, stats)),

@@ -12,7 +12,7 @@ mod records;
 use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys};
 use redis::{Pipeline, Script, ScriptInvocation};
 
-pub(crate) use records::{AttemptRecord, DeliveryRecord, Stats, read_attempts, read_records, read_stats};
+pub(crate) use records::{AttemptRecord, DeliveryRecord, Stats, read_attempts, read_records};
 
 /// What follows an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -142,8 +142,3 @@ impl Stats {
         self.duration_ms += other.duration_ms;
     }
 }
-
-pub(crate) async fn read_stats(conn: &mut impl ConnectionLike, key: String) -> redis::RedisResult<Stats> {
-    let fields: HashMap<String, String> = redis::cmd("HGETALL").arg(key).query_async(conn).await?;
-    Ok(Stats::from_fields(&fields))
-}

@@ -29,7 +29,7 @@ async fn test_events_are_signed_sent_now_and_reported_back() {
     assert_eq!(body["type"], "hookline.test");
     let summary = stack
         .deliveries
-        .get_delivery_summary(v1::GetDeliverySummaryRequest { subscription_id: sub })
+        .get_delivery_summary(v1::GetDeliverySummaryRequest { subscription_id: sub, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -83,8 +83,10 @@ async fn bad_ids_other_tenants_and_bad_ranges_get_clear_statuses() {
         .await
         .unwrap_err();
     assert_eq!(foreign.code(), Code::NotFound);
-    let summary =
-        globex.get_delivery_summary(v1::GetDeliverySummaryRequest { subscription_id: sub.clone() }).await.unwrap_err();
+    let summary = globex
+        .get_delivery_summary(v1::GetDeliverySummaryRequest { subscription_id: sub.clone(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(summary.code(), Code::NotFound);
     let test = globex
         .send_test_event(v1::SendTestEventRequest { subscription_id: sub.clone(), ..Default::default() })
@@ -153,4 +155,33 @@ async fn list_deliveries_pages_newest_first_and_filters_by_event() {
         .into_inner();
     assert_eq!(one.deliveries.len(), 1);
     assert_eq!(one.deliveries[0].event_id, events[3]);
+}
+
+#[tokio::test]
+async fn tenant_wide_summary_and_stats_add_up_every_subscription() {
+    let mut stack = Stack::start().await;
+    stack.receiver.statuses("/b", &[500, 200]);
+    let (a, _) = stack.subscribe("/a", |_| {}).await;
+    let (b, _) = stack.subscribe("/b", |s| s.retry_policy = Some(quick_retries(1))).await;
+    stack.publish("x", "{}").await;
+    stack.wait_status(&a, v1::DeliveryStatus::Succeeded, 1).await;
+    stack.wait_status(&b, v1::DeliveryStatus::Succeeded, 1).await;
+    let summary =
+        stack.deliveries.get_delivery_summary(v1::GetDeliverySummaryRequest::default()).await.unwrap().into_inner();
+    assert_eq!((summary.subscriptions, summary.attempts, summary.succeeded, summary.failed_attempts), (2, 3, 2, 1));
+    assert!(summary.subscription_id.is_empty());
+    let stats = stack
+        .deliveries
+        .get_delivery_stats(v1::GetDeliveryStatsRequest {
+            granularity: v1::StatsGranularity::Day as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let attempts: u64 = stats.buckets.iter().map(|b| b.attempts).sum();
+    assert_eq!(attempts, 3);
+    let mut globex = stack.client_for(GLOBEX).await;
+    let theirs = globex.get_delivery_summary(v1::GetDeliverySummaryRequest::default()).await.unwrap().into_inner();
+    assert_eq!((theirs.subscriptions, theirs.attempts), (0, 0), "another tenant sees only its own");
 }

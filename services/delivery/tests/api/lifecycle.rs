@@ -44,7 +44,7 @@ async fn a_run_of_failures_auto_pauses_holds_deliveries_and_resume_releases_them
     assert_eq!(stack.receiver.received("/failing").len(), attempts_before, "nothing sent while paused");
     let summary = stack
         .deliveries
-        .get_delivery_summary(v1::GetDeliverySummaryRequest { subscription_id: failing.clone() })
+        .get_delivery_summary(v1::GetDeliverySummaryRequest { subscription_id: failing.clone(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();

@@ -35,7 +35,7 @@ async fn failed_attempts_are_retried_with_the_same_webhook_id_until_success() {
 
     let summary = stack
         .deliveries
-        .get_delivery_summary(v1::GetDeliverySummaryRequest { subscription_id: sub.clone() })
+        .get_delivery_summary(v1::GetDeliverySummaryRequest { subscription_id: sub.clone(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();
