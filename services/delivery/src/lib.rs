@@ -100,6 +100,7 @@ pub async fn serve(
         ),
         control,
         permits: Arc::new(Semaphore::new(config.max_concurrency)),
+        partitions: partitions.clone(),
         settings: worker::Settings {
             consumer: config.consumer_name.clone().unwrap_or_else(default_consumer_name),
             batch_size: config.batch_size,

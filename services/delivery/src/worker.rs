@@ -30,6 +30,7 @@ const RELEASE_EVERY: Duration = Duration::from_millis(500);
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const REQUEUE_BATCH: usize = 500;
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -52,6 +53,7 @@ pub(crate) struct Worker {
     pub(crate) breakers: Breakers,
     pub(crate) control: Control,
     pub(crate) permits: Arc<Semaphore>,
+    pub(crate) partitions: hookline_queue::Partitions,
     pub(crate) settings: Settings,
 }
 
@@ -145,9 +147,14 @@ impl Worker {
     /// longer paused, back onto the stream.
     pub(crate) async fn schedule(self: Arc<Self>, keys: PartitionKeys, mut stop: watch::Receiver<bool>) {
         let mut last_release = Instant::now();
+        let mut last_prune = Instant::now();
         let mut backoff = Duration::from_millis(100);
         while !*stop.borrow() {
             let step = async {
+                if last_prune.elapsed() >= PRUNE_EVERY && self.cache.state().is_ready() {
+                    last_prune = Instant::now();
+                    self.prune_indexes(&keys, &mut self.redis.clone()).await?;
+                }
                 let mut conn = self.redis.clone();
                 loop {
                     let mut pipe = redis::pipe();
@@ -179,6 +186,36 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Drops index entries older than the delivery retention (their records
+    /// have expired) for the subscriptions and tenants of this partition.
+    async fn prune_indexes(&self, keys: &PartitionKeys, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let cutoff = now_ms().saturating_sub(self.settings.retention.record_secs * 1000);
+        let state = self.cache.state();
+        let mut pipe = redis::pipe();
+        let mut tenants = std::collections::BTreeSet::new();
+        for cached in state.subscriptions() {
+            let tenant = cached.subscription.tenant.as_str();
+            if self.partitions_of_tenant(tenant) != keys.index() {
+                continue;
+            }
+            let sub = cached.subscription.id.to_string();
+            pipe.cmd("ZREMRANGEBYSCORE").arg(keys.subscription_deliveries(&sub)).arg("-inf").arg(cutoff).ignore();
+            pipe.cmd("ZREMRANGEBYSCORE").arg(keys.dead_letters(&sub)).arg("-inf").arg(cutoff).ignore();
+            tenants.insert(tenant.to_owned());
+        }
+        if tenants.is_empty() {
+            return Ok(());
+        }
+        for tenant in tenants {
+            pipe.cmd("ZREMRANGEBYSCORE").arg(keys.tenant_deliveries(&tenant)).arg("-inf").arg(cutoff).ignore();
+        }
+        pipe.query_async::<()>(conn).await
+    }
+
+    fn partitions_of_tenant(&self, tenant: &str) -> u16 {
+        self.partitions.of_tenant(tenant).index()
     }
 
     /// Deliveries waiting their FIFO turn go back to the stream if their
