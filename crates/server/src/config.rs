@@ -44,3 +44,45 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>) -> R
     });
     figment.merge(env).extract().map_err(|e| LoadError::Invalid(Box::new(e)))
 }
+
+/// Checks every service makes, each answering a sentence to show the
+/// operator.
+pub mod checks {
+    use hookline_auth::AuthConfig;
+
+    pub fn redis_url(url: &str) -> Result<(), String> {
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
+            Ok(())
+        } else {
+            Err(format!("redis_url must start with redis:// or rediss:// (got `{url}`)"))
+        }
+    }
+
+    /// The address of another hookline service.
+    pub fn service_url(key: &str, url: &str) -> Result<(), String> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(())
+        } else {
+            Err(format!("{key} must be an http:// or https:// address (got `{url}`)"))
+        }
+    }
+
+    pub fn partitions(count: u16) -> Result<(), String> {
+        if (1..=1024).contains(&count) { Ok(()) } else { Err("partitions must be between 1 and 1024".into()) }
+    }
+
+    /// At least one client token; the service token when the service calls
+    /// the others; a configuration the authenticator accepts.
+    pub fn auth(auth: &AuthConfig, needs_service_token: bool) -> Result<(), String> {
+        if auth.tokens.is_empty() {
+            return Err(
+                "auth.tokens is empty: configure at least one token (HOOKLINE_AUTH__TOKENS='[{token=\"...\",admin=true}]')"
+                    .into(),
+            );
+        }
+        if needs_service_token && auth.service_token.is_none() {
+            return Err("auth.service_token is required: this service presents it to the subscription service".into());
+        }
+        auth.authenticator().map(|_| ()).map_err(|e| e.to_string())
+    }
+}

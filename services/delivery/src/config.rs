@@ -118,18 +118,14 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use hookline_server::config::checks;
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
-            return invalid("redis_url must start with redis:// or rediss://");
+        checks::redis_url(&self.redis_url).map_err(ConfigError::Invalid)?;
+        checks::service_url("subscriptions_url", &self.subscriptions_url).map_err(ConfigError::Invalid)?;
+        if let Some(url) = &self.fanout_url {
+            checks::service_url("fanout_url", url).map_err(ConfigError::Invalid)?;
         }
-        for url in std::iter::once(&self.subscriptions_url).chain(self.fanout_url.iter()) {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return invalid("subscriptions_url and fanout_url must be http:// or https:// addresses");
-            }
-        }
-        if !(1..=1024).contains(&self.partitions) {
-            return invalid("partitions must be between 1 and 1024");
-        }
+        checks::partitions(self.partitions).map_err(ConfigError::Invalid)?;
         if !(1..=100_000).contains(&self.max_concurrency) {
             return invalid("max_concurrency must be between 1 and 100000");
         }
@@ -142,13 +138,6 @@ impl Config {
         if self.response_body_limit > 64 * 1024 {
             return invalid("response_body_limit must be at most 64 KiB");
         }
-        if self.auth.service_token.is_none() {
-            return invalid("auth.service_token is required: delivery presents it to the subscription service");
-        }
-        if self.auth.tokens.is_empty() {
-            return invalid("auth.tokens is empty: configure at least one token");
-        }
-        self.auth.authenticator().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        Ok(())
+        checks::auth(&self.auth, true).map_err(ConfigError::Invalid)
     }
 }

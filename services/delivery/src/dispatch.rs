@@ -87,21 +87,13 @@ impl Worker {
                 fifo.push((entry, task, cached));
                 continue;
             }
-            let endpoint = endpoint_of(cached.subscription.spec.url.as_url());
-            if let Gate::Open(wait) = self.breakers.check(&endpoint) {
-                self.scripts.park(
-                    &mut park,
-                    keys,
-                    &entry,
-                    &task,
-                    Park::Defer(now + wait.as_millis() as u64),
-                    now,
-                    retention,
-                );
-                parked += 1;
-                continue;
+            match self.circuit(&cached) {
+                Ok(endpoint) => ready.push((entry, task, cached, endpoint)),
+                Err(due) => {
+                    self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                    parked += 1;
+                }
             }
-            ready.push((entry, task, cached, endpoint));
         }
         if !fifo.is_empty() {
             // One at a time per FIFO subscription, in order: only a task
@@ -116,21 +108,13 @@ impl Worker {
                 if turn != 1 {
                     continue;
                 }
-                let endpoint = endpoint_of(cached.subscription.spec.url.as_url());
-                if let Gate::Open(wait) = self.breakers.check(&endpoint) {
-                    self.scripts.park(
-                        &mut park,
-                        keys,
-                        &entry,
-                        &task,
-                        Park::Defer(now + wait.as_millis() as u64),
-                        now,
-                        retention,
-                    );
-                    parked += 1;
-                    continue;
+                match self.circuit(&cached) {
+                    Ok(endpoint) => ready.push((entry, task, cached, endpoint)),
+                    Err(due) => {
+                        self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                        parked += 1;
+                    }
                 }
-                ready.push((entry, task, cached, endpoint));
             }
         }
         if !ready.is_empty() {
@@ -163,6 +147,16 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// The endpoint's breaker key when its circuit lets a request through,
+    /// else when to try again (ms).
+    fn circuit(&self, cached: &CachedSubscription) -> Result<String, u64> {
+        let endpoint = endpoint_of(cached.subscription.spec.url.as_url());
+        match self.breakers.check(&endpoint) {
+            Gate::Open(wait) => Err(now_ms() + wait.as_millis() as u64),
+            Gate::Closed | Gate::Probe => Ok(endpoint),
+        }
     }
 
     /// The subscription's timeout, cut 1 s before the claim idle time so an

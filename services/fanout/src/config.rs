@@ -98,16 +98,11 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use hookline_server::config::checks;
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
-            return invalid("redis_url must start with redis:// or rediss://");
-        }
-        if !(self.subscriptions_url.starts_with("http://") || self.subscriptions_url.starts_with("https://")) {
-            return invalid("subscriptions_url must be an http:// or https:// address of the subscription service");
-        }
-        if !(1..=1024).contains(&self.partitions) {
-            return invalid("partitions must be between 1 and 1024");
-        }
+        checks::redis_url(&self.redis_url).map_err(ConfigError::Invalid)?;
+        checks::service_url("subscriptions_url", &self.subscriptions_url).map_err(ConfigError::Invalid)?;
+        checks::partitions(self.partitions).map_err(ConfigError::Invalid)?;
         if !(1..=16 * 1024 * 1024).contains(&self.max_payload_bytes) {
             return invalid("max_payload_bytes must be between 1 and 16 MiB");
         }
@@ -117,13 +112,6 @@ impl Config {
         if self.claim_idle < Duration::from_secs(1) {
             return invalid("claim_idle must be at least 1s");
         }
-        if self.auth.tokens.is_empty() {
-            return invalid("auth.tokens is empty: configure at least one token");
-        }
-        if self.auth.service_token.is_none() {
-            return invalid("auth.service_token is required: fanout presents it to the subscription service's watch");
-        }
-        self.auth.authenticator().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        Ok(())
+        checks::auth(&self.auth, true).map_err(ConfigError::Invalid)
     }
 }

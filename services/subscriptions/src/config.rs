@@ -84,29 +84,20 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
-            return invalid(format!("redis_url must start with redis:// or rediss:// (got `{}`)", self.redis_url));
-        }
+        use hookline_server::config::checks;
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        checks::redis_url(&self.redis_url).map_err(ConfigError::Invalid)?;
         if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
-            return invalid("key_prefix must be non-empty without braces or spaces".into());
+            return invalid("key_prefix must be non-empty without braces or spaces");
         }
         if self.change_log_len < 100 {
-            return invalid("change_log_len must be at least 100".into());
-        }
-        if self.auth.tokens.is_empty() {
-            return invalid(
-                "auth.tokens is empty: configure at least one token (HOOKLINE_AUTH__TOKENS='[{token=\"...\",admin=true}]')".into(),
-            );
+            return invalid("change_log_len must be at least 100");
         }
         if let Some(key) = &self.secrets.master_key
             && STANDARD.decode(key).map(|k| k.len()) != Ok(32)
         {
-            return invalid(
-                "secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)".into(),
-            );
+            return invalid("secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)");
         }
-        self.auth.authenticator().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        Ok(())
+        checks::auth(&self.auth, false).map_err(ConfigError::Invalid)
     }
 }
