@@ -6,7 +6,8 @@
 #   admin:          dev-admin-token-00001
 #   service:        dev-service-token-001
 # subscriptions on 127.0.0.1:50051, fanout on 127.0.0.1:50052, delivery on
-# 127.0.0.1:50053. Delivery may POST to 127.0.0.0/8 here (for
+# 127.0.0.1:50053; admin endpoints (/healthz, /readyz, /metrics) on
+# 127.0.0.1:9091, 9092, 9093. Delivery may POST to 127.0.0.0/8 here (for
 # deploy/receiver.py); in production only public addresses are allowed.
 # Ctrl-C stops everything.
 set -euo pipefail
@@ -39,10 +40,10 @@ export HOOKLINE_SUBSCRIPTIONS_URL="http://127.0.0.1:50051"
 export HOOKLINE_FANOUT_URL="http://127.0.0.1:50052"
 export HOOKLINE_ALLOW_CIDRS='["127.0.0.0/8"]'
 
-HOOKLINE_LISTEN_ADDR=127.0.0.1:50051 ./target/debug/hookline-subscriptions &
+HOOKLINE_LISTEN_ADDR=127.0.0.1:50051 HOOKLINE_ADMIN_ADDR=127.0.0.1:9091 ./target/debug/hookline-subscriptions &
 PIDS+=($!)
-HOOKLINE_LISTEN_ADDR=127.0.0.1:50052 ./target/debug/hookline-fanout &
+HOOKLINE_LISTEN_ADDR=127.0.0.1:50052 HOOKLINE_ADMIN_ADDR=127.0.0.1:9092 ./target/debug/hookline-fanout &
 PIDS+=($!)
-HOOKLINE_LISTEN_ADDR=127.0.0.1:50053 ./target/debug/hookline-delivery &
+HOOKLINE_LISTEN_ADDR=127.0.0.1:50053 HOOKLINE_ADMIN_ADDR=127.0.0.1:9093 ./target/debug/hookline-delivery &
 PIDS+=($!)
 wait -n "${PIDS[@]}"

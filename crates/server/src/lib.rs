@@ -7,9 +7,11 @@
 //! [`reflection`], hand it to [`serve`], and keep their handlers to
 //! themselves.
 
+mod admin;
 mod binary;
 pub mod config;
 
+pub use admin::{Readiness, metrics_handle, serve_admin};
 pub use binary::{ServiceArgs, run_binary};
 
 use std::{future::Future, path::PathBuf, time::Duration};
@@ -106,6 +108,7 @@ pub async fn report_health<F, Fut>(
     services: &[&str],
     interval: Duration,
     mut stop: watch::Receiver<bool>,
+    readiness: Readiness,
     check: F,
 ) where
     F: Fn() -> Fut,
@@ -119,6 +122,7 @@ pub async fn report_health<F, Fut>(
         } else {
             ServingStatus::NotServing
         };
+        readiness.set(status == ServingStatus::Serving);
         if last != Some(status) {
             tracing::info!(?status, "health");
             reporter.set_service_status("", status).await;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// gRPC listen address.
     pub listen_addr: SocketAddr,
+    /// Admin HTTP address (`/healthz`, `/readyz`, `/metrics`); unset: off.
+    pub admin_addr: Option<SocketAddr>,
     pub redis_url: String,
     /// Must match the other services'.
     pub key_prefix: String,
@@ -74,6 +76,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 50053)),
+            admin_addr: None,
             redis_url: "redis://127.0.0.1:6379".into(),
             key_prefix: "hookline".into(),
             redis_timeout: Duration::from_secs(2),

@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// An event record's payload, variants and occurrence time.
-type EventRow = (Option<Vec<u8>>, Option<String>, Option<String>);
+type EventRow = (Option<Vec<u8>>, Option<String>, Option<String>, Option<String>);
 
 /// How soon a task deferred by a full in-flight limit is tried again.
 const IN_FLIGHT_RETRY: Duration = Duration::from_millis(200);
@@ -141,6 +141,7 @@ impl Worker {
             }
         }
         if parked > 0 {
+            metrics::counter!("hookline_deliveries_parked_total").increment(parked as u64);
             let results: Vec<redis::RedisResult<redis::Value>> = park.query_async(&mut conn).await?;
             for error in results.into_iter().filter_map(Result::err) {
                 tracing::warn!(%error, "could not park a delivery; it will be retried");
@@ -180,13 +181,13 @@ impl Worker {
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.cmd("HMGET").arg(keys.event(id)).arg("p").arg("pv").arg("oa");
+            pipe.cmd("HMGET").arg(keys.event(id)).arg("p").arg("pv").arg("oa").arg("ts");
         }
         let rows: Vec<EventRow> = pipe.query_async(conn).await?;
         Ok(ids
             .into_iter()
             .zip(rows)
-            .filter_map(|(id, (payload, variants, occurred))| {
+            .filter_map(|(id, (payload, variants, occurred, published))| {
                 let event = EventData {
                     payload: payload?,
                     variants: variants
@@ -194,6 +195,7 @@ impl Worker {
                         .and_then(|v| serde_json::from_str(&v).ok())
                         .unwrap_or_default(),
                     occurred_ms: occurred.and_then(|o| o.parse().ok()).unwrap_or(0),
+                    published_ms: published.and_then(|p| p.parse().ok()).unwrap_or(0),
                 };
                 Some((id.to_owned(), Arc::new(event)))
             })
@@ -268,6 +270,20 @@ impl Worker {
                 return;
             }
         };
+        let outcome = match decision {
+            Decision::Success => "succeeded",
+            Decision::Retry(_) => "retry",
+            Decision::DeadLetter => "dead_lettered",
+            Decision::Gone => "gone",
+        };
+        metrics::counter!("hookline_delivery_attempts_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("hookline_delivery_attempt_duration_seconds").record(result.duration.as_secs_f64());
+        if let (Decision::Success, Some(event)) = (decision, &event)
+            && event.published_ms > 0
+        {
+            let latency_ms = now.saturating_sub(event.published_ms);
+            metrics::histogram!("hookline_publish_to_delivery_seconds").record(latency_ms as f64 / 1000.0);
+        }
         tracing::debug!(
             delivery = %task.delivery_id, subscription = %sub.id, attempt = task.attempt,
             status = result.status, error = result.error.as_str(), ?decision, "attempt"

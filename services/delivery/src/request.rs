@@ -17,6 +17,8 @@ pub(crate) struct EventData {
     /// Variant name -> JSON text.
     pub(crate) variants: BTreeMap<String, String>,
     pub(crate) occurred_ms: u64,
+    /// When it was published (Unix ms; 0 if unknown), for latency metrics.
+    pub(crate) published_ms: u64,
 }
 
 /// The body for this subscription: the named variant when the event has
@@ -114,6 +116,7 @@ mod tests {
             payload: br#"{"a":1}"#.to_vec(),
             variants: [("legacy".to_owned(), r#"{"old":1}"#.to_owned())].into(),
             occurred_ms: 1_700_000_000_000,
+            published_ms: 0,
         }
     }
 

@@ -117,6 +117,8 @@ impl Api {
 }
 
 fn response(outcome: PublishOutcome) -> v1::PublishResponse {
+    let kind = if matches!(outcome, PublishOutcome::Duplicate(_)) { "duplicate" } else { "published" };
+    metrics::counter!("hookline_publish_total", "result" => kind).increment(1);
     match outcome {
         PublishOutcome::Published(event_id) => v1::PublishResponse { event_id, duplicate: false },
         PublishOutcome::Duplicate(event_id) => v1::PublishResponse { event_id, duplicate: true },

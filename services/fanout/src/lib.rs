@@ -95,12 +95,21 @@ pub async fn serve(
     let workers: Vec<_> =
         partitions.all().map(|keys| tokio::spawn(worker.clone().run(keys, stop_rx.clone()))).collect();
 
+    let readiness = hookline_server::Readiness::default();
+    if let Some(addr) = config.admin_addr {
+        let (ready, stop) = (readiness.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(error) = hookline_server::serve_admin(addr, ready, stop).await {
+                tracing::error!(%error, %addr, "admin endpoints failed");
+            }
+        });
+    }
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_redis = redis.clone();
     let health_cache = cache.clone();
     tokio::spawn(async move {
         let names = [<EventServiceServer<api::Api> as NamedService>::NAME];
-        hookline_server::report_health(reporter, &names, HEALTH_INTERVAL, stop_rx, || {
+        hookline_server::report_health(reporter, &names, HEALTH_INTERVAL, stop_rx, readiness, || {
             let mut conn = health_redis.clone();
             let ready = health_cache.state().is_ready();
             async move { ready && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() }

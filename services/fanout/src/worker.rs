@@ -120,6 +120,7 @@ impl Worker {
             p.group_ready = true;
         }
         let backlog = p.deliveries.backlog(&mut conn).await?;
+        metrics::gauge!("hookline_delivery_backlog", "partition" => p.keys.index().to_string()).set(backlog as f64);
         if backlog >= self.settings.max_delivery_backlog {
             if p.last_backlog_warning.elapsed() >= BACKLOG_WARN_EVERY {
                 p.last_backlog_warning = Instant::now();
@@ -215,6 +216,8 @@ impl Worker {
                 Err(error) => tracing::warn!(%error, "fan-out of an event failed; it will be retried"),
             }
         }
+        metrics::counter!("hookline_fanout_events_total").increment(events as u64);
+        metrics::counter!("hookline_fanout_tasks_total").increment(tasks as u64);
         tracing::debug!(partition = p.keys.index(), events, tasks, "fanned out");
         Ok(())
     }

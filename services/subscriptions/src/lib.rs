@@ -72,11 +72,20 @@ pub async fn serve(
     };
     let api = api::Api::new(store.clone(), policy, stop_rx.clone());
 
+    let readiness = hookline_server::Readiness::default();
+    if let Some(addr) = config.admin_addr {
+        let (ready, stop) = (readiness.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(error) = hookline_server::serve_admin(addr, ready, stop).await {
+                tracing::error!(%error, %addr, "admin endpoints failed");
+            }
+        });
+    }
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let pinged = store.clone();
     tokio::spawn(async move {
         let names = [<SubscriptionServiceServer<api::Api<RedisStore>> as NamedService>::NAME];
-        hookline_server::report_health(reporter, &names, HEALTH_INTERVAL, stop_rx, || {
+        hookline_server::report_health(reporter, &names, HEALTH_INTERVAL, stop_rx, readiness, || {
             let store = pinged.clone();
             async move { store.ping().await.is_ok() }
         })

@@ -136,7 +136,7 @@ impl Api {
                 .map_err(|e| Status::invalid_argument(format!("payload: is not valid JSON ({e})")))?;
             req.payload
         };
-        let event = EventData { payload, variants: Default::default(), occurred_ms: now_ms() };
+        let event = EventData { payload, variants: Default::default(), occurred_ms: now_ms(), published_ms: 0 };
         let bytes = body(&sub.spec, &event_id, &event_type, &event);
         let headers = headers(&sub.spec, &cached.secrets, &event_id, &bytes, "", SystemTime::now());
         let timeout = sub.spec.timeout.min(self.claim_idle);

@@ -185,3 +185,27 @@ async fn tenant_wide_summary_and_stats_add_up_every_subscription() {
     let theirs = globex.get_delivery_summary(v1::GetDeliverySummaryRequest::default()).await.unwrap().into_inner();
     assert_eq!((theirs.subscriptions, theirs.attempts), (0, 0), "another tenant sees only its own");
 }
+
+#[tokio::test]
+async fn admin_port_serves_health_readiness_and_metrics() {
+    let port = hookline_testkit::free_port();
+    let mut stack = Stack::start_with(|c| hookline_delivery::Config {
+        admin_addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        ..c
+    })
+    .await;
+    let (sub, _) = stack.subscribe("/metered", |_| {}).await;
+    stack.publish("a", "{}").await;
+    stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 1).await;
+    let get = |path: &'static str| async move {
+        let r = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await, (200, "ready\n".to_owned()));
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("hookline_delivery_attempts_total{outcome=\"succeeded\"}"), "{metrics}");
+    assert!(metrics.contains("hookline_delivery_attempt_duration_seconds_bucket"), "{metrics}");
+    assert!(metrics.contains("hookline_publish_to_delivery_seconds"), "{metrics}");
+}
