@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs hookline's whole test suite: formatting, lints, unit tests and the
+# Runs hookline's whole test suite: formatting, lints, unit tests, the
 # integration tests against real Redis servers (each test starts a private
-# `redis-server` on a spare port, so the machine's own Redis is never touched).
+# `redis-server` on a spare port, so the machine's own Redis is never
+# touched), and the Helm chart's offline validation (tests/helm.sh).
 #
 #   ./tests/run.sh
 #
@@ -47,4 +48,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+echo "==> helm chart"
+./tests/helm.sh
+
 echo "==> all tests passed"
