@@ -273,3 +273,52 @@ impl Scripts {
         pipe.invoke_script(&inv);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::HashMap;
+
+    use hookline_queue::{ConsumerGroup, Partitions};
+
+    use super::*;
+
+    /// A worker whose attempt outlived its claim finishes after the worker
+    /// that took the task over: only the first completion may count.
+    #[tokio::test]
+    async fn a_task_completed_twice_is_recorded_once() {
+        let redis = hookline_testkit::RedisServer::start();
+        let mut conn = redis.connection().await;
+        let keys = Partitions::new("hookline", 1).get(0);
+        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "first");
+        group.ensure(&mut conn).await.unwrap();
+        let fields = [
+            ("v", "1"),
+            ("id", "dlv_01M81H0VK0J0RWH79N4YGFWWSW"),
+            ("evt", "evt_01M81H0VK0J0RWH79N4YGFWWSW"),
+            ("sub", "sub_01M81H0VK0J0RWH79N4YGFWWSW"),
+            ("t", "acme"),
+            ("et", "a"),
+            ("tp", ""),
+            ("ts", "1"),
+            ("n", "1"),
+        ];
+        let _: String =
+            redis::cmd("XADD").arg(keys.deliveries()).arg("*").arg(&fields[..]).query_async(&mut conn).await.unwrap();
+        let taken = group.read_new(&mut conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
+        let task = DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap();
+        let scripts = Scripts::default();
+        let retention = Retention { record_secs: 60, stats_secs: 60 };
+        let complete =
+            |n: u64| scripts.complete(&keys, &taken[0].id, &task, Next::Done, "{}", n, 1_000, &retention, false);
+        let first: i64 = complete(5).invoke_async(&mut conn).await.unwrap();
+        let second: i64 = complete(7).invoke_async(&mut conn).await.unwrap();
+        assert_eq!((first, second), (0, -1), "the second completion is refused");
+        let attempts: i64 =
+            redis::cmd("LLEN").arg(keys.attempts(&task.delivery_id)).query_async(&mut conn).await.unwrap();
+        let stats: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(keys.stats(&task.subscription_id)).query_async(&mut conn).await.unwrap();
+        assert_eq!(attempts, 1);
+        assert_eq!(stats.get("attempts").map(String::as_str), Some("1"));
+    }
+}
