@@ -21,7 +21,11 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 if [ -z "${REDIS_URL:-}" ]; then
-  command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install -y redis-server), or set REDIS_URL" >&2; exit 1; }
+  if ! command -v redis-server >/dev/null; then
+    echo "redis-server not found; installing it (Debian package redis-server), or set REDIS_URL"
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  fi
   PORT="${REDIS_PORT:-6390}"
   DIR="$(mktemp -d)"
   redis-server --port "$PORT" --bind 127.0.0.1 --dir "$DIR" --save "" --appendonly no >/dev/null &
