@@ -1,0 +1,1 @@
+//! End-to-end tests of hookline across its real binaries: see `tests/`.
