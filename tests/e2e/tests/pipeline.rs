@@ -125,7 +125,7 @@ impl Receiver {
 }
 
 struct Stack {
-    _redis: RedisServer,
+    redis: RedisServer,
     subscriptions: Process,
     fanout: Process,
     delivery: Process,
@@ -133,7 +133,10 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
-        let redis = RedisServer::start();
+        Self::on(RedisServer::start()).await
+    }
+
+    async fn on(redis: RedisServer) -> Self {
         let (subs_port, fanout_port, delivery_port) = (free_port(), free_port(), free_port());
         let env = |port: u16| -> HashMap<String, String> {
             [
@@ -157,7 +160,7 @@ impl Stack {
         let delivery = Process::start("hookline-delivery", env(delivery_port));
         fanout.serving().await;
         delivery.serving().await;
-        Self { _redis: redis, subscriptions, fanout, delivery }
+        Self { redis, subscriptions, fanout, delivery }
     }
 
     async fn client<C>(&self, addr: SocketAddr, make: impl FnOnce(Channel, BearerToken) -> C) -> C {
@@ -258,4 +261,42 @@ async fn kill_9_of_fanout_and_delivery_mid_run_loses_no_event() {
     .await;
     let received = receiver.ids().len();
     println!("kill -9 of fanout and delivery: {total} events, {received} requests, {} duplicates", received - total);
+}
+
+#[tokio::test]
+async fn a_redis_restart_with_aof_mid_run_loses_nothing_and_needs_no_service_restart() {
+    let stack = Stack::on(RedisServer::start_persistent()).await;
+    let (receiver, port) = Receiver::start(&[200], Duration::from_millis(15)).await;
+    stack.subscribe(format!("http://127.0.0.1:{port}/hook"), None, 4).await;
+    let total = 200;
+    let mut events = stack.client(stack.fanout.addr(), EventServiceClient::with_interceptor).await;
+    let mut expected = Vec::new();
+    for n in 0..total / 2 {
+        expected.push(events.publish(publish_request(n)).await.unwrap().into_inner().event_id);
+    }
+    let Stack { mut redis, subscriptions, fanout, delivery } = stack;
+    assert!(receiver.ids().len() < total / 2, "the restart must come mid-run");
+    redis.restart(); // SIGKILL, then start again from the append-only file
+    // Publishing works again once Redis is back; the services reconnect by themselves.
+    let mut n = total / 2;
+    while n < total {
+        match events.publish(publish_request(n)).await {
+            Ok(reply) => {
+                expected.push(reply.into_inner().event_id);
+                n += 1;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    eventually(Duration::from_secs(60), || async {
+        let got: std::collections::HashSet<String> = receiver.ids().into_iter().collect();
+        expected.iter().all(|id| got.contains(id))
+    })
+    .await;
+    let received = receiver.ids().len();
+    println!("redis restart (AOF): {total} events, {received} requests, {} duplicates", received - total);
+    drop((subscriptions, fanout, delivery));
 }
