@@ -19,4 +19,4 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("hook
 
 /// Well-known types used in the generated code, re-exported so users need
 /// not depend on `prost-types` themselves.
-pub use prost_types::{Duration, Timestamp};
+pub use prost_types::{Duration, FieldMask, Timestamp};

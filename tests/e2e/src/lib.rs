@@ -1,1 +1,199 @@
-//! End-to-end tests of hookline across its real binaries: see `tests/`.
+//! The harness for end-to-end tests across hookline's real binaries: a
+//! private Redis, the three services as child processes (the binaries the
+//! workspace test build produces), a real HTTP receiver, and clients.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc, missing_docs)]
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use hookline_auth::BearerToken;
+use hookline_proto::v1::{self, subscription_service_client::SubscriptionServiceClient};
+use hookline_testkit::{RedisServer, eventually, free_port, health};
+use tonic::transport::Channel;
+
+pub const TOKEN: &str = "e2e-acme-token-00000001";
+pub const SERVICE: &str = "e2e-service-token-000001";
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/pipeline-<hash> -> target/<profile>/<name>
+    let path = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join(name);
+    assert!(path.exists(), "{} is missing: build the workspace binaries first (cargo build --bins)", path.display());
+    path
+}
+
+/// One of the services as a child process; killed (SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Process {
+    name: &'static str,
+    grpc: u16,
+    child: Child,
+    env: HashMap<String, String>,
+}
+
+impl Process {
+    pub fn start(name: &'static str, env: HashMap<String, String>) -> Self {
+        let grpc = env["HOOKLINE_LISTEN_ADDR"].rsplit(':').next().unwrap().parse().unwrap();
+        let child = Command::new(binary(name)).envs(&env).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        Self { name, grpc, child, env }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.grpc).into()
+    }
+
+    pub async fn serving(&self) {
+        let addr = self.addr();
+        eventually(WAIT, || async move { health(addr).await == 1 }).await;
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts it again with the same settings, on the same port.
+    pub fn restart(&mut self) -> Self {
+        Self::start(self.name, self.env.clone())
+    }
+
+    /// SIGTERM, and the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status.code()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request received: headers and body.
+pub type Request = (HashMap<String, String>, Vec<u8>);
+
+/// A receiver that records (webhook-id, headers, body) and answers from a
+/// script of statuses (the last repeats).
+#[derive(Clone, Debug, Default)]
+pub struct Receiver {
+    pub got: Arc<Mutex<Vec<Request>>>,
+    statuses: Arc<Mutex<Vec<u16>>>,
+    delay: Duration,
+}
+
+impl Receiver {
+    pub async fn start(statuses: &[u16], delay: Duration) -> (Self, u16) {
+        let receiver = Self { statuses: Arc::new(Mutex::new(statuses.to_vec())), delay, ..Self::default() };
+        let state = receiver.clone();
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let state = state.clone();
+            async move {
+                tokio::time::sleep(state.delay).await;
+                let headers =
+                    headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
+                state.got.lock().unwrap().push((headers, body.to_vec()));
+                let mut statuses = state.statuses.lock().unwrap();
+                let status =
+                    if statuses.len() > 1 { statuses.remove(0) } else { statuses.first().copied().unwrap_or(200) };
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (receiver, port)
+    }
+
+    /// The statuses it will answer (the last repeats); change them freely.
+    pub fn statuses(&self) -> std::sync::MutexGuard<'_, Vec<u16>> {
+        self.statuses.lock().unwrap()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.got.lock().unwrap().iter().map(|(h, _)| h.get("webhook-id").cloned().unwrap_or_default()).collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct Stack {
+    pub redis: RedisServer,
+    pub subscriptions: Process,
+    pub fanout: Process,
+    pub delivery: Process,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::on(RedisServer::start()).await
+    }
+
+    pub async fn on(redis: RedisServer) -> Self {
+        let (subs_port, fanout_port, delivery_port) = (free_port(), free_port(), free_port());
+        let env = |port: u16| -> HashMap<String, String> {
+            [
+                ("HOOKLINE_LISTEN_ADDR", format!("127.0.0.1:{port}")),
+                ("HOOKLINE_REDIS_URL", redis.url()),
+                ("HOOKLINE_SUBSCRIPTIONS_URL", format!("http://127.0.0.1:{subs_port}")),
+                ("HOOKLINE_FANOUT_URL", format!("http://127.0.0.1:{fanout_port}")),
+                ("HOOKLINE_ALLOW_CIDRS", "[\"127.0.0.0/8\"]".into()),
+                ("HOOKLINE_CLAIM_IDLE", "3s".into()),
+                ("HOOKLINE_AUTO_PAUSE_AFTER", "3".into()),
+                ("HOOKLINE_AUTH__TOKENS", format!("[{{token=\"{TOKEN}\",tenant=\"acme\"}}]")),
+                ("HOOKLINE_AUTH__SERVICE_TOKEN", SERVICE.into()),
+                ("HOOKLINE_LOG", "warn".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+        };
+        let subscriptions = Process::start("hookline-subscriptions", env(subs_port));
+        subscriptions.serving().await;
+        let fanout = Process::start("hookline-fanout", env(fanout_port));
+        let delivery = Process::start("hookline-delivery", env(delivery_port));
+        fanout.serving().await;
+        delivery.serving().await;
+        Self { redis, subscriptions, fanout, delivery }
+    }
+
+    pub async fn client<C>(&self, addr: SocketAddr, make: impl FnOnce(Channel, BearerToken) -> C) -> C {
+        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        make(channel, BearerToken::new(TOKEN).unwrap())
+    }
+
+    pub async fn subscribe(&self, url: String, retry: Option<v1::RetryPolicy>, max_in_flight: u32) -> String {
+        let mut subs = self.client(self.subscriptions.addr(), SubscriptionServiceClient::with_interceptor).await;
+        let sub = v1::Subscription {
+            url,
+            event_types: vec!["order.*".into()],
+            retry_policy: retry,
+            max_in_flight,
+            ..Default::default()
+        };
+        let created = subs
+            .create_subscription(v1::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        created.secret
+    }
+}
+
+pub fn publish_request(n: usize) -> v1::PublishRequest {
+    v1::PublishRequest {
+        event_type: "order.paid".into(),
+        payload: format!("{{\"n\":{n}}}").into_bytes(),
+        idempotency_key: format!("order-{n}"),
+        ..Default::default()
+    }
+}
