@@ -1,18 +1,29 @@
-//! Delivery throughput against the raw POST rate of a plain client, in one
-//! run, on this machine: a minimal local receiver; first a plain `reqwest`
-//! client POSTs to it at several concurrencies (the ceiling); then the whole
-//! pipeline (private Redis, subscription, fanout and delivery services)
-//! delivers published events to the same receiver. A measurement, not a
-//! test: run it in release.
+//! Delivery benchmarks on this machine, each against a private Redis and
+//! the whole pipeline (subscription, fanout and delivery services) in this
+//! process, delivering to a minimal local receiver. Measurements, not
+//! tests: run them in release.
+//!
+//! Throughput against the raw POST rate of a plain `reqwest` client to the
+//! same receiver (the ceiling, best of a concurrency sweep), in one run:
 //!
 //!   cargo run --release -p hookline-delivery --example delivery_throughput -- \
 //!       [events=50000] [subscriptions=1] [publishers=4] [batch=200]
+//!
+//! Publish-to-receive latency at a fixed publish rate (one subscription):
+//!
+//!   ... --example delivery_throughput -- latency [rate=2000] [seconds=10]
+//!
+//! Isolation: deliveries/s to healthy endpoints with 10% of the
+//! subscriptions pointing at an endpoint that hangs until the timeout,
+//! against the same run with none hanging:
+//!
+//!   ... --example delivery_throughput -- isolation [events=2000] [subscriptions=20]
 
 #![allow(clippy::unwrap_used)]
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -37,20 +48,43 @@ fn auth() -> AuthConfig {
     }
 }
 
-async fn receiver() -> (std::net::SocketAddr, Arc<AtomicU64>) {
-    let count = Arc::new(AtomicU64::new(0));
-    let counter = count.clone();
-    let app = axum::Router::new().fallback(move || {
-        let counter = counter.clone();
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// What the receiver saw: requests per path kind, and latencies (µs) of
+/// payloads that carried their publish time.
+#[derive(Default)]
+struct Seen {
+    healthy: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+/// A minimal receiver: `/hang/...` never answers within any timeout;
+/// everything else answers 200 at once, recording `{"t": µs}` latencies.
+async fn receiver() -> (std::net::SocketAddr, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let state = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+        let state = state.clone();
         async move {
-            counter.fetch_add(1, Ordering::Relaxed);
+            if uri.path().starts_with("/hang") {
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                return "";
+            }
+            state.healthy.fetch_add(1, Ordering::Relaxed);
+            if let Some(t) = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["t"].as_u64()) {
+                let now = epoch().elapsed().as_micros() as u64;
+                state.latencies_us.lock().unwrap().push(now.saturating_sub(t));
+            }
             ""
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, count)
+    (addr, seen)
 }
 
 /// The best POST rate of a plain client over a concurrency sweep.
@@ -86,72 +120,103 @@ async fn raw_ceiling(url: &str) -> (f64, usize) {
     best
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
+/// The three services and a private Redis, in this process.
+struct Pipeline {
+    _redis: RedisServer,
+    _services: Vec<Running>,
+    subs: SubscriptionServiceClient<tonic::service::interceptor::InterceptedService<Channel, BearerToken>>,
+    events: Channel,
+    token: BearerToken,
+}
+
+impl Pipeline {
+    async fn start() -> Self {
+        let redis = RedisServer::start();
+        let subs_config = hookline_subscriptions::Config {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            redis_url: redis.url(),
+            auth: auth(),
+            ..Default::default()
+        };
+        let subs_service = Running::start(|l, stop| hookline_subscriptions::serve(subs_config, l, stop)).await;
+        subs_service.wait_serving().await;
+        let fanout_config = hookline_fanout::Config {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            redis_url: redis.url(),
+            subscriptions_url: subs_service.url(),
+            auth: auth(),
+            ..Default::default()
+        };
+        let fanout = Running::start(|l, stop| hookline_fanout::serve(fanout_config, l, stop)).await;
+        fanout.wait_serving().await;
+        let delivery_config = hookline_delivery::Config {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            redis_url: redis.url(),
+            subscriptions_url: subs_service.url(),
+            fanout_url: Some(fanout.url()),
+            allow_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+            auto_pause_after: 0,
+            auth: auth(),
+            ..Default::default()
+        };
+        let delivery = Running::start(|l, stop| hookline_delivery::serve(delivery_config, l, stop)).await;
+        delivery.wait_serving().await;
+        let token = BearerToken::new(TOKEN).unwrap();
+        let connect = |url: String| async move { Channel::from_shared(url).unwrap().connect().await.unwrap() };
+        let subs = SubscriptionServiceClient::with_interceptor(connect(subs_service.url()).await, token.clone());
+        let events = connect(fanout.url()).await;
+        Self { _redis: redis, _services: vec![subs_service, fanout, delivery], subs, events, token }
+    }
+
+    async fn subscribe(&mut self, url: String, timeout_secs: i64) {
+        self.subs
+            .create_subscription(v1::CreateSubscriptionRequest {
+                subscription: Some(v1::Subscription {
+                    url,
+                    event_types: vec!["bench.*".into()],
+                    max_in_flight: 1000,
+                    timeout: Some(hookline_proto::Duration { seconds: timeout_secs, nanos: 0 }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    fn publisher(&self) -> EventServiceClient<tonic::service::interceptor::InterceptedService<Channel, BearerToken>> {
+        EventServiceClient::with_interceptor(self.events.clone(), self.token.clone())
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+async fn throughput(args: &[u64]) {
     let events = *args.first().unwrap_or(&50_000);
     let subscriptions = *args.get(1).unwrap_or(&1);
     let publishers = *args.get(2).unwrap_or(&4);
     let batch = *args.get(3).unwrap_or(&200);
 
-    let (addr, received) = receiver().await;
+    let (addr, seen) = receiver().await;
     let (ceiling, at) = raw_ceiling(&format!("http://{addr}/raw")).await;
-
-    let redis = RedisServer::start();
-    let subs_config = hookline_subscriptions::Config {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        redis_url: redis.url(),
-        auth: auth(),
-        ..Default::default()
-    };
-    let subs_service = Running::start(|l, stop| hookline_subscriptions::serve(subs_config, l, stop)).await;
-    subs_service.wait_serving().await;
-    let fanout_config = hookline_fanout::Config {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        redis_url: redis.url(),
-        subscriptions_url: subs_service.url(),
-        auth: auth(),
-        ..Default::default()
-    };
-    let fanout = Running::start(|l, stop| hookline_fanout::serve(fanout_config, l, stop)).await;
-    fanout.wait_serving().await;
-    let delivery_config = hookline_delivery::Config {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        redis_url: redis.url(),
-        subscriptions_url: subs_service.url(),
-        fanout_url: Some(fanout.url()),
-        allow_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
-        auth: auth(),
-        ..Default::default()
-    };
-    let delivery = Running::start(|l, stop| hookline_delivery::serve(delivery_config, l, stop)).await;
-    delivery.wait_serving().await;
-
-    let token = BearerToken::new(TOKEN).unwrap();
-    let connect = |url: String| async move { Channel::from_shared(url).unwrap().connect().await.unwrap() };
-    let mut subs = SubscriptionServiceClient::with_interceptor(connect(subs_service.url()).await, token.clone());
+    let mut pipeline = Pipeline::start().await;
     for i in 0..subscriptions {
-        subs.create_subscription(v1::CreateSubscriptionRequest {
-            subscription: Some(v1::Subscription {
-                url: format!("http://{addr}/hook/{i}"),
-                event_types: vec!["bench.*".into()],
-                max_in_flight: 1000,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        pipeline.subscribe(format!("http://{addr}/hook/{i}"), 15).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await; // caches load the subscriptions
-    let before = received.load(Ordering::Relaxed);
+    let before = seen.healthy.load(Ordering::Relaxed);
     let expected = events * subscriptions;
-    let events_channel = connect(fanout.url()).await;
     let started = Instant::now();
     let per = events.div_ceil(publishers);
     let mut tasks = Vec::new();
     for p in 0..publishers {
-        let mut client = EventServiceClient::with_interceptor(events_channel.clone(), token.clone());
+        let mut client = pipeline.publisher();
         let count = per.min(events.saturating_sub(p * per));
         tasks.push(tokio::spawn(async move {
             let mut sent = 0;
@@ -173,7 +238,7 @@ async fn main() {
         t.await.unwrap();
     }
     let published = started.elapsed();
-    while received.load(Ordering::Relaxed) - before < expected {
+    while seen.healthy.load(Ordering::Relaxed) - before < expected {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed();
@@ -185,4 +250,124 @@ async fn main() {
          pipeline: {rate:.0} deliveries/s = {:.1}% of the ceiling",
         rate / ceiling * 100.0
     );
+}
+
+async fn latency(args: &[u64]) {
+    let rate = *args.first().unwrap_or(&2000);
+    let seconds = *args.get(1).unwrap_or(&10);
+    let (addr, seen) = receiver().await;
+    let mut pipeline = Pipeline::start().await;
+    pipeline.subscribe(format!("http://{addr}/hook"), 15).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // One publish per tick, ticks spread evenly; each event carries its
+    // publish time. Publishers run concurrently so a slow reply does not
+    // delay the next tick.
+    let total = rate * seconds;
+    let per_tick = (rate / 1000).max(1);
+    let ticks = total / per_tick;
+    let interval = Duration::from_secs_f64(seconds as f64 / ticks as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for _ in 0..ticks {
+        ticker.tick().await;
+        let mut client = pipeline.publisher();
+        tokio::spawn(async move {
+            for _ in 0..per_tick {
+                let t = epoch().elapsed().as_micros() as u64;
+                let payload = format!(r#"{{"t":{t},"order_id":"ord_123","amount":4200}}"#).into_bytes();
+                let _ = client
+                    .publish(v1::PublishRequest {
+                        event_type: "bench.order_paid".into(),
+                        payload,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        });
+    }
+    while (seen.latencies_us.lock().unwrap().len() as u64) < ticks * per_tick {
+        if started.elapsed() > Duration::from_secs(seconds + 30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut all = seen.latencies_us.lock().unwrap().clone();
+    all.sort_unstable();
+    println!(
+        "latency at {rate} deliveries/s for {seconds} s ({} delivered): p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        all.len(),
+        percentile(&all, 0.50),
+        percentile(&all, 0.95),
+        percentile(&all, 0.99),
+        percentile(&all, 1.0)
+    );
+}
+
+async fn isolation_run(events: u64, subscriptions: u64, hanging: u64) -> f64 {
+    let (addr, seen) = receiver().await;
+    let mut pipeline = Pipeline::start().await;
+    for i in 0..subscriptions {
+        let path = if i < hanging { format!("/hang/{i}") } else { format!("/hook/{i}") };
+        pipeline.subscribe(format!("http://{addr}{path}"), 5).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let healthy_expected = events * (subscriptions - hanging);
+    let started = Instant::now();
+    let mut client = pipeline.publisher();
+    let mut sent = 0;
+    while sent < events {
+        let n = 100.min(events - sent);
+        let items = (0..n)
+            .map(|_| v1::PublishRequest {
+                event_type: "bench.order_paid".into(),
+                payload: BODY.to_vec(),
+                ..Default::default()
+            })
+            .collect();
+        client.publish_batch(v1::PublishBatchRequest { events: items }).await.unwrap();
+        sent += n;
+    }
+    let mut last_report = Instant::now();
+    while seen.healthy.load(Ordering::Relaxed) < healthy_expected {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            eprintln!(
+                "  {hanging} hanging: {} of {healthy_expected} healthy deliveries after {:.0?}",
+                seen.healthy.load(Ordering::Relaxed),
+                started.elapsed()
+            );
+        }
+    }
+    healthy_expected as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn isolation(args: &[u64]) {
+    let events = *args.first().unwrap_or(&2000);
+    let subscriptions = *args.get(1).unwrap_or(&20);
+    let hanging = (subscriptions / 10).max(1);
+    let without = isolation_run(events, subscriptions, 0).await;
+    let with = isolation_run(events, subscriptions, hanging).await;
+    println!(
+        "isolation: {events} events x {subscriptions} subscriptions; healthy deliveries/s with none hanging {without:.0}, \
+         with {hanging} of {subscriptions} hanging (5 s timeout) {with:.0} = {:.1}%",
+        with / without * 100.0
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    epoch();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = match args.first().map(String::as_str) {
+        Some("latency" | "isolation") => args.remove(0),
+        _ => "throughput".into(),
+    };
+    let numbers: Vec<u64> = args.iter().map(|a| a.parse().expect("numbers")).collect();
+    match mode.as_str() {
+        "latency" => latency(&numbers).await,
+        "isolation" => isolation(&numbers).await,
+        _ => throughput(&numbers).await,
+    }
 }

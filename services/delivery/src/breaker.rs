@@ -1,4 +1,8 @@
-//! A circuit breaker per endpoint (scheme, host and port).
+//! A circuit breaker per endpoint: the subscription's URL without its query.
+//!
+//! Not per host: many subscribers share a receiving host (integration
+//! platforms serve thousands of customers' paths from one host), and one
+//! failing path must not stop deliveries to the others.
 //!
 //! After `threshold` consecutive failures that say the endpoint is unwell
 //! (timeouts, connection errors, 5xx, 429), the circuit opens for a
@@ -85,9 +89,15 @@ impl Breakers {
     }
 }
 
-/// The breaker key of a URL.
+/// The breaker key of a URL: scheme, host, port and path.
 pub(crate) fn endpoint_of(url: &url::Url) -> String {
-    format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0))
+    format!(
+        "{}://{}:{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(0),
+        url.path()
+    )
 }
 
 #[cfg(test)]
@@ -123,8 +133,12 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_are_scheme_host_and_port() {
-        let url = url::Url::parse("https://Example.com/a?b=c").unwrap_or_else(|_| unreachable!());
-        assert_eq!(endpoint_of(&url), "https://example.com:443");
+    fn endpoints_are_urls_without_query_so_paths_on_one_host_are_apart() {
+        let parse = |u: &str| url::Url::parse(u).unwrap_or_else(|_| unreachable!());
+        assert_eq!(endpoint_of(&parse("https://Example.com/a?b=c")), "https://example.com:443/a");
+        assert_ne!(
+            endpoint_of(&parse("https://hooks.example.com/1")),
+            endpoint_of(&parse("https://hooks.example.com/2"))
+        );
     }
 }

@@ -28,6 +28,10 @@ pub struct Config {
     pub fanout_url: Option<String>,
     /// HTTP requests in flight at once in this process.
     pub max_concurrency: usize,
+    /// The share of this process's `max_concurrency` one subscription may
+    /// hold, in percent, once fewer than a quarter of the slots are free,
+    /// so slow endpoints cannot starve the others.
+    pub subscription_share_percent: u8,
     /// Tasks read per batch (at most the free concurrency).
     pub batch_size: usize,
     /// A task pending this long with a consumer is taken over by another.
@@ -84,6 +88,7 @@ impl Default for Config {
             subscriptions_url: "http://127.0.0.1:50051".into(),
             fanout_url: Some("http://127.0.0.1:50052".into()),
             max_concurrency: 512,
+            subscription_share_percent: 6,
             batch_size: 256,
             claim_idle: Duration::from_secs(90),
             connect_timeout: Duration::from_secs(5),
@@ -134,6 +139,9 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.batch_size) {
             return invalid("batch_size must be between 1 and 10000");
+        }
+        if !(1..=100).contains(&self.subscription_share_percent) {
+            return invalid("subscription_share_percent must be between 1 and 100");
         }
         if self.claim_idle < Duration::from_secs(2) {
             return invalid("claim_idle must be at least 2s (requests are cut 1s before it)");

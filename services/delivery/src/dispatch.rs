@@ -3,7 +3,9 @@
 //! For each task: a deleted or disabled subscription cancels it, a paused
 //! one holds it, an open circuit defers it, a full in-flight limit or an
 //! empty rate-limit bucket (both shared by all replicas, in Redis) defers
-//! it; for a FIFO subscription only the task whose turn it is goes on (the
+//! it, and so does a subscription holding its fair share of this
+//! process's slots (so slow endpoints cannot starve the others); for a FIFO
+//! subscription only the task whose turn it is goes on (the
 //! others wait in Redis, in fan-out order, and the completion of one
 //! queues the next); the rest each get a worker slot and run on their own
 //! task. An attempt ends with one script
@@ -135,6 +137,15 @@ impl Worker {
                     parked += 1;
                     continue;
                 }
+                if !self.take_share(&task.subscription_id) {
+                    // Over its fair share of this process: wait without an
+                    // attempt (and free the lease just taken).
+                    let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
+                    self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                    park.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
+                    parked += 1;
+                    continue;
+                }
                 let Ok(permit) = self.permits.clone().acquire_owned().await else { break };
                 let event = events.get(&task.event_id).cloned();
                 tokio::spawn(self.clone().attempt(keys.clone(), entry, task, cached, endpoint, event, permit));
@@ -148,6 +159,31 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Takes one of the subscription's slots in this process. Beyond its
+    /// fair share only while slots are plentiful (a quarter free): the share
+    /// binds under contention, so slow endpoints cannot starve the others,
+    /// and a lone busy subscription is not throttled.
+    fn take_share(&self, subscription: &str) -> bool {
+        let plentiful = self.permits.available_permits() > self.settings.max_concurrency / 4;
+        let mut held = self.held_slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = held.entry(subscription.to_owned()).or_default();
+        if *slots >= self.settings.subscription_share && !plentiful {
+            return false;
+        }
+        *slots += 1;
+        true
+    }
+
+    fn release_share(&self, subscription: &str) {
+        let mut held = self.held_slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slots) = held.get_mut(subscription) {
+            *slots = slots.saturating_sub(1);
+            if *slots == 0 {
+                held.remove(subscription);
+            }
+        }
     }
 
     /// The endpoint's breaker key when its circuit lets a request through,
@@ -235,6 +271,7 @@ impl Worker {
                 retry_after: None,
             },
         };
+        self.release_share(&task.subscription_id);
         let jitter = rand::rng().random::<f64>();
         let decision = if event.is_none() {
             Decision::DeadLetter

@@ -100,6 +100,7 @@ pub async fn serve(
         ),
         control,
         permits: Arc::new(Semaphore::new(config.max_concurrency)),
+        held_slots: std::sync::Mutex::new(std::collections::HashMap::new()),
         partitions: partitions.clone(),
         settings: worker::Settings {
             consumer: config.consumer_name.clone().unwrap_or_else(default_consumer_name),
@@ -108,6 +109,8 @@ pub async fn serve(
             max_retry_after: config.max_retry_after,
             auto_pause_after: config.auto_pause_after,
             retention,
+            subscription_share: (config.max_concurrency * usize::from(config.subscription_share_percent) / 100).max(1),
+            max_concurrency: config.max_concurrency,
         },
     });
     let mut tasks = Vec::new();

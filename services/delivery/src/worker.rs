@@ -40,6 +40,9 @@ pub(crate) struct Settings {
     pub(crate) max_retry_after: Duration,
     pub(crate) auto_pause_after: u64,
     pub(crate) retention: Retention,
+    /// Slots one subscription may hold in this process under contention.
+    pub(crate) subscription_share: usize,
+    pub(crate) max_concurrency: usize,
 }
 
 #[derive(Debug)]
@@ -53,6 +56,8 @@ pub(crate) struct Worker {
     pub(crate) breakers: Breakers,
     pub(crate) control: Control,
     pub(crate) permits: Arc<Semaphore>,
+    /// Slots each subscription holds in this process (fair share).
+    pub(crate) held_slots: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     pub(crate) partitions: hookline_queue::Partitions,
     pub(crate) settings: Settings,
 }
