@@ -20,7 +20,7 @@ use std::{
 };
 
 use hookline_domain::{Ordering, SubscriptionId, SubscriptionState};
-use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, StreamMessage};
+use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, StreamMessage, subscriptions_revision_key};
 use hookline_watch::CachedSubscription;
 use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
@@ -39,6 +39,9 @@ type EventRow = (Option<Vec<u8>>, Option<String>, Option<String>, Option<String>
 
 /// How soon a task deferred by a full in-flight limit is tried again.
 const IN_FLIGHT_RETRY: Duration = Duration::from_millis(200);
+/// How long dispatch waits for the cache to see a subscription it does not
+/// know yet.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A lease outlives its request by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
@@ -69,7 +72,7 @@ impl Worker {
             }
         }
         let events = self.load_events(keys, &tasks, &mut conn).await?;
-        let state = self.cache.state();
+        let state = self.fenced_state(&tasks, &mut conn).await?;
         let retention = &self.settings.retention;
         let mut ready = Vec::with_capacity(tasks.len());
         let mut fifo = Vec::new();
@@ -159,6 +162,32 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// The cache, brought up to the subscription service's current revision
+    /// when a task names a subscription it does not know: one created a
+    /// moment ago must not be taken for one deleted (fan-out fences the same
+    /// way, but delivery's cache may lag behind fan-out's).
+    async fn fenced_state(
+        &self,
+        tasks: &[(String, DeliveryTask)],
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> redis::RedisResult<Arc<hookline_watch::CacheState>> {
+        let state = self.cache.state();
+        let unknown = tasks
+            .iter()
+            .any(|(_, t)| SubscriptionId::parse(&t.subscription_id, "sub").ok().and_then(|id| state.get(id)).is_none());
+        if !unknown {
+            return Ok(state);
+        }
+        let revision: Option<u64> =
+            redis::cmd("GET").arg(subscriptions_revision_key(&self.settings.key_prefix)).query_async(conn).await?;
+        match revision.filter(|r| *r > state.revision()) {
+            Some(revision) => {
+                Ok(self.cache.caught_up_to(revision, FENCE_TIMEOUT).await.unwrap_or_else(|_| self.cache.state()))
+            }
+            None => Ok(state),
+        }
     }
 
     /// Takes one of the subscription's slots in this process. Beyond its

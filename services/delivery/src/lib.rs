@@ -111,6 +111,7 @@ pub async fn serve(
             retention,
             subscription_share: (config.max_concurrency * usize::from(config.subscription_share_percent) / 100).max(1),
             max_concurrency: config.max_concurrency,
+            key_prefix: config.key_prefix.clone(),
         },
     });
     let mut tasks = Vec::new();

@@ -40,6 +40,7 @@ pub(crate) struct Settings {
     pub(crate) max_retry_after: Duration,
     pub(crate) auto_pause_after: u64,
     pub(crate) retention: Retention,
+    pub(crate) key_prefix: String,
     /// Slots one subscription may hold in this process under contention.
     pub(crate) subscription_share: usize,
     pub(crate) max_concurrency: usize,

@@ -80,3 +80,19 @@ async fn deliveries_for_a_deleted_subscription_are_cancelled_not_sent() {
     stack.wait_received("/alive", 1).await;
     assert!(stack.receiver.received("/deleted").is_empty());
 }
+
+#[tokio::test]
+async fn a_subscription_created_just_before_a_publish_is_delivered_not_cancelled() {
+    let mut stack = Stack::start().await;
+    let mut paths = Vec::new();
+    for i in 0..25 {
+        let path = format!("/fresh/{i}");
+        let event_type = format!("fresh_{i}");
+        stack.subscribe(&path, |s| s.event_types = vec![event_type.clone()]).await;
+        stack.publish(&event_type, "{}").await;
+        paths.push(path);
+    }
+    for path in paths {
+        stack.wait_received(&path, 1).await;
+    }
+}
