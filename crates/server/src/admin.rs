@@ -81,3 +81,13 @@ pub async fn serve_admin(addr: SocketAddr, ready: Readiness, mut stop: watch::Re
         })
         .await
 }
+
+/// Starts the admin endpoints in the background when `addr` is set.
+pub fn spawn_admin(addr: Option<SocketAddr>, ready: Readiness, stop: watch::Receiver<bool>) {
+    let Some(addr) = addr else { return };
+    tokio::spawn(async move {
+        if let Err(error) = serve_admin(addr, ready, stop).await {
+            tracing::error!(%error, %addr, "admin endpoints failed");
+        }
+    });
+}

@@ -11,7 +11,7 @@ mod admin;
 mod binary;
 pub mod config;
 
-pub use admin::{Readiness, metrics_handle, serve_admin};
+pub use admin::{Readiness, metrics_handle, serve_admin, spawn_admin};
 pub use binary::{ServiceArgs, run_binary};
 
 use std::{future::Future, path::PathBuf, time::Duration};

@@ -129,14 +129,7 @@ pub async fn serve(
         claim_idle: config.claim_idle,
     };
     let readiness = hookline_server::Readiness::default();
-    if let Some(addr) = config.admin_addr {
-        let (ready, stop) = (readiness.clone(), stop_rx.clone());
-        tokio::spawn(async move {
-            if let Err(error) = hookline_server::serve_admin(addr, ready, stop).await {
-                tracing::error!(%error, %addr, "admin endpoints failed");
-            }
-        });
-    }
+    hookline_server::spawn_admin(config.admin_addr, readiness.clone(), stop_rx.clone());
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let (health_redis, health_cache) = (redis.clone(), cache.clone());
     tokio::spawn(async move {
