@@ -34,7 +34,7 @@
 //! | `n` | the attempt this task is for, from 1 |
 //! | `tr` | optional: what queued it (`manual`, `replay`); absent: the schedule |
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
 use redis::Value;
 
@@ -88,23 +88,25 @@ pub struct EventEntry {
 }
 
 impl EventEntry {
-    /// The fields to XADD, in order.
-    pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+    /// The fields to XADD, in order. Borrowed where the entry holds them:
+    /// the payload is not copied on its way to Redis.
+    pub fn fields(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
         let attributes = if self.attributes.is_empty() {
             Vec::new()
         } else {
             serde_json::to_vec(&self.attributes).unwrap_or_default()
         };
+        let text = |s: &str| Cow::Owned(s.as_bytes().to_vec());
         vec![
-            ("v", FORMAT_VERSION.into()),
-            ("id", self.event_id.clone().into_bytes()),
-            ("t", self.tenant.clone().into_bytes()),
-            ("et", self.event_type.clone().into_bytes()),
-            ("p", self.payload.clone()),
-            ("a", attributes),
-            ("tp", self.traceparent.clone().into_bytes()),
-            ("f", self.fence.to_string().into_bytes()),
-            ("ts", self.published_ms.to_string().into_bytes()),
+            ("v", Cow::Borrowed(FORMAT_VERSION.as_bytes())),
+            ("id", Cow::Borrowed(self.event_id.as_bytes())),
+            ("t", Cow::Borrowed(self.tenant.as_bytes())),
+            ("et", Cow::Borrowed(self.event_type.as_bytes())),
+            ("p", Cow::Borrowed(self.payload.as_slice())),
+            ("a", Cow::Owned(attributes)),
+            ("tp", Cow::Borrowed(self.traceparent.as_bytes())),
+            ("f", text(&self.fence.to_string())),
+            ("ts", text(&self.published_ms.to_string())),
         ]
     }
 
@@ -168,8 +170,8 @@ impl DeliveryTask {
 mod tests {
     use super::*;
 
-    fn as_map(fields: Vec<(&'static str, Vec<u8>)>) -> HashMap<String, Value> {
-        fields.into_iter().map(|(k, v)| (k.to_owned(), Value::BulkString(v))).collect()
+    fn as_map(fields: Vec<(&'static str, Cow<'_, [u8]>)>) -> HashMap<String, Value> {
+        fields.into_iter().map(|(k, v)| (k.to_owned(), Value::BulkString(v.into_owned()))).collect()
     }
 
     #[test]
@@ -189,7 +191,7 @@ mod tests {
 
     #[test]
     fn unknown_versions_and_missing_fields_are_refused() {
-        let mut map = as_map(vec![("v", b"2".to_vec())]);
+        let mut map = as_map(vec![("v", Cow::Borrowed(&b"2"[..]))]);
         assert!(matches!(EventEntry::parse("1-0", &map), Err(EntryError::Version { .. })));
         map.insert("v".into(), Value::BulkString(b"1".to_vec()));
         assert!(matches!(DeliveryTask::parse("1-0", &map), Err(EntryError::Field { field: "id", .. })));

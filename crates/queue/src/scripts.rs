@@ -97,7 +97,7 @@ impl Scripts {
             .arg(args.idempotency_key.unwrap_or(""))
             .arg(args.payload_variants_json);
         for (name, value) in entry.fields() {
-            invocation.arg(name).arg(value);
+            invocation.arg(name).arg(value.as_ref());
         }
         invocation
     }

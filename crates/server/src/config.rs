@@ -23,6 +23,27 @@ pub enum LoadError {
     Invalid(#[from] Box<figment::Error>),
 }
 
+/// A configuration that could not be loaded or broke a rule; the message
+/// is for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// A service's configuration: what `load_validated` needs of it.
+pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
+    /// Every rule the configuration must follow.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// [`load`], then [`ServiceConfig::validate`].
+pub fn load_validated<T: ServiceConfig>(file: Option<&Path>) -> Result<T, ConfigError> {
+    let config: T = load(file).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    config.validate()?;
+    Ok(config)
+}
+
 /// Defaults of `T`, then `file`, then the `HOOKLINE_*` variables naming a
 /// key of `T`.
 pub fn load<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>) -> Result<T, LoadError> {

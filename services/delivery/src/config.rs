@@ -4,7 +4,10 @@
 use std::{net::SocketAddr, time::Duration};
 
 use hookline_auth::AuthConfig;
-use hookline_server::TlsSection;
+use hookline_server::{
+    TlsSection,
+    config::{ConfigError, ServiceConfig},
+};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -111,21 +114,15 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Invalid(String),
-}
-
 impl Config {
     /// Defaults, then `file`, then `HOOKLINE_*` variables; then validates.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
-        let config: Config = hookline_server::config::load(file).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        hookline_server::config::load_validated(file)
     }
+}
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+impl ServiceConfig for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
         use hookline_server::config::checks;
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         checks::redis_url(&self.redis_url).map_err(ConfigError::Invalid)?;

@@ -38,7 +38,8 @@ use tokio::{
 };
 use tonic::server::NamedService;
 
-pub use config::{Config, ConfigError};
+pub use config::Config;
+pub use hookline_server::config::{ConfigError, ServiceConfig};
 
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 

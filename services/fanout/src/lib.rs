@@ -27,7 +27,8 @@ use hookline_watch::{SubscriptionCache, WatchConfig};
 use tokio::{net::TcpListener, sync::watch};
 use tonic::server::NamedService;
 
-pub use config::{Config, ConfigError};
+pub use config::Config;
+pub use hookline_server::config::{ConfigError, ServiceConfig};
 
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// Large enough for a batch of 1000 events of a few KiB or a few of the

@@ -22,8 +22,9 @@ pub use hookline_server::TlsSection;
 use tokio::{net::TcpListener, sync::watch};
 use tonic::server::NamedService;
 
-pub use config::{Config, ConfigError, SecretsSection};
+pub use config::{Config, SecretsSection};
 pub use hookline_auth::AuthConfig;
+pub use hookline_server::config::{ConfigError, ServiceConfig};
 
 use crate::store::{RedisStore, RedisStoreConfig, SecretSealer, SubscriptionStore};
 

@@ -14,6 +14,12 @@ use redis::{Pipeline, Script, ScriptInvocation};
 
 pub(crate) use records::{AttemptRecord, DeliveryRecord, Stats, read_attempts, read_records};
 
+/// The fields a script needs to create a delivery's record if it does not
+/// exist yet, in the order every script takes them.
+fn record_fields(inv: &mut ScriptInvocation<'_>, task: &DeliveryTask) {
+    inv.arg(&task.event_id).arg(&task.subscription_id).arg(&task.tenant).arg(&task.event_type).arg(&task.traceparent);
+}
+
 /// What follows an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -122,15 +128,9 @@ impl Scripts {
             .arg(now_ms)
             .arg(duration_ms)
             .arg(retention.record_secs.max(1))
-            .arg(retention.stats_secs.max(1))
-            .arg(&task.event_id)
-            .arg(&task.subscription_id)
-            .arg(&task.tenant)
-            .arg(&task.event_type)
-            .arg(&task.traceparent)
-            .arg(task.enqueued_ms)
-            .arg(if fifo { "1" } else { "0" })
-            .arg(keys.tag());
+            .arg(retention.stats_secs.max(1));
+        record_fields(&mut inv, task);
+        inv.arg(task.enqueued_ms).arg(if fifo { "1" } else { "0" }).arg(keys.tag());
         inv
     }
 
@@ -159,13 +159,9 @@ impl Scripts {
             .arg(task.enqueued_ms)
             .arg(now_ms)
             .arg(retention.record_secs.max(1))
-            .arg(keys.tag())
-            .arg(&task.event_id)
-            .arg(&task.subscription_id)
-            .arg(&task.tenant)
-            .arg(&task.event_type)
-            .arg(&task.traceparent)
-            .arg(task.attempt.saturating_sub(1));
+            .arg(keys.tag());
+        record_fields(&mut inv, task);
+        inv.arg(task.attempt.saturating_sub(1));
         pipe.invoke_script(&inv);
     }
 
@@ -199,14 +195,9 @@ impl Scripts {
             .arg(action)
             .arg(due)
             .arg(now_ms)
-            .arg(retention.record_secs.max(1))
-            .arg(&task.event_id)
-            .arg(&task.subscription_id)
-            .arg(&task.tenant)
-            .arg(&task.event_type)
-            .arg(&task.traceparent)
-            .arg(task.enqueued_ms)
-            .arg(task.attempt.saturating_sub(1));
+            .arg(retention.record_secs.max(1));
+        record_fields(&mut inv, task);
+        inv.arg(task.enqueued_ms).arg(task.attempt.saturating_sub(1));
         pipe.invoke_script(&inv);
     }
 
