@@ -103,7 +103,8 @@ impl Scripts {
     }
 
     /// Adds the fan-out of one event entry to `pipe`; its reply is a
-    /// [`FanoutOutcome`]. `tasks` are (delivery id, subscription id) pairs.
+    /// [`FanoutOutcome`]. `tasks` are (delivery id, subscription id) pairs;
+    /// each carries `traceparent` (the fan-out's span) to delivery.
     #[allow(clippy::too_many_arguments)]
     pub fn fanout(
         &self,
@@ -112,6 +113,7 @@ impl Scripts {
         group: &str,
         entry_id: &str,
         event: &EventEntry,
+        traceparent: &str,
         now_ms: u64,
         tasks: &[(String, String)],
     ) {
@@ -125,7 +127,7 @@ impl Scripts {
             .arg(&event.event_id)
             .arg(&event.tenant)
             .arg(&event.event_type)
-            .arg(&event.traceparent)
+            .arg(traceparent)
             .arg(now_ms);
         for (delivery, subscription) in tasks {
             invocation.arg(delivery).arg(subscription);

@@ -20,7 +20,7 @@ pub struct ServiceArgs {
 /// Loads the configuration, binds its listen address and serves until
 /// SIGTERM or Ctrl-C.
 pub async fn run_binary<C, LoadError, ServeError, Served>(
-    binary: &str,
+    binary: &'static str,
     args: ServiceArgs,
     load: impl FnOnce(Option<&std::path::Path>) -> Result<C, LoadError>,
     listen_addr: impl FnOnce(&C) -> SocketAddr,
@@ -31,7 +31,7 @@ where
     ServeError: Display,
     Served: Future<Output = Result<(), ServeError>>,
 {
-    hookline_telemetry::init_logging();
+    let _telemetry = hookline_telemetry::init(binary);
     let config = match load(args.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {

@@ -10,15 +10,18 @@
 mod admin;
 mod binary;
 pub mod config;
+mod telemetry;
 
 pub use admin::{Readiness, metrics_handle, serve_admin, spawn_admin};
 pub use binary::{ServiceArgs, run_binary};
+pub use telemetry::{GrpcTelemetry, GrpcTelemetryLayer};
 
 use std::{future::Future, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, sync::watch};
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::Router};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tower::layer::util::{Identity as NoLayer, Stack};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// TLS for the gRPC port.
@@ -43,9 +46,14 @@ pub enum ServerError {
     Listener(#[from] std::io::Error),
 }
 
+/// A hookline server: every call traced and counted by [`GrpcTelemetryLayer`].
+pub type HooklineServer = Server<Stack<GrpcTelemetryLayer, NoLayer>>;
+/// The router a [`HooklineServer`] builds.
+pub type Router = tonic::transport::server::Router<Stack<GrpcTelemetryLayer, NoLayer>>;
+
 /// A server builder with TLS applied when configured.
-pub fn builder(tls: Option<&TlsSection>) -> Result<Server, ServerError> {
-    let mut server = Server::builder().tcp_nodelay(true);
+pub fn builder(tls: Option<&TlsSection>) -> Result<HooklineServer, ServerError> {
+    let mut server = Server::builder().tcp_nodelay(true).layer(GrpcTelemetryLayer);
     if let Some(tls) = tls {
         let read = |path: &std::path::Path| {
             std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))

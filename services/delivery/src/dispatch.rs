@@ -24,10 +24,11 @@ use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, StreamMessage,
 use hookline_watch::CachedSubscription;
 use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 use crate::{
     breaker::{Gate, endpoint_of},
-    http::{AttemptError, AttemptResult, Outgoing},
+    http::{AttemptError, AttemptResult, Outgoing, span},
     outcome::{Decision, decide, endpoint_unhealthy},
     request::{EventData, body, headers},
     store::{AttemptRecord, Next, Park},
@@ -267,6 +268,7 @@ impl Worker {
             .collect())
     }
 
+    /// One attempt, in its own span of the event's trace.
     #[allow(clippy::too_many_arguments)]
     async fn attempt(
         self: Arc<Self>,
@@ -276,14 +278,31 @@ impl Worker {
         cached: Arc<CachedSubscription>,
         endpoint: String,
         event: Option<Arc<EventData>>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let span = span::attempt_span(&task, &cached);
+        let traceparent = hookline_telemetry::continue_trace(&span, &task.traceparent);
+        self.run_attempt(keys, entry, task, cached, endpoint, event, permit, traceparent).instrument(span).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_attempt(
+        self: Arc<Self>,
+        keys: PartitionKeys,
+        entry: String,
+        task: DeliveryTask,
+        cached: Arc<CachedSubscription>,
+        endpoint: String,
+        event: Option<Arc<EventData>>,
         _permit: OwnedSemaphorePermit,
+        traceparent: String,
     ) {
         let sub = &cached.subscription;
         let result = match &event {
             Some(event) => {
                 let payload = body(&sub.spec, &task.event_id, &task.event_type, event);
                 let now = SystemTime::now();
-                let headers = headers(&sub.spec, &cached.secrets, &task.event_id, &payload, &task.traceparent, now);
+                let headers = headers(&sub.spec, &cached.secrets, &task.event_id, &payload, &traceparent, now);
                 let out =
                     Outgoing { url: &sub.spec.url, body: payload, headers, timeout: self.request_timeout(&cached) };
                 let result = self.sender.send(out).await;
@@ -300,6 +319,7 @@ impl Worker {
                 retry_after: None,
             },
         };
+        span::record(&tracing::Span::current(), &result);
         self.release_share(&task.subscription_id);
         let jitter = rand::rng().random::<f64>();
         let decision = if event.is_none() {

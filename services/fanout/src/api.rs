@@ -41,14 +41,18 @@ pub(crate) struct Api {
     pub(crate) retention: Retention,
 }
 
+/// The `traceparent` stored with the events: the Publish call's own span
+/// (so fan-out is its child), or the caller's when there is no trace layer.
 fn traceparent<T>(request: &Request<T>) -> String {
-    request
-        .metadata()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128 && v.is_ascii())
-        .unwrap_or_default()
-        .to_owned()
+    hookline_telemetry::traceparent_of(&tracing::Span::current()).unwrap_or_else(|| {
+        request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128 && v.is_ascii())
+            .unwrap_or_default()
+            .to_owned()
+    })
 }
 
 impl Api {
@@ -133,6 +137,11 @@ impl EventService for Api {
         let mut prepared = self.prepare_all(&who, vec![request.into_inner()], &trace)?;
         let mut one = prepared.pop().ok_or_else(|| Status::internal("no request"))??;
         let outcome = self.write(&mut [&mut one]).await?.pop().ok_or_else(|| Status::internal("no reply"))??;
+        let span = tracing::Span::current();
+        span.record("hookline.tenant", one.entry.tenant.as_str());
+        span.record("hookline.event_type", one.entry.event_type.as_str());
+        let (PublishOutcome::Published(id) | PublishOutcome::Duplicate(id)) = &outcome;
+        span.record("hookline.event_id", id.as_str());
         if let PublishOutcome::Published(id) = &outcome {
             tracing::debug!(event = %id, tenant = %one.entry.tenant, event_type = %one.entry.event_type, "published");
         }

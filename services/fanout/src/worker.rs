@@ -184,14 +184,30 @@ impl Worker {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         self.scripts.load(&mut pipe);
+        let mut spans = Vec::with_capacity(parsed.len());
         for (message, entry) in &parsed {
             match entry {
                 Ok(event) => {
-                    let tasks: Vec<_> = matching_subscriptions(&state, event)
-                        .into_iter()
-                        .map(|sub| (DeliveryId::generate().to_string(), sub.to_string()))
-                        .collect();
-                    self.scripts.fanout(&mut pipe, &p.keys, FANOUT_GROUP, &message.id, event, now_ms, &tasks);
+                    let span = fanout_span(&p.events.stream, &message.id, event);
+                    let traceparent = hookline_telemetry::continue_trace(&span, &event.traceparent);
+                    let tasks: Vec<_> = span.in_scope(|| {
+                        matching_subscriptions(&state, event)
+                            .into_iter()
+                            .map(|sub| (DeliveryId::generate().to_string(), sub.to_string()))
+                            .collect()
+                    });
+                    span.record("hookline.matched", tasks.len());
+                    self.scripts.fanout(
+                        &mut pipe,
+                        &p.keys,
+                        FANOUT_GROUP,
+                        &message.id,
+                        event,
+                        &traceparent,
+                        now_ms,
+                        &tasks,
+                    );
+                    spans.push(span);
                 }
                 Err(error) => {
                     // Unreadable by this build: acknowledge it so it does not
@@ -199,21 +215,32 @@ impl Worker {
                     // trimmed) for inspection.
                     tracing::error!(entry = %message.id, %error, "skipping an event entry this build cannot read");
                     pipe.cmd("XACK").arg(p.events.stream.as_str()).arg(FANOUT_GROUP).arg(&message.id);
+                    spans.push(tracing::Span::none());
                 }
             }
         }
         let results: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(&mut self.redis.clone()).await?;
         let (mut events, mut tasks) = (0usize, 0usize);
-        for result in results {
+        for (result, span) in results.into_iter().zip(spans) {
+            let _entered = span.enter();
             match result.and_then(|v| redis::from_redis_value::<FanoutOutcome>(v).map_err(Into::into)) {
                 Ok(FanoutOutcome::Enqueued(n)) => {
                     events += 1;
                     tasks += n;
                 }
-                Ok(FanoutOutcome::AlreadyDone) => {}
-                Err(error) if is_missing_group(&error) => return Err(error),
+                Ok(FanoutOutcome::AlreadyDone) => {
+                    span.record("hookline.matched", 0);
+                    span.record("hookline.already_done", true);
+                }
+                Err(error) if is_missing_group(&error) => {
+                    span.record("otel.status_code", "ERROR");
+                    return Err(error);
+                }
                 // Left pending: a later claim retries it.
-                Err(error) => tracing::warn!(%error, "fan-out of an event failed; it will be retried"),
+                Err(error) => {
+                    span.record("otel.status_code", "ERROR");
+                    tracing::warn!(%error, "fan-out of an event failed; it will be retried");
+                }
             }
         }
         metrics::counter!("hookline_fanout_events_total").increment(events as u64);
@@ -221,4 +248,29 @@ impl Worker {
         tracing::debug!(partition = p.keys.index(), events, tasks, "fanned out");
         Ok(())
     }
+}
+
+/// The span of one event's fan-out: a child of its Publish span, the parent
+/// of every delivery attempt it enqueues (OpenTelemetry messaging
+/// conventions, plus hookline's own attributes).
+fn fanout_span(stream: &str, entry_id: &str, event: &EventEntry) -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::info_span!(
+        "fanout",
+        otel.name = "fanout process",
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "redis",
+        messaging.operation.type = "process",
+        messaging.destination.name = stream,
+        messaging.consumer.group.name = FANOUT_GROUP,
+        messaging.message.id = entry_id,
+        hookline.tenant = %event.tenant,
+        hookline.event_id = %event.event_id,
+        hookline.event_type = %event.event_type,
+        hookline.matched = Empty,
+        hookline.already_done = Empty,
+        trace_id = Empty,
+        span_id = Empty,
+    )
 }

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc, missing_docs)]
 
+mod otlp;
+
+pub use otlp::{ExportedSpan, SpanCollector};
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -139,6 +143,11 @@ impl Stack {
     }
 
     pub async fn on(redis: RedisServer) -> Self {
+        Self::with_env(redis, &[]).await
+    }
+
+    /// The stack with `extra` variables set for every service.
+    pub async fn with_env(redis: RedisServer, extra: &[(&str, String)]) -> Self {
         let (subs_port, fanout_port, delivery_port) = (free_port(), free_port(), free_port());
         let env = |port: u16| -> HashMap<String, String> {
             [
@@ -154,6 +163,7 @@ impl Stack {
                 ("HOOKLINE_LOG", "warn".into()),
             ]
             .into_iter()
+            .chain(extra.iter().cloned())
             .map(|(k, v)| (k.to_owned(), v))
             .collect()
         };
