@@ -21,8 +21,8 @@ use std::{future::Future, path::PathBuf, time::Duration};
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-use tower::layer::util::{Identity as NoLayer, Stack};
 use tonic_health::{ServingStatus, server::HealthReporter};
+use tower::layer::util::{Identity as NoLayer, Stack};
 
 /// TLS for the gRPC port.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +141,25 @@ pub async fn report_health<F, Fut>(
         }
         if stopping {
             return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Runs `task` now and then every `interval` until `stop` turns true (a
+/// sampler of gauges, say); its errors are logged at debug level.
+pub async fn every<F, Fut, E>(interval: Duration, mut stop: watch::Receiver<bool>, what: &str, task: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    while !*stop.borrow() {
+        if let Err(error) = task().await {
+            tracing::debug!(%error, what, "periodic task failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -102,8 +102,11 @@ where
                 metrics::histogram!("hookline_grpc_server_duration_seconds", &labels)
                     .record(started.elapsed().as_secs_f64());
                 let [service, method] = labels;
-                metrics::counter!("hookline_grpc_server_requests_total", &[service, method, ("code", code_name(code).to_owned())])
-                    .increment(1);
+                metrics::counter!(
+                    "hookline_grpc_server_requests_total",
+                    &[service, method, ("code", code_name(code).to_owned())]
+                )
+                .increment(1);
                 result
             }
             .instrument(span),
@@ -155,7 +158,10 @@ mod tests {
 
     #[test]
     fn paths_split_into_service_and_method() {
-        assert_eq!(split_path("/hookline.v1.EventService/Publish"), ("hookline.v1.EventService".into(), "Publish".into()));
+        assert_eq!(
+            split_path("/hookline.v1.EventService/Publish"),
+            ("hookline.v1.EventService".into(), "Publish".into())
+        );
         assert_eq!(split_path("/odd"), ("odd".into(), String::new()));
     }
 }

@@ -67,7 +67,7 @@ pub fn init(service: &'static str) -> TelemetryGuard {
     let logs = if json {
         fmt::layer().json().flatten_event(true).with_filter(log_filter()).boxed()
     } else {
-        fmt::layer().with_target(false).with_filter(log_filter()).boxed()
+        fmt::layer().with_target(false).with_ansi(stdout_is_terminal()).with_filter(log_filter()).boxed()
     };
     tracing_subscriber::registry().with(traces).with(logs).init();
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
@@ -81,8 +81,13 @@ pub fn init(service: &'static str) -> TelemetryGuard {
 
 /// Logging only, for tools that have no traces to export.
 pub fn init_logging() {
-    let logs = fmt::layer().with_target(false).with_filter(log_filter());
+    let logs = fmt::layer().with_target(false).with_ansi(stdout_is_terminal()).with_filter(log_filter());
     tracing_subscriber::registry().with(logs).init();
+}
+
+/// Colours only for a person at a terminal, not in files or collectors.
+fn stdout_is_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
 }
 
 fn log_filter() -> EnvFilter {
@@ -100,7 +105,9 @@ fn otlp_requested() -> bool {
     if is("OTEL_SDK_DISABLED", "true") || is("OTEL_TRACES_EXPORTER", "none") {
         return false;
     }
-    set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") || is("OTEL_TRACES_EXPORTER", "otlp")
+    set("OTEL_EXPORTER_OTLP_ENDPOINT")
+        || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        || is("OTEL_TRACES_EXPORTER", "otlp")
 }
 
 fn provider_builder(service: &'static str) -> opentelemetry_sdk::trace::TracerProviderBuilder {

@@ -89,6 +89,16 @@ impl Breakers {
     }
 }
 
+impl Breakers {
+    /// Endpoints whose circuit is open, and those being probed (half-open).
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let open = states.values().filter(|s| s.open_until.is_some() && !s.probing).count();
+        let probing = states.values().filter(|s| s.probing).count();
+        (open, probing)
+    }
+}
+
 /// The breaker key of a URL: scheme, host, port and path.
 pub(crate) fn endpoint_of(url: &url::Url) -> String {
     format!(

@@ -54,6 +54,9 @@ pub struct Config {
     /// Pause a subscription after this many consecutive failed attempts
     /// (0: never).
     pub auto_pause_after: u64,
+    /// Label `hookline_delivery_attempts_total` with the tenant. Off by
+    /// default: one series per tenant and outcome (watch the cardinality).
+    pub metrics_tenant_label: bool,
     /// Consecutive endpoint failures that open its circuit (0: never).
     pub breaker_threshold: u32,
     #[serde(with = "humantime_serde")]
@@ -99,6 +102,7 @@ impl Default for Config {
             https_only: false,
             user_agent: concat!("hookline/", env!("CARGO_PKG_VERSION")).into(),
             auto_pause_after: 50,
+            metrics_tenant_label: false,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(10),
             breaker_max_cooldown: Duration::from_secs(300),

@@ -362,7 +362,12 @@ impl Worker {
             Decision::DeadLetter => "dead_lettered",
             Decision::Gone => "gone",
         };
-        metrics::counter!("hookline_delivery_attempts_total", "outcome" => outcome).increment(1);
+        if self.settings.metrics_tenant_label {
+            metrics::counter!("hookline_delivery_attempts_total", "outcome" => outcome, "tenant" => task.tenant.clone())
+                .increment(1);
+        } else {
+            metrics::counter!("hookline_delivery_attempts_total", "outcome" => outcome).increment(1);
+        }
         metrics::histogram!("hookline_delivery_attempt_duration_seconds").record(result.duration.as_secs_f64());
         if let (Decision::Success, Some(event)) = (decision, &event)
             && event.published_ms > 0

@@ -20,6 +20,7 @@ mod breaker;
 mod config;
 mod control;
 mod dispatch;
+mod gauges;
 mod http;
 mod outcome;
 mod request;
@@ -109,6 +110,7 @@ pub async fn serve(
             claim_idle: config.claim_idle,
             max_retry_after: config.max_retry_after,
             auto_pause_after: config.auto_pause_after,
+            metrics_tenant_label: config.metrics_tenant_label,
             retention,
             subscription_share: (config.max_concurrency * usize::from(config.subscription_share_percent) / 100).max(1),
             max_concurrency: config.max_concurrency,
@@ -120,6 +122,7 @@ pub async fn serve(
         tasks.push(tokio::spawn(worker.clone().consume(keys.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(worker.clone().schedule(keys, stop_rx.clone())));
     }
+    tokio::spawn(gauges::run(worker.clone(), stop_rx.clone()));
 
     let api = api::Api {
         redis: redis.clone(),

@@ -39,6 +39,7 @@ pub(crate) struct Settings {
     pub(crate) claim_idle: Duration,
     pub(crate) max_retry_after: Duration,
     pub(crate) auto_pause_after: u64,
+    pub(crate) metrics_tenant_label: bool,
     pub(crate) retention: Retention,
     pub(crate) key_prefix: String,
     /// Slots one subscription may hold in this process under contention.

@@ -21,7 +21,7 @@ mod worker;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use hookline_proto::v1::event_service_server::EventServiceServer;
-use hookline_queue::{Partitions, Scripts};
+use hookline_queue::{Partitions, Scripts, StreamKind, sample_stream_gauges};
 use hookline_server::ServerError;
 use hookline_watch::{SubscriptionCache, WatchConfig};
 use tokio::{net::TcpListener, sync::watch};
@@ -31,6 +31,8 @@ pub use config::Config;
 pub use hookline_server::config::{ConfigError, ServiceConfig};
 
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the events streams' depth is sampled into gauges.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// Large enough for a batch of 1000 events of a few KiB or a few of the
 /// largest payloads.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -95,6 +97,11 @@ pub async fn serve(
     });
     let workers: Vec<_> =
         partitions.all().map(|keys| tokio::spawn(worker.clone().run(keys, stop_rx.clone()))).collect();
+    let (gauge_redis, gauge_partitions) = (redis.clone(), partitions.clone());
+    tokio::spawn(hookline_server::every(GAUGES_EVERY, stop_rx.clone(), "events stream gauges", move || {
+        let (mut conn, partitions) = (gauge_redis.clone(), gauge_partitions.clone());
+        async move { sample_stream_gauges(&mut conn, &partitions, StreamKind::Events).await }
+    }));
 
     let readiness = hookline_server::Readiness::default();
     hookline_server::spawn_admin(config.admin_addr, readiness.clone(), stop_rx.clone());

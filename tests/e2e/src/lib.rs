@@ -12,7 +12,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -45,8 +45,25 @@ pub struct Process {
 impl Process {
     pub fn start(name: &'static str, env: HashMap<String, String>) -> Self {
         let grpc = env["HOOKLINE_LISTEN_ADDR"].rsplit(':').next().unwrap().parse().unwrap();
-        let child = Command::new(binary(name)).envs(&env).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let log = Self::log_path_of(name, grpc);
+        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(binary(name)).envs(&env).stdout(out.try_clone().unwrap()).stderr(out).spawn().unwrap();
         Self { name, grpc, child, env }
+    }
+
+    fn log_path_of(name: &str, grpc: u16) -> PathBuf {
+        std::env::temp_dir().join("hookline-e2e").join(format!("{name}-{grpc}.log"))
+    }
+
+    /// Where its log lines go (kept after the test, for a post-mortem).
+    pub fn log_path(&self) -> PathBuf {
+        Self::log_path_of(self.name, self.grpc)
+    }
+
+    /// The base URL of its admin port (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.env["HOOKLINE_ADMIN_ADDR"])
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -152,6 +169,7 @@ impl Stack {
         let env = |port: u16| -> HashMap<String, String> {
             [
                 ("HOOKLINE_LISTEN_ADDR", format!("127.0.0.1:{port}")),
+                ("HOOKLINE_ADMIN_ADDR", format!("127.0.0.1:{}", free_port())),
                 ("HOOKLINE_REDIS_URL", redis.url()),
                 ("HOOKLINE_SUBSCRIPTIONS_URL", format!("http://127.0.0.1:{subs_port}")),
                 ("HOOKLINE_FANOUT_URL", format!("http://127.0.0.1:{fanout_port}")),

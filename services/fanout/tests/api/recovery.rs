@@ -63,7 +63,16 @@ async fn an_entry_read_by_a_consumer_that_died_is_fanned_out_once_by_another() {
     // fan-out step must not enqueue a second time.
     let mut pipe = redis::pipe();
     scripts.load(&mut pipe);
-    scripts.fanout(&mut pipe, &keys, FANOUT_GROUP, &taken[0].id, &entry, &entry.traceparent, now_ms(), &[("dlv_late".into(), sub.clone())]);
+    scripts.fanout(
+        &mut pipe,
+        &keys,
+        FANOUT_GROUP,
+        &taken[0].id,
+        &entry,
+        &entry.traceparent,
+        now_ms(),
+        &[("dlv_late".into(), sub.clone())],
+    );
     let (late,): (FanoutOutcome,) = pipe.query_async(&mut conn).await.unwrap();
     assert_eq!(late, FanoutOutcome::AlreadyDone);
     stack.wait_tasks(1).await;

@@ -1,0 +1,70 @@
+//! Queue depth as Prometheus gauges, sampled from Redis by the service
+//! that consumes each stream (fanout: events, delivery: deliveries).
+//!
+//! Per partition (bounded by configuration, so a safe label):
+//! `hookline_stream_length` (entries kept), `hookline_stream_pending`
+//! (read by a consumer, not yet acknowledged) and `hookline_stream_lag`
+//! (not yet read by the group), each labelled `stream` and `partition`.
+
+use redis::{RedisResult, aio::ConnectionLike, streams::StreamInfoGroupsReply};
+
+use crate::{DELIVERY_GROUP, FANOUT_GROUP, Partitions};
+
+/// Which of the two streams of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Events,
+    Deliveries,
+}
+
+impl StreamKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Deliveries => "deliveries",
+        }
+    }
+
+    fn group(self) -> &'static str {
+        match self {
+            Self::Events => FANOUT_GROUP,
+            Self::Deliveries => DELIVERY_GROUP,
+        }
+    }
+}
+
+/// Samples `kind` in every partition (one pipeline) into the gauges above.
+pub async fn sample_stream_gauges(
+    conn: &mut impl ConnectionLike,
+    partitions: &Partitions,
+    kind: StreamKind,
+) -> RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for keys in partitions.all() {
+        let stream = match kind {
+            StreamKind::Events => keys.events(),
+            StreamKind::Deliveries => keys.deliveries(),
+        };
+        pipe.cmd("XLEN").arg(&stream);
+        // XINFO on a missing key is an error: ask only when it exists.
+        pipe.cmd("EVAL")
+            .arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('XINFO', 'GROUPS', KEYS[1]) end return {}")
+            .arg(1)
+            .arg(&stream);
+    }
+    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+    for (keys, pair) in partitions.all().zip(replies.chunks(2)) {
+        let [length, groups] = pair else { continue };
+        let length: u64 = redis::from_redis_value_ref(length).unwrap_or(0);
+        let groups: StreamInfoGroupsReply = redis::from_redis_value_ref(groups).unwrap_or_default();
+        let group = groups.groups.into_iter().find(|g| g.name == kind.group());
+        let pending = group.as_ref().map_or(0, |g| g.pending as u64);
+        // No group yet: everything is still to read.
+        let lag = group.map_or(length, |g| g.lag.map_or(length, |l| l as u64));
+        let labels = [("stream", kind.name().to_owned()), ("partition", keys.index().to_string())];
+        metrics::gauge!("hookline_stream_length", &labels).set(length as f64);
+        metrics::gauge!("hookline_stream_pending", &labels).set(pending as f64);
+        metrics::gauge!("hookline_stream_lag", &labels).set(lag as f64);
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! What an SRE sees. One event, one trace: the producer's `traceparent` is
+//! continued by the Publish span (fanout), the fan-out span, one span per
+//! delivery attempt (delivery), and reaches the receiver, all exported over
+//! OTLP to a real gRPC trace receiver; log lines carry the trace id. And
+//! each service's admin port serves the metrics OPERATIONS.md documents.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hookline_e2e::*;
+use hookline_proto::v1::{self, event_service_client::EventServiceClient};
+use hookline_testkit::{RedisServer, eventually};
+
+const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
+
+#[tokio::test]
+async fn one_event_is_one_trace_across_the_three_services() {
+    // A trace id of this run only (log files are kept across runs).
+    let trace = format!("{:032x}", SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+    let trace = trace.as_str();
+    let (collector, endpoint) = SpanCollector::start().await;
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=e2e".to_owned()),
+        ("HOOKLINE_LOG", "warn,hookline_delivery=debug".to_owned()),
+        ("HOOKLINE_LOG_FORMAT", "json".to_owned()),
+    ];
+    let stack = Stack::with_env(RedisServer::start(), &otel).await;
+    let (receiver, port) = Receiver::start(&[500, 200], Duration::ZERO).await;
+    let retry =
+        v1::RetryPolicy { schedule: vec![hookline_proto::Duration { seconds: 1, nanos: 0 }], ..Default::default() };
+    stack.subscribe(format!("http://127.0.0.1:{port}/hook?token=s3cret"), Some(retry), 0).await;
+
+    let mut events = stack.client(stack.fanout.addr(), EventServiceClient::with_interceptor).await;
+    let mut request = tonic::Request::new(publish_request(1));
+    let producer = format!("00-{trace}-{PRODUCER_SPAN}-01");
+    request.metadata_mut().insert("traceparent", producer.parse().unwrap());
+    let event_id = events.publish(request).await.unwrap().into_inner().event_id;
+
+    eventually(WAIT, || async { receiver.ids().len() >= 2 }).await;
+    let in_trace = || -> Vec<ExportedSpan> { collector.spans().into_iter().filter(|s| s.trace_id == trace).collect() };
+    eventually(WAIT, || async { in_trace().iter().filter(|s| s.name == "POST").count() >= 2 }).await;
+    let spans = in_trace();
+
+    let publish = spans.iter().find(|s| s.name == "hookline.v1.EventService/Publish").expect("a Publish span");
+    assert_eq!(publish.service, "hookline-fanout");
+    assert_eq!(publish.parent_span_id, PRODUCER_SPAN, "Publish continues the producer's span");
+    assert_eq!(publish.attr("rpc.system"), "grpc");
+    assert_eq!(publish.attr("rpc.method"), "Publish");
+    assert_eq!(publish.attr("hookline.event_id"), event_id);
+    assert_eq!(publish.attr("hookline.tenant"), "acme");
+
+    let fanout = spans.iter().find(|s| s.name == "fanout process").expect("a fan-out span");
+    assert_eq!(fanout.service, "hookline-fanout");
+    assert_eq!(fanout.parent_span_id, publish.span_id, "fan-out is a child of Publish");
+    assert_eq!(fanout.attr("messaging.system"), "redis");
+    assert_eq!(fanout.attr("hookline.matched"), "1");
+
+    let attempts: Vec<_> = spans.iter().filter(|s| s.name == "POST").collect();
+    assert_eq!(attempts.len(), 2, "the failed attempt and its retry: {attempts:#?}");
+    for attempt in &attempts {
+        assert_eq!(attempt.service, "hookline-delivery");
+        assert_eq!(attempt.parent_span_id, fanout.span_id, "each attempt is a child of the fan-out");
+        assert_eq!(attempt.attr("http.request.method"), "POST");
+        assert_eq!(attempt.attr("server.address"), "127.0.0.1");
+        assert_eq!(attempt.attr("url.full"), format!("http://127.0.0.1:{port}/hook"), "no query string");
+        assert_eq!(attempt.attr("hookline.event_id"), event_id);
+        assert_eq!(attempt.attributes.get("deployment.environment"), None, "resource attributes stay on the resource");
+    }
+    let mut statuses: Vec<_> = attempts.iter().map(|a| a.attr("http.response.status_code").to_owned()).collect();
+    statuses.sort();
+    assert_eq!(statuses, ["200", "500"]);
+    let failed = attempts.iter().find(|a| a.attr("http.response.status_code") == "500").unwrap();
+    assert_eq!(failed.attr("error.type"), "500");
+    assert_eq!(failed.attr("hookline.attempt"), "1");
+
+    // The receiver got the attempt span's own traceparent.
+    let got = receiver.got.lock().unwrap().clone();
+    for (headers, _) in &got {
+        let parts: Vec<&str> = headers["traceparent"].split('-').collect();
+        assert_eq!(parts[1], trace);
+        assert!(attempts.iter().any(|a| a.span_id == parts[2]), "traceparent names an attempt span");
+    }
+    // No secret or query string anywhere in what was exported.
+    for span in collector.spans() {
+        assert!(span.attributes.values().all(|v| !v.contains("s3cret") && !v.contains("whsec_")), "{span:?}");
+    }
+    // The delivery service's log lines inside an attempt carry its ids.
+    let log = std::fs::read_to_string(stack.delivery.log_path()).unwrap();
+    let line =
+        log.lines().find(|l| l.contains(&format!("\"trace_id\":\"{trace}\""))).expect("a log line with the trace id");
+    assert!(attempts.iter().any(|a| line.contains(&format!("\"span_id\":\"{}\"", a.span_id))), "{line}");
+}
+
+#[tokio::test]
+async fn every_service_serves_its_metrics_and_probes() {
+    let stack = Stack::start().await;
+    let (receiver, port) = Receiver::start(&[200], Duration::ZERO).await;
+    stack.subscribe(format!("http://127.0.0.1:{port}/hook"), None, 0).await;
+    let mut events = stack.client(stack.fanout.addr(), EventServiceClient::with_interceptor).await;
+    events.publish(publish_request(1)).await.unwrap();
+    eventually(WAIT, || async { !receiver.ids().is_empty() }).await;
+
+    let get = |url: String| async move {
+        let response = reqwest::get(&url).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    for process in [&stack.subscriptions, &stack.fanout, &stack.delivery] {
+        assert_eq!(get(format!("{}/healthz", process.admin_url())).await.0, 200);
+        assert_eq!(get(format!("{}/readyz", process.admin_url())).await.0, 200);
+    }
+    let expect = |text: &str, series: &[&str]| {
+        for s in series {
+            assert!(text.lines().any(|l| l.starts_with(s)), "no `{s}` in:\n{text}");
+        }
+    };
+    // Gauges are sampled every few seconds: wait for the first samples.
+    let metrics = |p: &Process| format!("{}/metrics", p.admin_url());
+    eventually(WAIT, || async {
+        get(metrics(&stack.delivery)).await.1.contains("hookline_subscriptions{state=\"active\"} 1")
+    })
+    .await;
+    eventually(WAIT, || async { get(metrics(&stack.fanout)).await.1.contains("hookline_stream_length") }).await;
+
+    let (_, fanout) = get(metrics(&stack.fanout)).await;
+    expect(
+        &fanout,
+        &[
+            "hookline_publish_total{result=\"published\"} 1",
+            "hookline_fanout_events_total 1",
+            "hookline_fanout_tasks_total 1",
+            "hookline_stream_length{stream=\"events\",partition=\"0\"}",
+            "hookline_stream_lag{stream=\"events\",partition=\"0\"} 0",
+            "hookline_grpc_server_requests_total{service=\"hookline.v1.EventService\",method=\"Publish\",code=\"OK\"} 1",
+            "hookline_grpc_server_duration_seconds_bucket{service=\"hookline.v1.EventService\",method=\"Publish\"",
+        ],
+    );
+    let (_, delivery) = get(metrics(&stack.delivery)).await;
+    expect(
+        &delivery,
+        &[
+            "hookline_delivery_attempts_total{outcome=\"succeeded\"} 1",
+            "hookline_delivery_attempt_duration_seconds_count 1",
+            "hookline_publish_to_delivery_seconds_count 1",
+            "hookline_stream_pending{stream=\"deliveries\",partition=\"0\"} 0",
+            "hookline_retries_scheduled 0",
+            "hookline_subscriptions{state=\"active\"} 1",
+            "hookline_subscriptions{state=\"paused\"} 0",
+            "hookline_circuit_breakers{state=\"open\"} 0",
+        ],
+    );
+    let (_, subscriptions) = get(metrics(&stack.subscriptions)).await;
+    expect(
+        &subscriptions,
+        &[
+            "hookline_grpc_server_requests_total{service=\"hookline.v1.SubscriptionService\",method=\"CreateSubscription\",code=\"OK\"} 1",
+        ],
+    );
+    assert!(!delivery.contains("tenant="), "no per-tenant label unless asked for");
+}
