@@ -57,4 +57,9 @@ if "$HELM" template hookline "$CHART" -f "$CHART/ci/values-invalid.yaml" > "$out
   exit 1
 fi
 grep -q "validation failed\|don't meet the specifications" "$out/invalid.txt"
+
+echo "==> the chart's dashboard is the one in deploy/observability"
+cmp deploy/observability/grafana-dashboard.json "$CHART/files/grafana-dashboard.json"
+grep -q "kind: ConfigMap" "$out/production.yaml"
+grep -q "hookline-dashboard" "$out/production.yaml"
 echo "==> chart checks passed"

@@ -33,6 +33,14 @@ impl StreamKind {
     }
 }
 
+/// Describes the gauges below (Prometheus `# HELP`).
+pub fn describe_stream_gauges() {
+    use metrics::{Unit, describe_gauge};
+    describe_gauge!("hookline_stream_length", Unit::Count, "Entries kept in the stream, per partition");
+    describe_gauge!("hookline_stream_pending", Unit::Count, "Entries read by a consumer and not yet acknowledged");
+    describe_gauge!("hookline_stream_lag", Unit::Count, "Entries the consumer group has not read yet");
+}
+
 /// Samples `kind` in every partition (one pipeline) into the gauges above.
 pub async fn sample_stream_gauges(
     conn: &mut impl ConnectionLike,

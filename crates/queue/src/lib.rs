@@ -19,7 +19,7 @@ mod keys;
 mod scripts;
 
 pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
-pub use gauges::{StreamKind, sample_stream_gauges};
+pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};
 pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
 pub use keys::{DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, subscriptions_revision_key};
 pub use scripts::{FanoutOutcome, PublishArgs, PublishOutcome, Scripts};

@@ -57,8 +57,17 @@ struct AdminState {
 }
 
 /// Serves the admin endpoints on `addr` until `stop` turns true.
-pub async fn serve_admin(addr: SocketAddr, ready: Readiness, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
-    let state = AdminState { ready, metrics: metrics_handle() };
+pub async fn serve_admin(addr: SocketAddr, ready: Readiness, stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    serve_admin_with(addr, ready, metrics_handle(), stop).await
+}
+
+async fn serve_admin_with(
+    addr: SocketAddr,
+    ready: Readiness,
+    metrics: PrometheusHandle,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let state = AdminState { ready, metrics };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -85,8 +94,10 @@ pub async fn serve_admin(addr: SocketAddr, ready: Readiness, mut stop: watch::Re
 /// Starts the admin endpoints in the background when `addr` is set.
 pub fn spawn_admin(addr: Option<SocketAddr>, ready: Readiness, stop: watch::Receiver<bool>) {
     let Some(addr) = addr else { return };
+    // Installed now, not in the task: metrics recorded from here on count.
+    let metrics = metrics_handle();
     tokio::spawn(async move {
-        if let Err(error) = serve_admin(addr, ready, stop).await {
+        if let Err(error) = serve_admin_with(addr, ready, metrics, stop).await {
             tracing::error!(%error, %addr, "admin endpoints failed");
         }
     });

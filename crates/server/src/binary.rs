@@ -32,6 +32,8 @@ where
     Served: Future<Output = Result<(), ServeError>>,
 {
     let _telemetry = hookline_telemetry::init(binary);
+    // Install the metrics recorder before the service describes its metrics.
+    let _ = crate::metrics_handle();
     let config = match load(args.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {

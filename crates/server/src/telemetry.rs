@@ -30,6 +30,7 @@ impl<S> Layer<S> for GrpcTelemetryLayer {
     type Service = GrpcTelemetry<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        describe();
         GrpcTelemetry { inner }
     }
 }
@@ -112,6 +113,18 @@ where
             .instrument(span),
         )
     }
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "hookline_grpc_server_requests_total",
+        "gRPC calls answered, by service, method and status code"
+    );
+    metrics::describe_histogram!(
+        "hookline_grpc_server_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer a gRPC call (to the response head for streams)"
+    );
 }
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).

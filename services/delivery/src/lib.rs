@@ -22,6 +22,7 @@ mod control;
 mod dispatch;
 mod gauges;
 mod http;
+mod instruments;
 mod outcome;
 mod request;
 mod store;
@@ -122,6 +123,7 @@ pub async fn serve(
         tasks.push(tokio::spawn(worker.clone().consume(keys.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(worker.clone().schedule(keys, stop_rx.clone())));
     }
+    instruments::describe(config.metrics_tenant_label);
     tokio::spawn(gauges::run(worker.clone(), stop_rx.clone()));
 
     let api = api::Api {

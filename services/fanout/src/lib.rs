@@ -13,6 +13,7 @@
 mod api;
 mod config;
 mod error;
+mod instruments;
 mod matching;
 mod publish;
 mod record;
@@ -97,6 +98,7 @@ pub async fn serve(
     });
     let workers: Vec<_> =
         partitions.all().map(|keys| tokio::spawn(worker.clone().run(keys, stop_rx.clone()))).collect();
+    instruments::describe();
     let (gauge_redis, gauge_partitions) = (redis.clone(), partitions.clone());
     tokio::spawn(hookline_server::every(GAUGES_EVERY, stop_rx.clone(), "events stream gauges", move || {
         let (mut conn, partitions) = (gauge_redis.clone(), gauge_partitions.clone());

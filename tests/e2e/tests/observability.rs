@@ -159,4 +159,34 @@ async fn every_service_serves_its_metrics_and_probes() {
         ],
     );
     assert!(!delivery.contains("tenant="), "no per-tenant label unless asked for");
+
+    // Every metric the dashboard plots and OPERATIONS.md documents exists.
+    let served: std::collections::BTreeSet<String> = format!("{fanout}{delivery}{subscriptions}")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(|l| metric_names(l).into_iter().take(1))
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for doc in ["deploy/observability/grafana-dashboard.json", "docs/OPERATIONS.md"] {
+        let named = metric_names(&std::fs::read_to_string(root.join(doc)).unwrap());
+        assert!(named.len() >= 15, "{doc} names {named:?}");
+        let unknown: Vec<_> = named.difference(&served).collect();
+        assert!(unknown.is_empty(), "{doc} names metrics no service serves: {unknown:?}");
+    }
+}
+
+/// The `hookline_*` metric names in `text`, histogram suffixes removed
+/// (a name followed by `=` is a log filter's target, not a metric).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for (start, _) in text.match_indices("hookline_") {
+        let name: String =
+            text[start..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+        if text[start + name.len()..].starts_with('=') {
+            continue;
+        }
+        let base = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+        names.insert(base.to_owned());
+    }
+    names
 }
