@@ -54,6 +54,12 @@ impl Drop for TelemetryGuard {
 /// once, first thing in `main`, inside the Tokio runtime (the exporter
 /// runs on it).
 pub fn init(service: &'static str) -> TelemetryGuard {
+    init_with(service, "info")
+}
+
+/// [`init`] with another log filter than `info` when neither
+/// `HOOKLINE_LOG` nor `RUST_LOG` is set (benchmarks, tools).
+pub fn init_with(service: &'static str, default_filter: &str) -> TelemetryGuard {
     let (provider, exporter_error) = match otlp_requested() {
         true => match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
             Ok(exporter) => (Some(provider_builder(service).with_batch_exporter(exporter).build()), None),
@@ -65,9 +71,9 @@ pub fn init(service: &'static str) -> TelemetryGuard {
     let traces = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
     let json = std::env::var("HOOKLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let logs = if json {
-        fmt::layer().json().flatten_event(true).with_filter(log_filter()).boxed()
+        fmt::layer().json().flatten_event(true).with_filter(log_filter(default_filter)).boxed()
     } else {
-        fmt::layer().with_target(false).with_ansi(stdout_is_terminal()).with_filter(log_filter()).boxed()
+        fmt::layer().with_target(false).with_ansi(stdout_is_terminal()).with_filter(log_filter(default_filter)).boxed()
     };
     tracing_subscriber::registry().with(traces).with(logs).init();
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
@@ -79,23 +85,17 @@ pub fn init(service: &'static str) -> TelemetryGuard {
     TelemetryGuard { exporting: provider }
 }
 
-/// Logging only, for tools that have no traces to export.
-pub fn init_logging() {
-    let logs = fmt::layer().with_target(false).with_ansi(stdout_is_terminal()).with_filter(log_filter());
-    tracing_subscriber::registry().with(logs).init();
-}
-
 /// Colours only for a person at a terminal, not in files or collectors.
 fn stdout_is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stdout())
 }
 
-fn log_filter() -> EnvFilter {
+fn log_filter(default: &str) -> EnvFilter {
     std::env::var("HOOKLINE_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"))
+        .unwrap_or_else(|| EnvFilter::new(default))
 }
 
 /// Whether the environment asks for OTLP trace export.

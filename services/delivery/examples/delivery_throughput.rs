@@ -358,6 +358,10 @@ async fn isolation(args: &[u64]) {
 
 #[tokio::main]
 async fn main() {
+    // As the binaries run: the OpenTelemetry layer on every span (exporting
+    // only if OTEL_EXPORTER_OTLP_ENDPOINT is set); logs at warn unless
+    // HOOKLINE_LOG says otherwise.
+    let _telemetry = hookline_telemetry::init_with("hookline-bench", "warn");
     epoch();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mode = match args.first().map(String::as_str) {
