@@ -356,6 +356,9 @@ async fn isolation(args: &[u64]) {
     );
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     // As the binaries run: the OpenTelemetry layer on every span (exporting

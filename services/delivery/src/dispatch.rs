@@ -35,6 +35,9 @@ use crate::{
     worker::{Worker, now_ms},
 };
 
+/// A task cleared to go: stream entry, task, subscription, breaker key.
+type Ready = (String, DeliveryTask, Arc<CachedSubscription>, String);
+
 /// An event record's payload, variants and occurrence time.
 type EventRow = (Option<Vec<u8>>, Option<String>, Option<String>, Option<String>);
 
@@ -124,35 +127,51 @@ impl Worker {
             }
         }
         if !ready.is_empty() {
+            // One admission per subscription for all its tasks of the batch.
+            let mut groups: Vec<Vec<Ready>> = Vec::new();
+            let mut group_of: HashMap<String, usize> = HashMap::new();
+            for item in ready {
+                let next = groups.len();
+                let index = *group_of.entry(item.1.subscription_id.clone()).or_insert(next);
+                if index == next {
+                    groups.push(Vec::new());
+                }
+                groups[index].push(item);
+            }
             let mut leases = redis::pipe();
             self.scripts.load(&mut leases);
-            for (_, task, cached, _) in &ready {
+            for group in &groups {
+                let (_, first, cached, _) = &group[0];
                 let expiry = now + (self.request_timeout(cached) + LEASE_MARGIN).as_millis() as u64;
                 let spec = &cached.subscription.spec;
-                self.scripts.lease(&mut leases, keys, task, now, expiry, spec.max_in_flight, spec.rate_limit);
+                let ids = group.iter().map(|(_, task, _, _)| task.delivery_id.as_str());
+                let (max, rate) = (spec.max_in_flight, spec.rate_limit);
+                self.scripts.lease(&mut leases, keys, &first.subscription_id, ids, now, expiry, max, rate);
             }
-            let granted: Vec<i64> = leases.query_async(&mut conn).await?;
-            for ((entry, task, cached, endpoint), granted) in ready.into_iter().zip(granted) {
-                if granted != 1 {
-                    // 0: in-flight full; -N: the next rate-limit token is N ms away.
-                    let wait = if granted < 0 { granted.unsigned_abs() } else { IN_FLIGHT_RETRY.as_millis() as u64 };
-                    let due = now + wait + rand::rng().random_range(0..50);
-                    self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
-                    parked += 1;
-                    continue;
+            let admissions: Vec<(usize, u64)> = leases.query_async(&mut conn).await?;
+            'send: for (group, (admitted, wait)) in groups.into_iter().zip(admissions) {
+                for (n, (entry, task, cached, endpoint)) in group.into_iter().enumerate() {
+                    if n >= admitted {
+                        // In-flight full (wait 0), or the next rate-limit token `wait` ms away.
+                        let wait = if wait > 0 { wait } else { IN_FLIGHT_RETRY.as_millis() as u64 };
+                        let due = now + wait + rand::rng().random_range(0..50);
+                        self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                        parked += 1;
+                        continue;
+                    }
+                    if !self.take_share(&task.subscription_id) {
+                        // Over its fair share of this process: wait without an
+                        // attempt (and free the lease just taken).
+                        let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
+                        self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                        park.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
+                        parked += 1;
+                        continue;
+                    }
+                    let Ok(permit) = self.permits.clone().acquire_owned().await else { break 'send };
+                    let event = events.get(&task.event_id).cloned();
+                    tokio::spawn(self.clone().attempt(keys.clone(), entry, task, cached, endpoint, event, permit));
                 }
-                if !self.take_share(&task.subscription_id) {
-                    // Over its fair share of this process: wait without an
-                    // attempt (and free the lease just taken).
-                    let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
-                    self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
-                    park.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
-                    parked += 1;
-                    continue;
-                }
-                let Ok(permit) = self.permits.clone().acquire_owned().await else { break };
-                let event = events.get(&task.event_id).cloned();
-                tokio::spawn(self.clone().attempt(keys.clone(), entry, task, cached, endpoint, event, permit));
             }
         }
         if parked > 0 {

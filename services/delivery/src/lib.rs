@@ -79,6 +79,7 @@ pub async fn serve(
         &config.user_agent,
         config.https_only,
         config.response_body_limit,
+        config.max_concurrency,
     )?;
     if !config.allow_cidrs.is_empty() {
         tracing::warn!(allow = ?config.allow_cidrs, "deliveries allowed to these non-public ranges");

@@ -239,28 +239,33 @@ impl Scripts {
         pipe.invoke_script(&inv);
     }
 
-    /// Replies 1 when admitted, 0 when the subscription's in-flight limit
-    /// is reached, -N when its rate limit's next token is N ms away.
+    /// Adds one admission of `delivery_ids` (one subscription's, in
+    /// order) to `pipe`; its reply is (admitted, wait ms): the first
+    /// `admitted` hold a lease until `expiry_ms`; for the rest, `wait` is
+    /// the time to the next rate token, or 0 when in-flight is full.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn lease(
+    pub(crate) fn lease<'a>(
         &self,
         pipe: &mut Pipeline,
         keys: &PartitionKeys,
-        task: &DeliveryTask,
+        subscription_id: &str,
+        delivery_ids: impl IntoIterator<Item = &'a str>,
         now_ms: u64,
         expiry_ms: u64,
         max: u32,
         rate: Option<hookline_domain::RateLimit>,
     ) {
         let mut inv = self.lease.prepare_invoke();
-        inv.key(keys.in_flight(&task.subscription_id))
-            .key(keys.rate(&task.subscription_id))
+        inv.key(keys.in_flight(subscription_id))
+            .key(keys.rate(subscription_id))
             .arg(now_ms)
             .arg(expiry_ms)
-            .arg(&task.delivery_id)
             .arg(max)
             .arg(rate.map_or(0, |r| r.per_second))
             .arg(rate.map_or(0, |r| r.burst));
+        for id in delivery_ids {
+            inv.arg(id);
+        }
         pipe.invoke_script(&inv);
     }
 }

@@ -1,29 +1,40 @@
--- Admits one delivery for a subscription, for every delivery replica at
--- once: an in-flight slot (leases that expire on their own, so a crashed
+-- Admits deliveries of one subscription, for every delivery replica at
+-- once: in-flight slots (leases that expire on their own, so a crashed
 -- process frees its slots after the request timeout) and, when the
--- subscription has a rate limit, a token from its bucket.
+-- subscription has a rate limit, tokens from its bucket. One call admits
+-- all of a batch's deliveries of the subscription.
 -- KEYS: 1 in-flight zset, 2 rate bucket (hash)
--- ARGV: 1 now (ms), 2 lease expiry (ms), 3 delivery id, 4 max in flight,
---       5 rate per second (0: unlimited), 6 burst
--- Returns 1 when admitted, 0 when in-flight is full, -N when rate-limited
--- (the next token is N ms away).
+-- ARGV: 1 now (ms), 2 lease expiry (ms), 3 max in flight,
+--       4 rate per second (0: unlimited), 5 burst, 6.. delivery ids
+-- Returns {admitted, wait}: the first `admitted` ids now hold a lease;
+-- wait is 0 when in-flight is full, else the ms to the next rate token.
 local now = tonumber(ARGV[1])
+local want = #ARGV - 5
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-local rate = tonumber(ARGV[5])
-if rate > 0 then
-  local burst = tonumber(ARGV[6])
+local n = math.max(0, math.min(want, tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])))
+local wait = 0
+local rate = tonumber(ARGV[4])
+if rate > 0 and n > 0 then
+  local burst = tonumber(ARGV[5])
   local bucket = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
   local tokens = tonumber(bucket[1]) or burst
   local since = tonumber(bucket[2]) or now
   tokens = math.min(burst, tokens + math.max(0, now - since) * rate / 1000)
-  if tokens < 1 then
-    redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', now)
-    return -math.ceil((1 - tokens) * 1000 / rate)
+  local whole = math.floor(tokens)
+  if whole < n then
+    n = whole
+    wait = math.ceil((1 - (tokens - whole)) * 1000 / rate)
   end
-  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts', now)
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - n), 'ts', now)
   redis.call('PEXPIRE', KEYS[2], math.ceil(burst * 1000 / rate) + 1000)
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
-return 1
+if n > 0 then
+  local members = {}
+  for i = 1, n do
+    members[2 * i - 1] = ARGV[2]
+    members[2 * i] = ARGV[5 + i]
+  end
+  redis.call('ZADD', KEYS[1], unpack(members))
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
+end
+return {n, wait}
