@@ -68,7 +68,17 @@ pub fn init_with(service: &'static str, default_filter: &str) -> TelemetryGuard 
         false => (None, None),
     };
     let tracer = provider.clone().unwrap_or_else(|| provider_builder(service).build()).tracer("hookline");
-    let traces = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO);
+    // Lean spans: no busy/idle timing, thread, source-location or target
+    // attributes, and no OpenTelemetry context switch on every poll (hops
+    // are continued explicitly with `continue_trace`).
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
+        .with_target(false)
+        .with_context_activation(false)
+        .with_filter(LevelFilter::INFO);
     let json = std::env::var("HOOKLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let logs = if json {
         fmt::layer().json().flatten_event(true).with_filter(log_filter(default_filter)).boxed()

@@ -155,9 +155,14 @@ impl Api {
                 .ok_or_else(bad_token)?,
         };
         let mut conn = self.redis.clone();
-        let attempts = read_attempts(&mut conn, &keys, &record.id, offset as isize, (offset + size) as isize)
+        let mut attempts = read_attempts(&mut conn, &keys, &record.id, offset as isize, (offset + size) as isize)
             .await
             .map_err(storage_error)?;
+        // A delivery that succeeded at its first attempt keeps it only as
+        // the record's last attempt (complete.lua).
+        if attempts.is_empty() && offset == 0 {
+            attempts.extend(record.last_attempt.clone());
+        }
         let more = attempts.len() > size;
         let next_page_token = if more { URL_SAFE_NO_PAD.encode((offset + size).to_string()) } else { String::new() };
         Ok(v1::ListAttemptsResponse {

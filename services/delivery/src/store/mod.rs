@@ -310,11 +310,11 @@ mod tests {
         let first: i64 = complete(5).invoke_async(&mut conn).await.unwrap();
         let second: i64 = complete(7).invoke_async(&mut conn).await.unwrap();
         assert_eq!((first, second), (0, -1), "the second completion is refused");
-        let attempts: i64 =
-            redis::cmd("LLEN").arg(keys.attempts(&task.delivery_id)).query_async(&mut conn).await.unwrap();
+        let record: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(keys.delivery(&task.delivery_id)).query_async(&mut conn).await.unwrap();
         let stats: HashMap<String, String> =
             redis::cmd("HGETALL").arg(keys.stats(&task.subscription_id)).query_async(&mut conn).await.unwrap();
-        assert_eq!(attempts, 1);
-        assert_eq!(stats.get("attempts").map(String::as_str), Some("1"));
+        assert_eq!(record.get("n").map(String::as_str), Some("1"));
+        assert_eq!(Stats::from_fields(&stats).attempts, 1);
     }
 }

@@ -123,7 +123,7 @@ impl Stats {
     pub(crate) fn from_fields(fields: &HashMap<String, String>) -> Self {
         let n = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
         Self {
-            attempts: n("attempts").unwrap_or(0),
+            attempts: n("succeeded").unwrap_or(0) + n("failed").unwrap_or(0),
             succeeded: n("succeeded").unwrap_or(0),
             failed: n("failed").unwrap_or(0),
             dead: n("dead").unwrap_or(0),

@@ -101,6 +101,16 @@ async fn retry_delivery_sends_it_again_now() {
     let (sub, _) = stack.subscribe("/once", |_| {}).await;
     stack.publish("a", "{}").await;
     let done = stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 1).await;
+    let attempts_of = |stack: &Stack, id: String| {
+        let mut client = stack.deliveries.clone();
+        async move {
+            let request = v1::ListAttemptsRequest { delivery_id: id, ..Default::default() };
+            let attempts = client.list_attempts(request).await.unwrap().into_inner().attempts;
+            attempts.iter().map(|a| (a.attempt_number, a.trigger)).collect::<Vec<_>>()
+        }
+    };
+    let scheduled = v1::AttemptTrigger::Scheduled as i32;
+    assert_eq!(attempts_of(&stack, done[0].id.clone()).await, [(1, scheduled)], "a first-time success is logged");
     let again = stack
         .deliveries
         .retry_delivery(v1::RetryDeliveryRequest { id: done[0].id.clone() })
@@ -119,6 +129,8 @@ async fn retry_delivery_sends_it_again_now() {
         }
     })
     .await;
+    let manual = v1::AttemptTrigger::ManualRetry as i32;
+    assert_eq!(attempts_of(&stack, done[0].id.clone()).await, [(1, scheduled), (2, manual)], "both attempts logged");
 }
 
 #[tokio::test]

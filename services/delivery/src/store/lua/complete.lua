@@ -1,6 +1,9 @@
 -- Records an attempt and decides what follows, atomically with the ack.
 -- XACK gates everything: if another consumer already completed this entry
 -- (it was claimed while this attempt was slow), nothing is written.
+-- Written for the hot path: one HSET per hash, and a delivery that
+-- succeeds at its first attempt keeps that attempt in the record's `la`
+-- only (the attempts list starts with the first attempt that is not).
 -- KEYS: 1 deliveries stream, 2 record, 3 attempts list, 4 stats, 5 hour
 --       stats, 6 retry zset, 7 subscription index, 8 tenant index,
 --       9 dead-letter index, 10 in-flight leases, 11 FIFO head,
@@ -15,19 +18,38 @@
 redis.call('ZREM', KEYS[10], ARGV[3])
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
 local now = ARGV[8]
+local ok = ARGV[4] == 'ok'
+local state, next_at = 'succeeded', ''
+if ARGV[4] == 'retry' then
+  state, next_at = 'scheduled', ARGV[7]
+elseif not ok then
+  state = 'dead'
+end
+-- The attempt log: the earlier attempt kept only in `la` goes in first.
+local first_success = ok and ARGV[6] == '1'
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[2], 'id', ARGV[3], 'evt', ARGV[12], 'sub', ARGV[13], 't', ARGV[14], 'et', ARGV[15],
-    'tp', ARGV[16], 'c', ARGV[17])
+    'tp', ARGV[16], 'c', ARGV[17], 'n', ARGV[6], 'u', now, 'la', ARGV[5], 'st', state, 'na', next_at)
   redis.call('EXPIRE', KEYS[2], ARGV[10])
   redis.call('ZADD', KEYS[7], ARGV[17], ARGV[3])
   redis.call('ZADD', KEYS[8], ARGV[17], ARGV[3])
+  if not first_success then
+    redis.call('RPUSH', KEYS[3], ARGV[5])
+    redis.call('EXPIRE', KEYS[3], ARGV[10])
+  end
+else
+  if redis.call('EXISTS', KEYS[3]) == 0 then
+    local earlier = redis.call('HGET', KEYS[2], 'la')
+    if earlier then redis.call('RPUSH', KEYS[3], earlier) end
+  end
+  if redis.call('RPUSH', KEYS[3], ARGV[5]) <= 2 then redis.call('EXPIRE', KEYS[3], ARGV[10]) end
+  redis.call('HSET', KEYS[2], 'n', ARGV[6], 'u', now, 'la', ARGV[5], 'st', state, 'na', next_at)
 end
-redis.call('HSET', KEYS[2], 'n', ARGV[6], 'u', now, 'la', ARGV[5])
-if redis.call('RPUSH', KEYS[3], ARGV[5]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[10]) end
-redis.call('HINCRBY', KEYS[4], 'attempts', 1)
-redis.call('HSET', KEYS[4], 'la', now)
-if redis.call('HINCRBY', KEYS[5], 'attempts', 1) == 1 then redis.call('EXPIRE', KEYS[5], ARGV[11]) end
-redis.call('HINCRBY', KEYS[5], 'dur', ARGV[9])
+-- Counters; attempts = succeeded + failed.
+local function count_hour(field)
+  if redis.call('HINCRBY', KEYS[5], field, 1) == 1 then redis.call('EXPIRE', KEYS[5], ARGV[11]) end
+  redis.call('HINCRBY', KEYS[5], 'dur', ARGV[9])
+end
 -- FIFO: when this delivery is finished (not retrying), the next one's
 -- turn comes, in the same step.
 local function next_in_line()
@@ -44,23 +66,21 @@ local function next_in_line()
       'tp', f[5] or '', 'ts', now, 'n', tostring(tonumber(f[6] or '0') + 1))
   end
 end
-if ARGV[4] == 'ok' then
+if ok then
   next_in_line()
-  redis.call('HSET', KEYS[2], 'st', 'succeeded', 'na', '')
   redis.call('HINCRBY', KEYS[4], 'succeeded', 1)
-  redis.call('HSET', KEYS[4], 'cf', 0, 'ls', now)
-  redis.call('HINCRBY', KEYS[5], 'succeeded', 1)
+  redis.call('HSET', KEYS[4], 'cf', 0, 'la', now, 'ls', now)
+  count_hour('succeeded')
   return 0
 end
 local cf = redis.call('HINCRBY', KEYS[4], 'cf', 1)
 redis.call('HINCRBY', KEYS[4], 'failed', 1)
-redis.call('HINCRBY', KEYS[5], 'failed', 1)
+redis.call('HSET', KEYS[4], 'la', now)
+count_hour('failed')
 if ARGV[4] == 'retry' then
-  redis.call('HSET', KEYS[2], 'st', 'scheduled', 'na', ARGV[7])
   redis.call('ZADD', KEYS[6], ARGV[7], ARGV[3])
 else
   next_in_line()
-  redis.call('HSET', KEYS[2], 'st', 'dead', 'na', '')
   redis.call('HINCRBY', KEYS[4], 'dead', 1)
   redis.call('HINCRBY', KEYS[5], 'dead', 1)
   redis.call('ZADD', KEYS[9], now, ARGV[3])
