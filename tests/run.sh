@@ -48,6 +48,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+echo "==> hookline bench --smoke (every benchmark phase, small; figures come from a release run)"
+cargo run --locked --quiet -p hookline -- bench --smoke
+
 echo "==> helm chart"
 ./tests/helm.sh
 

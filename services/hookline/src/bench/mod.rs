@@ -1,0 +1,160 @@
+//! `hookline bench`: the whole pipeline on this machine, in one run.
+//!
+//! Starts a private Redis, the three service binaries and a local
+//! receiver, then measures, each phase on its own event type and receiver
+//! path: the raw POST rate of a plain client to the receiver (the ceiling,
+//! best of a concurrency sweep), sustained deliveries/s and their ratio to
+//! the ceiling, publish-to-receive latency at a fixed rate (2,000/s and half
+//! the measured maximum), fan-out of one event to 1, 100 and 10,000
+//! subscriptions, delivery to healthy endpoints with 10% of endpoints
+//! hanging against none, and the peak memory of each process. Prints a
+//! Markdown report. `--smoke` runs every phase small (CI): it proves the
+//! benchmark works and fails if any expected delivery is missing.
+
+mod load;
+mod receiver;
+mod stack;
+
+use std::{path::PathBuf, time::Duration};
+
+use load::Pipeline;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Every phase small and quick: for CI, not for figures.
+    #[arg(long)]
+    smoke: bool,
+    /// Events of the sustained-throughput phase.
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Where hookline-subscriptions, -fanout and -delivery are (default:
+    /// next to this executable).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// The redis-server to start.
+    #[arg(long, default_value = "redis-server")]
+    redis_server: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BenchError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    Grpc(#[from] tonic::Status),
+    #[error("{phase}: {got} of {expected} deliveries arrived within {waited:?}")]
+    Missing { phase: &'static str, got: u64, expected: u64, waited: Duration },
+}
+
+/// How big each phase is.
+struct Sizes {
+    sweep: Duration,
+    events: u64,
+    latency_rate: u64,
+    latency_secs: u64,
+    fanouts: [u64; 3],
+    isolation_events: u64,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
+    let sizes = if args.smoke {
+        Sizes {
+            sweep: Duration::from_millis(500),
+            events: 2_000,
+            latency_rate: 200,
+            latency_secs: 2,
+            fanouts: [1, 100, 1_000],
+            isolation_events: 200,
+        }
+    } else {
+        Sizes {
+            sweep: Duration::from_secs(3),
+            events: args.events,
+            latency_rate: 2_000,
+            latency_secs: 10,
+            fanouts: [1, 100, 10_000],
+            isolation_events: 2_000,
+        }
+    };
+    let bin_dir = stack::bin_dir(args.bin_dir)?;
+    let (receiver_addr, received) = receiver::start().await?;
+    let mut report = Vec::new();
+    let line = |report: &mut Vec<String>, text: String| {
+        eprintln!("  {text}");
+        report.push(text);
+    };
+
+    eprintln!("ceiling: a plain client POSTing to the receiver");
+    let (ceiling, at) = load::ceiling(receiver_addr, sizes.sweep).await;
+    line(
+        &mut report,
+        format!("| ceiling (plain reqwest client, best of 16/64/256) | {ceiling:.0} POSTs/s (at {at}) |"),
+    );
+
+    let stack = stack::Stack::start(&bin_dir, &args.redis_server).await?;
+    let mut pipeline = Pipeline::new(&stack, receiver_addr, received.clone()).await?;
+
+    eprintln!("sustained throughput: {} events, one subscription", sizes.events);
+    let rate = pipeline.throughput(sizes.events).await?;
+    line(
+        &mut report,
+        format!(
+            "| sustained deliveries/s ({} events, 1 subscription) | {rate:.0} = {:.1}% of the ceiling |",
+            sizes.events,
+            rate / ceiling * 100.0
+        ),
+    );
+
+    let runs = [("latfixed", "fixed rate", sizes.latency_rate), ("lathalf", "half the maximum", (rate / 2.0) as u64)];
+    for (name, label, per_sec) in runs {
+        eprintln!("latency: {per_sec}/s for {} s", sizes.latency_secs);
+        let l = pipeline.latency(name, per_sec, sizes.latency_secs).await?;
+        line(
+            &mut report,
+            format!(
+                "| publish→receive latency at {per_sec}/s ({label}) | p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms |",
+                l[0], l[1], l[2], l[3]
+            ),
+        );
+    }
+
+    for subscriptions in sizes.fanouts {
+        eprintln!("fan-out: one event to {subscriptions} subscriptions");
+        let took = pipeline.fanout(subscriptions).await?;
+        line(
+            &mut report,
+            format!(
+                "| one event → {subscriptions} subscriptions, all delivered | {:.0} ms |",
+                took.as_secs_f64() * 1000.0
+            ),
+        );
+    }
+
+    eprintln!("isolation: 20 subscriptions, none hanging, then 2 hanging until their 5 s timeout");
+    let without = pipeline.isolation("iso0", sizes.isolation_events, 0).await?;
+    let with = pipeline.isolation("iso2", sizes.isolation_events, 2).await?;
+    line(
+        &mut report,
+        format!(
+            "| healthy deliveries/s, 10% of endpoints hanging vs none | {with:.0} vs {without:.0} = {:.1}% |",
+            with / without * 100.0
+        ),
+    );
+
+    for (name, memory) in stack.memory() {
+        line(
+            &mut report,
+            format!(
+                "| peak memory (RSS) of {name} | {:.1} MiB (now {:.1} MiB) |",
+                memory.peak_kib as f64 / 1024.0,
+                memory.now_kib as f64 / 1024.0
+            ),
+        );
+    }
+
+    println!("| measure | result |\n|---|---|");
+    for row in report {
+        println!("{row}");
+    }
+    Ok(())
+}

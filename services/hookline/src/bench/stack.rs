@@ -1,0 +1,179 @@
+//! The system under test, as a user runs it: a private `redis-server` and
+//! the three service binaries as child processes (so each one's memory can
+//! be read on its own), killed when the stack is dropped.
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use hookline_auth::BearerToken;
+use tokio::process::{Child, Command};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+use super::BenchError;
+
+pub(super) const TOKEN: &str = "bench-tenant-token-000001";
+const SERVICE_TOKEN: &str = "bench-service-token-00001";
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A gRPC client of one of the services, with the bench tenant's token.
+pub(super) type Client = InterceptedService<Channel, BearerToken>;
+
+#[derive(Debug)]
+struct Process {
+    name: &'static str,
+    child: Child,
+}
+
+#[derive(Debug)]
+pub(super) struct Stack {
+    redis: Process,
+    services: Vec<(Process, SocketAddr)>,
+}
+
+/// Peak and current resident memory of a process, in KiB.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Memory {
+    pub(super) peak_kib: u64,
+    pub(super) now_kib: u64,
+}
+
+impl Stack {
+    /// Starts Redis and the services found in `bin_dir`, and waits until
+    /// all three report SERVING.
+    pub(super) async fn start(bin_dir: &Path, redis_server: &Path) -> Result<Self, BenchError> {
+        let redis_port = free_port()?;
+        let redis = Process::spawn(
+            "redis-server",
+            Command::new(redis_server).stdout(Stdio::null()).args([
+                "--port",
+                &redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]),
+        )?;
+        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        let ports = [free_port()?, free_port()?, free_port()?];
+        let [subs_port, fanout_port, delivery_port] = ports;
+        let env: HashMap<&str, String> = [
+            ("HOOKLINE_REDIS_URL", redis_url),
+            ("HOOKLINE_SUBSCRIPTIONS_URL", format!("http://127.0.0.1:{subs_port}")),
+            ("HOOKLINE_FANOUT_URL", format!("http://127.0.0.1:{fanout_port}")),
+            ("HOOKLINE_ALLOW_CIDRS", r#"["127.0.0.0/8"]"#.into()),
+            ("HOOKLINE_AUTO_PAUSE_AFTER", "0".into()),
+            ("HOOKLINE_AUTH__TOKENS", format!(r#"[{{token="{TOKEN}",tenant="bench"}}]"#)),
+            ("HOOKLINE_AUTH__SERVICE_TOKEN", SERVICE_TOKEN.into()),
+            ("HOOKLINE_LOG", std::env::var("HOOKLINE_LOG").unwrap_or_else(|_| "warn".into())),
+        ]
+        .into();
+        let mut stack = Self { redis, services: Vec::new() };
+        for (name, port) in [
+            ("hookline-subscriptions", subs_port),
+            ("hookline-fanout", fanout_port),
+            ("hookline-delivery", delivery_port),
+        ] {
+            let binary = bin_dir.join(name);
+            if !binary.exists() {
+                return Err(BenchError::Setup(format!(
+                    "{} is missing: build the services first (cargo build --release --bins)",
+                    binary.display()
+                )));
+            }
+            let mut command = Command::new(&binary);
+            command.envs(&env).env("HOOKLINE_LISTEN_ADDR", format!("127.0.0.1:{port}"));
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            stack.services.push((Process::spawn(name, &mut command)?, addr));
+            wait_serving(name, addr).await?;
+        }
+        Ok(stack)
+    }
+
+    pub(super) async fn client(&self, service: usize) -> Result<Client, BenchError> {
+        let addr = self.services[service].1;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| BenchError::Setup(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| BenchError::Setup(format!("connecting to {addr}: {e}")))?;
+        let token = BearerToken::new(TOKEN).map_err(|e| BenchError::Setup(e.to_string()))?;
+        Ok(InterceptedService::new(channel, token))
+    }
+
+    /// Each service's name and memory, then Redis's.
+    pub(super) fn memory(&self) -> Vec<(&'static str, Memory)> {
+        self.services.iter().map(|(p, _)| p).chain([&self.redis]).map(|p| (p.name, p.memory())).collect()
+    }
+}
+
+pub(super) const SUBSCRIPTIONS: usize = 0;
+pub(super) const FANOUT: usize = 1;
+
+impl Process {
+    fn spawn(name: &'static str, command: &mut Command) -> Result<Self, BenchError> {
+        let child = command
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| BenchError::Setup(format!("cannot start {name}: {e}")))?;
+        Ok(Self { name, child })
+    }
+
+    /// VmHWM and VmRSS from /proc (zero where /proc is not there).
+    fn memory(&self) -> Memory {
+        let Some(pid) = self.child.id() else { return Memory::default() };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+                .unwrap_or(0)
+        };
+        Memory { peak_kib: field("VmHWM:"), now_kib: field("VmRSS:") }
+    }
+}
+
+async fn wait_serving(name: &str, addr: SocketAddr) -> Result<(), BenchError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| BenchError::Setup(e.to_string()))?
+            .connect()
+            .await
+        {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+            if health.check(request).await.is_ok_and(|r| r.into_inner().status == 1) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(BenchError::Setup(format!("{name} did not report SERVING on {addr} within {START_TIMEOUT:?}")))
+}
+
+fn free_port() -> Result<u16, BenchError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok(listener.local_addr().map_err(|e| BenchError::Setup(e.to_string()))?.port())
+}
+
+/// The directory of the service binaries: `--bin-dir`, else this
+/// executable's own directory (`target/<profile>` in a checkout).
+pub(super) fn bin_dir(given: Option<PathBuf>) -> Result<PathBuf, BenchError> {
+    match given {
+        Some(dir) => Ok(dir),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .ok_or_else(|| BenchError::Setup("cannot tell where the service binaries are; pass --bin-dir".into())),
+    }
+}
