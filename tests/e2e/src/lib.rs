@@ -109,6 +109,8 @@ pub type Request = (HashMap<String, String>, Vec<u8>);
 #[derive(Clone, Debug, Default)]
 pub struct Receiver {
     pub got: Arc<Mutex<Vec<Request>>>,
+    /// (webhook-id, status answered) of each request, in order.
+    answers: Arc<Mutex<Vec<(String, u16)>>>,
     statuses: Arc<Mutex<Vec<u16>>>,
     delay: Duration,
 }
@@ -121,12 +123,16 @@ impl Receiver {
             let state = state.clone();
             async move {
                 tokio::time::sleep(state.delay).await;
-                let headers =
+                let headers: HashMap<String, String> =
                     headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
-                state.got.lock().unwrap().push((headers, body.to_vec()));
-                let mut statuses = state.statuses.lock().unwrap();
-                let status =
-                    if statuses.len() > 1 { statuses.remove(0) } else { statuses.first().copied().unwrap_or(200) };
+                let status = {
+                    let mut statuses = state.statuses.lock().unwrap();
+                    if statuses.len() > 1 { statuses.remove(0) } else { statuses.first().copied().unwrap_or(200) }
+                };
+                let mut got = state.got.lock().unwrap();
+                let id = headers.get("webhook-id").cloned().unwrap_or_default();
+                got.push((headers, body.to_vec()));
+                state.answers.lock().unwrap().push((id, status));
                 axum::http::StatusCode::from_u16(status).unwrap()
             }
         });
@@ -139,6 +145,17 @@ impl Receiver {
     /// The statuses it will answer (the last repeats); change them freely.
     pub fn statuses(&self) -> std::sync::MutexGuard<'_, Vec<u16>> {
         self.statuses.lock().unwrap()
+    }
+
+    /// The webhook-ids of requests answered 2xx.
+    pub fn delivered_ids(&self) -> Vec<String> {
+        let answers = self.answers.lock().unwrap();
+        answers.iter().filter(|(_, status)| (200..300).contains(status)).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// How many requests were answered with an error status.
+    pub fn failed_requests(&self) -> usize {
+        self.answers.lock().unwrap().iter().filter(|(_, status)| !(200..300).contains(status)).count()
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -200,14 +217,16 @@ impl Stack {
     }
 
     pub async fn subscribe(&self, url: String, retry: Option<v1::RetryPolicy>, max_in_flight: u32) -> String {
+        self.subscribe_with(v1::Subscription { url, retry_policy: retry, max_in_flight, ..Default::default() }).await
+    }
+
+    /// Subscribes `sub` (to `order.*` unless it names event types); returns
+    /// the signing secret.
+    pub async fn subscribe_with(&self, mut sub: v1::Subscription) -> String {
         let mut subs = self.client(self.subscriptions.addr(), SubscriptionServiceClient::with_interceptor).await;
-        let sub = v1::Subscription {
-            url,
-            event_types: vec!["order.*".into()],
-            retry_policy: retry,
-            max_in_flight,
-            ..Default::default()
-        };
+        if sub.event_types.is_empty() {
+            sub.event_types = vec!["order.*".into()];
+        }
         let created = subs
             .create_subscription(v1::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
             .await

@@ -197,6 +197,19 @@ impl Pipeline {
         Ok(events as f64 / took.as_secs_f64())
     }
 
+    /// Deliveries/s of `deliveries` deliveries made of events that each
+    /// fan out to `subscriptions` subscriptions.
+    pub(super) async fn fanout_throughput(&mut self, deliveries: u64, subscriptions: u64) -> Result<f64, BenchError> {
+        let name = format!("ft{subscriptions}");
+        let event_type = format!("bench.{name}");
+        self.subscribe(&event_type, &name, 0..subscriptions, 30).await?;
+        let events = deliveries.div_ceil(subscriptions);
+        let started = Instant::now();
+        self.publish_batches(&event_type, events, PUBLISHERS, BATCH.min(events.div_ceil(PUBLISHERS))).await?;
+        let took = self.delivered("fan-out throughput", &name, events * subscriptions, started).await?;
+        Ok((events * subscriptions) as f64 / took.as_secs_f64())
+    }
+
     /// Publish-to-receive latency percentiles (p50, p95, p99, max; ms) of
     /// `rate` events/s for `secs` s, each published on its own.
     pub(super) async fn latency(&mut self, name: &str, rate: u64, secs: u64) -> Result<[f64; 4], BenchError> {

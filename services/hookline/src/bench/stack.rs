@@ -69,6 +69,8 @@ impl Stack {
             ("HOOKLINE_FANOUT_URL", format!("http://127.0.0.1:{fanout_port}")),
             ("HOOKLINE_ALLOW_CIDRS", r#"["127.0.0.0/8"]"#.into()),
             ("HOOKLINE_AUTO_PAUSE_AFTER", "0".into()),
+            // The phases together hold a little over 10,000 subscriptions.
+            ("HOOKLINE_MAX_SUBSCRIPTIONS_PER_TENANT", "20000".into()),
             ("HOOKLINE_AUTH__TOKENS", format!(r#"[{{token="{TOKEN}",tenant="bench"}}]"#)),
             ("HOOKLINE_AUTH__SERVICE_TOKEN", SERVICE_TOKEN.into()),
             ("HOOKLINE_LOG", std::env::var("HOOKLINE_LOG").unwrap_or_else(|_| "warn".into())),

@@ -1,0 +1,124 @@
+//! Faults a production system meets, on the real binaries: processes
+//! killed without warning at random points, receivers failing for a while,
+//! receivers that hang. Every test ends with every event delivered to every
+//! matching subscription, and reports duplicates.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::HashSet,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use hookline_e2e::*;
+use hookline_proto::v1::{self, event_service_client::EventServiceClient};
+use hookline_testkit::{RedisServer, eventually};
+
+const DRAIN: Duration = Duration::from_secs(90);
+
+fn quick_retries(attempts: usize) -> Option<v1::RetryPolicy> {
+    Some(v1::RetryPolicy {
+        schedule: vec![hookline_proto::Duration { seconds: 1, nanos: 0 }; attempts],
+        ..Default::default()
+    })
+}
+
+/// Publishes events `range` in batches of 50; the event ids.
+async fn publish(stack: &Stack, range: std::ops::Range<usize>) -> Vec<String> {
+    let mut events = stack.client(stack.fanout.addr(), EventServiceClient::with_interceptor).await;
+    let mut ids = Vec::new();
+    let all: Vec<usize> = range.collect();
+    for chunk in all.chunks(50) {
+        let batch = v1::PublishBatchRequest { events: chunk.iter().map(|n| publish_request(*n)).collect() };
+        for result in events.publish_batch(batch).await.unwrap().into_inner().results {
+            match result.result.unwrap() {
+                v1::publish_batch_result::Result::Published(p) => ids.push(p.event_id),
+                v1::publish_batch_result::Result::Error(e) => panic!("publish failed: {e:?}"),
+            }
+        }
+    }
+    ids
+}
+
+/// Waits until every receiver has accepted (2xx) every event; the
+/// duplicates (events accepted more than once) each got.
+async fn all_delivered(receivers: &[Receiver], expected: &[String]) -> Vec<usize> {
+    eventually(DRAIN, || async {
+        receivers.iter().all(|r| {
+            let got: HashSet<String> = r.delivered_ids().into_iter().collect();
+            expected.iter().all(|id| got.contains(id))
+        })
+    })
+    .await;
+    receivers.iter().map(|r| r.delivered_ids().len() - expected.len()).collect()
+}
+
+#[tokio::test]
+async fn kill_9_of_fanout_and_of_delivery_at_random_points_loses_no_delivery() {
+    let mut stack = Stack::start().await;
+    let mut receivers = Vec::new();
+    for _ in 0..3 {
+        let (receiver, port) = Receiver::start(&[200], Duration::from_millis(1)).await;
+        stack.subscribe(format!("http://127.0.0.1:{port}/hook"), None, 16).await;
+        receivers.push(receiver);
+    }
+    let total = 2_000;
+    // Random kill points (printed, so a failure can be replayed).
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as usize;
+    let fanout_kill = 200 + seed % 600;
+    let delivery_kill = fanout_kill + 200 + (seed / 1000) % 600;
+    println!("{total} events; fanout killed after {fanout_kill}, delivery after {delivery_kill}");
+
+    let mut expected = publish(&stack, 0..fanout_kill).await;
+    stack.fanout.kill9();
+    stack.fanout = stack.fanout.restart();
+    stack.fanout.serving().await;
+    expected.extend(publish(&stack, fanout_kill..delivery_kill).await);
+    let delivered = receivers[0].ids().len();
+    stack.delivery.kill9();
+    stack.delivery = stack.delivery.restart();
+    stack.delivery.serving().await;
+    expected.extend(publish(&stack, delivery_kill..total).await);
+    assert!(delivered < delivery_kill * 3, "the delivery kill came with work outstanding");
+
+    let duplicates = all_delivered(&receivers, &expected).await;
+    println!("kill -9: {total} events x 3 subscriptions delivered; duplicates per subscription {duplicates:?}");
+}
+
+#[tokio::test]
+async fn a_receiver_failing_for_a_while_gets_everything_once_it_recovers() {
+    // No auto-pause, and short circuit-breaker cooldowns: while it fails,
+    // the open circuit lets only a probe through now and then.
+    let extra = [
+        ("HOOKLINE_AUTO_PAUSE_AFTER", "0".to_owned()),
+        ("HOOKLINE_BREAKER_COOLDOWN", "1s".to_owned()),
+        ("HOOKLINE_BREAKER_MAX_COOLDOWN", "2s".to_owned()),
+    ];
+    let stack = Stack::with_env(RedisServer::start(), &extra).await;
+    let mut script = vec![500; 30];
+    script.push(200);
+    let (failing, port) = Receiver::start(&script, Duration::ZERO).await;
+    stack.subscribe(format!("http://127.0.0.1:{port}/hook"), quick_retries(20), 0).await;
+    let expected = publish(&stack, 0..300).await;
+
+    let duplicates = all_delivered(std::slice::from_ref(&failing), &expected).await;
+    assert_eq!(failing.failed_requests(), 30, "every failure was answered, then retried");
+    println!("500 x30 then 200: 300 events delivered after 30 failed requests; duplicates {}", duplicates[0]);
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_does_not_hold_up_a_fast_one() {
+    let stack = Stack::start().await;
+    let (hanging, hanging_port) = Receiver::start(&[200], Duration::from_secs(600)).await;
+    let (fast, fast_port) = Receiver::start(&[200], Duration::ZERO).await;
+    let timeout = Some(hookline_proto::Duration { seconds: 2, nanos: 0 });
+    for port in [hanging_port, fast_port] {
+        let url = format!("http://127.0.0.1:{port}/hook");
+        stack.subscribe_with(v1::Subscription { url, timeout, ..Default::default() }).await;
+    }
+    let expected = publish(&stack, 0..500).await;
+    // Within DRAIN: were the fast receiver's deliveries queued behind the
+    // hanging ones (2 s timeout each), 500 events would take many minutes.
+    all_delivered(std::slice::from_ref(&fast), &expected).await;
+    assert!(hanging.got.lock().unwrap().is_empty(), "the hanging receiver never finished a request");
+}
