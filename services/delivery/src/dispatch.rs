@@ -43,6 +43,8 @@ type EventRow = (Option<Vec<u8>>, Option<String>, Option<String>, Option<String>
 
 /// How soon a task deferred by a full in-flight limit is tried again.
 const IN_FLIGHT_RETRY: Duration = Duration::from_millis(200);
+/// The shortest wait for a task turned away by a full in-flight limit.
+const MIN_WAVE: Duration = Duration::from_millis(10);
 /// How long dispatch waits for the cache to see a subscription it does not
 /// know yet.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -152,9 +154,18 @@ impl Worker {
             'send: for (group, (admitted, wait)) in groups.into_iter().zip(admissions) {
                 for (n, (entry, task, cached, endpoint)) in group.into_iter().enumerate() {
                     if n >= admitted {
-                        // In-flight full (wait 0), or the next rate-limit token `wait` ms away.
-                        let wait = if wait > 0 { wait } else { IN_FLIGHT_RETRY.as_millis() as u64 };
-                        let due = now + wait + rand::rng().random_range(0..50);
+                        // Rate-limited: the next token is `wait` ms away. In-flight
+                        // full (wait 0): the k-th task turned away waits about k
+                        // waves of the subscription's attempts, so a deep backlog
+                        // comes back in order instead of all at once, again and again.
+                        let wait = if wait > 0 {
+                            wait
+                        } else {
+                            let waves =
+                                1 + (n - admitted) as u64 / u64::from(cached.subscription.spec.max_in_flight.max(1));
+                            self.wave(&task.subscription_id).as_millis() as u64 * waves
+                        };
+                        let due = now + wait + rand::rng().random_range(0..10);
                         self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
                         parked += 1;
                         continue;
@@ -223,6 +234,20 @@ impl Worker {
         }
         *slots += 1;
         true
+    }
+
+    /// How long a wave of the subscription's in-flight attempts takes: its
+    /// recent attempt duration, at least `MIN_WAVE`, `IN_FLIGHT_RETRY`
+    /// before any attempt.
+    fn wave(&self, subscription: &str) -> Duration {
+        let pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        pace.get(subscription).map_or(IN_FLIGHT_RETRY, |d| (*d).max(MIN_WAVE))
+    }
+
+    fn record_pace(&self, subscription: &str, took: Duration) {
+        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        let average = pace.entry(subscription.to_owned()).or_insert(took);
+        *average = (*average * 4 + took) / 5;
     }
 
     fn release_share(&self, subscription: &str) {
@@ -340,6 +365,9 @@ impl Worker {
         };
         span::record(&tracing::Span::current(), &result);
         self.release_share(&task.subscription_id);
+        if event.is_some() {
+            self.record_pace(&task.subscription_id, result.duration);
+        }
         let jitter = rand::rng().random::<f64>();
         let decision = if event.is_none() {
             Decision::DeadLetter

@@ -105,6 +105,7 @@ pub async fn serve(
         control,
         permits: Arc::new(Semaphore::new(config.max_concurrency)),
         held_slots: std::sync::Mutex::new(std::collections::HashMap::new()),
+        pace: std::sync::Mutex::new(std::collections::HashMap::new()),
         partitions: partitions.clone(),
         settings: worker::Settings {
             consumer: config.consumer_name.clone().unwrap_or_else(default_consumer_name),

@@ -60,6 +60,10 @@ pub(crate) struct Worker {
     pub(crate) permits: Arc<Semaphore>,
     /// Slots each subscription holds in this process (fair share).
     pub(crate) held_slots: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// A moving average of each subscription's attempt durations: how long
+    /// a wave of its in-flight slots takes to free, to pace the tasks its
+    /// in-flight limit turns away.
+    pub(crate) pace: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
     pub(crate) partitions: hookline_queue::Partitions,
     pub(crate) settings: Settings,
 }

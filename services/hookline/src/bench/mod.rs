@@ -94,6 +94,10 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let stack = stack::Stack::start(&bin_dir, &args.redis_server).await?;
     let mut pipeline = Pipeline::new(&stack, receiver_addr, received.clone()).await?;
 
+    eprintln!("latency: {}/s for {} s", sizes.latency_rate, sizes.latency_secs);
+    let l = pipeline.latency("latfixed", sizes.latency_rate, sizes.latency_secs).await?;
+    line(&mut report, latency_row(sizes.latency_rate, "fixed rate", l));
+
     eprintln!("sustained throughput: {} events, one subscription", sizes.events);
     let rate = pipeline.throughput(sizes.events).await?;
     line(
@@ -116,18 +120,10 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
         ),
     );
 
-    let runs = [("latfixed", "fixed rate", sizes.latency_rate), ("lathalf", "half the maximum", (rate / 2.0) as u64)];
-    for (name, label, per_sec) in runs {
-        eprintln!("latency: {per_sec}/s for {} s", sizes.latency_secs);
-        let l = pipeline.latency(name, per_sec, sizes.latency_secs).await?;
-        line(
-            &mut report,
-            format!(
-                "| publish→receive latency at {per_sec}/s ({label}) | p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms |",
-                l[0], l[1], l[2], l[3]
-            ),
-        );
-    }
+    let half = (rate / 2.0) as u64;
+    eprintln!("latency: {half}/s for {} s", sizes.latency_secs);
+    let l = pipeline.latency("lathalf", half, sizes.latency_secs).await?;
+    line(&mut report, latency_row(half, "half the maximum", l));
 
     for subscriptions in sizes.fanouts {
         eprintln!("fan-out: one event to {subscriptions} subscriptions");
@@ -168,4 +164,11 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
         println!("{row}");
     }
     Ok(())
+}
+
+fn latency_row(per_sec: u64, label: &str, l: [f64; 4]) -> String {
+    format!(
+        "| publish→receive latency at {per_sec}/s ({label}) | p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms |",
+        l[0], l[1], l[2], l[3]
+    )
 }
