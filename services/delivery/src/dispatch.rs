@@ -38,6 +38,17 @@ use crate::{
 /// A task cleared to go: stream entry, task, subscription, breaker key.
 type Ready = (String, DeliveryTask, Arc<CachedSubscription>, String);
 
+/// Everything one attempt needs; the permit is its worker slot.
+struct Job {
+    keys: PartitionKeys,
+    entry: String,
+    task: DeliveryTask,
+    cached: Arc<CachedSubscription>,
+    endpoint: String,
+    event: Option<Arc<EventData>>,
+    permit: OwnedSemaphorePermit,
+}
+
 /// An event record's payload, variants and occurrence time.
 type EventRow = (Option<Vec<u8>>, Option<String>, Option<String>, Option<String>);
 
@@ -181,7 +192,8 @@ impl Worker {
                     }
                     let Ok(permit) = self.permits.clone().acquire_owned().await else { break 'send };
                     let event = events.get(&task.event_id).cloned();
-                    tokio::spawn(self.clone().attempt(keys.clone(), entry, task, cached, endpoint, event, permit));
+                    let job = Job { keys: keys.clone(), entry, task, cached, endpoint, event, permit };
+                    tokio::spawn(self.clone().attempt(job));
                 }
             }
         }
@@ -313,34 +325,14 @@ impl Worker {
     }
 
     /// One attempt, in its own span of the event's trace.
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt(
-        self: Arc<Self>,
-        keys: PartitionKeys,
-        entry: String,
-        task: DeliveryTask,
-        cached: Arc<CachedSubscription>,
-        endpoint: String,
-        event: Option<Arc<EventData>>,
-        permit: OwnedSemaphorePermit,
-    ) {
-        let span = span::attempt_span(&task, &cached);
-        let traceparent = hookline_telemetry::continue_trace(&span, &task.traceparent);
-        self.run_attempt(keys, entry, task, cached, endpoint, event, permit, traceparent).instrument(span).await
+    async fn attempt(self: Arc<Self>, job: Job) {
+        let span = span::attempt_span(&job.task, &job.cached);
+        let traceparent = hookline_telemetry::continue_trace(&span, &job.task.traceparent);
+        self.run_attempt(job, traceparent).instrument(span).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run_attempt(
-        self: Arc<Self>,
-        keys: PartitionKeys,
-        entry: String,
-        task: DeliveryTask,
-        cached: Arc<CachedSubscription>,
-        endpoint: String,
-        event: Option<Arc<EventData>>,
-        _permit: OwnedSemaphorePermit,
-        traceparent: String,
-    ) {
+    async fn run_attempt(self: Arc<Self>, job: Job, traceparent: String) {
+        let Job { keys, entry, task, cached, endpoint, event, permit: _permit } = job;
         let sub = &cached.subscription;
         let result = match &event {
             Some(event) => {
