@@ -1,8 +1,9 @@
-//! `hookline`: the command a newcomer and an operator run. For now it
-//! holds `hookline bench`, the whole-pipeline benchmark; the all-in-one
-//! dev runner and the operator CLI join it as subcommands.
+//! `hookline`: the command a newcomer and an operator run: the operator
+//! CLI over the services' gRPC APIs, and `hookline bench`, the
+//! whole-pipeline benchmark. The all-in-one dev runner joins them.
 
 mod bench;
+mod cli;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(version, about = "hookline: webhook delivery over gRPC and Redis Streams")]
 struct Cli {
+    #[command(flatten)]
+    connection: cli::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,11 +27,24 @@ enum Command {
     /// three service binaries and a local receiver, against the raw POST
     /// rate of a plain client (the bars are in docs/BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Create, list, inspect, pause, resume and delete subscriptions.
+    #[command(subcommand)]
+    Subscriptions(cli::Subscriptions),
+    /// Publish events and look them up.
+    #[command(subcommand)]
+    Events(cli::Events),
+    /// List and inspect deliveries; retry one now.
+    #[command(subcommand)]
+    Deliveries(cli::Deliveries),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Subscriptions(command) => cli::subscriptions(cli.connection, command).await,
+        Command::Events(command) => cli::events(cli.connection, command).await,
+        Command::Deliveries(command) => cli::deliveries(cli.connection, command).await,
         Command::Bench(args) => match bench::run(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
