@@ -36,6 +36,8 @@ enum Command {
     /// List and inspect deliveries; retry one now.
     #[command(subcommand)]
     Deliveries(cli::Deliveries),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completion { shell: clap_complete::Shell },
 }
 
 #[tokio::main]
@@ -45,6 +47,15 @@ async fn main() -> ExitCode {
         Command::Subscriptions(command) => cli::subscriptions(cli.connection, command).await,
         Command::Events(command) => cli::events(cli.connection, command).await,
         Command::Deliveries(command) => cli::deliveries(cli.connection, command).await,
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "hookline",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Bench(args) => match bench::run(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -68,6 +68,19 @@ pub(crate) enum Subscriptions {
     Delete {
         id: String,
     },
+    /// A new signing secret; the old one keeps signing beside it for the grace period.
+    RotateSecret {
+        id: String,
+        /// How long the previous secret stays valid, in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        grace_secs: i64,
+    },
+    /// Send a signed test event to the subscription now and show the answer.
+    Test {
+        id: String,
+        #[arg(long, default_value = "")]
+        event_type: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -101,6 +114,11 @@ pub(crate) enum Deliveries {
     /// Attempt a delivery again now.
     Retry {
         id: String,
+    },
+    /// Counters of a subscription (or, without one, of the whole tenant).
+    Summary {
+        #[arg(long, default_value = "")]
+        subscription: String,
     },
 }
 
@@ -184,6 +202,20 @@ pub(crate) async fn subscriptions(conn: Connection, command: Subscriptions) -> E
             let request = v1::ResumeSubscriptionRequest { id };
             conn.run(url, |c| async move { Ok(client(c).resume_subscription(request).await?.into_inner()) }).await
         }
+        Subscriptions::RotateSecret { id, grace_secs } => {
+            let grace_period = Some(hookline_proto::Duration { seconds: grace_secs, nanos: 0 });
+            let request = v1::RotateSecretRequest { id, grace_period, ..Default::default() };
+            conn.run(url, |c| async move { Ok(client(c).rotate_secret(request).await?.into_inner()) }).await
+        }
+        Subscriptions::Test { id, event_type } => {
+            let request = v1::SendTestEventRequest { subscription_id: id, event_type, ..Default::default() };
+            let url = &conn.delivery_url.clone();
+            conn.run(
+                url,
+                |c| async move { Ok(DeliveryServiceClient::new(c).send_test_event(request).await?.into_inner()) },
+            )
+            .await
+        }
         Subscriptions::Delete { id } => {
             let request = v1::DeleteSubscriptionRequest { id: id.clone(), version: 0 };
             conn.run(url, |c| async move {
@@ -232,6 +264,10 @@ pub(crate) async fn deliveries(conn: Connection, command: Deliveries) -> ExitCod
         Deliveries::Retry { id } => {
             let request = v1::RetryDeliveryRequest { id };
             conn.run(url, |c| async move { Ok(client(c).retry_delivery(request).await?.into_inner()) }).await
+        }
+        Deliveries::Summary { subscription } => {
+            let request = v1::GetDeliverySummaryRequest { subscription_id: subscription, ..Default::default() };
+            conn.run(url, |c| async move { Ok(client(c).get_delivery_summary(request).await?.into_inner()) }).await
         }
     }
 }

@@ -186,3 +186,55 @@ impl Render for Deleted {
         (vec!["DELETED"], vec![vec![self.0.clone()]])
     }
 }
+
+impl Render for v1::RotateSecretResponse {
+    fn json(&self) -> Value {
+        json!({ "secret": self.secret, "previous_secret_expire_time": time(self.previous_secret_expire_time.as_ref()) })
+    }
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let row = vec![self.secret.clone(), time(self.previous_secret_expire_time.as_ref())];
+        (vec!["NEW SECRET (shown once)", "PREVIOUS SECRET VALID UNTIL"], vec![row])
+    }
+}
+
+impl Render for v1::SendTestEventResponse {
+    fn json(&self) -> Value {
+        let attempt = self.attempt.as_ref();
+        json!({
+            "event_id": self.event_id,
+            "response_status_code": attempt.map(|a| a.response_status_code),
+            "error_message": attempt.map(|a| a.error_message.clone()),
+            "duration_ms": attempt.and_then(|a| a.duration).map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000),
+        })
+    }
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let attempt = self.attempt.as_ref();
+        let row = vec![
+            self.event_id.clone(),
+            attempt.map(|a| a.response_status_code.to_string()).unwrap_or_default(),
+            attempt.map(|a| a.error_message.clone()).unwrap_or_default(),
+        ];
+        (vec!["TEST EVENT", "STATUS", "ERROR"], vec![row])
+    }
+}
+
+impl Render for v1::DeliverySummary {
+    fn json(&self) -> Value {
+        json!({
+            "subscription_id": self.subscription_id, "subscriptions": self.subscriptions,
+            "attempts": self.attempts, "succeeded": self.succeeded, "failed_attempts": self.failed_attempts,
+            "dead_lettered": self.dead_lettered, "in_progress": self.in_progress,
+            "consecutive_failures": self.consecutive_failures,
+            "last_attempt_time": time(self.last_attempt_time.as_ref()),
+            "last_success_time": time(self.last_success_time.as_ref()),
+        })
+    }
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let row = [self.attempts, self.succeeded, self.failed_attempts, self.dead_lettered, self.in_progress]
+            .iter()
+            .map(u64::to_string)
+            .chain([self.consecutive_failures.to_string(), time(self.last_success_time.as_ref())])
+            .collect();
+        (vec!["ATTEMPTS", "SUCCEEDED", "FAILED", "DEAD", "IN PROGRESS", "FAILING IN A ROW", "LAST SUCCESS"], vec![row])
+    }
+}
