@@ -91,7 +91,7 @@ impl Worker {
         let events = self.load_events(keys, &tasks, &mut conn).await?;
         let state = self.fenced_state(&tasks, &mut conn).await?;
         let retention = &self.settings.retention;
-        let mut ready = Vec::with_capacity(tasks.len());
+        let mut active = Vec::with_capacity(tasks.len());
         let mut fifo = Vec::new();
         for (entry, task) in tasks {
             let cached = SubscriptionId::parse(&task.subscription_id, "sub").ok().and_then(|id| state.get(id)).cloned();
@@ -107,14 +107,8 @@ impl Worker {
             };
             if cached.subscription.spec.ordering == Ordering::Fifo {
                 fifo.push((entry, task, cached));
-                continue;
-            }
-            match self.circuit(&cached) {
-                Ok(endpoint) => ready.push((entry, task, cached, endpoint)),
-                Err(due) => {
-                    self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
-                    parked += 1;
-                }
+            } else {
+                active.push((entry, task, cached));
             }
         }
         if !fifo.is_empty() {
@@ -126,16 +120,15 @@ impl Worker {
                 self.scripts.fifo_gate(&mut gates, keys, entry, task, now, retention);
             }
             let turns: Vec<i64> = gates.query_async(&mut conn).await?;
-            for ((entry, task, cached), turn) in fifo.into_iter().zip(turns) {
-                if turn != 1 {
-                    continue;
-                }
-                match self.circuit(&cached) {
-                    Ok(endpoint) => ready.push((entry, task, cached, endpoint)),
-                    Err(due) => {
-                        self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
-                        parked += 1;
-                    }
+            active.extend(fifo.into_iter().zip(turns).filter(|(_, turn)| *turn == 1).map(|(item, _)| item));
+        }
+        let mut ready = Vec::with_capacity(active.len());
+        for (entry, task, cached) in active {
+            match self.circuit(&cached) {
+                Ok(endpoint) => ready.push((entry, task, cached, endpoint)),
+                Err(due) => {
+                    self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                    parked += 1;
                 }
             }
         }

@@ -31,6 +31,19 @@ pub(crate) struct Retention {
     pub(crate) event_secs: u64,
 }
 
+impl Prepared {
+    /// The publish script's arguments for this event under `retention`.
+    fn args<'a>(&'a self, retention: &Retention) -> PublishArgs<'a> {
+        PublishArgs {
+            idempotency_key: self.idempotency_key.as_deref(),
+            idempotency_window_secs: retention.idempotency_window_secs,
+            retention_secs: retention.event_secs,
+            occurred_ms: self.occurred_ms,
+            payload_variants_json: &self.variants_json,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Api {
     pub(crate) redis: ConnectionManager,
@@ -91,13 +104,7 @@ impl Api {
         if let [one] = prepared {
             // One event: a single EVALSHA, no pipeline.
             one.entry.fence = fence;
-            let args = PublishArgs {
-                idempotency_key: one.idempotency_key.as_deref(),
-                idempotency_window_secs: self.retention.idempotency_window_secs,
-                retention_secs: self.retention.event_secs,
-                occurred_ms: one.occurred_ms,
-                payload_variants_json: &one.variants_json,
-            };
+            let args = one.args(&self.retention);
             let outcome = self.scripts.publish_invocation(&one.keys, &one.entry, &args).invoke_async(&mut conn).await;
             return Ok(vec![outcome.map_err(ServiceError::from)]);
         }
@@ -106,14 +113,7 @@ impl Api {
         self.scripts.load(&mut pipe);
         for p in prepared.iter_mut() {
             p.entry.fence = fence;
-            let args = PublishArgs {
-                idempotency_key: p.idempotency_key.as_deref(),
-                idempotency_window_secs: self.retention.idempotency_window_secs,
-                retention_secs: self.retention.event_secs,
-                occurred_ms: p.occurred_ms,
-                payload_variants_json: &p.variants_json,
-            };
-            self.scripts.publish(&mut pipe, &p.keys, &p.entry, &args);
+            self.scripts.publish(&mut pipe, &p.keys, &p.entry, &p.args(&self.retention));
         }
         let results: Vec<redis::RedisResult<PublishOutcome>> = pipe.query_async(&mut conn).await?;
         Ok(results.into_iter().map(|r| r.map_err(ServiceError::from)).collect())

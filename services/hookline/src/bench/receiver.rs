@@ -31,9 +31,13 @@ pub(super) struct Received {
 }
 
 impl Received {
-    /// The counter of a path's first segment.
+    /// The counter of a path's first segment (allocates only the first
+    /// time a name is seen: this runs for every request received).
     pub(super) fn counter(&self, name: &str) -> Arc<AtomicU64> {
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(counter) = counters.get(name) {
+            return counter.clone();
+        }
         counters.entry(name.to_owned()).or_default().clone()
     }
 
