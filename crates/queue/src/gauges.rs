@@ -41,30 +41,32 @@ pub fn describe_stream_gauges() {
     describe_gauge!("hookline_stream_lag", Unit::Count, "Entries the consumer group has not read yet");
 }
 
-/// Samples `kind` in every partition (one pipeline) into the gauges above.
+/// Samples `kind` in every partition (one small pipeline per partition,
+/// all at once: on a cluster partitions live in different slots) into the
+/// gauges above.
 pub async fn sample_stream_gauges(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Clone + Send),
     partitions: &Partitions,
     kind: StreamKind,
 ) -> RedisResult<()> {
-    let mut pipe = redis::pipe();
-    for keys in partitions.all() {
+    let reads = partitions.all().map(|keys| {
         let stream = match kind {
             StreamKind::Events => keys.events(),
             StreamKind::Deliveries => keys.deliveries(),
         };
+        let mut pipe = redis::pipe();
         pipe.cmd("XLEN").arg(&stream);
         // XINFO on a missing key is an error: ask only when it exists.
         pipe.cmd("EVAL")
             .arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('XINFO', 'GROUPS', KEYS[1]) end return {}")
             .arg(1)
             .arg(&stream);
-    }
-    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
-    for (keys, pair) in partitions.all().zip(replies.chunks(2)) {
-        let [length, groups] = pair else { continue };
-        let length: u64 = redis::from_redis_value_ref(length).unwrap_or(0);
-        let groups: StreamInfoGroupsReply = redis::from_redis_value_ref(groups).unwrap_or_default();
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<(u64, redis::Value)>(&mut conn).await }
+    });
+    let replies = futures::future::try_join_all(reads).await?;
+    for (keys, (length, groups)) in partitions.all().zip(replies) {
+        let groups: StreamInfoGroupsReply = redis::from_redis_value(groups).unwrap_or_default();
         let group = groups.groups.into_iter().find(|g| g.name == kind.group());
         let pending = group.as_ref().map_or(0, |g| g.pending as u64);
         // No group yet: everything is still to read.

@@ -21,6 +21,8 @@
 //! | `{p:pN}:fifo:<sub id>:head` | string | delivery | FIFO: the delivery whose turn it is |
 //! | `{p:pN}:fifo:<sub id>` | zset | delivery | FIFO: deliveries waiting their turn, by fan-out time |
 //! | `{p:pN}:fifo` | set | delivery | FIFO subscriptions with waiting deliveries |
+//! | `{p:owners:<group>}:members` | zset | fanout, delivery | live replicas of a consumer group, scored by expiry (ms) |
+//! | `{p:owners:<group>}:leases` | hash | fanout, delivery | partition → `<consumer> <expiry ms>`: which replica works it |
 //! | `{p:subs}:revision` | counter | subscriptions | the subscription change-log revision (read by fanout to fence) |
 
 /// The consumer group of fan-out workers on each events stream.
@@ -68,6 +70,13 @@ impl Partitions {
 
     pub fn all(&self) -> impl Iterator<Item = PartitionKeys> + '_ {
         (0..self.count).map(|i| self.get(i))
+    }
+
+    /// The keys sharing out the partitions among a group's replicas
+    /// (members, leases), in one slot of their own.
+    pub fn ownership(&self, group: &str) -> (String, String) {
+        let tag = format!("{{{}:owners:{group}}}", self.prefix);
+        (format!("{tag}:members"), format!("{tag}:leases"))
     }
 }
 

@@ -71,14 +71,6 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(file: Option<&Path>) -> R
 pub mod checks {
     use hookline_auth::AuthConfig;
 
-    pub fn redis_url(url: &str) -> Result<(), String> {
-        if url.starts_with("redis://") || url.starts_with("rediss://") {
-            Ok(())
-        } else {
-            Err(format!("redis_url must start with redis:// or rediss:// (got `{url}`)"))
-        }
-    }
-
     /// The address of another hookline service.
     pub fn service_url(key: &str, url: &str) -> Result<(), String> {
         if url.starts_with("http://") || url.starts_with("https://") {

@@ -43,6 +43,11 @@ pub struct Config {
     /// (max 60 s) apply in full.
     #[serde(with = "humantime_serde")]
     pub claim_idle: Duration,
+    /// How long a replica's claim on a partition lasts unless renewed (it
+    /// renews every quarter of it): a dead replica's partitions are taken
+    /// over after this.
+    #[serde(with = "humantime_serde")]
+    pub partition_lease: Duration,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// CIDRs that may receive deliveries although not public
@@ -97,6 +102,7 @@ impl Default for Config {
             subscription_share_percent: 6,
             batch_size: 256,
             claim_idle: Duration::from_secs(90),
+            partition_lease: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             allow_cidrs: Vec::new(),
             https_only: false,
@@ -129,7 +135,7 @@ impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         use hookline_server::config::checks;
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        checks::redis_url(&self.redis_url).map_err(ConfigError::Invalid)?;
+        hookline_queue::RedisTarget::parse(&self.redis_url).map_err(ConfigError::Invalid)?;
         checks::service_url("subscriptions_url", &self.subscriptions_url).map_err(ConfigError::Invalid)?;
         if let Some(url) = &self.fanout_url {
             checks::service_url("fanout_url", url).map_err(ConfigError::Invalid)?;
@@ -149,6 +155,9 @@ impl ServiceConfig for Config {
         }
         if self.response_body_limit > 64 * 1024 {
             return invalid("response_body_limit must be at most 64 KiB");
+        }
+        if self.partition_lease < Duration::from_secs(1) {
+            return invalid("partition_lease must be at least 1s");
         }
         checks::auth(&self.auth, true).map_err(ConfigError::Invalid)
     }

@@ -207,7 +207,7 @@ impl Worker {
     async fn fenced_state(
         &self,
         tasks: &[(String, DeliveryTask)],
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut hookline_queue::RedisConn,
     ) -> redis::RedisResult<Arc<hookline_watch::CacheState>> {
         let state = self.cache.state();
         let unknown = tasks
@@ -286,7 +286,7 @@ impl Worker {
         &self,
         keys: &PartitionKeys,
         tasks: &[(String, DeliveryTask)],
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut hookline_queue::RedisConn,
     ) -> redis::RedisResult<HashMap<String, Arc<EventData>>> {
         let mut ids: Vec<&str> = tasks.iter().map(|(_, t)| t.event_id.as_str()).collect();
         ids.sort_unstable();

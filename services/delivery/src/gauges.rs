@@ -39,11 +39,12 @@ async fn sample(worker: &Worker) -> redis::RedisResult<()> {
 
     let mut conn = worker.redis.clone();
     sample_stream_gauges(&mut conn, &worker.partitions, StreamKind::Deliveries).await?;
-    let mut pipe = redis::pipe();
-    for keys in worker.partitions.all() {
-        pipe.cmd("ZCARD").arg(keys.retry());
-    }
-    let waiting: Vec<u64> = pipe.query_async(&mut conn).await?;
+    // One read per partition: on a cluster they live in different slots.
+    let reads = worker.partitions.all().map(|keys| {
+        let mut conn = conn.clone();
+        async move { redis::cmd("ZCARD").arg(keys.retry()).query_async::<u64>(&mut conn).await }
+    });
+    let waiting = futures::future::try_join_all(reads).await?;
     metrics::gauge!("hookline_retries_scheduled").set(waiting.iter().sum::<u64>() as f64);
     Ok(())
 }

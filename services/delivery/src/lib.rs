@@ -31,7 +31,7 @@ mod worker;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use hookline_proto::v1::delivery_service_server::DeliveryServiceServer;
-use hookline_queue::Partitions;
+use hookline_queue::{DELIVERY_GROUP, Ownership, OwnershipSettings, Partitions};
 use hookline_server::ServerError;
 use hookline_watch::{SubscriptionCache, WatchConfig};
 use tokio::{
@@ -66,8 +66,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     config.validate()?;
-    let (_client, redis) = hookline_queue::connect(&config.redis_url, config.redis_timeout).await?;
-    let (_, reader) = hookline_queue::connect(&config.redis_url, config.redis_timeout + Duration::from_secs(2)).await?;
+    let redis = hookline_queue::connect(&config.redis_url, config.redis_timeout).await?;
     let service_token = config.auth.service_token.clone().unwrap_or_default();
     let (cache, _watch) =
         SubscriptionCache::spawn(WatchConfig::new(config.subscriptions_url.clone(), service_token.clone()))?;
@@ -91,9 +90,18 @@ pub async fn serve(
         record_secs: config.delivery_retention.as_secs(),
         stats_secs: config.stats_retention.as_secs(),
     };
+    let consumer = config.consumer_name.clone().unwrap_or_else(default_consumer_name);
+    let ownership = Ownership::spawn(
+        redis.clone(),
+        &partitions,
+        DELIVERY_GROUP,
+        &consumer,
+        OwnershipSettings { lease: config.partition_lease },
+        stop_rx.clone(),
+    );
     let worker = Arc::new(worker::Worker {
         redis: redis.clone(),
-        reader,
+        ownership,
         cache: cache.clone(),
         sender: sender.clone(),
         scripts: store::Scripts::default(),
@@ -108,7 +116,9 @@ pub async fn serve(
         pace: std::sync::Mutex::new(std::collections::HashMap::new()),
         partitions: partitions.clone(),
         settings: worker::Settings {
-            consumer: config.consumer_name.clone().unwrap_or_else(default_consumer_name),
+            consumer,
+            redis_url: config.redis_url.clone(),
+            read_timeout: config.redis_timeout + Duration::from_secs(2),
             batch_size: config.batch_size,
             claim_idle: config.claim_idle,
             max_retry_after: config.max_retry_after,

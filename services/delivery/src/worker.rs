@@ -2,6 +2,10 @@
 //! stream and a scheduler loop that puts due retries and resumed
 //! subscriptions' held deliveries back on the stream.
 //!
+//! Both loops work their partition only while this replica owns it
+//! (`hookline_queue::Ownership`); the consumer reads with a connection of
+//! its own, so one partition's blocking read never delays another's.
+//!
 //! The consumer reads only as many tasks as it has free concurrency, so
 //! tasks wait in Redis (where another replica may take them), not in this
 //! process. Each task runs on its own (see `dispatch`): a slow endpoint
@@ -12,9 +16,8 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use hookline_queue::{ConsumerGroup, DELIVERY_GROUP, PartitionKeys, is_missing_group};
+use hookline_queue::{ConsumerGroup, DELIVERY_GROUP, Ownership, PartitionKeys, RedisConn, is_missing_group};
 use hookline_watch::SubscriptionCache;
-use redis::aio::ConnectionManager;
 use tokio::sync::{Semaphore, watch};
 
 use crate::{
@@ -45,13 +48,16 @@ pub(crate) struct Settings {
     /// Slots one subscription may hold in this process under contention.
     pub(crate) subscription_share: usize,
     pub(crate) max_concurrency: usize,
+    /// Where each consumer loop opens its reading connection.
+    pub(crate) redis_url: String,
+    /// Longer than a blocking read.
+    pub(crate) read_timeout: Duration,
 }
 
 #[derive(Debug)]
 pub(crate) struct Worker {
-    pub(crate) redis: ConnectionManager,
-    /// A connection of the worker's own for blocking reads.
-    pub(crate) reader: ConnectionManager,
+    pub(crate) redis: RedisConn,
+    pub(crate) ownership: Ownership,
     pub(crate) cache: SubscriptionCache,
     pub(crate) sender: Sender,
     pub(crate) scripts: Scripts,
@@ -89,8 +95,17 @@ impl Worker {
         let mut claim_cursor = "0-0".to_owned();
         let mut last_claim = Instant::now();
         let mut last_trim = Instant::now();
+        let mut reader: Option<RedisConn> = None;
+        let mut ownership = self.ownership.clone();
         tracing::info!(partition = keys.index(), consumer = %self.settings.consumer, "delivery worker started");
         while !*stop.borrow() {
+            if !ownership.owns(keys.index()) {
+                tokio::select! {
+                    _ = ownership.changed() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
             if !self.cache.state().is_ready() {
                 tokio::select! {
                     _ = self.cache.ready(Duration::from_secs(1)) => {}
@@ -130,7 +145,12 @@ impl Worker {
                     }
                 }
                 let count = free.min(self.settings.batch_size);
-                let fresh = group.read_new(&mut self.reader.clone(), count, READ_BLOCK).await?;
+                let reader = match &mut reader {
+                    Some(reader) => reader,
+                    None => reader
+                        .insert(hookline_queue::connect(&self.settings.redis_url, self.settings.read_timeout).await?),
+                };
+                let fresh = group.read_new(reader, count, READ_BLOCK).await?;
                 self.clone().dispatch(&keys, fresh).await?;
                 if last_trim.elapsed() >= TRIM_EVERY {
                     last_trim = Instant::now();
@@ -160,7 +180,15 @@ impl Worker {
         let mut last_release = Instant::now();
         let mut last_prune = Instant::now();
         let mut backoff = Duration::from_millis(100);
+        let mut ownership = self.ownership.clone();
         while !*stop.borrow() {
+            if !ownership.owns(keys.index()) {
+                tokio::select! {
+                    _ = ownership.changed() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
             let step = async {
                 if last_prune.elapsed() >= PRUNE_EVERY && self.cache.state().is_ready() {
                     last_prune = Instant::now();
@@ -201,7 +229,7 @@ impl Worker {
 
     /// Drops index entries older than the delivery retention (their records
     /// have expired) for the subscriptions and tenants of this partition.
-    async fn prune_indexes(&self, keys: &PartitionKeys, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    async fn prune_indexes(&self, keys: &PartitionKeys, conn: &mut RedisConn) -> redis::RedisResult<()> {
         let cutoff = now_ms().saturating_sub(self.settings.retention.record_secs * 1000);
         let state = self.cache.state();
         let mut pipe = redis::pipe();
@@ -231,7 +259,7 @@ impl Worker {
 
     /// Deliveries waiting their FIFO turn go back to the stream if their
     /// subscription is no longer FIFO (or is gone).
-    async fn release_fifo(&self, keys: &PartitionKeys, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    async fn release_fifo(&self, keys: &PartitionKeys, conn: &mut RedisConn) -> redis::RedisResult<()> {
         let waiting: Vec<String> = redis::cmd("SMEMBERS").arg(keys.fifo_subscriptions()).query_async(conn).await?;
         let state = self.cache.state();
         for sub in waiting {
@@ -253,7 +281,7 @@ impl Worker {
 
     /// Held deliveries go back to the stream once their subscription is
     /// active again, or gone (the consumer then cancels them).
-    async fn release_held(&self, keys: &PartitionKeys, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    async fn release_held(&self, keys: &PartitionKeys, conn: &mut RedisConn) -> redis::RedisResult<()> {
         let held: Vec<String> = redis::cmd("SMEMBERS").arg(keys.held_subscriptions()).query_async(conn).await?;
         let state = self.cache.state();
         for sub in held {

@@ -6,14 +6,16 @@
 //! cache, and the subscription change-log revision is read as the event's
 //! fence (fan-out will not match the event against an older cache).
 
-use std::{collections::HashMap, time::SystemTime};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::SystemTime,
+};
 
 use hookline_auth::Principal;
 use hookline_domain::EventId;
 use hookline_proto::v1::{self, event_service_server::EventService};
-use hookline_queue::{Partitions, PublishArgs, PublishOutcome, Scripts, subscriptions_revision_key};
+use hookline_queue::{Partitions, PublishArgs, PublishOutcome, RedisConn, Scripts, subscriptions_revision_key};
 use hookline_watch::SubscriptionCache;
-use redis::aio::ConnectionManager;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -46,7 +48,7 @@ impl Prepared {
 
 #[derive(Debug)]
 pub(crate) struct Api {
-    pub(crate) redis: ConnectionManager,
+    pub(crate) redis: RedisConn,
     pub(crate) cache: SubscriptionCache,
     pub(crate) partitions: Partitions,
     pub(crate) scripts: Scripts,
@@ -108,15 +110,35 @@ impl Api {
             let outcome = self.scripts.publish_invocation(&one.keys, &one.entry, &args).invoke_async(&mut conn).await;
             return Ok(vec![outcome.map_err(ServiceError::from)]);
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        self.scripts.load(&mut pipe);
-        for p in prepared.iter_mut() {
+        // A pipeline stays within one partition (one Redis Cluster slot):
+        // one pipeline per partition, all sent at once.
+        let mut by_partition: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, p) in prepared.iter_mut().enumerate() {
             p.entry.fence = fence;
-            self.scripts.publish(&mut pipe, &p.keys, &p.entry, &p.args(&self.retention));
+            by_partition.entry(p.keys.index()).or_default().push(i);
         }
-        let results: Vec<redis::RedisResult<PublishOutcome>> = pipe.query_async(&mut conn).await?;
-        Ok(results.into_iter().map(|r| r.map_err(ServiceError::from)).collect())
+        let pipelines = by_partition.values().map(|items| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            self.scripts.load(&mut pipe);
+            for &i in items {
+                let p = &prepared[i];
+                self.scripts.publish(&mut pipe, &p.keys, &p.entry, &p.args(&self.retention));
+            }
+            let mut conn = self.redis.clone();
+            async move { pipe.query_async::<Vec<redis::RedisResult<PublishOutcome>>>(&mut conn).await }
+        });
+        let replies = futures::future::try_join_all(pipelines).await?;
+        let mut results: Vec<Option<Result<PublishOutcome, ServiceError>>> = prepared.iter().map(|_| None).collect();
+        for (items, reply) in by_partition.values().zip(replies) {
+            for (&i, outcome) in items.iter().zip(reply) {
+                results[i] = Some(outcome.map_err(ServiceError::from));
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ServiceError::Unavailable("no reply from redis".into()))))
+            .collect())
     }
 }
 
@@ -192,12 +214,12 @@ impl EventService for Api {
             Principal::Tenant(tenant) => vec![self.partitions.of_tenant(tenant.as_str())],
             Principal::Admin | Principal::Service => self.partitions.all().collect(),
         };
-        let mut pipe = redis::pipe();
-        for keys in &candidates {
-            pipe.hgetall(keys.event(&id));
-        }
-        let found: Vec<HashMap<String, Vec<u8>>> =
-            pipe.query_async(&mut self.redis.clone()).await.map_err(ServiceError::from)?;
+        // One read per partition (on a cluster they live in different slots).
+        let reads = candidates.iter().map(|keys| {
+            let (mut conn, key) = (self.redis.clone(), keys.event(&id));
+            async move { redis::cmd("HGETALL").arg(key).query_async::<HashMap<String, Vec<u8>>>(&mut conn).await }
+        });
+        let found = futures::future::try_join_all(reads).await.map_err(ServiceError::from)?;
         let event = found
             .into_iter()
             .find(|fields| !fields.is_empty())

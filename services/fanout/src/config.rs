@@ -45,6 +45,11 @@ pub struct Config {
     /// An entry pending this long with a consumer is taken over by another.
     #[serde(with = "humantime_serde")]
     pub claim_idle: Duration,
+    /// How long a replica's claim on a partition lasts unless renewed (it
+    /// renews every quarter of it): a dead replica's partitions are taken
+    /// over after this.
+    #[serde(with = "humantime_serde")]
+    pub partition_lease: Duration,
     /// Fan-out pauses while the delivery backlog of a partition exceeds this.
     pub max_delivery_backlog: u64,
     /// How long fan-out waits for its subscription cache to reach an
@@ -78,6 +83,7 @@ impl Default for Config {
             stream_retention: Duration::from_secs(600),
             batch_size: 256,
             claim_idle: Duration::from_secs(30),
+            partition_lease: Duration::from_secs(10),
             max_delivery_backlog: 1_000_000,
             fence_timeout: Duration::from_secs(5),
             accept_unknown_tenants: false,
@@ -100,7 +106,7 @@ impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         use hookline_server::config::checks;
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        checks::redis_url(&self.redis_url).map_err(ConfigError::Invalid)?;
+        hookline_queue::RedisTarget::parse(&self.redis_url).map_err(ConfigError::Invalid)?;
         checks::service_url("subscriptions_url", &self.subscriptions_url).map_err(ConfigError::Invalid)?;
         checks::partitions(self.partitions).map_err(ConfigError::Invalid)?;
         if !(1..=16 * 1024 * 1024).contains(&self.max_payload_bytes) {
@@ -111,6 +117,9 @@ impl ServiceConfig for Config {
         }
         if self.claim_idle < Duration::from_secs(1) {
             return invalid("claim_idle must be at least 1s");
+        }
+        if self.partition_lease < Duration::from_secs(1) {
+            return invalid("partition_lease must be at least 1s");
         }
         checks::auth(&self.auth, true).map_err(ConfigError::Invalid)
     }

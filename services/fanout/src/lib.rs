@@ -22,7 +22,9 @@ mod worker;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use hookline_proto::v1::event_service_server::EventServiceServer;
-use hookline_queue::{Partitions, Scripts, StreamKind, sample_stream_gauges};
+use hookline_queue::{
+    FANOUT_GROUP, Ownership, OwnershipSettings, Partitions, Scripts, StreamKind, sample_stream_gauges,
+};
 use hookline_server::ServerError;
 use hookline_watch::{SubscriptionCache, WatchConfig};
 use tokio::{net::TcpListener, sync::watch};
@@ -57,8 +59,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     config.validate()?;
-    let (_client, redis) = hookline_queue::connect(&config.redis_url, config.redis_timeout).await?;
-    let (_, reader) = hookline_queue::connect(&config.redis_url, config.redis_timeout + Duration::from_secs(2)).await?;
+    let redis = hookline_queue::connect(&config.redis_url, config.redis_timeout).await?;
     let service_token = config.auth.service_token.clone().unwrap_or_default();
     let (cache, _watch_task) =
         SubscriptionCache::spawn(WatchConfig::new(config.subscriptions_url.clone(), service_token))?;
@@ -82,13 +83,24 @@ pub async fn serve(
         },
     };
 
+    let consumer = config.consumer_name.clone().unwrap_or_else(default_consumer_name);
+    let ownership = Ownership::spawn(
+        redis.clone(),
+        &partitions,
+        FANOUT_GROUP,
+        &consumer,
+        OwnershipSettings { lease: config.partition_lease },
+        stop_rx.clone(),
+    );
     let worker = Arc::new(worker::Worker {
         redis: redis.clone(),
-        reader,
+        ownership,
         cache: cache.clone(),
         scripts: Scripts::default(),
         settings: worker::WorkerSettings {
-            consumer: config.consumer_name.clone().unwrap_or_else(default_consumer_name),
+            consumer,
+            redis_url: config.redis_url.clone(),
+            read_timeout: config.redis_timeout + Duration::from_secs(2),
             batch_size: config.batch_size,
             claim_idle: config.claim_idle,
             fence_timeout: config.fence_timeout,

@@ -9,6 +9,10 @@
 //! taken over by a live consumer after `claim_idle` (XAUTOCLAIM) and the
 //! script's XACK lets only one consumer enqueue.
 //!
+//! A loop works its partition only while this replica owns it
+//! (`hookline_queue::Ownership`), with a reading connection of its own, so
+//! one partition's blocking read never delays another's.
+//!
 //! A vanished stream or group (Redis restarted empty) is recreated, with
 //! backoff. While the delivery backlog of the partition (tasks not yet
 //! acknowledged by delivery) is at `max_delivery_backlog`, the loop waits
@@ -21,11 +25,10 @@ use std::{
 
 use hookline_domain::DeliveryId;
 use hookline_queue::{
-    ConsumerGroup, DELIVERY_GROUP, EventEntry, FANOUT_GROUP, FanoutOutcome, PartitionKeys, Scripts, StreamMessage,
-    is_missing_group,
+    ConsumerGroup, DELIVERY_GROUP, EventEntry, FANOUT_GROUP, FanoutOutcome, Ownership, PartitionKeys, RedisConn,
+    Scripts, StreamMessage, is_missing_group,
 };
 use hookline_watch::SubscriptionCache;
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
 use crate::{matching::matching_subscriptions, publish::unix_ms};
@@ -44,13 +47,16 @@ pub(crate) struct WorkerSettings {
     pub(crate) fence_timeout: Duration,
     pub(crate) max_delivery_backlog: u64,
     pub(crate) stream_retention: Duration,
+    /// Where each partition loop opens its reading connection.
+    pub(crate) redis_url: String,
+    /// Longer than a blocking read.
+    pub(crate) read_timeout: Duration,
 }
 
 #[derive(Debug)]
 pub(crate) struct Worker {
-    pub(crate) redis: ConnectionManager,
-    /// A connection of the worker's own for blocking reads.
-    pub(crate) reader: ConnectionManager,
+    pub(crate) redis: RedisConn,
+    pub(crate) ownership: Ownership,
     pub(crate) cache: SubscriptionCache,
     pub(crate) scripts: Scripts,
     pub(crate) settings: WorkerSettings,
@@ -59,6 +65,8 @@ pub(crate) struct Worker {
 /// One loop's state.
 struct Partition {
     keys: PartitionKeys,
+    /// Opened when the partition is first owned; blocking reads hold it.
+    reader: Option<RedisConn>,
     events: ConsumerGroup,
     deliveries: ConsumerGroup,
     group_ready: bool,
@@ -78,6 +86,7 @@ impl Worker {
             events: ConsumerGroup::new(keys.events(), FANOUT_GROUP, consumer),
             deliveries: ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, consumer),
             keys,
+            reader: None,
             group_ready: false,
             claim_cursor: "0-0".into(),
             last_claim: long_ago,
@@ -86,7 +95,15 @@ impl Worker {
             backoff: Duration::from_millis(100),
         };
         tracing::info!(partition = p.keys.index(), consumer, "fan-out worker started");
+        let mut ownership = self.ownership.clone();
         while !*stop.borrow() {
+            if !ownership.owns(p.keys.index()) {
+                tokio::select! {
+                    _ = ownership.changed() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
             if !self.cache.state().is_ready() {
                 tokio::select! {
                     _ = self.cache.ready(Duration::from_secs(1)) => {}
@@ -150,7 +167,13 @@ impl Worker {
                 self.fan_out(p, stale).await?;
             }
         }
-        let fresh = p.events.read_new(&mut self.reader.clone(), self.settings.batch_size, READ_BLOCK).await?;
+        let reader = match &mut p.reader {
+            Some(reader) => reader,
+            None => {
+                p.reader.insert(hookline_queue::connect(&self.settings.redis_url, self.settings.read_timeout).await?)
+            }
+        };
+        let fresh = p.events.read_new(reader, self.settings.batch_size, READ_BLOCK).await?;
         self.fan_out(p, fresh).await?;
         if p.last_trim.elapsed() >= TRIM_EVERY {
             p.last_trim = Instant::now();

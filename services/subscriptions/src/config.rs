@@ -85,7 +85,7 @@ impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         use hookline_server::config::checks;
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        checks::redis_url(&self.redis_url).map_err(ConfigError::Invalid)?;
+        hookline_queue::RedisTarget::parse(&self.redis_url).map_err(ConfigError::Invalid)?;
         if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
             return invalid("key_prefix must be non-empty without braces or spaces");
         }

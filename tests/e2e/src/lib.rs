@@ -163,6 +163,36 @@ impl Receiver {
     }
 }
 
+/// The environment of a service listening on `port`, in a stack on
+/// `redis_url` whose subscription and fanout services listen on
+/// `subs_port` and `fanout_port`; `extra` comes last and wins.
+pub fn service_env(
+    redis_url: &str,
+    port: u16,
+    subs_port: u16,
+    fanout_port: u16,
+    extra: &[(&str, String)],
+) -> HashMap<String, String> {
+    [
+        ("HOOKLINE_LISTEN_ADDR", format!("127.0.0.1:{port}")),
+        ("HOOKLINE_ADMIN_ADDR", format!("127.0.0.1:{}", free_port())),
+        ("HOOKLINE_REDIS_URL", redis_url.to_owned()),
+        ("HOOKLINE_SUBSCRIPTIONS_URL", format!("http://127.0.0.1:{subs_port}")),
+        ("HOOKLINE_FANOUT_URL", format!("http://127.0.0.1:{fanout_port}")),
+        ("HOOKLINE_ALLOW_CIDRS", "[\"127.0.0.0/8\"]".into()),
+        ("HOOKLINE_CLAIM_IDLE", "3s".into()),
+        ("HOOKLINE_PARTITION_LEASE", "2s".into()),
+        ("HOOKLINE_AUTO_PAUSE_AFTER", "3".into()),
+        ("HOOKLINE_AUTH__TOKENS", format!("[{{token=\"{TOKEN}\",tenant=\"acme\"}}]")),
+        ("HOOKLINE_AUTH__SERVICE_TOKEN", SERVICE.into()),
+        ("HOOKLINE_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .chain(extra.iter().cloned())
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 #[derive(Debug)]
 pub struct Stack {
     pub redis: RedisServer,
@@ -183,25 +213,7 @@ impl Stack {
     /// The stack with `extra` variables set for every service.
     pub async fn with_env(redis: RedisServer, extra: &[(&str, String)]) -> Self {
         let (subs_port, fanout_port, delivery_port) = (free_port(), free_port(), free_port());
-        let env = |port: u16| -> HashMap<String, String> {
-            [
-                ("HOOKLINE_LISTEN_ADDR", format!("127.0.0.1:{port}")),
-                ("HOOKLINE_ADMIN_ADDR", format!("127.0.0.1:{}", free_port())),
-                ("HOOKLINE_REDIS_URL", redis.url()),
-                ("HOOKLINE_SUBSCRIPTIONS_URL", format!("http://127.0.0.1:{subs_port}")),
-                ("HOOKLINE_FANOUT_URL", format!("http://127.0.0.1:{fanout_port}")),
-                ("HOOKLINE_ALLOW_CIDRS", "[\"127.0.0.0/8\"]".into()),
-                ("HOOKLINE_CLAIM_IDLE", "3s".into()),
-                ("HOOKLINE_AUTO_PAUSE_AFTER", "3".into()),
-                ("HOOKLINE_AUTH__TOKENS", format!("[{{token=\"{TOKEN}\",tenant=\"acme\"}}]")),
-                ("HOOKLINE_AUTH__SERVICE_TOKEN", SERVICE.into()),
-                ("HOOKLINE_LOG", "warn".into()),
-            ]
-            .into_iter()
-            .chain(extra.iter().cloned())
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect()
-        };
+        let env = |port: u16| service_env(&redis.url(), port, subs_port, fanout_port, extra);
         let subscriptions = Process::start("hookline-subscriptions", env(subs_port));
         subscriptions.serving().await;
         let fanout = Process::start("hookline-fanout", env(fanout_port));

@@ -15,9 +15,9 @@ use futures::Stream;
 use hookline_auth::Principal;
 use hookline_domain::{DeliveryId, SubscriptionId};
 use hookline_proto::v1::{self, delivery_service_server::DeliveryService};
+use hookline_queue::RedisConn;
 use hookline_queue::{PartitionKeys, Partitions, subscriptions_revision_key};
 use hookline_watch::{CachedSubscription, SubscriptionCache};
-use redis::aio::ConnectionManager;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -27,7 +27,7 @@ use crate::{
 
 #[derive(Debug)]
 pub(crate) struct Api {
-    pub(crate) redis: ConnectionManager,
+    pub(crate) redis: RedisConn,
     pub(crate) cache: SubscriptionCache,
     pub(crate) partitions: Partitions,
     pub(crate) scripts: Arc<Scripts>,

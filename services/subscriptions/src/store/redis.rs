@@ -24,7 +24,8 @@
 use std::time::Duration;
 
 use hookline_domain::{EventType, Subscription, SubscriptionId, TenantId, TenantSettings, patterns_overlap};
-use redis::{AsyncCommands, Script, aio::ConnectionManager, streams::StreamRangeReply};
+use hookline_queue::RedisConn;
+use redis::{AsyncCommands, Script, streams::StreamRangeReply};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -94,7 +95,7 @@ struct Record {
 
 #[derive(Clone)]
 pub(crate) struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
     sealer: SecretSealer,
     change_log_len: u64,
@@ -123,23 +124,10 @@ impl RedisStore {
     /// Connects (retrying in the background if Redis is down) and starts the
     /// change-log tailer. Fails only on a malformed URL.
     pub(crate) async fn connect(config: RedisStoreConfig, sealer: SecretSealer) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.command_timeout))
-            .set_connection_timeout(Some(config.command_timeout))
-            .set_max_delay(Duration::from_secs(2));
-        let conn = loop {
-            match client.get_connection_manager_with_config(manager_config.clone()).await {
-                Ok(conn) => break conn,
-                Err(error) => {
-                    tracing::warn!(%error, "redis not reachable yet; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
+        let conn = hookline_queue::connect(&config.url, config.command_timeout).await?;
         let keys = Keys::new(&config.key_prefix);
         let (tx, rx) = watch::channel(LogPosition::default());
-        tokio::spawn(tail_change_log(client, keys.clone(), tx));
+        tokio::spawn(tail_change_log(config.url.clone(), keys.clone(), tx));
         Ok(Self {
             conn,
             keys,
@@ -358,54 +346,47 @@ async fn read_position(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys) 
 /// Follows the change log with a blocking XREAD on a connection of its own,
 /// publishing the latest position; re-reads the position every second so a
 /// restarted (emptied) Redis is noticed too.
-async fn tail_change_log(client: redis::Client, keys: Keys, tx: watch::Sender<LogPosition>) {
+async fn tail_change_log(url: String, keys: Keys, tx: watch::Sender<LogPosition>) {
     const BLOCK: Duration = Duration::from_secs(1);
-    let config = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(Some(BLOCK + Duration::from_secs(2)))
-        .set_connection_timeout(Some(Duration::from_secs(2)));
+    let mut conn = match hookline_queue::connect(&url, BLOCK + Duration::from_secs(2)).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::error!(%error, "change-log tailer cannot connect");
+            return;
+        }
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         if tx.is_closed() {
             return;
         }
-        let mut conn = match client.get_multiplexed_async_connection_with_config(&config).await {
-            Ok(conn) => conn,
+        let position = match read_position(&mut conn, &keys).await {
+            Ok(p) => p,
             Err(error) => {
-                tracing::debug!(%error, "change-log tailer cannot connect");
+                // The connection reconnects by itself; wait a little.
+                tracing::debug!(%error, "change-log tailer cannot read");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
         backoff = Duration::from_millis(100);
-        loop {
-            if tx.is_closed() {
-                return;
-            }
-            let position = match read_position(&mut conn, &keys).await {
-                Ok(p) => p,
-                Err(_) => break,
-            };
-            tx.send_if_modified(|current| {
-                let changed = *current != position;
-                *current = position.clone();
-                changed
-            });
-            let from = format!("{}-0", position.revision);
-            let read: Result<Option<redis::streams::StreamReadReply>, _> = redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(1)
-                .arg("BLOCK")
-                .arg(BLOCK.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(keys.changes())
-                .arg(from)
-                .query_async(&mut conn)
-                .await;
-            if read.is_err() {
-                break;
-            }
-        }
+        tx.send_if_modified(|current| {
+            let changed = *current != position;
+            *current = position.clone();
+            changed
+        });
+        let from = format!("{}-0", position.revision);
+        let _: Result<Option<redis::streams::StreamReadReply>, _> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(keys.changes())
+            .arg(from)
+            .query_async(&mut conn)
+            .await;
     }
 }
 
