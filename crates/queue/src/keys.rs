@@ -37,17 +37,24 @@ pub fn subscriptions_revision_key(prefix: &str) -> String {
     format!("{{{prefix}:subs}}:revision")
 }
 
+/// Redis Cluster's hash slots.
+const SLOTS: u32 = 16_384;
+
 /// How streams are split.
 #[derive(Debug, Clone)]
 pub struct Partitions {
     prefix: String,
     count: u16,
+    /// The hash tag of each partition (see [`partition_tag`]).
+    tags: std::sync::Arc<[String]>,
 }
 
 impl Partitions {
     /// `count` is clamped to 1..=1024.
     pub fn new(prefix: &str, count: u16) -> Self {
-        Self { prefix: prefix.to_owned(), count: count.clamp(1, 1024) }
+        let count = count.clamp(1, 1024);
+        let tags = (0..count).map(|index| partition_tag(prefix, index, count)).collect();
+        Self { prefix: prefix.to_owned(), count, tags }
     }
 
     pub fn count(&self) -> u16 {
@@ -65,7 +72,12 @@ impl Partitions {
     }
 
     pub fn get(&self, index: u16) -> PartitionKeys {
-        PartitionKeys { tag: format!("{{{}:p{index}}}", self.prefix), index }
+        let tag = self
+            .tags
+            .get(usize::from(index))
+            .cloned()
+            .unwrap_or_else(|| partition_tag(&self.prefix, index, self.count));
+        PartitionKeys { tag, index }
     }
 
     pub fn all(&self) -> impl Iterator<Item = PartitionKeys> + '_ {
@@ -78,6 +90,30 @@ impl Partitions {
         let tag = format!("{{{}:owners:{group}}}", self.prefix);
         (format!("{tag}:members"), format!("{tag}:leases"))
     }
+}
+
+/// The hash tag of partition `index` of `count`: `{<prefix>:p<index>.<n>}`
+/// with the smallest `n` whose Cluster slot falls in the middle half of the
+/// `index`-th of `count` equal slot ranges. Plain `{prefix:pN}` tags hash
+/// close together (CRC16 of near-identical strings) and would pile most
+/// partitions onto one node; these spread them the way `redis-cli
+/// --cluster create` spreads slots over nodes, so with a partition count
+/// that is a multiple of the masters each master works the same share.
+/// Part of the contract: the same inputs must always give the same tag.
+fn partition_tag(prefix: &str, index: u16, count: u16) -> String {
+    let width = SLOTS / u32::from(count);
+    let low = u32::from(index) * width + width / 4;
+    let high = low + (width / 2).max(1);
+    (0u32..)
+        .map(|n| format!("{prefix}:p{index}.{n}"))
+        .find(|tag| (low..high).contains(&slot(tag.as_bytes())))
+        .map(|tag| format!("{{{tag}}}"))
+        .unwrap_or_default()
+}
+
+/// The Redis Cluster slot of a hash tag's content.
+fn slot(tag: &[u8]) -> u32 {
+    u32::from(crc16::State::<crc16::XMODEM>::calculate(tag)) % SLOTS
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -187,9 +223,36 @@ mod tests {
     #[test]
     fn keys_of_a_partition_share_one_hash_tag() {
         let p = Partitions::new("hookline", 4).get(3);
+        assert!(p.tag().starts_with("{hookline:p3.") && p.tag().ends_with('}'), "{}", p.tag());
         for key in [p.events(), p.deliveries(), p.event("evt_x"), p.idempotency("acme", "k")] {
-            assert!(key.starts_with("{hookline:p3}:"), "{key}");
+            assert!(key.starts_with(&format!("{}:", p.tag())), "{key}");
         }
+    }
+
+    #[test]
+    fn partition_tags_never_change() {
+        // Renaming them would orphan every key already written.
+        assert_eq!(Partitions::new("hookline", 1).get(0).tag(), "{hookline:p0.0}");
+        assert_eq!(Partitions::new("hookline", 6).get(5).tag(), "{hookline:p5.0}");
+        // Slot 15096 (CRC16/XMODEM, checked apart from this code), in the
+        // middle half of 12288..16384.
+        assert_eq!(Partitions::new("hookline", 4).get(3).tag(), "{hookline:p3.3}");
+    }
+
+    #[test]
+    fn partitions_spread_evenly_over_the_slots_of_three_masters() {
+        // redis-cli --cluster create gives 3 masters 0-5460, 5461-10922, 10923-16383.
+        let master = |slot: u32| (slot * 3 / SLOTS) as usize;
+        for count in [3u16, 6, 12, 24, 96] {
+            let parts = Partitions::new("hookline", count);
+            let mut per_master = [0u16; 3];
+            for keys in parts.all() {
+                let tag = keys.tag().trim_start_matches('{').trim_end_matches('}');
+                per_master[master(slot(tag.as_bytes()))] += 1;
+            }
+            assert_eq!(per_master, [count / 3; 3], "{count} partitions");
+        }
+        assert_eq!(Partitions::new("hookline", 1024).all().count(), 1024);
     }
 
     #[test]

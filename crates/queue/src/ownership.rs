@@ -146,7 +146,9 @@ impl LeaseTask {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.tick()) => {}
-                _ = stop.changed() => {}
+                changed = stop.changed() => if changed.is_err() {
+                    break; // the stop handle is gone: stop too
+                }
             }
         }
         self.publish(&tx, BTreeSet::new());
