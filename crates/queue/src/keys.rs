@@ -45,16 +45,16 @@ const SLOTS: u32 = 16_384;
 pub struct Partitions {
     prefix: String,
     count: u16,
-    /// The hash tag of each partition (see [`partition_tag`]).
-    tags: std::sync::Arc<[String]>,
+    /// The start of each partition's keys (see [`partition_base`]).
+    bases: std::sync::Arc<[String]>,
 }
 
 impl Partitions {
     /// `count` is clamped to 1..=1024.
     pub fn new(prefix: &str, count: u16) -> Self {
         let count = count.clamp(1, 1024);
-        let tags = (0..count).map(|index| partition_tag(prefix, index, count)).collect();
-        Self { prefix: prefix.to_owned(), count, tags }
+        let bases = (0..count).map(|index| partition_base(prefix, index, count)).collect();
+        Self { prefix: prefix.to_owned(), count, bases }
     }
 
     pub fn count(&self) -> u16 {
@@ -73,10 +73,10 @@ impl Partitions {
 
     pub fn get(&self, index: u16) -> PartitionKeys {
         let tag = self
-            .tags
+            .bases
             .get(usize::from(index))
             .cloned()
-            .unwrap_or_else(|| partition_tag(&self.prefix, index, self.count));
+            .unwrap_or_else(|| partition_base(&self.prefix, index, self.count));
         PartitionKeys { tag, index }
     }
 
@@ -92,26 +92,47 @@ impl Partitions {
     }
 }
 
-/// The hash tag of partition `index` of `count`: `{<prefix>:p<index>.<n>}`
-/// with the smallest `n` whose Cluster slot falls in the middle half of the
-/// `index`-th of `count` equal slot ranges. Plain `{prefix:pN}` tags hash
-/// close together (CRC16 of near-identical strings) and would pile most
-/// partitions onto one node; these spread them the way `redis-cli
-/// --cluster create` spreads slots over nodes, so with a partition count
-/// that is a multiple of the masters each master works the same share.
-/// Part of the contract: the same inputs must always give the same tag.
-fn partition_tag(prefix: &str, index: u16, count: u16) -> String {
-    let width = SLOTS / u32::from(count);
-    let low = u32::from(index) * width + width / 4;
-    let high = low + (width / 2).max(1);
-    (0u32..)
-        .map(|n| format!("{prefix}:p{index}.{n}"))
-        .find(|tag| (low..high).contains(&slot(tag.as_bytes())))
-        .map(|tag| format!("{{{tag}}}"))
-        .unwrap_or_default()
+/// Slot groups: Redis Cluster's slots in 1,024 runs of 16.
+const SLOT_GROUPS: u32 = 1024;
+
+/// For every slot group, in order, the first of `s0`, `s1`, `s2`, … whose
+/// Cluster slot lies in it: hash tags that land where we choose. The chart
+/// ships the same table (`helm/hookline/files/slot-tags.json`) to name the
+/// streams in KEDA triggers. Part of the contract: it never changes.
+pub fn slot_tags() -> &'static [String] {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| {
+        let mut tags = vec![String::new(); SLOT_GROUPS as usize];
+        let mut left = tags.len();
+        for n in 0u32.. {
+            let tag = format!("s{n}");
+            let group = &mut tags[(slot(tag.as_bytes()) / (SLOTS / SLOT_GROUPS)) as usize];
+            if group.is_empty() {
+                *group = tag;
+                left -= 1;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        tags
+    })
 }
 
-/// The Redis Cluster slot of a hash tag's content.
+/// The common start of partition `index`'s keys (of `count`):
+/// `<prefix>:p<index>:{<slot tag>}`, where the slot tag puts the partition
+/// in the middle of the `index`-th of `count` equal runs of slots. Plain
+/// tags such as `{prefix:pN}` hash close together (CRC16 of near-identical
+/// strings: 14 of 24 partitions on one of three masters); these spread the
+/// way `redis-cli --cluster create` spreads slots over masters, so with a
+/// partition count that is a multiple of the masters each works the same
+/// share.
+fn partition_base(prefix: &str, index: u16, count: u16) -> String {
+    let group = (2 * u32::from(index) + 1) * SLOT_GROUPS / (2 * u32::from(count));
+    format!("{prefix}:p{index}:{{{}}}", slot_tags()[group as usize])
+}
+
+/// The Redis Cluster slot of a hash tag's content (CRC16/XMODEM).
 fn slot(tag: &[u8]) -> u32 {
     u32::from(crc16::State::<crc16::XMODEM>::calculate(tag)) % SLOTS
 }
@@ -144,7 +165,9 @@ impl PartitionKeys {
         format!("{}:event:{event_id}", self.tag)
     }
 
-    /// The hash tag itself, for scripts that derive a record key from an id.
+    /// The start every key of the partition shares (`<prefix>:p<N>:{<slot
+    /// tag>}`, hash tag included), for scripts that derive a record key
+    /// from an id.
     pub fn tag(&self) -> &str {
         &self.tag
     }
@@ -217,42 +240,68 @@ impl PartitionKeys {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The slot of a key as Redis Cluster computes it (the hash tag).
+    fn key_slot(key: &str) -> u32 {
+        let open = key.find('{').unwrap();
+        let close = open + key[open..].find('}').unwrap();
+        slot(&key.as_bytes()[open + 1..close])
+    }
 
     #[test]
     fn keys_of_a_partition_share_one_hash_tag() {
         let p = Partitions::new("hookline", 4).get(3);
-        assert!(p.tag().starts_with("{hookline:p3.") && p.tag().ends_with('}'), "{}", p.tag());
+        assert!(p.tag().starts_with("hookline:p3:{s") && p.tag().ends_with('}'), "{}", p.tag());
         for key in [p.events(), p.deliveries(), p.event("evt_x"), p.idempotency("acme", "k")] {
             assert!(key.starts_with(&format!("{}:", p.tag())), "{key}");
+            assert_eq!(key_slot(&key), key_slot(p.tag()));
         }
     }
 
     #[test]
-    fn partition_tags_never_change() {
-        // Renaming them would orphan every key already written.
-        assert_eq!(Partitions::new("hookline", 1).get(0).tag(), "{hookline:p0.0}");
-        assert_eq!(Partitions::new("hookline", 6).get(5).tag(), "{hookline:p5.0}");
-        // Slot 15096 (CRC16/XMODEM, checked apart from this code), in the
-        // middle half of 12288..16384.
-        assert_eq!(Partitions::new("hookline", 4).get(3).tag(), "{hookline:p3.3}");
+    fn partition_keys_never_change() {
+        // Renaming them would orphan every key already written. Slots
+        // checked apart from this code (CRC16/XMODEM in Python): s820 is
+        // slot 8201, in the middle of the range; 3 of 4 lands at 14,336±16.
+        assert_eq!(Partitions::new("hookline", 1).get(0).events(), "hookline:p0:{s820}:events");
+        assert_eq!(key_slot("hookline:p0:{s820}:events"), 8201);
+        let last = Partitions::new("hookline", 4).get(3);
+        assert!((14_336..14_352).contains(&key_slot(last.tag())), "{}", last.tag());
+    }
+
+    #[test]
+    fn every_slot_group_has_a_tag() {
+        let tags = slot_tags();
+        assert_eq!(tags.len(), 1024);
+        for (group, tag) in tags.iter().enumerate() {
+            assert_eq!(slot(tag.as_bytes()) / 16, group as u32, "{tag}");
+        }
+    }
+
+    #[test]
+    fn the_charts_copy_of_the_slot_tags_is_the_same() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../helm/hookline/files/slot-tags.json");
+        let chart: Vec<String> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(chart, slot_tags(), "regenerate {path} from hookline_queue::slot_tags()");
     }
 
     #[test]
     fn partitions_spread_evenly_over_the_slots_of_three_masters() {
         // redis-cli --cluster create gives 3 masters 0-5460, 5461-10922, 10923-16383.
         let master = |slot: u32| (slot * 3 / SLOTS) as usize;
-        for count in [3u16, 6, 12, 24, 96] {
+        for count in [3u16, 6, 12, 24, 96, 1023] {
             let parts = Partitions::new("hookline", count);
             let mut per_master = [0u16; 3];
             for keys in parts.all() {
-                let tag = keys.tag().trim_start_matches('{').trim_end_matches('}');
-                per_master[master(slot(tag.as_bytes()))] += 1;
+                per_master[master(key_slot(keys.tag()))] += 1;
             }
             assert_eq!(per_master, [count / 3; 3], "{count} partitions");
         }
-        assert_eq!(Partitions::new("hookline", 1024).all().count(), 1024);
+        let all: std::collections::HashSet<String> = Partitions::new("h", 1024).all().map(|k| k.events()).collect();
+        assert_eq!(all.len(), 1024);
     }
 
     #[test]

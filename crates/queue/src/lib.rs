@@ -13,8 +13,8 @@
 //! same partition (`Partitions::of_tenant`).
 //!
 //! The same code runs on one Redis or a Redis Cluster ([`connect`] picks
-//! by URL), and replicas of a service share the partitions between them
-//! through leases ([`Ownership`]).
+//! by URL), and replicas of a service either all work every partition or
+//! share them out through leases ([`Ownership`]).
 
 mod conn;
 mod entry;
@@ -28,6 +28,6 @@ pub use conn::{RedisConn, RedisTarget, connect};
 pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
 pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};
 pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
-pub use keys::{DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, subscriptions_revision_key};
-pub use ownership::{Ownership, OwnershipSettings};
+pub use keys::{DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, slot_tags, subscriptions_revision_key};
+pub use ownership::{Ownership, OwnershipMode, OwnershipSettings};
 pub use scripts::{FanoutOutcome, PublishArgs, PublishOutcome, Scripts};

@@ -1,7 +1,15 @@
-//! Which replica works which partition: leases in Redis that expire by
-//! themselves.
+//! Which replica works which partition.
 //!
-//! Every replica of a service (fanout, delivery) runs one [`Ownership`]
+//! Two modes ([`OwnershipMode`]). **Shared**: every replica works every
+//! partition, and the consumer group hands each entry to one of them, so
+//! any number of replicas help with a hot partition (one busy tenant).
+//! **Exclusive**: one replica at a time works a partition, by leases in
+//! Redis that expire by themselves; this keeps one reader per partition
+//! (fan-out order across replicas) and fewer blocking reads, but replicas
+//! beyond the partition count stand by. Fanout defaults to exclusive,
+//! delivery to shared.
+//!
+//! In exclusive mode every replica of a service (fanout, delivery) runs one [`Ownership`]
 //! task. Every quarter of the lease it calls `own.lua`, which renews the
 //! replica's membership and leases, gives back the leases above its fair
 //! share (`partitions / live replicas`, the first `partitions % replicas`
@@ -30,9 +38,19 @@ use tokio::sync::watch;
 
 use crate::{Partitions, RedisConn};
 
-/// How long a lease lasts unless renewed.
+/// Whether replicas share every partition or own some each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnershipMode {
+    Shared,
+    Exclusive,
+}
+
+/// How partitions are shared out; `lease` (exclusive mode) is how long a
+/// lease lasts unless renewed.
 #[derive(Debug, Clone, Copy)]
 pub struct OwnershipSettings {
+    pub mode: OwnershipMode,
     pub lease: Duration,
 }
 
@@ -49,9 +67,10 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    /// Starts sharing `partitions` among the live consumers of `group`,
-    /// as `consumer`, until `stop` turns true (then its leases are given
-    /// back). Until the first call succeeds, nothing is owned.
+    /// Shared mode: every partition, at once and for good. Exclusive mode:
+    /// starts sharing `partitions` among the live consumers of `group`, as
+    /// `consumer`, until `stop` turns true (then its leases are given
+    /// back); until the first call succeeds, nothing is owned.
     pub fn spawn(
         conn: RedisConn,
         partitions: &Partitions,
@@ -66,6 +85,12 @@ impl Ownership {
             metrics::Unit::Count,
             "Partitions this replica works (leases it holds), per consumer group"
         );
+        if settings.mode == OwnershipMode::Shared {
+            let all: BTreeSet<u16> = (0..partitions.count()).collect();
+            metrics::gauge!("hookline_partitions_owned", "group" => group.to_owned()).set(all.len() as f64);
+            let (_, rx) = watch::channel(Arc::new(all));
+            return Self { owned: rx };
+        }
         metrics::gauge!("hookline_partitions_owned", "group" => group.to_owned()).set(0.0);
         let (members, leases) = partitions.ownership(group);
         let lease_task = LeaseTask {

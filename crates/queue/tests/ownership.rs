@@ -7,7 +7,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use hookline_queue::{Ownership, OwnershipSettings, Partitions, connect};
+use hookline_queue::{Ownership, OwnershipMode, OwnershipSettings, Partitions, connect};
 use hookline_testkit::{RedisCluster, RedisServer, eventually};
 use tokio::sync::watch;
 
@@ -22,7 +22,14 @@ struct Replica {
 async fn replica(url: &str, partitions: &Partitions, name: &str) -> Replica {
     let conn = connect(url, Duration::from_secs(2)).await.unwrap();
     let (stop, stop_rx) = watch::channel(false);
-    let ownership = Ownership::spawn(conn, partitions, "workers", name, OwnershipSettings { lease: LEASE }, stop_rx);
+    let ownership = Ownership::spawn(
+        conn,
+        partitions,
+        "workers",
+        name,
+        OwnershipSettings { mode: OwnershipMode::Exclusive, lease: LEASE },
+        stop_rx,
+    );
     Replica { ownership, stop }
 }
 
@@ -98,6 +105,20 @@ async fn replicas_share_partitions_on_one_redis() {
 async fn replicas_share_partitions_on_a_cluster() {
     let cluster = RedisCluster::start();
     replicas_come_and_go(&cluster.url()).await;
+}
+
+#[tokio::test]
+async fn in_shared_mode_every_replica_works_every_partition() {
+    let redis = RedisServer::start();
+    let partitions = Partitions::new("hookline", 4);
+    let conn = connect(&redis.url(), Duration::from_secs(2)).await.unwrap();
+    let (_stop, stop_rx) = watch::channel(false);
+    let settings = OwnershipSettings { mode: OwnershipMode::Shared, lease: LEASE };
+    let a = Ownership::spawn(conn.clone(), &partitions, "workers", "a", settings, stop_rx.clone());
+    let b = Ownership::spawn(conn, &partitions, "workers", "b", settings, stop_rx);
+    for replica in [&a, &b] {
+        assert_eq!(*replica.owned(), (0..4).collect::<BTreeSet<u16>>());
+    }
 }
 
 #[tokio::test]

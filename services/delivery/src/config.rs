@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use hookline_auth::AuthConfig;
+use hookline_queue::OwnershipMode;
 use hookline_server::{
     TlsSection,
     config::{ConfigError, ServiceConfig},
@@ -43,9 +44,13 @@ pub struct Config {
     /// (max 60 s) apply in full.
     #[serde(with = "humantime_serde")]
     pub claim_idle: Duration,
-    /// How long a replica's claim on a partition lasts unless renewed (it
-    /// renews every quarter of it): a dead replica's partitions are taken
-    /// over after this.
+    /// `exclusive`: one replica at a time works a partition (leases in
+    /// Redis; replicas beyond the partition count stand by); `shared`:
+    /// every replica works every partition.
+    pub partition_ownership: OwnershipMode,
+    /// Exclusive ownership: how long a replica's lease on a partition lasts
+    /// unless renewed (it renews every quarter of it); a dead replica's
+    /// partitions are taken over after this.
     #[serde(with = "humantime_serde")]
     pub partition_lease: Duration,
     #[serde(with = "humantime_serde")]
@@ -102,6 +107,7 @@ impl Default for Config {
             subscription_share_percent: 6,
             batch_size: 256,
             claim_idle: Duration::from_secs(90),
+            partition_ownership: OwnershipMode::Shared,
             partition_lease: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             allow_cidrs: Vec::new(),

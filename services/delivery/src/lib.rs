@@ -96,7 +96,7 @@ pub async fn serve(
         &partitions,
         DELIVERY_GROUP,
         &consumer,
-        OwnershipSettings { lease: config.partition_lease },
+        OwnershipSettings { mode: config.partition_ownership, lease: config.partition_lease },
         stop_rx.clone(),
     );
     let worker = Arc::new(worker::Worker {

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use hookline_auth::AuthConfig;
+use hookline_queue::OwnershipMode;
 use hookline_server::{
     TlsSection,
     config::{ConfigError, ServiceConfig},
@@ -45,9 +46,13 @@ pub struct Config {
     /// An entry pending this long with a consumer is taken over by another.
     #[serde(with = "humantime_serde")]
     pub claim_idle: Duration,
-    /// How long a replica's claim on a partition lasts unless renewed (it
-    /// renews every quarter of it): a dead replica's partitions are taken
-    /// over after this.
+    /// `exclusive`: one replica at a time works a partition (leases in
+    /// Redis; replicas beyond the partition count stand by); `shared`:
+    /// every replica works every partition.
+    pub partition_ownership: OwnershipMode,
+    /// Exclusive ownership: how long a replica's lease on a partition lasts
+    /// unless renewed (it renews every quarter of it); a dead replica's
+    /// partitions are taken over after this.
     #[serde(with = "humantime_serde")]
     pub partition_lease: Duration,
     /// Fan-out pauses while the delivery backlog of a partition exceeds this.
@@ -83,6 +88,7 @@ impl Default for Config {
             stream_retention: Duration::from_secs(600),
             batch_size: 256,
             claim_idle: Duration::from_secs(30),
+            partition_ownership: OwnershipMode::Exclusive,
             partition_lease: Duration::from_secs(10),
             max_delivery_backlog: 1_000_000,
             fence_timeout: Duration::from_secs(5),

@@ -1,6 +1,8 @@
 //! hookline on a Redis Cluster: the same binaries as on one Redis, chosen
 //! by the URL alone (`redis+cluster://…`), with two replicas each of
-//! fanout and delivery sharing the partitions through leases. One replica
+//! fanout and delivery sharing the partitions out through leases (both
+//! in exclusive ownership here; delivery's default, shared, is what the
+//! other e2e tests run). One replica
 //! of each is killed (`kill -9`) mid-run and not restarted: its partitions
 //! and pending entries are taken over, and every event still reaches every
 //! matching subscription.
@@ -40,15 +42,20 @@ async fn partitions_owned(process: &Process, group: &str) -> Option<u64> {
 /// Waits until the replicas' owned partitions add up to all of them and
 /// each live replica has its fair share.
 async fn shared_fairly(replicas: &[&Process], group: &str) {
-    eventually(Duration::from_secs(30), || async {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
         let mut counts = Vec::new();
         for replica in replicas {
-            counts.push(partitions_owned(replica, group).await.unwrap_or(0));
+            counts.push(partitions_owned(replica, group).await);
         }
         let fair = u64::from(PARTITIONS) / replicas.len() as u64;
-        counts.iter().sum::<u64>() == u64::from(PARTITIONS) && counts.iter().all(|c| *c >= fair)
-    })
-    .await;
+        let owned: Vec<u64> = counts.iter().map(|c| c.unwrap_or(0)).collect();
+        if owned.iter().sum::<u64>() == u64::from(PARTITIONS) && owned.iter().all(|c| *c >= fair) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{group} partitions owned per replica: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -56,8 +63,11 @@ async fn a_three_node_cluster_with_replicas_killed_mid_run_delivers_everything()
     let cluster = RedisCluster::start();
     let tokens: Vec<String> =
         (0..TENANTS).map(|t| format!("{{token=\"{}\",tenant=\"tenant-{t}\"}}", token(t))).collect();
-    let extra =
-        [("HOOKLINE_PARTITIONS", PARTITIONS.to_string()), ("HOOKLINE_AUTH__TOKENS", format!("[{}]", tokens.join(",")))];
+    let extra = [
+        ("HOOKLINE_PARTITIONS", PARTITIONS.to_string()),
+        ("HOOKLINE_PARTITION_OWNERSHIP", "exclusive".into()),
+        ("HOOKLINE_AUTH__TOKENS", format!("[{}]", tokens.join(","))),
+    ];
     let (subs_port, fanout_ports, delivery_ports) =
         (free_port(), [free_port(), free_port()], [free_port(), free_port()]);
     let env = |port| service_env(&cluster.url(), port, subs_port, fanout_ports[0], &extra);
@@ -72,7 +82,8 @@ async fn a_three_node_cluster_with_replicas_killed_mid_run_delivers_everything()
     shared_fairly(&[&fanouts[0], &fanouts[1]], "fanout").await;
     shared_fairly(&[&deliveries[0], &deliveries[1]], "delivery").await;
 
-    // Two subscriptions per tenant, each with its own receiver.
+    // Two subscriptions per tenant, each with its own receiver, slow
+    // enough that deliveries are still in flight when replicas die.
     let mut receivers = Vec::new();
     for tenant in 0..TENANTS {
         let auth = BearerToken::new(&token(tenant)).unwrap();
@@ -107,7 +118,12 @@ async fn a_three_node_cluster_with_replicas_killed_mid_run_delivers_everything()
         }
         if round == 2 * rounds / 3 {
             deliveries[1].kill9();
-            println!("delivery replica 2 killed after {} events", round * 50 * TENANTS);
+            let arrived: usize = receivers.iter().map(|(_, r)| r.delivered_ids().len()).sum();
+            println!(
+                "delivery replica 2 killed after {} events, {arrived} of {} deliveries made so far",
+                round * 50 * TENANTS,
+                round * 50 * TENANTS * 2
+            );
         }
         let alive = if round >= rounds / 3 { 0 } else { round % 2 };
         for (tenant, ids) in expected.iter_mut().enumerate() {

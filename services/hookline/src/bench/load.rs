@@ -63,6 +63,9 @@ pub(super) async fn ceiling(receiver: SocketAddr, each: Duration) -> (f64, usize
 }
 
 pub(super) struct Pipeline {
+    /// The throughput phases spread events over these; the others use the
+    /// first.
+    tenants: Vec<String>,
     subscriptions: SubscriptionServiceClient<Client>,
     events: EventServiceClient<Client>,
     receiver: SocketAddr,
@@ -70,8 +73,14 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(super) async fn new(stack: &Stack, receiver: SocketAddr, received: Arc<Received>) -> Result<Self, BenchError> {
+    pub(super) async fn new(
+        stack: &Stack,
+        tenants: Vec<String>,
+        receiver: SocketAddr,
+        received: Arc<Received>,
+    ) -> Result<Self, BenchError> {
         Ok(Self {
+            tenants,
             subscriptions: SubscriptionServiceClient::new(stack.client(SUBSCRIPTIONS).await?),
             events: EventServiceClient::new(stack.client(FANOUT).await?)
                 .max_decoding_message_size(64 << 20)
@@ -81,10 +90,11 @@ impl Pipeline {
         })
     }
 
-    /// Subscriptions of `event_type` to `/<path>/<i>` for each i in `ids`,
-    /// created by 8 concurrent callers.
+    /// Subscriptions of `tenant` to `event_type` at `/<path>/<i>` for each
+    /// i in `ids`, created by 8 concurrent callers.
     async fn subscribe(
         &self,
+        tenant: &str,
         event_type: &str,
         path: &str,
         ids: std::ops::Range<u64>,
@@ -95,6 +105,7 @@ impl Pipeline {
             .map(|_| {
                 let (mut client, next) = (self.subscriptions.clone(), next.clone());
                 let (event_type, base) = (event_type.to_owned(), format!("http://{}/{path}", self.receiver));
+                let tenant = tenant.to_owned();
                 let end = ids.end;
                 tokio::spawn(async move {
                     loop {
@@ -103,6 +114,7 @@ impl Pipeline {
                             return Ok::<(), tonic::Status>(());
                         }
                         let subscription = v1::Subscription {
+                            tenant_id: tenant.clone(),
                             url: format!("{base}/{i}"),
                             event_types: vec![event_type.clone()],
                             timeout: Some(hookline_proto::Duration { seconds: timeout_secs, nanos: 0 }),
@@ -149,9 +161,10 @@ impl Pipeline {
     }
 
     /// Publishes `events` events of `event_type` in batches from concurrent
-    /// publishers.
+    /// publishers, spread round-robin over `tenants`.
     async fn publish_batches(
         &self,
+        tenants: &[String],
         event_type: &str,
         events: u64,
         publishers: u64,
@@ -163,12 +176,14 @@ impl Pipeline {
                 let mut client = self.events.clone();
                 let count = per.min(events.saturating_sub(p * per));
                 let event_type = event_type.to_owned();
+                let tenants = tenants.to_vec();
                 tokio::spawn(async move {
                     let mut sent = 0;
                     while sent < count {
                         let n = batch.min(count - sent);
                         let items = (0..n)
-                            .map(|_| v1::PublishRequest {
+                            .map(|i| v1::PublishRequest {
+                                tenant_id: tenants[((p + sent + i) % tenants.len() as u64) as usize].clone(),
                                 event_type: event_type.clone(),
                                 payload: BODY.to_vec(),
                                 ..Default::default()
@@ -187,12 +202,14 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Deliveries/s of `events` events to one subscription, from the first
-    /// publish to the last delivery.
+    /// Deliveries/s of `events` events, each to one subscription (one per
+    /// tenant), from the first publish to the last delivery.
     pub(super) async fn throughput(&mut self, events: u64) -> Result<f64, BenchError> {
-        self.subscribe("bench.throughput", "t", 0..1, 30).await?;
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            self.subscribe(tenant, "bench.throughput", "t", i as u64..i as u64 + 1, 30).await?;
+        }
         let started = Instant::now();
-        self.publish_batches("bench.throughput", events, PUBLISHERS, BATCH).await?;
+        self.publish_batches(&self.tenants, "bench.throughput", events, PUBLISHERS, BATCH).await?;
         let took = self.delivered("throughput", "t", events, started).await?;
         Ok(events as f64 / took.as_secs_f64())
     }
@@ -202,10 +219,14 @@ impl Pipeline {
     pub(super) async fn fanout_throughput(&mut self, deliveries: u64, subscriptions: u64) -> Result<f64, BenchError> {
         let name = format!("ft{subscriptions}");
         let event_type = format!("bench.{name}");
-        self.subscribe(&event_type, &name, 0..subscriptions, 30).await?;
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            let first = i as u64 * subscriptions;
+            self.subscribe(tenant, &event_type, &name, first..first + subscriptions, 30).await?;
+        }
         let events = deliveries.div_ceil(subscriptions);
+        let batch = BATCH.min(events.div_ceil(PUBLISHERS));
         let started = Instant::now();
-        self.publish_batches(&event_type, events, PUBLISHERS, BATCH.min(events.div_ceil(PUBLISHERS))).await?;
+        self.publish_batches(&self.tenants, &event_type, events, PUBLISHERS, batch).await?;
         let took = self.delivered("fan-out throughput", &name, events * subscriptions, started).await?;
         Ok((events * subscriptions) as f64 / took.as_secs_f64())
     }
@@ -214,7 +235,8 @@ impl Pipeline {
     /// `rate` events/s for `secs` s, each published on its own.
     pub(super) async fn latency(&mut self, name: &str, rate: u64, secs: u64) -> Result<[f64; 4], BenchError> {
         let event_type = format!("bench.{name}");
-        self.subscribe(&event_type, name, 0..1, 30).await?;
+        let tenant = self.tenants[0].clone();
+        self.subscribe(&tenant, &event_type, name, 0..1, 30).await?;
         let _ = self.received.take_latencies();
         let rate = rate.max(1);
         let per_tick = (rate / 1000).max(1);
@@ -225,11 +247,12 @@ impl Pipeline {
         for _ in 0..ticks {
             ticker.tick().await;
             let mut client = self.events.clone();
-            let event_type = event_type.clone();
+            let (event_type, tenant_id) = (event_type.clone(), tenant.clone());
             tokio::spawn(async move {
                 for _ in 0..per_tick {
                     let payload = format!(r#"{{"t":{},"order_id":"ord_123","amount":4200}}"#, clock_us()).into_bytes();
-                    let request = v1::PublishRequest { event_type: event_type.clone(), payload, ..Default::default() };
+                    let (event_type, tenant_id) = (event_type.clone(), tenant_id.clone());
+                    let request = v1::PublishRequest { tenant_id, event_type, payload, ..Default::default() };
                     let _ = client.publish(request).await;
                 }
             });
@@ -249,9 +272,10 @@ impl Pipeline {
     pub(super) async fn fanout(&mut self, subscriptions: u64) -> Result<Duration, BenchError> {
         let name = format!("f{subscriptions}");
         let event_type = format!("bench.{name}");
-        self.subscribe(&event_type, &name, 0..subscriptions, 30).await?;
+        let tenant_id = self.tenants[0].clone();
+        self.subscribe(&tenant_id, &event_type, &name, 0..subscriptions, 30).await?;
         let started = Instant::now();
-        let request = v1::PublishRequest { event_type, payload: BODY.to_vec(), ..Default::default() };
+        let request = v1::PublishRequest { tenant_id, event_type, payload: BODY.to_vec(), ..Default::default() };
         self.events.publish(request).await?;
         self.delivered("fan-out", &name, subscriptions, started).await
     }
@@ -261,10 +285,11 @@ impl Pipeline {
     /// timeout).
     pub(super) async fn isolation(&mut self, name: &str, events: u64, hanging: u64) -> Result<f64, BenchError> {
         let event_type = format!("bench.{name}");
-        self.subscribe(&event_type, &format!("hang/{name}"), 0..hanging, 5).await?;
-        self.subscribe(&event_type, name, hanging..20, 5).await?;
+        let tenant = &self.tenants[..1];
+        self.subscribe(&tenant[0], &event_type, &format!("hang/{name}"), 0..hanging, 5).await?;
+        self.subscribe(&tenant[0], &event_type, name, hanging..20, 5).await?;
         let started = Instant::now();
-        self.publish_batches(&event_type, events, 1, 100).await?;
+        self.publish_batches(tenant, &event_type, events, 1, 100).await?;
         let healthy = events * (20 - hanging);
         let took = self.delivered("isolation", name, healthy, started).await?;
         Ok(healthy as f64 / took.as_secs_f64())

@@ -10,6 +10,8 @@
 //! hanging against none, and the peak memory of each process. Prints a
 //! Markdown report. `--smoke` runs every phase small (CI): it proves the
 //! benchmark works and fails if any expected delivery is missing.
+//! `--cluster` runs the same on a private three-master Redis Cluster, with
+//! the throughput phases spread over several tenants (so partitions).
 
 mod load;
 mod receiver;
@@ -34,6 +36,17 @@ pub(crate) struct BenchArgs {
     /// The redis-server to start.
     #[arg(long, default_value = "redis-server")]
     redis_server: PathBuf,
+    /// Run on a private three-master Redis Cluster (made with `redis-cli
+    /// --cluster create`) instead of one Redis.
+    #[arg(long)]
+    cluster: bool,
+    /// Stream partitions (default: 1, or 6 with --cluster).
+    #[arg(long)]
+    partitions: Option<u16>,
+    /// Tenants the throughput phases spread their events over (default:
+    /// 1, or 6 with --cluster); a tenant's events go to one partition.
+    #[arg(long)]
+    tenants: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +104,22 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
         format!("| ceiling (plain reqwest client, best of 16/64/256) | {ceiling:.0} POSTs/s (at {at}) |"),
     );
 
-    let stack = stack::Stack::start(&bin_dir, &args.redis_server).await?;
-    let mut pipeline = Pipeline::new(&stack, receiver_addr, received.clone()).await?;
+    let spread = if args.cluster { 6 } else { 1 };
+    let topology = stack::Topology {
+        cluster: args.cluster,
+        partitions: args.partitions.unwrap_or(spread),
+        tenants: args.tenants.unwrap_or(spread),
+    };
+    let backend = if topology.cluster { "a 3-master Redis Cluster" } else { "one Redis" };
+    line(
+        &mut report,
+        format!(
+            "| set-up | {backend}, {} partitions, throughput phases over {} tenants |",
+            topology.partitions, topology.tenants
+        ),
+    );
+    let stack = stack::Stack::start(&bin_dir, &args.redis_server, topology).await?;
+    let mut pipeline = Pipeline::new(&stack, topology.tenants(), receiver_addr, received.clone()).await?;
 
     eprintln!("latency: {}/s for {} s", sizes.latency_rate, sizes.latency_secs);
     let l = pipeline.latency("latfixed", sizes.latency_rate, sizes.latency_secs).await?;

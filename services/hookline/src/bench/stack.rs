@@ -1,6 +1,7 @@
-//! The system under test, as a user runs it: a private `redis-server` and
-//! the three service binaries as child processes (so each one's memory can
-//! be read on its own), killed when the stack is dropped.
+//! The system under test, as a user runs it: a private `redis-server` (or
+//! a private three-master Redis Cluster) and the three service binaries as
+//! child processes (so each one's memory can be read on its own), killed
+//! when the stack is dropped.
 
 use std::{
     collections::HashMap,
@@ -16,8 +17,12 @@ use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use super::BenchError;
 
-pub(super) const TOKEN: &str = "bench-tenant-token-000001";
+/// The bench acts as an internal service would: an admin token, naming
+/// the tenant in each request.
+const ADMIN_TOKEN: &str = "bench-admin-token-0000001";
 const SERVICE_TOKEN: &str = "bench-service-token-00001";
+/// Masters of the private cluster.
+const CLUSTER_NODES: usize = 3;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A gRPC client of one of the services, with the bench tenant's token.
@@ -29,9 +34,26 @@ struct Process {
     child: Child,
 }
 
+/// What the services run on, and how the load is spread.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Topology {
+    /// A three-master Redis Cluster instead of one Redis.
+    pub(super) cluster: bool,
+    pub(super) partitions: u16,
+    /// Tenants the throughput phases spread events over (a tenant's events
+    /// all go to one partition).
+    pub(super) tenants: u16,
+}
+
+impl Topology {
+    pub(super) fn tenants(&self) -> Vec<String> {
+        (0..self.tenants.max(1)).map(|t| format!("bench-{t}")).collect()
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Stack {
-    redis: Process,
+    redis: Vec<Process>,
     services: Vec<(Process, SocketAddr)>,
 }
 
@@ -43,24 +65,21 @@ pub(super) struct Memory {
 }
 
 impl Stack {
-    /// Starts Redis and the services found in `bin_dir`, and waits until
-    /// all three report SERVING.
-    pub(super) async fn start(bin_dir: &Path, redis_server: &Path) -> Result<Self, BenchError> {
-        let redis_port = free_port()?;
-        let redis = Process::spawn(
-            "redis-server",
-            Command::new(redis_server).stdout(Stdio::null()).args([
-                "--port",
-                &redis_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ]),
-        )?;
-        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+    /// Starts Redis (one, or a cluster) and the services found in
+    /// `bin_dir`, and waits until all three report SERVING.
+    pub(super) async fn start(bin_dir: &Path, redis_server: &Path, topology: Topology) -> Result<Self, BenchError> {
+        let (redis, redis_url) = if topology.cluster {
+            start_cluster(redis_server).await?
+        } else {
+            let port = free_port()?;
+            (vec![start_redis(redis_server, port, false)?], format!("redis://127.0.0.1:{port}"))
+        };
+        let tokens: Vec<String> = topology
+            .tenants()
+            .iter()
+            .map(|t| format!(r#"{{token="{t}-token-00000000000",tenant="{t}"}}"#))
+            .chain([format!(r#"{{token="{ADMIN_TOKEN}",admin=true}}"#)])
+            .collect();
         let ports = [free_port()?, free_port()?, free_port()?];
         let [subs_port, fanout_port, delivery_port] = ports;
         let env: HashMap<&str, String> = [
@@ -71,7 +90,8 @@ impl Stack {
             ("HOOKLINE_AUTO_PAUSE_AFTER", "0".into()),
             // The phases together hold a little over 10,000 subscriptions.
             ("HOOKLINE_MAX_SUBSCRIPTIONS_PER_TENANT", "20000".into()),
-            ("HOOKLINE_AUTH__TOKENS", format!(r#"[{{token="{TOKEN}",tenant="bench"}}]"#)),
+            ("HOOKLINE_PARTITIONS", topology.partitions.to_string()),
+            ("HOOKLINE_AUTH__TOKENS", format!("[{}]", tokens.join(","))),
             ("HOOKLINE_AUTH__SERVICE_TOKEN", SERVICE_TOKEN.into()),
             ("HOOKLINE_LOG", std::env::var("HOOKLINE_LOG").unwrap_or_else(|_| "warn".into())),
         ]
@@ -105,13 +125,13 @@ impl Stack {
             .connect()
             .await
             .map_err(|e| BenchError::Setup(format!("connecting to {addr}: {e}")))?;
-        let token = BearerToken::new(TOKEN).map_err(|e| BenchError::Setup(e.to_string()))?;
+        let token = BearerToken::new(ADMIN_TOKEN).map_err(|e| BenchError::Setup(e.to_string()))?;
         Ok(InterceptedService::new(channel, token))
     }
 
-    /// Each service's name and memory, then Redis's.
+    /// Each service's name and memory, then Redis's (each node's).
     pub(super) fn memory(&self) -> Vec<(&'static str, Memory)> {
-        self.services.iter().map(|(p, _)| p).chain([&self.redis]).map(|p| (p.name, p.memory())).collect()
+        self.services.iter().map(|(p, _)| p).chain(&self.redis).map(|p| (p.name, p.memory())).collect()
     }
 }
 
@@ -141,6 +161,59 @@ impl Process {
                 .unwrap_or(0)
         };
         Memory { peak_kib: field("VmHWM:"), now_kib: field("VmRSS:") }
+    }
+}
+
+fn start_redis(redis_server: &Path, port: u16, cluster: bool) -> Result<Process, BenchError> {
+    let dir = std::env::temp_dir().join(format!("hookline-bench-redis-{port}"));
+    let _ = std::fs::remove_dir_all(&dir); // a stale nodes.conf would join an old cluster
+    std::fs::create_dir_all(&dir).map_err(|e| BenchError::Setup(format!("{}: {e}", dir.display())))?;
+    let mut command = Command::new(redis_server);
+    command.stdout(Stdio::null()).current_dir(&dir);
+    command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    if cluster {
+        command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]);
+    }
+    Process::spawn("redis-server", &mut command)
+}
+
+/// Three masters, slots spread by `redis-cli --cluster create`; the URL
+/// hookline takes for them.
+async fn start_cluster(redis_server: &Path) -> Result<(Vec<Process>, String), BenchError> {
+    let ports: Vec<u16> = (0..CLUSTER_NODES).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let nodes = ports.iter().map(|p| start_redis(redis_server, *p, true)).collect::<Result<Vec<_>, _>>()?;
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !addrs.iter().all(|a| std::net::TcpStream::connect(a).is_ok()) {
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup("the cluster's redis-servers did not start".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .map_err(|e| BenchError::Setup(format!("cannot run redis-cli: {e}")))?;
+    if !created.success() {
+        return Err(BenchError::Setup("redis-cli --cluster create failed".into()));
+    }
+    loop {
+        let mut ok = true;
+        for port in &ports {
+            let info = Command::new("redis-cli").args(["-p", &port.to_string(), "cluster", "info"]).output().await;
+            ok &= info.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"));
+        }
+        if ok {
+            return Ok((nodes, format!("redis+cluster://{}", addrs.join(","))));
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup("the cluster did not reach cluster_state:ok".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
