@@ -37,7 +37,7 @@ SKIPS="$(grep -v '^#' "$CHART/ci/checkov-skips.txt" | awk '{print $1}' | paste -
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-for values in dev production; do
+for values in dev production cluster; do
   file="$CHART/ci/values-$values.yaml"
   echo "==> helm lint --strict ($values)"
   "$HELM" lint --strict "$CHART" -f "$file" >/dev/null
@@ -50,6 +50,12 @@ for values in dev production; do
   "$CHECKOV" --quiet --compact --skip-download --framework kubernetes -f "$out/$values.yaml" --skip-check "$SKIPS" \
     > "$out/checkov-$values.txt" || { cat "$out/checkov-$values.txt"; exit 1; }
 done
+
+echo "==> KEDA names the streams the code uses (hookline_queue::Partitions, 6 partitions)"
+# Pinned in crates/queue/src/keys.rs (partition_keys_never_change).
+grep -q '"hookline:p0:{s2739}:deliveries"' "$out/cluster.yaml"
+grep -q '"hookline:p5:{s480}:events"' "$out/cluster.yaml"
+grep -q "redis-cluster-streams" "$out/cluster.yaml"
 
 echo "==> a values file the schema must reject"
 if "$HELM" template hookline "$CHART" -f "$CHART/ci/values-invalid.yaml" > "$out/invalid.txt" 2>&1; then

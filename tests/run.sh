@@ -53,6 +53,8 @@ else
 fi
 echo "==> hookline bench --smoke (every benchmark phase, small; figures come from a release run)"
 cargo run --locked --quiet -p hookline -- bench --smoke
+echo "==> hookline bench --smoke --cluster (the same on a private 3-master Redis Cluster)"
+cargo run --locked --quiet -p hookline -- bench --smoke --cluster
 
 echo "==> helm chart"
 ./tests/helm.sh

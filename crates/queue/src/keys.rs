@@ -268,6 +268,10 @@ mod tests {
         // slot 8201, in the middle of the range; 3 of 4 lands at 14,336±16.
         assert_eq!(Partitions::new("hookline", 1).get(0).events(), "hookline:p0:{s820}:events");
         assert_eq!(key_slot("hookline:p0:{s820}:events"), 8201);
+        // tests/helm.sh checks the chart renders these for KEDA.
+        let six = Partitions::new("hookline", 6);
+        assert_eq!(six.get(0).deliveries(), "hookline:p0:{s2739}:deliveries");
+        assert_eq!(six.get(5).events(), "hookline:p5:{s480}:events");
         let last = Partitions::new("hookline", 4).get(3);
         assert!((14_336..14_352).contains(&key_slot(last.tag())), "{}", last.tag());
     }
