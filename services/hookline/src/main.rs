@@ -27,15 +27,18 @@ enum Command {
     /// three service binaries and a local receiver, against the raw POST
     /// rate of a plain client (the bars are in docs/BENCHMARKS.md).
     Bench(bench::BenchArgs),
-    /// Create, list, inspect, pause, resume and delete subscriptions.
+    /// Create, list, inspect, update, pause, resume, test and delete subscriptions.
     #[command(subcommand)]
     Subscriptions(cli::Subscriptions),
     /// Publish events and look them up.
     #[command(subcommand)]
     Events(cli::Events),
-    /// List and inspect deliveries; retry one now.
+    /// List and inspect deliveries and their attempts; retry one now, replay many.
     #[command(subcommand)]
     Deliveries(cli::Deliveries),
+    /// The tenant's catalog of event types.
+    #[command(subcommand)]
+    EventTypes(cli::EventTypes),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completion { shell: clap_complete::Shell },
 }
@@ -47,6 +50,7 @@ async fn main() -> ExitCode {
         Command::Subscriptions(command) => cli::subscriptions(cli.connection, command).await,
         Command::Events(command) => cli::events(cli.connection, command).await,
         Command::Deliveries(command) => cli::deliveries(cli.connection, command).await,
+        Command::EventTypes(command) => cli::event_types(cli.connection, command).await,
         Command::Completion { shell } => {
             clap_complete::generate(
                 shell,

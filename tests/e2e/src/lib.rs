@@ -19,7 +19,7 @@ use std::{
 
 use hookline_auth::BearerToken;
 use hookline_proto::v1::{self, subscription_service_client::SubscriptionServiceClient};
-use hookline_testkit::{RedisServer, eventually, free_port, health};
+use hookline_testkit::{RedisCluster, RedisServer, eventually, free_port, health};
 use tonic::transport::Channel;
 
 pub const TOKEN: &str = "e2e-acme-token-00000001";
@@ -193,9 +193,25 @@ pub fn service_env(
     .collect()
 }
 
+/// What a stack runs on, kept alive as long as the stack.
+#[derive(Debug)]
+pub enum Backend {
+    Server(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Backend {
+    pub fn url(&self) -> String {
+        match self {
+            Self::Server(redis) => redis.url(),
+            Self::Cluster(cluster) => cluster.url(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Stack {
-    pub redis: RedisServer,
+    pub redis: Backend,
     pub subscriptions: Process,
     pub fanout: Process,
     pub delivery: Process,
@@ -212,6 +228,11 @@ impl Stack {
 
     /// The stack with `extra` variables set for every service.
     pub async fn with_env(redis: RedisServer, extra: &[(&str, String)]) -> Self {
+        Self::on_backend(Backend::Server(redis), extra).await
+    }
+
+    /// The stack on any backend, with `extra` variables for every service.
+    pub async fn on_backend(redis: Backend, extra: &[(&str, String)]) -> Self {
         let (subs_port, fanout_port, delivery_port) = (free_port(), free_port(), free_port());
         let env = |port: u16| service_env(&redis.url(), port, subs_port, fanout_port, extra);
         let subscriptions = Process::start("hookline-subscriptions", env(subs_port));

@@ -100,3 +100,66 @@ async fn errors_are_one_line_with_exit_codes_scripts_can_rely_on() {
     let completion = hookline(&stack, None, &["completion", "bash"]).await;
     assert!(completion.status.success() && String::from_utf8_lossy(&completion.stdout).contains("_hookline"));
 }
+
+#[tokio::test]
+async fn attempts_replay_of_dead_letters_update_and_the_catalog() {
+    let stack = Stack::start().await;
+    let (receiver, port) = Receiver::start(&[500], Duration::ZERO).await;
+    // One retry a second after the first attempt, then the dead letter.
+    let retry = hookline_proto::v1::RetryPolicy {
+        schedule: vec![hookline_proto::Duration { seconds: 1, nanos: 0 }],
+        ..Default::default()
+    };
+    stack.subscribe(format!("http://127.0.0.1:{port}/hook"), Some(retry), 0).await;
+    let sub = json(&stack, &["subscriptions", "list"]).await[0]["id"].as_str().unwrap().to_owned();
+
+    let event =
+        json(&stack, &["events", "publish", "order.paid", r#"{"n":7}"#]).await["event_id"].as_str().unwrap().to_owned();
+    eventually(WAIT, || async {
+        json(&stack, &["deliveries", "list", "--subscription", &sub]).await[0]["status"] == "dead_lettered"
+    })
+    .await;
+    let delivery =
+        json(&stack, &["deliveries", "list", "--subscription", &sub]).await[0]["id"].as_str().unwrap().to_owned();
+    let attempts = json(&stack, &["deliveries", "attempts", &delivery]).await;
+    let codes: Vec<u64> =
+        attempts.as_array().unwrap().iter().map(|a| a["response_status_code"].as_u64().unwrap()).collect();
+    assert_eq!(codes, [500, 500], "{attempts}");
+    let table = hookline(&stack, Some(TOKEN), &["deliveries", "attempts", &delivery]).await;
+    assert!(String::from_utf8(table.stdout).unwrap().starts_with("#"), "a table by default");
+
+    // The receiver is fixed: replay the dead letters, then add a header.
+    receiver.statuses().clear();
+    receiver.statuses().push(200);
+    let replayed = json(&stack, &["deliveries", "replay", "--subscription", &sub]).await;
+    assert_eq!((replayed["replayed"].as_u64(), replayed["done"].as_bool()), (Some(1), Some(true)), "{replayed}");
+    eventually(WAIT, || async { receiver.delivered_ids() == [event.clone()] }).await;
+    let bad_status =
+        hookline(&stack, Some(TOKEN), &["deliveries", "replay", "--subscription", &sub, "--status", "lost"]).await;
+    assert_eq!(bad_status.status.code(), Some(2));
+
+    let updated =
+        json(&stack, &["subscriptions", "update", &sub, "--name", "billing", "--header", "X-Env=staging"]).await;
+    let header = updated["headers"].as_object().unwrap().iter().find(|(k, _)| k.eq_ignore_ascii_case("x-env"));
+    assert_eq!((updated["name"].as_str(), header.and_then(|(_, v)| v.as_str())), (Some("billing"), Some("staging")));
+    let stale =
+        hookline(&stack, Some(TOKEN), &["subscriptions", "update", &sub, "--name", "x", "--version", "1"]).await;
+    assert_eq!(stale.status.code(), Some(1), "an old version is refused");
+    assert!(String::from_utf8(stale.stderr).unwrap().starts_with("error: Aborted: "));
+    let nothing = hookline(&stack, Some(TOKEN), &["subscriptions", "update", &sub]).await;
+    assert_eq!(nothing.status.code(), Some(2), "an update needs a field");
+    let second =
+        json(&stack, &["events", "publish", "order.paid", r#"{"n":8}"#]).await["event_id"].as_str().unwrap().to_owned();
+    eventually(WAIT, || async { receiver.delivered_ids().contains(&second) }).await;
+    let got = receiver.got.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(got.0.get("x-env").map(String::as_str), Some("staging"));
+
+    json(&stack, &["event-types", "create", "order.paid", "--description", "an order was paid"]).await;
+    json(&stack, &["event-types", "create", "order.refunded"]).await;
+    assert_eq!(json(&stack, &["event-types", "archive", "order.refunded"]).await["archived"], true);
+    let names = |v: Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names(json(&stack, &["event-types", "list"]).await), ["order.paid"]);
+    assert_eq!(names(json(&stack, &["event-types", "list", "--archived"]).await).len(), 2);
+}

@@ -5,7 +5,8 @@
 //! other e2e tests run). One replica
 //! of each is killed (`kill -9`) mid-run and not restarted: its partitions
 //! and pending entries are taken over, and every event still reaches every
-//! matching subscription.
+//! matching subscription. A second test runs every delivery state step
+//! (retry, dead letter, replay, hold, FIFO, rate limit) on a cluster.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +15,8 @@ use std::{collections::HashSet, net::SocketAddr, time::Duration};
 use hookline_auth::BearerToken;
 use hookline_e2e::*;
 use hookline_proto::v1::{
-    self, event_service_client::EventServiceClient, subscription_service_client::SubscriptionServiceClient,
+    self, delivery_service_client::DeliveryServiceClient, event_service_client::EventServiceClient,
+    subscription_service_client::SubscriptionServiceClient,
 };
 use hookline_testkit::{RedisCluster, eventually, free_port};
 use tonic::transport::Channel;
@@ -159,4 +161,103 @@ async fn a_three_node_cluster_with_replicas_killed_mid_run_delivers_everything()
     shared_fairly(&[&deliveries[0]], "delivery").await;
     let keys = cluster.keys_per_node();
     assert!(keys.iter().all(|n| *n > 0), "every node holds hookline keys: {keys:?}");
+}
+
+/// Every delivery state step on a cluster (each script runs in one slot):
+/// retries until success, dead letters and their replay, deliveries held
+/// while paused and released on resume, FIFO order, and a rate limit.
+#[tokio::test]
+async fn retries_dead_letters_holds_fifo_and_rate_limits_work_on_a_cluster() {
+    let stack = Stack::on_backend(
+        Backend::Cluster(RedisCluster::start()),
+        &[
+            ("HOOKLINE_PARTITIONS", PARTITIONS.to_string()),
+            // The failing endpoint must reach its dead letters, not a pause
+            // or an open circuit.
+            ("HOOKLINE_AUTO_PAUSE_AFTER", "0".into()),
+            ("HOOKLINE_BREAKER_THRESHOLD", "1000".into()),
+        ],
+    )
+    .await;
+    let quick = |n: usize| {
+        Some(v1::RetryPolicy {
+            schedule: vec![hookline_proto::Duration { seconds: 1, nanos: 0 }; n],
+            ..Default::default()
+        })
+    };
+    let (flaky, flaky_port) = Receiver::start(&[500, 500, 200], Duration::ZERO).await;
+    let (dead, dead_port) = Receiver::start(&[500], Duration::ZERO).await;
+    let (ordered, ordered_port) = Receiver::start(&[200], Duration::ZERO).await;
+    let (held, held_port) = Receiver::start(&[200], Duration::ZERO).await;
+    let url = |port: u16| format!("http://127.0.0.1:{port}/hook");
+    stack.subscribe(url(flaky_port), quick(3), 0).await;
+    stack.subscribe(url(dead_port), quick(1), 0).await;
+    stack
+        .subscribe_with(v1::Subscription {
+            url: url(ordered_port),
+            ordering: v1::OrderingMode::Fifo as i32,
+            rate_limit: Some(v1::RateLimit { per_second: 10, burst: 1 }),
+            ..Default::default()
+        })
+        .await;
+    stack.subscribe(url(held_port), None, 0).await;
+
+    let mut subs = stack.client(stack.subscriptions.addr(), SubscriptionServiceClient::with_interceptor).await;
+    let listed = subs.list_subscriptions(v1::ListSubscriptionsRequest::default()).await.unwrap().into_inner();
+    let id_of = |port: u16| listed.subscriptions.iter().find(|s| s.url == url(port)).unwrap().id.clone();
+    let (dead_sub, held_sub) = (id_of(dead_port), id_of(held_port));
+    subs.pause_subscription(v1::PauseSubscriptionRequest { id: held_sub.clone(), ..Default::default() }).await.unwrap();
+
+    let mut events = stack.client(stack.fanout.addr(), EventServiceClient::with_interceptor).await;
+    let mut published = Vec::new();
+    for n in 0..20 {
+        published.push(events.publish(publish_request(n)).await.unwrap().into_inner().event_id);
+    }
+    let all_of = |r: &Receiver| {
+        let got: HashSet<String> = r.delivered_ids().into_iter().collect();
+        published.iter().all(|id| got.contains(id))
+    };
+    eventually(DRAIN, || async { all_of(&flaky) }).await;
+    assert_eq!(flaky.failed_requests(), 2, "two 500s, then retried to success");
+    eventually(DRAIN, || async { all_of(&ordered) }).await;
+    assert_eq!(ordered.delivered_ids(), published, "FIFO: in publish order, one at a time under the rate limit");
+
+    // Dead letters: every event failed twice; fixed, then replayed.
+    let mut deliveries = stack.client(stack.delivery.addr(), DeliveryServiceClient::with_interceptor).await;
+    eventually(DRAIN, || {
+        let mut deliveries = deliveries.clone();
+        let sub = dead_sub.clone();
+        async move {
+            let listed = deliveries
+                .list_deliveries(v1::ListDeliveriesRequest {
+                    subscription_id: sub,
+                    page_size: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .deliveries;
+            listed.len() == 20 && listed.iter().all(|d| d.status == v1::DeliveryStatus::DeadLettered as i32)
+        }
+    })
+    .await;
+    assert_eq!(dead.failed_requests(), 40);
+    *dead.statuses() = vec![200];
+    let mut progress = deliveries
+        .replay_deliveries(v1::ReplayDeliveriesRequest { subscription_id: dead_sub, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut replayed = 0;
+    while let Some(p) = progress.message().await.unwrap() {
+        replayed = p.replayed;
+    }
+    assert_eq!(replayed, 20);
+    eventually(DRAIN, || async { all_of(&dead) }).await;
+
+    // Held while paused, all of it delivered on resume.
+    assert!(held.ids().is_empty(), "nothing reaches a paused subscription");
+    subs.resume_subscription(v1::ResumeSubscriptionRequest { id: held_sub }).await.unwrap();
+    eventually(DRAIN, || async { all_of(&held) }).await;
 }

@@ -46,8 +46,26 @@ pub(super) struct Topology {
 }
 
 impl Topology {
+    /// `tenants` distinct tenant names (`bench-<k>`) spread round robin over
+    /// the partitions, so the load covers them evenly rather than as a
+    /// hash happens to spread a handful of names.
     pub(super) fn tenants(&self) -> Vec<String> {
-        (0..self.tenants.max(1)).map(|t| format!("bench-{t}")).collect()
+        let partitions = hookline_queue::Partitions::new("hookline", self.partitions);
+        let count = usize::from(self.partitions.max(1));
+        let wanted = usize::from(self.tenants.max(1));
+        // Names found so far on each partition, and how many each needs.
+        let mut found: Vec<Vec<String>> = vec![Vec::new(); count];
+        let need = |p: usize| wanted / count + usize::from(p < wanted % count);
+        let mut k = 0u32;
+        while (0..count).any(|p| found[p].len() < need(p)) {
+            let name = format!("bench-{k}");
+            let p = usize::from(partitions.of_tenant(&name).index());
+            if found[p].len() < need(p) {
+                found[p].push(name);
+            }
+            k += 1;
+        }
+        (0..wanted).map(|t| found[t % count][t / count].clone()).collect()
     }
 }
 

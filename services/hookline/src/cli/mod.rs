@@ -51,6 +51,26 @@ pub(crate) enum Subscriptions {
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// Change some fields of a subscription (only the flags given).
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        url: Option<String>,
+        /// Replaces the event types. Repeat or comma-separate.
+        #[arg(long = "event-type", value_delimiter = ',')]
+        event_types: Option<Vec<String>>,
+        /// Replaces the extra headers: `Name=value`, repeated.
+        #[arg(long = "header", value_parser = parse_header)]
+        headers: Option<Vec<(String, String)>>,
+        /// Requests in flight at once (0: no limit).
+        #[arg(long)]
+        max_in_flight: Option<u32>,
+        /// Refuse the update if someone changed the subscription since this version.
+        #[arg(long, default_value_t = 0)]
+        version: i64,
+    },
     /// List the tenant's subscriptions.
     List,
     Get {
@@ -115,11 +135,54 @@ pub(crate) enum Deliveries {
     Retry {
         id: String,
     },
+    /// Every attempt of a delivery: time, status, error, duration.
+    Attempts {
+        id: String,
+    },
+    /// Send a subscription's dead-lettered (or other) deliveries again,
+    /// showing progress; the replay goes on if interrupted.
+    Replay {
+        #[arg(long)]
+        subscription: String,
+        /// Which deliveries: dead-lettered, succeeded, failed, scheduled, held, cancelled.
+        #[arg(long, default_value = "dead-lettered")]
+        status: String,
+    },
     /// Counters of a subscription (or, without one, of the whole tenant).
     Summary {
         #[arg(long, default_value = "")]
         subscription: String,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum EventTypes {
+    /// Add an event type to the tenant's catalog (or restore an archived one).
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// The tenant's catalog.
+    List {
+        /// Archived types too.
+        #[arg(long)]
+        archived: bool,
+    },
+    /// Take an event type out of use (a strict catalog then refuses it).
+    Archive { name: String },
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{text}`: write a header as Name=value"))
+}
+
+fn delivery_status(text: &str) -> Option<v1::DeliveryStatus> {
+    let name = format!("DELIVERY_STATUS_{}", text.replace('-', "_").to_uppercase());
+    v1::DeliveryStatus::from_str_name(&name).filter(|s| *s != v1::DeliveryStatus::Unspecified)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +245,40 @@ pub(crate) async fn subscriptions(conn: Connection, command: Subscriptions) -> E
             let request = v1::CreateSubscriptionRequest { subscription: Some(subscription), ..Default::default() };
             conn.run(url, |c| async move { Ok(client(c).create_subscription(request).await?.into_inner()) }).await
         }
+        Subscriptions::Update { id, name, url: endpoint, event_types, headers, max_in_flight, version } => {
+            let mut subscription = v1::Subscription { id, version, ..Default::default() };
+            let mut paths = Vec::new();
+            if let Some(name) = name {
+                subscription.name = name;
+                paths.push("name");
+            }
+            if let Some(endpoint) = endpoint {
+                subscription.url = endpoint;
+                paths.push("url");
+            }
+            if let Some(event_types) = event_types {
+                subscription.event_types = event_types;
+                paths.push("event_types");
+            }
+            if let Some(headers) = headers {
+                subscription.headers = headers.into_iter().collect();
+                paths.push("headers");
+            }
+            if let Some(max_in_flight) = max_in_flight {
+                subscription.max_in_flight = max_in_flight;
+                paths.push("max_in_flight");
+            }
+            if paths.is_empty() {
+                eprintln!(
+                    "error: nothing to change: give at least one of --name, --url, --event-type, --header, --max-in-flight"
+                );
+                return ExitCode::from(2);
+            }
+            let update_mask = Some(hookline_proto::FieldMask { paths: paths.into_iter().map(str::to_owned).collect() });
+            let request =
+                v1::UpdateSubscriptionRequest { subscription: Some(subscription), update_mask, ..Default::default() };
+            conn.run(url, |c| async move { Ok(client(c).update_subscription(request).await?.into_inner()) }).await
+        }
         Subscriptions::List => {
             let request = v1::ListSubscriptionsRequest { page_size: 1000, ..Default::default() };
             conn.run(
@@ -227,6 +324,54 @@ pub(crate) async fn subscriptions(conn: Connection, command: Subscriptions) -> E
     }
 }
 
+/// Follows a replay's progress stream, showing a live count on a terminal.
+async fn replay(
+    mut client: DeliveryServiceClient<Client>,
+    request: v1::ReplayDeliveriesRequest,
+) -> Result<v1::ReplayProgress, tonic::Status> {
+    use std::io::{IsTerminal, Write};
+    let live = std::io::stderr().is_terminal();
+    let mut stream = client.replay_deliveries(request).await?.into_inner();
+    let mut last = v1::ReplayProgress::default();
+    while let Some(progress) = stream.message().await? {
+        if live {
+            eprint!("\rreplaying: {} deliveries queued again", progress.replayed);
+            let _ = std::io::stderr().flush();
+        }
+        let done = progress.done;
+        last = progress;
+        if done {
+            break;
+        }
+    }
+    if live {
+        eprintln!();
+    }
+    Ok(last)
+}
+
+pub(crate) async fn event_types(conn: Connection, command: EventTypes) -> ExitCode {
+    let url = &conn.subscriptions_url.clone();
+    let client = SubscriptionServiceClient::new;
+    match command {
+        EventTypes::Create { name, description } => {
+            let event_type = v1::EventType { name, description, ..Default::default() };
+            let request = v1::CreateEventTypeRequest { event_type: Some(event_type), ..Default::default() };
+            conn.run(url, |c| async move { Ok(client(c).create_event_type(request).await?.into_inner()) }).await
+        }
+        EventTypes::List { archived } => {
+            let request =
+                v1::ListEventTypesRequest { page_size: 1000, include_archived: archived, ..Default::default() };
+            conn.run(url, |c| async move { Ok(client(c).list_event_types(request).await?.into_inner().event_types) })
+                .await
+        }
+        EventTypes::Archive { name } => {
+            let request = v1::ArchiveEventTypeRequest { name, ..Default::default() };
+            conn.run(url, |c| async move { Ok(client(c).archive_event_type(request).await?.into_inner()) }).await
+        }
+    }
+}
+
 pub(crate) async fn events(conn: Connection, command: Events) -> ExitCode {
     let url = &conn.fanout_url.clone();
     let client = EventServiceClient::new;
@@ -264,6 +409,24 @@ pub(crate) async fn deliveries(conn: Connection, command: Deliveries) -> ExitCod
         Deliveries::Retry { id } => {
             let request = v1::RetryDeliveryRequest { id };
             conn.run(url, |c| async move { Ok(client(c).retry_delivery(request).await?.into_inner()) }).await
+        }
+        Deliveries::Attempts { id } => {
+            let request = v1::ListAttemptsRequest { delivery_id: id, page_size: 1000, ..Default::default() };
+            conn.run(url, |c| async move { Ok(client(c).list_attempts(request).await?.into_inner().attempts) }).await
+        }
+        Deliveries::Replay { subscription, status } => {
+            let Some(wanted) = delivery_status(&status) else {
+                eprintln!(
+                    "error: --status `{status}` is not one of dead-lettered, succeeded, failed, scheduled, held, cancelled, pending"
+                );
+                return ExitCode::from(2);
+            };
+            let request = v1::ReplayDeliveriesRequest {
+                subscription_id: subscription,
+                status: wanted as i32,
+                ..Default::default()
+            };
+            conn.run(url, |c| async move { replay(client(c), request).await }).await
         }
         Deliveries::Summary { subscription } => {
             let request = v1::GetDeliverySummaryRequest { subscription_id: subscription, ..Default::default() };

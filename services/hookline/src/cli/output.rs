@@ -238,3 +238,90 @@ impl Render for v1::DeliverySummary {
         (vec!["ATTEMPTS", "SUCCEEDED", "FAILED", "DEAD", "IN PROGRESS", "FAILING IN A ROW", "LAST SUCCESS"], vec![row])
     }
 }
+
+fn duration_ms(d: Option<&hookline_proto::Duration>) -> i64 {
+    d.map_or(0, |d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000)
+}
+
+/// The error class of a failed attempt (`timeout`, `connect`, …); empty
+/// for an answered one.
+fn attempt_error(a: &v1::Attempt) -> String {
+    let name = v1::AttemptError::try_from(a.error).map(|e| e.as_str_name().to_lowercase()).unwrap_or_default();
+    match name.trim_start_matches("attempt_error_") {
+        "none" | "unspecified" => String::new(),
+        other => other.to_owned(),
+    }
+}
+
+impl Render for Vec<v1::Attempt> {
+    fn json(&self) -> Value {
+        Value::Array(
+            self.iter()
+                .map(|a| {
+                    json!({
+                        "attempt_number": a.attempt_number, "start_time": time(a.start_time.as_ref()),
+                        "duration_ms": duration_ms(a.duration.as_ref()), "response_status_code": a.response_status_code,
+                        "error": attempt_error(a), "error_message": a.error_message,
+                        "response_body": String::from_utf8_lossy(&a.response_body),
+                    })
+                })
+                .collect(),
+        )
+    }
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let rows = self
+            .iter()
+            .map(|a| {
+                vec![
+                    a.attempt_number.to_string(),
+                    time(a.start_time.as_ref()),
+                    a.response_status_code.to_string(),
+                    format!("{} ms", duration_ms(a.duration.as_ref())),
+                    attempt_error(a),
+                    a.error_message.clone(),
+                ]
+            })
+            .collect();
+        (vec!["#", "STARTED", "STATUS", "DURATION", "ERROR", "MESSAGE"], rows)
+    }
+}
+
+impl Render for v1::ReplayProgress {
+    fn json(&self) -> Value {
+        json!({ "replayed": self.replayed, "done": self.done })
+    }
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        (vec!["REPLAYED", "DONE"], vec![vec![self.replayed.to_string(), self.done.to_string()]])
+    }
+}
+
+fn event_type_json(t: &v1::EventType) -> Value {
+    json!({
+        "name": t.name, "description": t.description, "archived": t.archived,
+        "create_time": time(t.create_time.as_ref()), "update_time": time(t.update_time.as_ref()),
+    })
+}
+
+fn event_type_row(t: &v1::EventType) -> Vec<String> {
+    vec![t.name.clone(), if t.archived { "archived" } else { "active" }.to_owned(), t.description.clone()]
+}
+
+const EVENT_TYPE_HEADER: [&str; 3] = ["NAME", "STATE", "DESCRIPTION"];
+
+impl Render for v1::EventType {
+    fn json(&self) -> Value {
+        event_type_json(self)
+    }
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        (EVENT_TYPE_HEADER.to_vec(), vec![event_type_row(self)])
+    }
+}
+
+impl Render for Vec<v1::EventType> {
+    fn json(&self) -> Value {
+        Value::Array(self.iter().map(event_type_json).collect())
+    }
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        (EVENT_TYPE_HEADER.to_vec(), self.iter().map(event_type_row).collect())
+    }
+}
