@@ -117,6 +117,20 @@ impl Ownership {
         self.owned.borrow().clone()
     }
 
+    /// Whether this replica works `partition` now; when it does not, first
+    /// waits until ownership changes or `stop` changes, so a loop can call
+    /// it at its top and `continue` on false.
+    pub async fn owns_or_wait(&mut self, partition: u16, stop: &mut watch::Receiver<bool>) -> bool {
+        if self.owns(partition) {
+            return true;
+        }
+        tokio::select! {
+            _ = self.changed() => {}
+            _ = stop.changed() => {}
+        }
+        false
+    }
+
     /// Resolves when the owned set changes (or the task ended).
     pub async fn changed(&mut self) {
         if self.owned.changed().await.is_err() {

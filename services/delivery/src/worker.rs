@@ -99,11 +99,7 @@ impl Worker {
         let mut ownership = self.ownership.clone();
         tracing::info!(partition = keys.index(), consumer = %self.settings.consumer, "delivery worker started");
         while !*stop.borrow() {
-            if !ownership.owns(keys.index()) {
-                tokio::select! {
-                    _ = ownership.changed() => {}
-                    _ = stop.changed() => {}
-                }
+            if !ownership.owns_or_wait(keys.index(), &mut stop).await {
                 continue;
             }
             if !self.cache.state().is_ready() {
@@ -182,11 +178,7 @@ impl Worker {
         let mut backoff = Duration::from_millis(100);
         let mut ownership = self.ownership.clone();
         while !*stop.borrow() {
-            if !ownership.owns(keys.index()) {
-                tokio::select! {
-                    _ = ownership.changed() => {}
-                    _ = stop.changed() => {}
-                }
+            if !ownership.owns_or_wait(keys.index(), &mut stop).await {
                 continue;
             }
             let step = async {

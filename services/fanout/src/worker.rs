@@ -97,11 +97,7 @@ impl Worker {
         tracing::info!(partition = p.keys.index(), consumer, "fan-out worker started");
         let mut ownership = self.ownership.clone();
         while !*stop.borrow() {
-            if !ownership.owns(p.keys.index()) {
-                tokio::select! {
-                    _ = ownership.changed() => {}
-                    _ = stop.changed() => {}
-                }
+            if !ownership.owns_or_wait(p.keys.index(), &mut stop).await {
                 continue;
             }
             if !self.cache.state().is_ready() {
