@@ -1,9 +1,13 @@
-//! `hookline`: the command a newcomer and an operator run: the operator
-//! CLI over the services' gRPC APIs, and `hookline bench`, the
-//! whole-pipeline benchmark. The all-in-one dev runner joins them.
+//! `hookline`: the command a newcomer and an operator run: `demo` (the
+//! whole product in one command), `dev` (the three services in one
+//! process), the operator CLI over the services' gRPC APIs, and `bench`,
+//! the whole-pipeline benchmark.
 
 mod bench;
 mod cli;
+mod demo;
+mod dev;
+mod health;
 
 use std::process::ExitCode;
 
@@ -23,6 +27,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// See it work: dev mode, a local receiver, two subscriptions (one
+    /// failing once), three events, every signature checked, and what
+    /// happened, told step by step.
+    Demo(demo::DemoArgs),
+    /// Run subscriptions, fanout and delivery in this process for
+    /// development (insecure on purpose: well-known tokens, loopback
+    /// receivers allowed).
+    Dev(dev::DevArgs),
     /// Measure the whole pipeline on this machine: a private Redis, the
     /// three service binaries and a local receiver, against the raw POST
     /// rate of a plain client (the bars are in docs/BENCHMARKS.md).
@@ -47,6 +59,8 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
         Command::Subscriptions(command) => cli::subscriptions(cli.connection, command).await,
         Command::Events(command) => cli::events(cli.connection, command).await,
         Command::Deliveries(command) => cli::deliveries(cli.connection, command).await,

@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashMap,
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
@@ -236,27 +236,11 @@ async fn start_cluster(redis_server: &Path) -> Result<(Vec<Process>, String), Be
 }
 
 async fn wait_serving(name: &str, addr: SocketAddr) -> Result<(), BenchError> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while Instant::now() < deadline {
-        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))
-            .map_err(|e| BenchError::Setup(e.to_string()))?
-            .connect()
-            .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-            let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
-            if health.check(request).await.is_ok_and(|r| r.into_inner().status == 1) {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(BenchError::Setup(format!("{name} did not report SERVING on {addr} within {START_TIMEOUT:?}")))
+    crate::health::wait_serving(name, addr, START_TIMEOUT).await.map_err(BenchError::Setup)
 }
 
 fn free_port() -> Result<u16, BenchError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::Setup(e.to_string()))?;
-    Ok(listener.local_addr().map_err(|e| BenchError::Setup(e.to_string()))?.port())
+    crate::health::free_port().map_err(BenchError::Setup)
 }
 
 /// The directory of the service binaries: `--bin-dir`, else this

@@ -1,0 +1,220 @@
+//! `hookline dev`: subscriptions, fanout and delivery in this one process,
+//! each still behind its own gRPC server and talking to the others only
+//! over gRPC and the streams, exactly as when deployed apart.
+//!
+//! Redis is the one `--redis-url` names, or else a private `redis-server`
+//! started on a spare port for the run (nothing kept on disk, gone on
+//! exit). Dev mode is insecure on purpose, and says so: fixed well-known
+//! tokens, and deliveries to loopback addresses allowed so a receiver on
+//! this machine can get them.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+use hookline_auth::{AuthConfig, TokenConfig};
+use tokio::{
+    net::TcpListener,
+    process::{Child, Command},
+    sync::watch,
+    task::JoinHandle,
+};
+
+/// The tenant `acme`'s token in dev mode (the same as `deploy/run-local.sh`).
+pub(crate) const TENANT_TOKEN: &str = "dev-acme-token-000001";
+/// An admin token in dev mode (names the tenant in each request).
+pub(crate) const ADMIN_TOKEN: &str = "dev-admin-token-000001";
+const SERVICE_TOKEN: &str = "dev-service-token-00001";
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DevArgs {
+    /// The Redis to use (`redis://…` or `redis+cluster://…`); default: a
+    /// private redis-server for this run.
+    #[arg(long, env = "HOOKLINE_DEV_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// The redis-server to start when no --redis-url is given.
+    #[arg(long, default_value = "redis-server")]
+    pub(crate) redis_server: PathBuf,
+    /// gRPC address of the subscription service.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    subscriptions_addr: SocketAddr,
+    /// gRPC address of the fanout service (Publish).
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    fanout_addr: SocketAddr,
+    /// gRPC address of the delivery service.
+    #[arg(long, default_value = "127.0.0.1:50053")]
+    delivery_addr: SocketAddr,
+}
+
+/// The three services running in this process.
+#[derive(Debug)]
+pub(crate) struct Dev {
+    pub(crate) subscriptions: SocketAddr,
+    pub(crate) fanout: SocketAddr,
+    pub(crate) delivery: SocketAddr,
+    /// Which Redis, in words.
+    pub(crate) redis: String,
+    stop: watch::Sender<bool>,
+    services: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+    /// The private redis-server, if any (killed on drop).
+    _redis: Option<Child>,
+}
+
+impl Dev {
+    /// Starts Redis (unless given) and the three services on `addrs`
+    /// (port 0: any free port), and waits until all three are SERVING.
+    pub(crate) async fn start(
+        redis_url: Option<String>,
+        redis_server: &Path,
+        addrs: [SocketAddr; 3],
+    ) -> Result<Self, String> {
+        let (redis_url, child, redis) = match redis_url {
+            Some(url) => (url.clone(), None, url),
+            None => {
+                let (url, child) = private_redis(redis_server).await?;
+                (url.clone(), Some(child), format!("a private redis-server at {url}, emptied on exit"))
+            }
+        };
+        let mut listeners = Vec::new();
+        for addr in addrs {
+            listeners.push(TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+        }
+        let bound: Vec<SocketAddr> =
+            listeners.iter().map(|l| l.local_addr()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        let [subscriptions, fanout, delivery] = [bound[0], bound[1], bound[2]];
+        let auth = AuthConfig {
+            tokens: vec![
+                TokenConfig { token: TENANT_TOKEN.into(), tenant: Some("acme".into()), admin: false },
+                TokenConfig { token: ADMIN_TOKEN.into(), tenant: None, admin: true },
+            ],
+            service_token: Some(SERVICE_TOKEN.into()),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let shutdown = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let mut listeners = listeners.into_iter();
+        let mut services = Vec::new();
+
+        let config = hookline_subscriptions::Config {
+            redis_url: redis_url.clone(),
+            auth: auth.clone(),
+            listen_addr: subscriptions,
+            ..Default::default()
+        };
+        let (listener, done) = (listeners.next().ok_or("no listener")?, shutdown());
+        services.push(("subscriptions", spawn(hookline_subscriptions::serve(config, listener, done))));
+
+        let config = hookline_fanout::Config {
+            redis_url: redis_url.clone(),
+            auth: auth.clone(),
+            listen_addr: fanout,
+            subscriptions_url: format!("http://{subscriptions}"),
+            ..Default::default()
+        };
+        let (listener, done) = (listeners.next().ok_or("no listener")?, shutdown());
+        services.push(("fanout", spawn(hookline_fanout::serve(config, listener, done))));
+
+        tracing::warn!(
+            "DEV MODE: well-known tokens, and deliveries to loopback (127.0.0.0/8, ::1) allowed; never expose it"
+        );
+        let config = hookline_delivery::Config {
+            redis_url,
+            auth,
+            listen_addr: delivery,
+            subscriptions_url: format!("http://{subscriptions}"),
+            fanout_url: Some(format!("http://{fanout}")),
+            allow_cidrs: vec!["127.0.0.0/8".parse().map_err(|_| "cidr")?, "::1/128".parse().map_err(|_| "cidr")?],
+            ..Default::default()
+        };
+        let (listener, done) = (listeners.next().ok_or("no listener")?, shutdown());
+        services.push(("delivery", spawn(hookline_delivery::serve(config, listener, done))));
+
+        let dev = Self { subscriptions, fanout, delivery, redis, stop, services, _redis: child };
+        for (name, addr) in [("subscriptions", subscriptions), ("fanout", fanout), ("delivery", delivery)] {
+            crate::health::wait_serving(name, addr, START_TIMEOUT).await?;
+        }
+        Ok(dev)
+    }
+
+    /// Shuts the three services down (each drains as on SIGTERM); the first
+    /// error any of them ended with.
+    pub(crate) async fn stop(self) -> Result<(), String> {
+        let _ = self.stop.send(true);
+        let mut result = Ok(());
+        for (name, task) in self.services {
+            let ended = task.await.map_err(|e| e.to_string()).and_then(|r| r);
+            if let Err(error) = ended {
+                result = result.and(Err(format!("{name}: {error}")));
+            }
+        }
+        result
+    }
+}
+
+fn spawn<E: std::fmt::Display>(
+    service: impl Future<Output = Result<(), E>> + Send + 'static,
+) -> JoinHandle<Result<(), String>> {
+    tokio::spawn(async move { service.await.map_err(|e| e.to_string()) })
+}
+
+/// A redis-server of this run's own on a spare port, without persistence.
+async fn private_redis(redis_server: &Path) -> Result<(String, Child), String> {
+    let port = crate::health::free_port()?;
+    let child = Command::new(redis_server)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e}. Install Redis (apt-get install redis-server) or pass --redis-url",
+                redis_server.display()
+            )
+        })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{} did not start on port {port}", redis_server.display()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((format!("redis://127.0.0.1:{port}"), child))
+}
+
+/// `hookline dev`: runs until SIGTERM or Ctrl-C.
+pub(crate) async fn run(args: DevArgs) -> ExitCode {
+    let _telemetry = hookline_telemetry::init("hookline-dev");
+    let addrs = [args.subscriptions_addr, args.fanout_addr, args.delivery_addr];
+    let dev = match Dev::start(args.redis_url, &args.redis_server, addrs).await {
+        Ok(dev) => dev,
+        Err(error) => {
+            eprintln!("hookline dev: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "hookline dev: subscriptions on {}, fanout on {}, delivery on {}\n\
+         Redis: {}\n\
+         tokens: {TENANT_TOKEN} (tenant acme), {ADMIN_TOKEN} (admin)\n\
+         try:   export HOOKLINE_TOKEN={TENANT_TOKEN}; hookline subscriptions create --url http://127.0.0.1:8088/hook --event-type '*'\n\
+         stop:  Ctrl-C",
+        dev.subscriptions, dev.fanout, dev.delivery, dev.redis
+    );
+    hookline_server::shutdown_signal().await;
+    match dev.stop().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hookline dev: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
