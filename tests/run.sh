@@ -12,14 +12,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_redis_server() {
-  command -v redis-server >/dev/null 2>&1 && return 0
-  echo "==> redis-server not found; installing it (Debian package redis-server)"
+  # redis-cli (Debian's redis-tools, a dependency of redis-server) makes
+  # the local Redis Clusters of the cluster tests and bench.
+  command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return 0
+  echo "==> redis-server or redis-cli not found; installing them (Debian package redis-server)"
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
   # The package may start a system instance; the tests do not use it.
-  command -v redis-server >/dev/null
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null
 }
 
 need_python_tools() {
