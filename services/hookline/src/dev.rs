@@ -193,8 +193,19 @@ async fn private_redis(redis_server: &Path) -> Result<(String, Child), String> {
 /// `hookline dev`: runs until SIGTERM or Ctrl-C.
 pub(crate) async fn run(args: DevArgs) -> ExitCode {
     let _telemetry = hookline_telemetry::init("hookline-dev");
+    // Listen for SIGTERM / Ctrl-C from the start, so a stop during start-up
+    // is a clean stop too.
+    let (signalled, mut signal) = watch::channel(false);
+    tokio::spawn(async move {
+        hookline_server::shutdown_signal().await;
+        let _ = signalled.send(true);
+    });
     let addrs = [args.subscriptions_addr, args.fanout_addr, args.delivery_addr];
-    let dev = match Dev::start(args.redis_url, &args.redis_server, addrs).await {
+    let started = tokio::select! {
+        started = Dev::start(args.redis_url, &args.redis_server, addrs) => started,
+        _ = signal.wait_for(|s| *s) => return ExitCode::SUCCESS,
+    };
+    let dev = match started {
         Ok(dev) => dev,
         Err(error) => {
             eprintln!("hookline dev: {error}");
@@ -209,7 +220,7 @@ pub(crate) async fn run(args: DevArgs) -> ExitCode {
          stop:  Ctrl-C",
         dev.subscriptions, dev.fanout, dev.delivery, dev.redis
     );
-    hookline_server::shutdown_signal().await;
+    let _ = signal.wait_for(|s| *s).await;
     match dev.stop().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
