@@ -1,5 +1,9 @@
 //! Key names and partitioning.
 //!
+//! Below, `{p:pN}` stands for the start every key of partition N shares:
+//! `<prefix>:p<N>:{s<k>}`, its hash tag picked so that partitions sit on
+//! evenly spaced Redis Cluster slots (see [`partition_base`]).
+//!
 //! | key | type | written by | holds |
 //! |---|---|---|---|
 //! | `{p:pN}:events` | stream | fanout (Publish) | one [`crate::EventEntry`] per published event |
