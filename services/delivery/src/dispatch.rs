@@ -255,6 +255,14 @@ impl Worker {
         *average = (*average * 4 + took) / 5;
     }
 
+    /// Forgets the pace of subscriptions `state` no longer has (deleted),
+    /// so the map follows the live subscriptions instead of growing with
+    /// every one ever seen.
+    pub(crate) fn forget_deleted(&self, state: &hookline_watch::CacheState) {
+        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        pace.retain(|sub, _| SubscriptionId::parse(sub, "sub").is_ok_and(|id| state.get(id).is_some()));
+    }
+
     fn release_share(&self, subscription: &str) {
         let mut held = self.held_slots.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slots) = held.get_mut(subscription) {

@@ -1,7 +1,8 @@
 //! Gauges the delivery service samples every few seconds: the deliveries
 //! streams (length, pending, lag), retries waiting in the retry sets,
 //! subscriptions by state (from the watch cache), and circuit breakers by
-//! state. Counters and histograms are recorded where things happen.
+//! state. Counters and histograms are recorded where things happen. The
+//! same pass forgets the attempt pacing of deleted subscriptions.
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,6 +22,7 @@ pub(crate) async fn run(worker: Arc<Worker>, stop: watch::Receiver<bool>) {
 async fn sample(worker: &Worker) -> redis::RedisResult<()> {
     let state = worker.cache.state();
     if state.is_ready() {
+        worker.forget_deleted(&state);
         let (mut active, mut paused, mut disabled) = (0u64, 0u64, 0u64);
         for cached in state.subscriptions() {
             match cached.subscription.state {
