@@ -536,10 +536,12 @@ impl SubscriptionStore for RedisStore {
 
     async fn wait_for_change(&self, seen: &LogPosition, timeout: Duration) -> Result<LogPosition, StoreError> {
         let mut rx = self.position.clone();
-        let moved = |p: &LogPosition| p.log_id != seen.log_id || p.revision != seen.revision;
+        // The tailer's view may not have been read yet (empty log id) or may
+        // lag behind `seen`: neither is a move.
+        let moved = |p: &LogPosition| !p.log_id.is_empty() && (p.log_id != seen.log_id || p.revision > seen.revision);
         let _ = tokio::time::timeout(timeout, rx.wait_for(moved)).await;
         let latest = rx.borrow().clone();
-        Ok(latest)
+        if moved(&latest) { Ok(latest) } else { self.position().await }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
