@@ -143,9 +143,10 @@ async fn story(dev: &Dev) -> Result<(), String> {
     let mut subscriptions = SubscriptionServiceClient::new(client(dev.subscriptions).await?);
     let mut secrets: HashMap<&str, SigningSecret> = HashMap::new();
     let mut ids: HashMap<&str, String> = HashMap::new();
-    for (path, name, types, retry) in [
-        ("/orders", "orders", vec!["order.*".to_owned()], None),
+    for (step, path, name, types, retry) in [
+        ("3.", "/orders", "orders", vec!["order.*".to_owned()], None),
         (
+            "  ",
             "/flaky",
             "flaky",
             vec!["order.paid".to_owned()],
@@ -172,7 +173,7 @@ async fn story(dev: &Dev) -> Result<(), String> {
             .into_inner();
         let id = created.subscription.map(|s| s.id).unwrap_or_default();
         println!(
-            "3. Subscribed {path} to {} as {id} (\"{name}\"); its signing secret came back once.",
+            "{step} Subscribed {path} to {} as {id} (\"{name}\"); its signing secret came back once.",
             types.join(", ")
         );
         secrets.insert(path, SigningSecret::parse(&created.secret).map_err(|e| e.to_string())?);
