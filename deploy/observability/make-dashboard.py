@@ -88,6 +88,8 @@ line(
 line(
     ("gRPC calls /s", [(f'sum by (service, method) (rate(hookline_grpc_server_requests_total{sel()}[$__rate_interval]))', "{{method}}")], "ops", ""),
     ("gRPC p99 latency", [(q(0.99, "hookline_grpc_server_duration_seconds", ", method"), "{{method}}")], "s", ""),
+    ("Partitions owned per replica", [(f'sum by (group, pod) (hookline_partitions_owned{sel()})', "{{group}} {{pod}}")], "short",
+     "Exclusive ownership (fanout by default): each replica's share of the partitions; the sum per group should equal the partition count. Shared ownership (delivery by default): every replica shows all of them."),
 )
 dashboard = {
     "title": "hookline",
