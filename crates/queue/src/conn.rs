@@ -12,8 +12,13 @@
 //!
 //! On a cluster a pipeline must stay within one hash slot (the crate
 //! refuses it otherwise with a `CROSSSLOT` error): hookline's keys carry a
-//! hash tag per partition (`{prefix:pN}`) or per service (`{prefix:subs}`),
-//! and the code issues cross-partition reads as one request per partition.
+//! hash tag per partition (`<prefix>:p<N>:{s<k>}`, see `keys.rs`) or per
+//! service (`{<prefix>:subs}`), and the code issues cross-partition reads
+//! as one request per partition.
+//!
+//! [`BlockingReader`] is the connection a consumer loop keeps for its own
+//! blocking reads (`XREADGROUP … BLOCK`), so they never hold up the shared
+//! connection or another loop's reads.
 
 use std::time::Duration;
 
@@ -64,10 +69,6 @@ impl RedisTarget {
                 "redis_url scheme `{other}` is not one of redis://, rediss://, redis+cluster://, rediss+cluster://"
             )),
         }
-    }
-
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
     }
 }
 
@@ -157,6 +158,36 @@ async fn cluster(seeds: &[String], command_timeout: Duration) -> RedisResult<Red
         .max_retry_wait(2_000)
         .build()?;
     Ok(RedisConn::Cluster(client.get_async_connection().await?))
+}
+
+/// How much longer than the service's command timeout a blocking read's
+/// connection waits for an answer: reads block up to a second.
+const BLOCKING_READ_MARGIN: Duration = Duration::from_secs(2);
+
+/// A consumer loop's own connection for blocking reads, opened on first
+/// use. Clone the unopened one for each loop.
+#[derive(Debug, Clone)]
+pub struct BlockingReader {
+    url: String,
+    timeout: Duration,
+    conn: Option<RedisConn>,
+}
+
+impl BlockingReader {
+    /// For `url`, with the service's `command_timeout` (the margin for the
+    /// block is added here).
+    pub fn new(url: &str, command_timeout: Duration) -> Self {
+        Self { url: url.to_owned(), timeout: command_timeout + BLOCKING_READ_MARGIN, conn: None }
+    }
+
+    /// The connection, opened (waiting until Redis answers) the first time.
+    pub async fn conn(&mut self) -> RedisResult<&mut RedisConn> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => connect(&self.url, self.timeout).await?,
+        };
+        Ok(self.conn.insert(conn))
+    }
 }
 
 #[cfg(test)]

@@ -75,13 +75,9 @@ impl Partitions {
         self.get((fnv1a(tenant.as_bytes()) % u64::from(self.count)) as u16)
     }
 
+    /// The keys of partition `index`, which must be below [`Self::count`].
     pub fn get(&self, index: u16) -> PartitionKeys {
-        let tag = self
-            .bases
-            .get(usize::from(index))
-            .cloned()
-            .unwrap_or_else(|| partition_base(&self.prefix, index, self.count));
-        PartitionKeys { tag, index }
+        PartitionKeys { tag: self.bases[usize::from(index)].clone(), index }
     }
 
     pub fn all(&self) -> impl Iterator<Item = PartitionKeys> + '_ {

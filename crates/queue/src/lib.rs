@@ -24,7 +24,7 @@ mod keys;
 mod ownership;
 mod scripts;
 
-pub use conn::{RedisConn, RedisTarget, connect};
+pub use conn::{BlockingReader, RedisConn, RedisTarget, connect};
 pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
 pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};
 pub use group::{ConsumerGroup, StreamMessage, is_missing_group};

@@ -79,7 +79,6 @@ impl Ownership {
         settings: OwnershipSettings,
         stop: watch::Receiver<bool>,
     ) -> Self {
-        let (tx, rx) = watch::channel(Arc::new(BTreeSet::new()));
         metrics::describe_gauge!(
             "hookline_partitions_owned",
             metrics::Unit::Count,
@@ -92,6 +91,7 @@ impl Ownership {
             return Self { owned: rx };
         }
         metrics::gauge!("hookline_partitions_owned", "group" => group.to_owned()).set(0.0);
+        let (tx, rx) = watch::channel(Arc::new(BTreeSet::new()));
         let (members, leases) = partitions.ownership(group);
         let lease_task = LeaseTask {
             conn,
@@ -132,7 +132,7 @@ impl Ownership {
     }
 
     /// Resolves when the owned set changes (or the task ended).
-    pub async fn changed(&mut self) {
+    async fn changed(&mut self) {
         if self.owned.changed().await.is_err() {
             // The task ended (shutdown): nothing will change any more.
             std::future::pending::<()>().await;

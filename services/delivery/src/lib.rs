@@ -31,7 +31,7 @@ mod worker;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use hookline_proto::v1::delivery_service_server::DeliveryServiceServer;
-use hookline_queue::{DELIVERY_GROUP, Ownership, OwnershipSettings, Partitions};
+use hookline_queue::{BlockingReader, DELIVERY_GROUP, Ownership, OwnershipSettings, Partitions};
 use hookline_server::ServerError;
 use hookline_watch::{SubscriptionCache, WatchConfig};
 use tokio::{
@@ -117,8 +117,7 @@ pub async fn serve(
         partitions: partitions.clone(),
         settings: worker::Settings {
             consumer,
-            redis_url: config.redis_url.clone(),
-            read_timeout: config.redis_timeout + Duration::from_secs(2),
+            reader: BlockingReader::new(&config.redis_url, config.redis_timeout),
             batch_size: config.batch_size,
             claim_idle: config.claim_idle,
             max_retry_after: config.max_retry_after,

@@ -16,7 +16,9 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use hookline_queue::{ConsumerGroup, DELIVERY_GROUP, Ownership, PartitionKeys, RedisConn, is_missing_group};
+use hookline_queue::{
+    BlockingReader, ConsumerGroup, DELIVERY_GROUP, Ownership, PartitionKeys, RedisConn, is_missing_group,
+};
 use hookline_watch::SubscriptionCache;
 use tokio::sync::{Semaphore, watch};
 
@@ -48,10 +50,8 @@ pub(crate) struct Settings {
     /// Slots one subscription may hold in this process under contention.
     pub(crate) subscription_share: usize,
     pub(crate) max_concurrency: usize,
-    /// Where each consumer loop opens its reading connection.
-    pub(crate) redis_url: String,
-    /// Longer than a blocking read.
-    pub(crate) read_timeout: Duration,
+    /// Each consumer loop reads with a clone of this (unopened) reader.
+    pub(crate) reader: BlockingReader,
 }
 
 #[derive(Debug)]
@@ -95,7 +95,7 @@ impl Worker {
         let mut claim_cursor = "0-0".to_owned();
         let mut last_claim = Instant::now();
         let mut last_trim = Instant::now();
-        let mut reader: Option<RedisConn> = None;
+        let mut reader = self.settings.reader.clone();
         let mut ownership = self.ownership.clone();
         tracing::info!(partition = keys.index(), consumer = %self.settings.consumer, "delivery worker started");
         while !*stop.borrow() {
@@ -141,12 +141,7 @@ impl Worker {
                     }
                 }
                 let count = free.min(self.settings.batch_size);
-                let reader = match &mut reader {
-                    Some(reader) => reader,
-                    None => reader
-                        .insert(hookline_queue::connect(&self.settings.redis_url, self.settings.read_timeout).await?),
-                };
-                let fresh = group.read_new(reader, count, READ_BLOCK).await?;
+                let fresh = group.read_new(reader.conn().await?, count, READ_BLOCK).await?;
                 self.clone().dispatch(&keys, fresh).await?;
                 if last_trim.elapsed() >= TRIM_EVERY {
                     last_trim = Instant::now();

@@ -23,7 +23,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use hookline_proto::v1::event_service_server::EventServiceServer;
 use hookline_queue::{
-    FANOUT_GROUP, Ownership, OwnershipSettings, Partitions, Scripts, StreamKind, sample_stream_gauges,
+    BlockingReader, FANOUT_GROUP, Ownership, OwnershipSettings, Partitions, Scripts, StreamKind, sample_stream_gauges,
 };
 use hookline_server::ServerError;
 use hookline_watch::{SubscriptionCache, WatchConfig};
@@ -99,8 +99,7 @@ pub async fn serve(
         scripts: Scripts::default(),
         settings: worker::WorkerSettings {
             consumer,
-            redis_url: config.redis_url.clone(),
-            read_timeout: config.redis_timeout + Duration::from_secs(2),
+            reader: BlockingReader::new(&config.redis_url, config.redis_timeout),
             batch_size: config.batch_size,
             claim_idle: config.claim_idle,
             fence_timeout: config.fence_timeout,

@@ -25,8 +25,8 @@ use std::{
 
 use hookline_domain::DeliveryId;
 use hookline_queue::{
-    ConsumerGroup, DELIVERY_GROUP, EventEntry, FANOUT_GROUP, FanoutOutcome, Ownership, PartitionKeys, RedisConn,
-    Scripts, StreamMessage, is_missing_group,
+    BlockingReader, ConsumerGroup, DELIVERY_GROUP, EventEntry, FANOUT_GROUP, FanoutOutcome, Ownership, PartitionKeys,
+    RedisConn, Scripts, StreamMessage, is_missing_group,
 };
 use hookline_watch::SubscriptionCache;
 use tokio::sync::watch;
@@ -47,10 +47,8 @@ pub(crate) struct WorkerSettings {
     pub(crate) fence_timeout: Duration,
     pub(crate) max_delivery_backlog: u64,
     pub(crate) stream_retention: Duration,
-    /// Where each partition loop opens its reading connection.
-    pub(crate) redis_url: String,
-    /// Longer than a blocking read.
-    pub(crate) read_timeout: Duration,
+    /// Each partition loop reads with a clone of this (unopened) reader.
+    pub(crate) reader: BlockingReader,
 }
 
 #[derive(Debug)]
@@ -65,8 +63,8 @@ pub(crate) struct Worker {
 /// One loop's state.
 struct Partition {
     keys: PartitionKeys,
-    /// Opened when the partition is first owned; blocking reads hold it.
-    reader: Option<RedisConn>,
+    /// This loop's own connection for its blocking reads.
+    reader: BlockingReader,
     events: ConsumerGroup,
     deliveries: ConsumerGroup,
     group_ready: bool,
@@ -86,7 +84,7 @@ impl Worker {
             events: ConsumerGroup::new(keys.events(), FANOUT_GROUP, consumer),
             deliveries: ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, consumer),
             keys,
-            reader: None,
+            reader: self.settings.reader.clone(),
             group_ready: false,
             claim_cursor: "0-0".into(),
             last_claim: long_ago,
@@ -163,13 +161,7 @@ impl Worker {
                 self.fan_out(p, stale).await?;
             }
         }
-        let reader = match &mut p.reader {
-            Some(reader) => reader,
-            None => {
-                p.reader.insert(hookline_queue::connect(&self.settings.redis_url, self.settings.read_timeout).await?)
-            }
-        };
-        let fresh = p.events.read_new(reader, self.settings.batch_size, READ_BLOCK).await?;
+        let fresh = p.events.read_new(p.reader.conn().await?, self.settings.batch_size, READ_BLOCK).await?;
         self.fan_out(p, fresh).await?;
         if p.last_trim.elapsed() >= TRIM_EVERY {
             p.last_trim = Instant::now();

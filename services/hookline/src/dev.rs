@@ -11,17 +11,12 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{ExitCode, Stdio},
-    time::{Duration, Instant},
+    process::ExitCode,
+    time::Duration,
 };
 
 use hookline_auth::{AuthConfig, TokenConfig};
-use tokio::{
-    net::TcpListener,
-    process::{Child, Command},
-    sync::watch,
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, process::Child, sync::watch, task::JoinHandle};
 
 /// The tenant `acme`'s token in dev mode (the same as `deploy/run-local.sh`).
 pub(crate) const TENANT_TOKEN: &str = "dev-acme-token-000001";
@@ -75,17 +70,17 @@ impl Dev {
         let (redis_url, child, redis) = match redis_url {
             Some(url) => (url.clone(), None, url),
             None => {
-                let (url, child) = private_redis(redis_server).await?;
+                let port = crate::local::free_port()?;
+                let child = crate::local::redis_server(redis_server, port, false)
+                    .await
+                    .map_err(|e| format!("{e}, or pass --redis-url"))?;
+                let url = format!("redis://127.0.0.1:{port}");
                 (url.clone(), Some(child), format!("a private redis-server at {url}, emptied on exit"))
             }
         };
-        let mut listeners = Vec::new();
-        for addr in addrs {
-            listeners.push(TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?);
-        }
-        let bound: Vec<SocketAddr> =
-            listeners.iter().map(|l| l.local_addr()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-        let [subscriptions, fanout, delivery] = [bound[0], bound[1], bound[2]];
+        let (subscriptions_listener, subscriptions) = bind(addrs[0]).await?;
+        let (fanout_listener, fanout) = bind(addrs[1]).await?;
+        let (delivery_listener, delivery) = bind(addrs[2]).await?;
         let auth = AuthConfig {
             tokens: vec![
                 TokenConfig { token: TENANT_TOKEN.into(), tenant: Some("acme".into()), admin: false },
@@ -100,7 +95,6 @@ impl Dev {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
-        let mut listeners = listeners.into_iter();
         let mut services = Vec::new();
 
         let config = hookline_subscriptions::Config {
@@ -109,8 +103,8 @@ impl Dev {
             listen_addr: subscriptions,
             ..Default::default()
         };
-        let (listener, done) = (listeners.next().ok_or("no listener")?, shutdown());
-        services.push(("subscriptions", spawn(hookline_subscriptions::serve(config, listener, done))));
+        let serving = hookline_subscriptions::serve(config, subscriptions_listener, shutdown());
+        services.push(("subscriptions", spawn(serving)));
 
         let config = hookline_fanout::Config {
             redis_url: redis_url.clone(),
@@ -119,8 +113,7 @@ impl Dev {
             subscriptions_url: format!("http://{subscriptions}"),
             ..Default::default()
         };
-        let (listener, done) = (listeners.next().ok_or("no listener")?, shutdown());
-        services.push(("fanout", spawn(hookline_fanout::serve(config, listener, done))));
+        services.push(("fanout", spawn(hookline_fanout::serve(config, fanout_listener, shutdown()))));
 
         tracing::warn!(
             "DEV MODE: well-known tokens, and deliveries to loopback (127.0.0.0/8, ::1) allowed; never expose it"
@@ -134,12 +127,11 @@ impl Dev {
             allow_cidrs: vec!["127.0.0.0/8".parse().map_err(|_| "cidr")?, "::1/128".parse().map_err(|_| "cidr")?],
             ..Default::default()
         };
-        let (listener, done) = (listeners.next().ok_or("no listener")?, shutdown());
-        services.push(("delivery", spawn(hookline_delivery::serve(config, listener, done))));
+        services.push(("delivery", spawn(hookline_delivery::serve(config, delivery_listener, shutdown()))));
 
         let dev = Self { subscriptions, fanout, delivery, redis, stop, services, _redis: child };
         for (name, addr) in [("subscriptions", subscriptions), ("fanout", fanout), ("delivery", delivery)] {
-            crate::health::wait_serving(name, addr, START_TIMEOUT).await?;
+            crate::local::wait_serving(name, addr, START_TIMEOUT).await?;
         }
         Ok(dev)
     }
@@ -165,29 +157,11 @@ fn spawn<E: std::fmt::Display>(
     tokio::spawn(async move { service.await.map_err(|e| e.to_string()) })
 }
 
-/// A redis-server of this run's own on a spare port, without persistence.
-async fn private_redis(redis_server: &Path) -> Result<(String, Child), String> {
-    let port = crate::health::free_port()?;
-    let child = Command::new(redis_server)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start {}: {e}. Install Redis (apt-get install redis-server) or pass --redis-url",
-                redis_server.display()
-            )
-        })?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("{} did not start on port {port}", redis_server.display()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok((format!("redis://127.0.0.1:{port}"), child))
+/// Binds `addr` (port 0: any free port); the listener and its address.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), String> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok((listener, bound))
 }
 
 /// `hookline dev`: runs until SIGTERM or Ctrl-C.

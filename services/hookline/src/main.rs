@@ -7,7 +7,7 @@ mod bench;
 mod cli;
 mod demo;
 mod dev;
-mod health;
+mod local;
 
 use std::process::ExitCode;
 

@@ -25,7 +25,7 @@ const SERVICE_TOKEN: &str = "bench-service-token-00001";
 const CLUSTER_NODES: usize = 3;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A gRPC client of one of the services, with the bench tenant's token.
+/// A gRPC client of one of the services, with the bench's admin token.
 pub(super) type Client = InterceptedService<Channel, BearerToken>;
 
 #[derive(Debug)]
@@ -90,8 +90,10 @@ impl Stack {
             start_cluster(redis_server).await?
         } else {
             let port = free_port()?;
-            (vec![start_redis(redis_server, port, false)?], format!("redis://127.0.0.1:{port}"))
+            (vec![start_redis(redis_server, port, false).await?], format!("redis://127.0.0.1:{port}"))
         };
+        // A token per tenant makes the tenants known to fanout (it refuses
+        // unknown ones); the bench itself calls with the admin token.
         let tokens: Vec<String> = topology
             .tenants()
             .iter()
@@ -182,32 +184,21 @@ impl Process {
     }
 }
 
-fn start_redis(redis_server: &Path, port: u16, cluster: bool) -> Result<Process, BenchError> {
-    let dir = std::env::temp_dir().join(format!("hookline-bench-redis-{port}"));
-    let _ = std::fs::remove_dir_all(&dir); // a stale nodes.conf would join an old cluster
-    std::fs::create_dir_all(&dir).map_err(|e| BenchError::Setup(format!("{}: {e}", dir.display())))?;
-    let mut command = Command::new(redis_server);
-    command.stdout(Stdio::null()).current_dir(&dir);
-    command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-    if cluster {
-        command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]);
-    }
-    Process::spawn("redis-server", &mut command)
+async fn start_redis(redis_server: &Path, port: u16, cluster: bool) -> Result<Process, BenchError> {
+    let child = crate::local::redis_server(redis_server, port, cluster).await.map_err(BenchError::Setup)?;
+    Ok(Process { name: "redis-server", child })
 }
 
 /// Three masters, slots spread by `redis-cli --cluster create`; the URL
 /// hookline takes for them.
 async fn start_cluster(redis_server: &Path) -> Result<(Vec<Process>, String), BenchError> {
     let ports: Vec<u16> = (0..CLUSTER_NODES).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let nodes = ports.iter().map(|p| start_redis(redis_server, *p, true)).collect::<Result<Vec<_>, _>>()?;
+    let mut nodes = Vec::new();
+    for port in &ports {
+        nodes.push(start_redis(redis_server, *port, true).await?);
+    }
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let deadline = Instant::now() + START_TIMEOUT;
-    while !addrs.iter().all(|a| std::net::TcpStream::connect(a).is_ok()) {
-        if Instant::now() > deadline {
-            return Err(BenchError::Setup("the cluster's redis-servers did not start".into()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let created = Command::new("redis-cli")
         .args(["--cluster", "create"])
         .args(&addrs)
@@ -236,11 +227,11 @@ async fn start_cluster(redis_server: &Path) -> Result<(Vec<Process>, String), Be
 }
 
 async fn wait_serving(name: &str, addr: SocketAddr) -> Result<(), BenchError> {
-    crate::health::wait_serving(name, addr, START_TIMEOUT).await.map_err(BenchError::Setup)
+    crate::local::wait_serving(name, addr, START_TIMEOUT).await.map_err(BenchError::Setup)
 }
 
 fn free_port() -> Result<u16, BenchError> {
-    crate::health::free_port().map_err(BenchError::Setup)
+    crate::local::free_port().map_err(BenchError::Setup)
 }
 
 /// The directory of the service binaries: `--bin-dir`, else this

@@ -52,6 +52,8 @@ pub(crate) enum Subscriptions {
         name: String,
     },
     /// Change some fields of a subscription (only the flags given).
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+        .args(["name", "url", "event_types", "headers", "max_in_flight"])))]
     Update {
         id: String,
         #[arg(long)]
@@ -144,9 +146,9 @@ pub(crate) enum Deliveries {
     Replay {
         #[arg(long)]
         subscription: String,
-        /// Which deliveries: dead-lettered, succeeded, failed, scheduled, held, cancelled.
-        #[arg(long, default_value = "dead-lettered")]
-        status: String,
+        /// Which deliveries.
+        #[arg(long, value_enum, default_value_t = ReplayStatus::DeadLettered)]
+        status: ReplayStatus,
     },
     /// Counters of a subscription (or, without one, of the whole tenant).
     Summary {
@@ -180,9 +182,28 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}`: write a header as Name=value"))
 }
 
-fn delivery_status(text: &str) -> Option<v1::DeliveryStatus> {
-    let name = format!("DELIVERY_STATUS_{}", text.replace('-', "_").to_uppercase());
-    v1::DeliveryStatus::from_str_name(&name).filter(|s| *s != v1::DeliveryStatus::Unspecified)
+/// The delivery states a replay can pick.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ReplayStatus {
+    DeadLettered,
+    Succeeded,
+    Cancelled,
+    Scheduled,
+    Held,
+    Pending,
+}
+
+impl From<ReplayStatus> for v1::DeliveryStatus {
+    fn from(status: ReplayStatus) -> Self {
+        match status {
+            ReplayStatus::DeadLettered => Self::DeadLettered,
+            ReplayStatus::Succeeded => Self::Succeeded,
+            ReplayStatus::Cancelled => Self::Cancelled,
+            ReplayStatus::Scheduled => Self::Scheduled,
+            ReplayStatus::Held => Self::Held,
+            ReplayStatus::Pending => Self::Pending,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,12 +288,6 @@ pub(crate) async fn subscriptions(conn: Connection, command: Subscriptions) -> E
             if let Some(max_in_flight) = max_in_flight {
                 subscription.max_in_flight = max_in_flight;
                 paths.push("max_in_flight");
-            }
-            if paths.is_empty() {
-                eprintln!(
-                    "error: nothing to change: give at least one of --name, --url, --event-type, --header, --max-in-flight"
-                );
-                return ExitCode::from(2);
             }
             let update_mask = Some(hookline_proto::FieldMask { paths: paths.into_iter().map(str::to_owned).collect() });
             let request =
@@ -415,17 +430,8 @@ pub(crate) async fn deliveries(conn: Connection, command: Deliveries) -> ExitCod
             conn.run(url, |c| async move { Ok(client(c).list_attempts(request).await?.into_inner().attempts) }).await
         }
         Deliveries::Replay { subscription, status } => {
-            let Some(wanted) = delivery_status(&status) else {
-                eprintln!(
-                    "error: --status `{status}` is not one of dead-lettered, succeeded, failed, scheduled, held, cancelled, pending"
-                );
-                return ExitCode::from(2);
-            };
-            let request = v1::ReplayDeliveriesRequest {
-                subscription_id: subscription,
-                status: wanted as i32,
-                ..Default::default()
-            };
+            let status = v1::DeliveryStatus::from(status) as i32;
+            let request = v1::ReplayDeliveriesRequest { subscription_id: subscription, status, ..Default::default() };
             conn.run(url, |c| async move { replay(client(c), request).await }).await
         }
         Deliveries::Summary { subscription } => {
