@@ -8,7 +8,6 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    path::PathBuf,
     process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -34,12 +33,8 @@ const EVENTS: [(&str, &str); 3] = [
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
-    /// The Redis to use; default: a private redis-server for this run.
-    #[arg(long, env = "HOOKLINE_DEV_REDIS_URL")]
-    redis_url: Option<String>,
-    /// The redis-server to start when no --redis-url is given.
-    #[arg(long, default_value = "redis-server")]
-    redis_server: PathBuf,
+    #[command(flatten)]
+    backend: crate::dev::BackendArgs,
 }
 
 /// One request the receiver got, and what it answered.
@@ -110,7 +105,7 @@ async fn client(addr: SocketAddr) -> Result<Client, String> {
 pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     let _telemetry = hookline_telemetry::init_with("hookline-demo", "error");
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let dev = match Dev::start(args.redis_url, &args.redis_server, [any; 3]).await {
+    let dev = match Dev::start(&args.backend, [any; 3]).await {
         Ok(dev) => dev,
         Err(error) => {
             eprintln!("hookline demo: {error}");
@@ -119,7 +114,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     };
     println!("hookline demo\n");
     println!(
-        "1. Started the three services in this process: subscriptions on {}, fanout on {}, delivery on {}.\n   Redis: {}.",
+        "1. Started the three services in this process: subscriptions on {}, fanout on {}, delivery on {}.\n   Data: {}.",
         dev.subscriptions, dev.fanout, dev.delivery, dev.redis
     );
     let outcome = story(&dev).await;

@@ -2,20 +2,17 @@
 //! each still behind its own gRPC server and talking to the others only
 //! over gRPC and the streams, exactly as when deployed apart.
 //!
-//! Redis is the one `--redis-url` names, or else a private `redis-server`
-//! started on a spare port for the run (nothing kept on disk, gone on
-//! exit). Dev mode is insecure on purpose, and says so: fixed well-known
-//! tokens, and deliveries to loopback addresses allowed so a receiver on
-//! this machine can get them.
+//! The data lives in the embedded backend (`hookline-embedded`: in this
+//! process, in memory, gone on exit) unless `--redis-url` names a Redis or
+//! `--redis-server` names a binary to start for the run. Dev mode is
+//! insecure on purpose, and says so: fixed well-known tokens, and
+//! deliveries to loopback addresses allowed so a receiver on this machine
+//! can get them.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::ExitCode,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use hookline_auth::{AuthConfig, TokenConfig};
+use hookline_embedded::EmbeddedRedis;
 use tokio::{net::TcpListener, process::Child, sync::watch, task::JoinHandle};
 
 /// The tenant `acme`'s token in dev mode (the same as `deploy/run-local.sh`).
@@ -25,15 +22,34 @@ pub(crate) const ADMIN_TOKEN: &str = "dev-admin-token-000001";
 const SERVICE_TOKEN: &str = "dev-service-token-00001";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where dev mode keeps its data; by default the embedded backend.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct BackendArgs {
+    /// Use this Redis (`redis://…` or `redis+cluster://…`) instead of the
+    /// embedded in-memory backend.
+    #[arg(long, env = "HOOKLINE_DEV_REDIS_URL", conflicts_with = "redis_server")]
+    pub(crate) redis_url: Option<String>,
+    /// Start this redis-server binary for the run (on a spare port, nothing
+    /// kept) instead of using the embedded backend.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) redis_server: Option<PathBuf>,
+}
+
+/// What holds the data while dev mode runs (held only to be dropped last).
+#[derive(Debug)]
+#[allow(dead_code)]
+enum Backing {
+    /// A Redis someone else runs.
+    External,
+    /// A private redis-server, killed on drop.
+    Process(Child),
+    Embedded(EmbeddedRedis),
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct DevArgs {
-    /// The Redis to use (`redis://…` or `redis+cluster://…`); default: a
-    /// private redis-server for this run.
-    #[arg(long, env = "HOOKLINE_DEV_REDIS_URL")]
-    pub(crate) redis_url: Option<String>,
-    /// The redis-server to start when no --redis-url is given.
-    #[arg(long, default_value = "redis-server")]
-    pub(crate) redis_server: PathBuf,
+    #[command(flatten)]
+    backend: BackendArgs,
     /// gRPC address of the subscription service.
     #[arg(long, default_value = "127.0.0.1:50051")]
     subscriptions_addr: SocketAddr,
@@ -51,31 +67,35 @@ pub(crate) struct Dev {
     pub(crate) subscriptions: SocketAddr,
     pub(crate) fanout: SocketAddr,
     pub(crate) delivery: SocketAddr,
-    /// Which Redis, in words.
+    /// Where the data is, in words.
     pub(crate) redis: String,
     stop: watch::Sender<bool>,
     services: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
-    /// The private redis-server, if any (killed on drop).
-    _redis: Option<Child>,
+    /// Dropped after the services stop.
+    _backing: Backing,
 }
 
 impl Dev {
-    /// Starts Redis (unless given) and the three services on `addrs`
-    /// (port 0: any free port), and waits until all three are SERVING.
-    pub(crate) async fn start(
-        redis_url: Option<String>,
-        redis_server: &Path,
-        addrs: [SocketAddr; 3],
-    ) -> Result<Self, String> {
-        let (redis_url, child, redis) = match redis_url {
-            Some(url) => (url.clone(), None, url),
-            None => {
+    /// Starts the backend (unless a Redis is given) and the three services
+    /// on `addrs` (port 0: any free port), and waits until all three are
+    /// SERVING.
+    pub(crate) async fn start(backend: &BackendArgs, addrs: [SocketAddr; 3]) -> Result<Self, String> {
+        let (redis_url, backing, redis) = match (&backend.redis_url, &backend.redis_server) {
+            (Some(url), _) => (url.clone(), Backing::External, url.clone()),
+            (None, Some(binary)) => {
                 let port = crate::local::free_port()?;
-                let child = crate::local::redis_server(redis_server, port, false)
-                    .await
-                    .map_err(|e| format!("{e}, or pass --redis-url"))?;
+                let child = crate::local::redis_server(binary, port, false).await?;
                 let url = format!("redis://127.0.0.1:{port}");
-                (url.clone(), Some(child), format!("a private redis-server at {url}, emptied on exit"))
+                (url.clone(), Backing::Process(child), format!("a private redis-server at {url}, emptied on exit"))
+            }
+            (None, None) => {
+                let embedded = EmbeddedRedis::start(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| e.to_string())?;
+                tracing::warn!(
+                    addr = %embedded.addr(),
+                    "embedded backend: in memory, in this process, not durable; use --redis-url for anything that must survive"
+                );
+                let words = format!("the embedded backend at {} (in memory, this process only, gone on exit)", embedded.url());
+                (embedded.url(), Backing::Embedded(embedded), words)
             }
         };
         let (subscriptions_listener, subscriptions) = bind(addrs[0]).await?;
@@ -129,7 +149,7 @@ impl Dev {
         };
         services.push(("delivery", spawn(hookline_delivery::serve(config, delivery_listener, shutdown()))));
 
-        let dev = Self { subscriptions, fanout, delivery, redis, stop, services, _redis: child };
+        let dev = Self { subscriptions, fanout, delivery, redis, stop, services, _backing: backing };
         for (name, addr) in [("subscriptions", subscriptions), ("fanout", fanout), ("delivery", delivery)] {
             crate::local::wait_serving(name, addr, START_TIMEOUT).await?;
         }
@@ -176,7 +196,7 @@ pub(crate) async fn run(args: DevArgs) -> ExitCode {
     });
     let addrs = [args.subscriptions_addr, args.fanout_addr, args.delivery_addr];
     let started = tokio::select! {
-        started = Dev::start(args.redis_url, &args.redis_server, addrs) => started,
+        started = Dev::start(&args.backend, addrs) => started,
         _ = signal.wait_for(|s| *s) => return ExitCode::SUCCESS,
     };
     let dev = match started {
@@ -188,7 +208,7 @@ pub(crate) async fn run(args: DevArgs) -> ExitCode {
     };
     println!(
         "hookline dev: subscriptions on {}, fanout on {}, delivery on {}\n\
-         Redis: {}\n\
+         data:  {}\n\
          tokens: {TENANT_TOKEN} (tenant acme), {ADMIN_TOKEN} (admin)\n\
          try:   export HOOKLINE_TOKEN={TENANT_TOKEN}; hookline subscriptions create --url http://127.0.0.1:8088/hook --event-type '*'\n\
          stop:  Ctrl-C",
