@@ -3,6 +3,9 @@
 //!
 //! - [`RedisServer`]: a `redis-server` of the test's own on a spare port,
 //!   which a test may stop, restart empty, or restart with its data (AOF);
+//!   with `HOOKLINE_TEST_BACKEND=embedded`, hookline's embedded backend in
+//!   its place (same stop / restart behaviour), so the services' suites
+//!   double as that backend's conformance suite;
 //! - [`eventually`]: wait for a condition with a deadline, never a fixed sleep.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
@@ -19,51 +22,82 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A private `redis-server`, killed on drop.
+/// Which server [`RedisServer::start`] gives: `HOOKLINE_TEST_BACKEND`
+/// `redis` (the default) or `embedded`.
+pub fn embedded_backend() -> bool {
+    match std::env::var("HOOKLINE_TEST_BACKEND").as_deref() {
+        Ok("embedded") => true,
+        Ok("redis") | Err(_) => false,
+        Ok(other) => panic!("HOOKLINE_TEST_BACKEND={other}: expected `redis` or `embedded`"),
+    }
+}
+
+/// A private Redis for one test, stopped on drop.
 #[derive(Debug)]
 pub struct RedisServer {
     pub port: u16,
-    dir: PathBuf,
     persistent: bool,
-    child: Option<Child>,
+    server: Server,
+}
+
+#[derive(Debug)]
+enum Server {
+    Process { dir: PathBuf, child: Option<Child> },
+    Embedded(hookline_embedded::EmbeddedRedis),
 }
 
 impl RedisServer {
     /// Without persistence: a restart starts empty.
     pub fn start() -> Self {
-        Self::launch(false)
+        Self::launch(false, embedded_backend())
     }
 
     /// With AOF (`appendfsync always`): a restart keeps every write.
     pub fn start_persistent() -> Self {
-        Self::launch(true)
+        Self::launch(true, embedded_backend())
     }
 
-    fn launch(persistent: bool) -> Self {
+    /// A real `redis-server` whatever `HOOKLINE_TEST_BACKEND` says.
+    pub fn start_redis_server() -> Self {
+        Self::launch(false, false)
+    }
+
+    /// The embedded backend whatever `HOOKLINE_TEST_BACKEND` says.
+    pub fn start_embedded() -> Self {
+        Self::launch(false, true)
+    }
+
+    fn launch(persistent: bool, embedded: bool) -> Self {
+        if embedded {
+            let server = hookline_embedded::EmbeddedRedis::start(([127, 0, 0, 1], 0).into()).unwrap();
+            return Self { port: server.addr().port(), persistent, server: Server::Embedded(server) };
+        }
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("hookline-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self { port, dir, persistent, child: None };
+        let mut server = Self { port, persistent, server: Server::Process { dir, child: None } };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
+        let Server::Process { dir, child } = &mut self.server else { return };
         let port = self.port.to_string();
-        let dir = self.dir.to_string_lossy().into_owned();
+        let dir = dir.to_string_lossy().into_owned();
         let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--dir", &dir, "--save", ""];
         if self.persistent {
             args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             args.extend(["--appendonly", "no"]);
         }
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be on PATH (apt-get install -y redis-server)");
-        self.child = Some(child);
+        *child = Some(
+            Command::new("redis-server")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be on PATH (apt-get install -y redis-server)"),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
@@ -77,9 +111,14 @@ impl RedisServer {
 
     /// Kills it (SIGKILL): what a crash looks like to clients.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        match &mut self.server {
+            Server::Process { child, .. } => {
+                if let Some(mut child) = child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            Server::Embedded(server) => server.stop(),
         }
     }
 
@@ -87,7 +126,15 @@ impl RedisServer {
     /// data when started with [`RedisServer::start_persistent`].
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        match &mut self.server {
+            Server::Process { .. } => self.spawn(),
+            Server::Embedded(server) => {
+                if !self.persistent {
+                    server.flush();
+                }
+                server.restart().unwrap();
+            }
+        }
     }
 
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
@@ -98,7 +145,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Server::Process { dir, .. } = &self.server {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
