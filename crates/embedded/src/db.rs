@@ -294,9 +294,5 @@ pub(crate) fn parse_float(bytes: &[u8]) -> Result<f64, CommandError> {
 
 /// A float as Redis prints it: integers without a fraction.
 pub(crate) fn format_float(f: f64) -> String {
-    if f.is_infinite() {
-        if f > 0.0 { "inf".into() } else { "-inf".into() }
-    } else {
-        format!("{f}")
-    }
+    if f.is_infinite() { if f > 0.0 { "inf".into() } else { "-inf".into() } } else { format!("{f}") }
 }

@@ -84,7 +84,8 @@ impl Engine {
         } else {
             self.load(&script)?
         };
-        let numkeys = usize::try_from(args.int()?).map_err(|_| CommandError::new("ERR Number of keys can't be negative"))?;
+        let numkeys =
+            usize::try_from(args.int()?).map_err(|_| CommandError::new("ERR Number of keys can't be negative"))?;
         let rest = args.rest();
         if numkeys > rest.len() {
             return Err(CommandError::new("ERR Number of keys can't be greater than number of args"));
@@ -93,8 +94,32 @@ impl Engine {
         let function = self.scripts[&sha].clone();
         let lua_error = |e: mlua::Error| CommandError::new(format!("ERR {e}"));
         let globals = self.lua.globals();
-        globals.set("KEYS", self.lua.create_sequence_from(keys.iter().map(|k| self.lua.create_string(k)).collect::<mlua::Result<Vec<_>>>().map_err(lua_error)?).map_err(lua_error)?).map_err(lua_error)?;
-        globals.set("ARGV", self.lua.create_sequence_from(argv.iter().map(|a| self.lua.create_string(a)).collect::<mlua::Result<Vec<_>>>().map_err(lua_error)?).map_err(lua_error)?).map_err(lua_error)?;
+        globals
+            .set(
+                "KEYS",
+                self.lua
+                    .create_sequence_from(
+                        keys.iter()
+                            .map(|k| self.lua.create_string(k))
+                            .collect::<mlua::Result<Vec<_>>>()
+                            .map_err(lua_error)?,
+                    )
+                    .map_err(lua_error)?,
+            )
+            .map_err(lua_error)?;
+        globals
+            .set(
+                "ARGV",
+                self.lua
+                    .create_sequence_from(
+                        argv.iter()
+                            .map(|a| self.lua.create_string(a))
+                            .collect::<mlua::Result<Vec<_>>>()
+                            .map_err(lua_error)?,
+                    )
+                    .map_err(lua_error)?,
+            )
+            .map_err(lua_error)?;
 
         // The keyspace goes into the interpreter for the call, so that
         // `redis.call` can reach it, and comes back after.
@@ -116,7 +141,9 @@ impl Engine {
             Some("EXISTS") => Ok(Reply::Array(
                 args.rest()
                     .iter()
-                    .map(|sha| Reply::Int(i64::from(self.scripts.contains_key(&String::from_utf8_lossy(sha).to_lowercase()))))
+                    .map(|sha| {
+                        Reply::Int(i64::from(self.scripts.contains_key(&String::from_utf8_lossy(sha).to_lowercase())))
+                    })
                     .collect(),
             )),
             Some("FLUSH") => {
@@ -143,7 +170,8 @@ fn script_error(error: &mlua::Error, sha: &str) -> CommandError {
         mlua::Error::RuntimeError(message) => message.clone(),
         other => other.to_string(),
     };
-    let has_code = message.split(' ').next().is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase()));
+    let has_code =
+        message.split(' ').next().is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase()));
     let message = if has_code { message } else { format!("ERR {message}") };
     CommandError::new(format!("{message} script: {sha}, on @user_script."))
 }
@@ -179,8 +207,8 @@ fn install_redis_api(lua: &Lua) -> mlua::Result<()> {
     cjson.set(
         "decode",
         lua.create_function(|lua, text: mlua::LuaString| {
-            let json: serde_json::Value =
-                serde_json::from_slice(&text.as_bytes()).map_err(|e| mlua::Error::RuntimeError(format!("ERR cjson.decode: {e}")))?;
+            let json: serde_json::Value = serde_json::from_slice(&text.as_bytes())
+                .map_err(|e| mlua::Error::RuntimeError(format!("ERR cjson.decode: {e}")))?;
             lua.to_value(&json)
         })?,
     )?;
@@ -212,7 +240,9 @@ fn redis_call(lua: &Lua, args: &[Value], raise: bool) -> mlua::Result<Value> {
         });
     }
     if command.is_empty() {
-        return Err(mlua::Error::RuntimeError("ERR Please specify at least one argument for this redis lib call".into()));
+        return Err(mlua::Error::RuntimeError(
+            "ERR Please specify at least one argument for this redis lib call".into(),
+        ));
     }
     let reply = {
         let mut db = lua
@@ -297,7 +327,10 @@ mod tests {
     #[test]
     fn numbers_truncate_and_tables_stop_at_the_first_nil() {
         let mut e = Engine::new().unwrap();
-        assert_eq!(run(&mut e, &["EVAL", "return {1.9, -2.5, 'x', true}", "0"]), Reply::Array(vec![Reply::Int(1), Reply::Int(-2), Reply::bulk("x"), Reply::Int(1)]));
+        assert_eq!(
+            run(&mut e, &["EVAL", "return {1.9, -2.5, 'x', true}", "0"]),
+            Reply::Array(vec![Reply::Int(1), Reply::Int(-2), Reply::bulk("x"), Reply::Int(1)])
+        );
         assert_eq!(run(&mut e, &["EVAL", "return {1, nil, 3}", "0"]), Reply::Array(vec![Reply::Int(1)]));
     }
 
@@ -305,11 +338,17 @@ mod tests {
     fn errors_keep_their_code_and_evalsha_needs_a_loaded_script() {
         let mut e = Engine::new().unwrap();
         run(&mut e, &["SET", "s", "1"]);
-        let Reply::Error(message) = run(&mut e, &["EVAL", "return redis.call('HGET', KEYS[1], 'f')", "1", "s"]) else { panic!() };
+        let Reply::Error(message) = run(&mut e, &["EVAL", "return redis.call('HGET', KEYS[1], 'f')", "1", "s"]) else {
+            panic!()
+        };
         assert!(message.starts_with("WRONGTYPE"), "{message}");
-        let Reply::Error(message) = run(&mut e, &["EVAL", "return redis.pcall('HGET', KEYS[1], 'f')", "1", "s"]) else { panic!() };
+        let Reply::Error(message) = run(&mut e, &["EVAL", "return redis.pcall('HGET', KEYS[1], 'f')", "1", "s"]) else {
+            panic!()
+        };
         assert!(message.starts_with("WRONGTYPE"), "{message}");
-        let Reply::Error(message) = run(&mut e, &["EVALSHA", "0000000000000000000000000000000000000000", "0"]) else { panic!() };
+        let Reply::Error(message) = run(&mut e, &["EVALSHA", "0000000000000000000000000000000000000000", "0"]) else {
+            panic!()
+        };
         assert!(message.starts_with("NOSCRIPT"));
         let Reply::Bulk(sha) = run(&mut e, &["SCRIPT", "LOAD", "return 7"]) else { panic!() };
         assert_eq!(run(&mut e, &["EVALSHA", &String::from_utf8(sha).unwrap(), "0"]), Reply::Int(7));
@@ -318,6 +357,9 @@ mod tests {
     #[test]
     fn cjson_decodes_objects() {
         let mut e = Engine::new().unwrap();
-        assert_eq!(run(&mut e, &["EVAL", "return cjson.decode(ARGV[1])['name']", "0", r#"{"name":"x"}"#]), Reply::bulk("x"));
+        assert_eq!(
+            run(&mut e, &["EVAL", "return cjson.decode(ARGV[1])['name']", "0", r#"{"name":"x"}"#]),
+            Reply::bulk("x")
+        );
     }
 }

@@ -61,7 +61,8 @@ impl EmbeddedRedis {
     }
 
     fn listen(&mut self) -> Result<(), Error> {
-        let listener = std::net::TcpListener::bind(self.addr).map_err(|source| Error::Listen { addr: self.addr, source })?;
+        let listener =
+            std::net::TcpListener::bind(self.addr).map_err(|source| Error::Listen { addr: self.addr, source })?;
         listener.set_nonblocking(true).map_err(|source| Error::Listen { addr: self.addr, source })?;
         self.addr = listener.local_addr().map_err(|source| Error::Listen { addr: self.addr, source })?;
         let (stop_tx, stop_rx) = watch::channel(false);

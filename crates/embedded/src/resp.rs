@@ -60,9 +60,12 @@ fn line(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
 #[error("protocol error: {0}")]
 pub(crate) struct ProtocolError(&'static str);
 
-/// Reads one whole command at the front of `buf`: the command and how
-/// many bytes it took, or `Ok(None)` when more bytes are needed.
-pub(crate) fn parse_command(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError> {
+/// A command's parts (name first) and how many bytes of input it took.
+pub(crate) type Parsed = (Vec<Vec<u8>>, usize);
+
+/// Reads one whole command at the front of `buf`, or `Ok(None)` when more
+/// bytes are needed.
+pub(crate) fn parse_command(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
     let Some((count, mut at)) = header(buf, 0, b'*')? else { return Ok(None) };
     let mut args = Vec::with_capacity(count);
     for _ in 0..count {

@@ -176,8 +176,14 @@ mod tests {
 
     #[test]
     fn only_stream_reads_with_block_wait() {
-        assert_eq!(block_of(&command(&["XREAD", "BLOCK", "100", "STREAMS", "s", "$"])), Some(Some(Duration::from_millis(100))));
-        assert_eq!(block_of(&command(&["xreadgroup", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">"])), Some(None));
+        assert_eq!(
+            block_of(&command(&["XREAD", "BLOCK", "100", "STREAMS", "s", "$"])),
+            Some(Some(Duration::from_millis(100)))
+        );
+        assert_eq!(
+            block_of(&command(&["xreadgroup", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">"])),
+            Some(None)
+        );
         assert_eq!(block_of(&command(&["XREAD", "STREAMS", "BLOCK", "0"])), None, "a stream named BLOCK");
         assert_eq!(block_of(&command(&["GET", "BLOCK"])), None);
     }

@@ -80,19 +80,26 @@ impl Stream {
                 ));
             }
             None if now_ms > self.last_id.ms => StreamId { ms: now_ms, seq: 0 },
-            None => self.last_id.next().ok_or_else(|| CommandError::new("ERR The stream has exhausted the last possible ID, unable to add more items"))?,
+            None => self.last_id.next().ok_or_else(|| {
+                CommandError::new("ERR The stream has exhausted the last possible ID, unable to add more items")
+            })?,
         };
         self.entries.insert(id, fields);
         self.last_id = id;
         Ok(id)
     }
 
-    pub(crate) fn range(&self, start: Bound<StreamId>, end: Bound<StreamId>) -> impl DoubleEndedIterator<Item = (&StreamId, &Fields)> {
+    pub(crate) fn range(
+        &self,
+        start: Bound<StreamId>,
+        end: Bound<StreamId>,
+    ) -> impl DoubleEndedIterator<Item = (&StreamId, &Fields)> {
         let empty = match (start, end) {
             (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => s > e,
             _ => false,
         };
-        let (start, end) = if empty { (Bound::Excluded(StreamId::MAX), Bound::Included(StreamId::MAX)) } else { (start, end) };
+        let (start, end) =
+            if empty { (Bound::Excluded(StreamId::MAX), Bound::Included(StreamId::MAX)) } else { (start, end) };
         self.entries.range((start, end))
     }
 
@@ -120,7 +127,14 @@ impl Stream {
 
     /// New entries for `consumer` of `group` (`>`): moved into its
     /// pending list unless `no_ack`.
-    pub(crate) fn read_new(&mut self, group: &[u8], consumer: &[u8], count: usize, no_ack: bool, now_ms: u64) -> Option<Vec<(StreamId, Fields)>> {
+    pub(crate) fn read_new(
+        &mut self,
+        group: &[u8],
+        consumer: &[u8],
+        count: usize,
+        no_ack: bool,
+        now_ms: u64,
+    ) -> Option<Vec<(StreamId, Fields)>> {
         let Self { entries, groups, .. } = self;
         let group = groups.get_mut(group)?;
         group.consumers.insert(consumer.to_vec(), now_ms);
@@ -134,7 +148,9 @@ impl Stream {
         }
         if !no_ack {
             for (id, _) in &taken {
-                group.pending.insert(*id, PendingEntry { consumer: consumer.to_vec(), delivered_ms: now_ms, deliveries: 1 });
+                group
+                    .pending
+                    .insert(*id, PendingEntry { consumer: consumer.to_vec(), delivered_ms: now_ms, deliveries: 1 });
             }
         }
         Some(taken)
@@ -142,7 +158,14 @@ impl Stream {
 
     /// The consumer's own pending entries after `after` (a history read).
     /// Entries deleted since are returned with no fields, as Redis does.
-    pub(crate) fn read_pending(&mut self, group: &[u8], consumer: &[u8], after: StreamId, count: usize, now_ms: u64) -> Option<Vec<(StreamId, Option<Fields>)>> {
+    pub(crate) fn read_pending(
+        &mut self,
+        group: &[u8],
+        consumer: &[u8],
+        after: StreamId,
+        count: usize,
+        now_ms: u64,
+    ) -> Option<Vec<(StreamId, Option<Fields>)>> {
         let Self { entries, groups, .. } = self;
         let group = groups.get_mut(group)?;
         group.consumers.insert(consumer.to_vec(), now_ms);

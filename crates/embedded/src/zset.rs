@@ -157,7 +157,9 @@ mod tests {
         for (m, s) in [("a", 1.0), ("b", 2.0), ("c", 3.0)] {
             z.insert(m.as_bytes().to_vec(), s);
         }
-        let names = |v: Vec<(Bytes, f64)>| v.into_iter().map(|(m, _)| String::from_utf8(m).unwrap_or_default()).collect::<Vec<_>>();
+        let names = |v: Vec<(Bytes, f64)>| {
+            v.into_iter().map(|(m, _)| String::from_utf8(m).unwrap_or_default()).collect::<Vec<_>>()
+        };
         assert_eq!(names(z.by_score(bound(1.0, true), bound(3.0, false), false)), ["b", "c"]);
         assert_eq!(names(z.by_score(bound(f64::NEG_INFINITY, false), bound(2.0, true), true)), ["a"]);
         assert_eq!(names(z.by_lex(&LexBound::Exclusive(b"a".to_vec()), &LexBound::Max, false)), ["b", "c"]);

@@ -250,7 +250,12 @@ async fn scripts_convert_values_the_redis_way() {
         &["EVAL", "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('GET', KEYS[1])", "1", "key", "val"],
         &["EVAL", "return redis.call('GET', 'nothing')", "0"],
         &["EVAL", "return redis.call('HGET', KEYS[1], 'f')", "1", "key"],
-        &["EVAL", "local r = redis.pcall('HGET', KEYS[1], 'f'); return type(r) == 'table' and r.err ~= nil", "1", "key"],
+        &[
+            "EVAL",
+            "local r = redis.pcall('HGET', KEYS[1], 'f'); return type(r) == 'table' and r.err ~= nil",
+            "1",
+            "key",
+        ],
         &["EVAL", "return redis.call('HMGET', 'nohash', 'a', 'b')", "0"],
         &["EVAL", "return redis.call('ZADD', 'z', 1700000000123, 'm') + redis.call('ZSCORE', 'z', 'm')", "0"],
         &["EVAL", "return redis.call('ZRANGE', 'z', 0, 0, 'WITHSCORES')", "0"],

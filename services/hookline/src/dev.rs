@@ -89,12 +89,14 @@ impl Dev {
                 (url.clone(), Backing::Process(child), format!("a private redis-server at {url}, emptied on exit"))
             }
             (None, None) => {
-                let embedded = EmbeddedRedis::start(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| e.to_string())?;
+                let embedded =
+                    EmbeddedRedis::start(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| e.to_string())?;
                 tracing::warn!(
                     addr = %embedded.addr(),
                     "embedded backend: in memory, in this process, not durable; use --redis-url for anything that must survive"
                 );
-                let words = format!("the embedded backend at {} (in memory, this process only, gone on exit)", embedded.url());
+                let words =
+                    format!("the embedded backend at {} (in memory, this process only, gone on exit)", embedded.url());
                 (embedded.url(), Backing::Embedded(embedded), words)
             }
         };

@@ -28,7 +28,7 @@ pub(super) fn run(db: &mut Db, name: &str, args: &mut Args) -> Option<CommandRes
 fn hset(db: &mut Db, args: &mut Args, legacy: bool) -> CommandResult {
     let key = args.next()?;
     let pairs = args.rest();
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(args.wrong_arity());
     }
     let hash = db.hash_mut(&key)?;
@@ -66,7 +66,10 @@ fn hmget(db: &mut Db, args: &mut Args) -> CommandResult {
     }
     let hash = db.hash(&key)?;
     Ok(Reply::Array(
-        fields.iter().map(|f| hash.as_ref().and_then(|h| h.get(f)).map_or(Reply::Nil, |v| Reply::Bulk(v.clone()))).collect(),
+        fields
+            .iter()
+            .map(|f| hash.as_ref().and_then(|h| h.get(f)).map_or(Reply::Nil, |v| Reply::Bulk(v.clone())))
+            .collect(),
     ))
 }
 

@@ -47,7 +47,9 @@ fn exists(db: &mut Db, args: &mut Args) -> CommandResult {
 fn keys(db: &mut Db, args: &mut Args) -> CommandResult {
     let pattern = args.next()?;
     let prefix = match pattern.split_last() {
-        Some((b'*', prefix)) if !prefix.contains(&b'*') && !prefix.contains(&b'?') && !prefix.contains(&b'[') => prefix.to_vec(),
+        Some((b'*', prefix)) if !prefix.contains(&b'*') && !prefix.contains(&b'?') && !prefix.contains(&b'[') => {
+            prefix.to_vec()
+        }
         _ if !pattern.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) => {
             return Ok(super::bulks(db.get(&pattern).map(|_| pattern.clone())));
         }
@@ -64,7 +66,11 @@ fn expire(db: &mut Db, args: &mut Args, unit_ms: i64, absolute: bool) -> Command
     let amount = args.int()?;
     let condition = args.keyword();
     args.done()?;
-    let at = if absolute { amount.saturating_mul(unit_ms) } else { (db.now_ms() as i64).saturating_add(amount.saturating_mul(unit_ms)) };
+    let at = if absolute {
+        amount.saturating_mul(unit_ms)
+    } else {
+        (db.now_ms() as i64).saturating_add(amount.saturating_mul(unit_ms))
+    };
     let at = at.max(0) as u64;
     let Some(current) = db.expiry(&key) else { return Ok(Reply::Int(0)) };
     let allowed = match condition.as_deref() {

@@ -47,7 +47,10 @@ pub(crate) fn dispatch(db: &mut Db, command: Vec<Bytes>) -> Reply {
         .or_else(|| lists::run(db, &name, &mut args))
         .or_else(|| streams::run(db, &name, &mut args))
         .unwrap_or_else(|| {
-            Ok(Reply::error(format!("ERR unknown command '{}', with args beginning with: '{first}'", name.to_lowercase())))
+            Ok(Reply::error(format!(
+                "ERR unknown command '{}', with args beginning with: '{first}'",
+                name.to_lowercase()
+            )))
         });
     result.unwrap_or_else(Reply::from)
 }

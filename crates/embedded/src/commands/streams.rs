@@ -59,7 +59,10 @@ fn trim_spec(keyword: &str, args: &mut Args) -> Result<Trim, CommandError> {
         threshold = args.next()?;
     }
     Ok(if keyword == "MAXLEN" {
-        Trim::MaxLen(usize::try_from(parse_int(&threshold)?).map_err(|_| CommandError::new("ERR The MAXLEN argument must be >= 0."))?)
+        Trim::MaxLen(
+            usize::try_from(parse_int(&threshold)?)
+                .map_err(|_| CommandError::new("ERR The MAXLEN argument must be >= 0."))?,
+        )
     } else {
         Trim::MinId(StreamId::parse(&threshold, 0)?)
     })
@@ -88,7 +91,7 @@ fn xadd(db: &mut Db, args: &mut Args) -> CommandResult {
         }
     };
     let rest = args.rest();
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return Err(CommandError::new("ERR wrong number of arguments for 'xadd' command"));
     }
     if no_mkstream && db.stream(&key)?.is_none() {
@@ -176,7 +179,7 @@ fn read_options(args: &mut Args) -> Result<ReadOptions, CommandError> {
         }
     }
     let rest = args.rest();
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return Err(CommandError::new(
             "ERR Unbalanced 'xread' list of streams: for each stream key an ID or '$' must be specified.",
         ));

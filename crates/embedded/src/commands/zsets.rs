@@ -39,7 +39,7 @@ fn zadd(db: &mut Db, args: &mut Args) -> CommandResult {
         rest.next();
     }
     let rest: Vec<Bytes> = rest.collect();
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return Err(CommandError::syntax());
     }
     let mut pairs = Vec::with_capacity(rest.len() / 2);

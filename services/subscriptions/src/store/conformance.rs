@@ -1,8 +1,7 @@
 //! The `SubscriptionStore` contract, checked against every backend: each
 //! behaviour below is one generic async function, and `conformance!` makes
-//! a test of it for the Redis store (on a private `redis-server`) and for
-//! the embedded in-memory store. A backend that passes is interchangeable
-//! behind the service.
+//! a test of it for the Redis store on a private `redis-server` and on the
+//! embedded backend (`hookline-embedded`, what `hookline dev` uses).
 
 #![allow(clippy::unwrap_used)]
 
@@ -191,28 +190,32 @@ macro_rules! conformance {
             $(
                 #[tokio::test]
                 async fn $behaviour() {
-                    let redis = hookline_testkit::RedisServer::start();
-                    let config = crate::store::RedisStoreConfig {
-                        url: redis.url(),
-                        key_prefix: "hookline".into(),
-                        command_timeout: std::time::Duration::from_secs(2),
-                        change_log_len: 10_000,
-                    };
-                    let sealer = crate::store::SecretSealer::new(None).unwrap();
-                    let store = crate::store::RedisStore::connect(config, sealer).await.unwrap();
-                    super::$behaviour(store).await;
+                    let redis = hookline_testkit::RedisServer::start_redis_server();
+                    super::$behaviour(super::store_on(&redis).await).await;
                 }
             )*
         }
-        mod memory_backend {
+        mod embedded_backend {
             $(
                 #[tokio::test]
                 async fn $behaviour() {
-                    super::$behaviour(crate::store::MemoryStore::new(10_000)).await;
+                    let embedded = hookline_testkit::RedisServer::start_embedded();
+                    super::$behaviour(super::store_on(&embedded).await).await;
                 }
             )*
         }
     };
+}
+
+async fn store_on(server: &hookline_testkit::RedisServer) -> crate::store::RedisStore {
+    let config = crate::store::RedisStoreConfig {
+        url: server.url(),
+        key_prefix: "hookline".into(),
+        command_timeout: Duration::from_secs(2),
+        change_log_len: 10_000,
+    };
+    let sealer = crate::store::SecretSealer::new(None).unwrap();
+    crate::store::RedisStore::connect(config, sealer).await.unwrap()
 }
 
 conformance!(

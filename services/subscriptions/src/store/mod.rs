@@ -1,19 +1,14 @@
 //! Storage behind the subscription service.
 //!
-//! [`SubscriptionStore`] is what the handlers and the watch stream need; the
-//! Redis implementation ([`RedisStore`]) is the production one. The
-//! embedded one (`memory.rs`: single process, not durable) passes the same
-//! conformance suite (`conformance.rs`); it is compiled for tests only
-//! until `hookline dev` can use it, which needs the queue side embedded
-//! too (fan-out's fence reads the subscription revision from the queue's
-//! store). Every write is atomic with its change-log entry: a watcher that
-//! replays the log from a snapshot's revision sees every change exactly in
-//! commit order.
+//! [`SubscriptionStore`] is what the handlers and the watch stream need;
+//! [`RedisStore`] implements it on Redis, or on the embedded backend that
+//! `hookline dev` runs (`hookline-embedded` speaks the same commands), and
+//! `conformance.rs` checks the contract on both. Every write is atomic with
+//! its change-log entry: a watcher that replays the log from a snapshot's
+//! revision sees every change exactly in commit order.
 
 #[cfg(test)]
 mod conformance;
-#[cfg(test)]
-mod memory;
 mod redis;
 mod sealed;
 
@@ -21,8 +16,6 @@ use std::future::Future;
 
 use hookline_domain::{EventType, SecretSet, Subscription, SubscriptionId, TenantId, TenantSettings};
 
-#[cfg(test)]
-pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::redis::{RedisStore, RedisStoreConfig};
 pub(crate) use sealed::SecretSealer;
 
