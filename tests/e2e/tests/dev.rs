@@ -1,7 +1,8 @@
 //! `hookline demo` and `hookline dev`, the real binary: the demo succeeds
-//! only when every delivery arrived with a valid signature; dev mode runs
-//! the three services in one process that the CLI and a local receiver
-//! can use at once, and stops cleanly on SIGTERM.
+//! only when every delivery arrived with a valid signature, on the embedded
+//! backend with no Redis anywhere on the PATH, and on a real Redis; dev
+//! mode runs the three services in one process that the CLI and a local
+//! receiver can use at once, and stops cleanly on SIGTERM.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,15 +11,36 @@ use std::time::Duration;
 use hookline_e2e::*;
 use hookline_testkit::{eventually, free_port, health};
 
-#[tokio::test]
-async fn the_demo_shows_a_signed_delivery_retried_and_verified() {
-    let out = tokio::process::Command::new(binary("hookline")).arg("demo").output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// Runs `hookline demo` with `args`; its output, checked.
+async fn demo(args: &[&str], path: &str) -> String {
+    let out = tokio::process::Command::new(binary("hookline"))
+        .arg("demo")
+        .args(args)
+        .env("PATH", path)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.matches("signature valid").count(), 5, "{stdout}");
     assert_eq!(stdout.matches("answered 503").count(), 1, "{stdout}");
     assert!(stdout.contains("succeeded at attempt 2"), "{stdout}");
     assert!(!stdout.contains("INVALID"), "{stdout}");
+    stdout
+}
+
+#[tokio::test]
+async fn the_demo_shows_a_signed_delivery_retried_and_verified_with_nothing_installed() {
+    // An empty PATH: no redis-server could be found even if it were wanted.
+    let story = demo(&[], "").await;
+    assert!(story.contains("the embedded backend"), "{story}");
+}
+
+#[tokio::test]
+async fn the_demo_runs_the_same_on_a_real_redis() {
+    let redis = hookline_testkit::RedisServer::start_redis_server();
+    let story = demo(&["--redis-url", &redis.url()], &std::env::var("PATH").unwrap_or_default()).await;
+    assert!(story.contains(&redis.url()), "{story}");
 }
 
 #[tokio::test]
