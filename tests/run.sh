@@ -2,7 +2,8 @@
 # Runs hookline's whole test suite: formatting, lints, unit tests, the
 # integration tests against real Redis servers (each test starts a private
 # `redis-server` on a spare port, so the machine's own Redis is never
-# touched), and the Helm chart's offline validation (tests/helm.sh).
+# touched), the services' suites once more on the embedded backend, and
+# the Helm chart's offline validation (tests/helm.sh).
 #
 #   ./tests/run.sh
 #
@@ -52,6 +53,13 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo test --workspace --locked --doc
 else
   cargo test --workspace --locked --no-fail-fast
+fi
+echo "==> the services' suites again, on the embedded backend (its behaviour-level conformance)"
+embedded_suites=(-p hookline-subscriptions -p hookline-fanout -p hookline-delivery -p hookline-queue)
+if cargo nextest --version >/dev/null 2>&1; then
+  HOOKLINE_TEST_BACKEND=embedded cargo nextest run --locked --no-fail-fast "${embedded_suites[@]}"
+else
+  HOOKLINE_TEST_BACKEND=embedded cargo test --locked --no-fail-fast "${embedded_suites[@]}"
 fi
 echo "==> hookline bench --smoke (every benchmark phase, small; figures come from a release run)"
 cargo run --locked --quiet -p hookline -- bench --smoke
