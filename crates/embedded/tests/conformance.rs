@@ -61,7 +61,8 @@ async fn run(conn: &mut MultiplexedConnection, command: &[&str]) -> Outcome {
     }
 }
 
-/// Hashes and sets have no order in Redis; compare them sorted.
+/// Hashes, sets and the keyspace have no order in Redis; compare them
+/// sorted.
 fn sorted_if_unordered(command: &str, value: Value) -> Value {
     match (command.to_uppercase().as_str(), value) {
         ("HGETALL", Value::Array(items)) => {
@@ -70,7 +71,7 @@ fn sorted_if_unordered(command: &str, value: Value) -> Value {
             pairs.sort_by_key(|(k, _)| format!("{k:?}"));
             Value::Array(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
         }
-        ("SMEMBERS", Value::Array(mut items)) => {
+        ("SMEMBERS" | "KEYS", Value::Array(mut items)) => {
             items.sort_by_key(|v| format!("{v:?}"));
             Value::Array(items)
         }
@@ -105,6 +106,9 @@ async fn strings_counters_and_expiry() {
         &["TYPE", "text"],
         &["HSET", "h", "f", "v"],
         &["GET", "h"],
+        &["KEYS", "*"],
+        &["KEYS", "?ext"],
+        &["KEYS", "[a-h]*"],
     ])
     .await;
     tokio::time::sleep(Duration::from_millis(60)).await;

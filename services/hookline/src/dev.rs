@@ -50,6 +50,10 @@ enum Backing {
 pub(crate) struct DevArgs {
     #[command(flatten)]
     backend: BackendArgs,
+    /// Where the embedded backend listens (it speaks the Redis protocol, so
+    /// `redis-cli -p 6390` can look inside).
+    #[arg(long, default_value = "127.0.0.1:6390")]
+    embedded_addr: SocketAddr,
     /// gRPC address of the subscription service.
     #[arg(long, default_value = "127.0.0.1:50051")]
     subscriptions_addr: SocketAddr,
@@ -76,10 +80,14 @@ pub(crate) struct Dev {
 }
 
 impl Dev {
-    /// Starts the backend (unless a Redis is given) and the three services
-    /// on `addrs` (port 0: any free port), and waits until all three are
-    /// SERVING.
-    pub(crate) async fn start(backend: &BackendArgs, addrs: [SocketAddr; 3]) -> Result<Self, String> {
+    /// Starts the backend (unless a Redis is given; the embedded one on
+    /// `embedded_addr`) and the three services on `addrs` (port 0: any free
+    /// port), and waits until all three are SERVING.
+    pub(crate) async fn start(
+        backend: &BackendArgs,
+        embedded_addr: SocketAddr,
+        addrs: [SocketAddr; 3],
+    ) -> Result<Self, String> {
         let (redis_url, backing, redis) = match (&backend.redis_url, &backend.redis_server) {
             (Some(url), _) => (url.clone(), Backing::External, url.clone()),
             (None, Some(binary)) => {
@@ -89,8 +97,8 @@ impl Dev {
                 (url.clone(), Backing::Process(child), format!("a private redis-server at {url}, emptied on exit"))
             }
             (None, None) => {
-                let embedded =
-                    EmbeddedRedis::start(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| e.to_string())?;
+                let embedded = EmbeddedRedis::start(embedded_addr)
+                    .map_err(|e| format!("{e} (choose another with --embedded-addr)"))?;
                 tracing::warn!(
                     addr = %embedded.addr(),
                     "embedded backend: in memory, in this process, not durable; use --redis-url for anything that must survive"
@@ -198,7 +206,7 @@ pub(crate) async fn run(args: DevArgs) -> ExitCode {
     });
     let addrs = [args.subscriptions_addr, args.fanout_addr, args.delivery_addr];
     let started = tokio::select! {
-        started = Dev::start(&args.backend, addrs) => started,
+        started = Dev::start(&args.backend, args.embedded_addr, addrs) => started,
         _ = signal.wait_for(|s| *s) => return ExitCode::SUCCESS,
     };
     let dev = match started {

@@ -11,6 +11,7 @@ pub(super) fn run(db: &mut Db, name: &str, args: &mut Args) -> Option<CommandRes
         "EXISTS" => exists(db, args),
         "TYPE" => args.next().map(|k| Reply::Status(db.get(&k).map_or("none", |v| v.type_name()).into())),
         "KEYS" => keys(db, args),
+        "SCAN" => scan(db, args),
         "EXPIRE" => expire(db, args, 1000, false),
         "PEXPIRE" => expire(db, args, 1, false),
         "EXPIREAT" => expire(db, args, 1000, true),
@@ -42,22 +43,71 @@ fn exists(db: &mut Db, args: &mut Args) -> CommandResult {
     Ok(Reply::Int(keys.iter().filter(|k| db.get(k).is_some()).count() as i64))
 }
 
-/// `KEYS pattern`: only `*` and a literal prefix followed by `*` are
-/// supported (what tests use to look around).
 fn keys(db: &mut Db, args: &mut Args) -> CommandResult {
     let pattern = args.next()?;
-    let prefix = match pattern.split_last() {
-        Some((b'*', prefix)) if !prefix.contains(&b'*') && !prefix.contains(&b'?') && !prefix.contains(&b'[') => {
-            prefix.to_vec()
-        }
-        _ if !pattern.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) => {
-            return Ok(super::bulks(db.get(&pattern).map(|_| pattern.clone())));
-        }
-        _ => return Err(CommandError::new("ERR KEYS: only literal prefixes followed by `*` are supported here")),
-    };
-    let mut found: Vec<_> = db.keys().into_iter().filter(|k| k.starts_with(&prefix)).collect();
+    let mut found: Vec<_> = db.keys().into_iter().filter(|k| glob_match(&pattern, k)).collect();
     found.sort();
     Ok(super::bulks(found))
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`: everything in one
+/// reply (cursor `0`), which the SCAN contract allows.
+fn scan(db: &mut Db, args: &mut Args) -> CommandResult {
+    args.next()?;
+    let (mut pattern, mut kind) = (b"*".to_vec(), None);
+    while let Some(option) = args.keyword() {
+        match option.as_str() {
+            "MATCH" => pattern = args.next()?,
+            "COUNT" => {
+                args.int()?;
+            }
+            "TYPE" => kind = Some(String::from_utf8_lossy(&args.next()?).to_lowercase()),
+            _ => return Err(CommandError::syntax()),
+        }
+    }
+    let mut found = Vec::new();
+    for key in db.keys() {
+        let type_ok = kind.as_deref().is_none_or(|k| db.get(&key).is_some_and(|v| v.type_name() == k));
+        if type_ok && glob_match(&pattern, &key) {
+            found.push(key);
+        }
+    }
+    found.sort();
+    Ok(Reply::Array(vec![Reply::bulk("0"), super::bulks(found)]))
+}
+
+/// Redis's glob: `*`, `?`, `[abc]` / `[^a-z]` classes and `\` escapes.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_match(rest, &text[skip..])),
+        Some((b'?', rest)) => !text.is_empty() && glob_match(rest, &text[1..]),
+        Some((b'[', rest)) => {
+            let Some(close) = rest.iter().skip(1).position(|b| *b == b']').map(|p| p + 1) else {
+                return text.first() == Some(&b'[') && glob_match(rest, &text[1..]);
+            };
+            let (class, after) = (&rest[..close], &rest[close + 1..]);
+            let (negate, class) = match class.split_first() {
+                Some((b'^', c)) => (true, c),
+                _ => (false, class),
+            };
+            let Some(&c) = text.first() else { return false };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == b'-' {
+                    hit |= (class[i]..=class[i + 2]).contains(&c);
+                    i += 3;
+                } else {
+                    hit |= class[i] == c;
+                    i += 1;
+                }
+            }
+            hit != negate && glob_match(after, &text[1..])
+        }
+        Some((b'\\', rest)) if !rest.is_empty() => text.first() == Some(&rest[0]) && glob_match(&rest[1..], &text[1..]),
+        Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
+    }
 }
 
 /// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT with NX | XX | GT | LT.
@@ -105,4 +155,18 @@ pub(super) fn expiry_option(db: &Db, option: &str, amount: &[u8]) -> Result<u64,
     }
     let unit = if option == "EX" { 1000 } else { 1 };
     Ok(db.now_ms() + n as u64 * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_like_redis() {
+        assert!(glob_match(b"hookline:p0:*", b"hookline:p0:{s820}:events"));
+        assert!(glob_match(b"*:dlv:*", b"a:dlv:b"));
+        assert!(glob_match(b"h?llo", b"hello") && !glob_match(b"h?llo", b"hllo"));
+        assert!(glob_match(b"h[a-e]llo", b"hello") && !glob_match(b"h[^e]llo", b"hello"));
+        assert!(glob_match(b"a\\*b", b"a*b") && !glob_match(b"a\\*b", b"axb"));
+    }
 }
