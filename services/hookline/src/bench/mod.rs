@@ -38,8 +38,12 @@ pub(crate) struct BenchArgs {
     redis_server: PathBuf,
     /// Run on a private three-master Redis Cluster (made with `redis-cli
     /// --cluster create`) instead of one Redis.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "embedded")]
     cluster: bool,
+    /// Run on the embedded backend (`hookline dev`'s) in this process
+    /// instead of a redis-server: how far dev mode goes.
+    #[arg(long)]
+    embedded: bool,
     /// Stream partitions (default: 1, or 6 with --cluster).
     #[arg(long)]
     partitions: Option<u16>,
@@ -107,10 +111,15 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let spread = if args.cluster { 6 } else { 1 };
     let topology = stack::Topology {
         cluster: args.cluster,
+        embedded: args.embedded,
         partitions: args.partitions.unwrap_or(spread),
         tenants: args.tenants.unwrap_or(spread),
     };
-    let backend = if topology.cluster { "a 3-master Redis Cluster" } else { "one Redis" };
+    let backend = match (topology.cluster, topology.embedded) {
+        (true, _) => "a 3-master Redis Cluster",
+        (_, true) => "the embedded backend (in the bench process)",
+        _ => "one Redis",
+    };
     line(
         &mut report,
         format!(

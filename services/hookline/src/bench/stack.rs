@@ -1,7 +1,7 @@
 //! The system under test, as a user runs it: a private `redis-server` (or
-//! a private three-master Redis Cluster) and the three service binaries as
-//! child processes (so each one's memory can be read on its own), killed
-//! when the stack is dropped.
+//! a private three-master Redis Cluster, or the embedded backend in this
+//! process) and the three service binaries as child processes (so each
+//! one's memory can be read on its own), killed when the stack is dropped.
 
 use std::{
     collections::HashMap,
@@ -39,6 +39,8 @@ struct Process {
 pub(super) struct Topology {
     /// A three-master Redis Cluster instead of one Redis.
     pub(super) cluster: bool,
+    /// The embedded backend in the bench's own process instead of Redis.
+    pub(super) embedded: bool,
     pub(super) partitions: u16,
     /// Tenants the throughput phases spread events over (a tenant's events
     /// all go to one partition).
@@ -73,6 +75,8 @@ impl Topology {
 pub(super) struct Stack {
     redis: Vec<Process>,
     services: Vec<(Process, SocketAddr)>,
+    /// Dropped (stopped) with the stack.
+    _embedded: Option<hookline_embedded::EmbeddedRedis>,
 }
 
 /// Peak and current resident memory of a process, in KiB.
@@ -86,8 +90,15 @@ impl Stack {
     /// Starts Redis (one, or a cluster) and the services found in
     /// `bin_dir`, and waits until all three report SERVING.
     pub(super) async fn start(bin_dir: &Path, redis_server: &Path, topology: Topology) -> Result<Self, BenchError> {
+        let mut embedded = None;
         let (redis, redis_url) = if topology.cluster {
             start_cluster(redis_server).await?
+        } else if topology.embedded {
+            let server = hookline_embedded::EmbeddedRedis::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            let url = server.url();
+            embedded = Some(server);
+            (Vec::new(), url)
         } else {
             let port = free_port()?;
             (vec![start_redis(redis_server, port, false).await?], format!("redis://127.0.0.1:{port}"))
@@ -116,7 +127,7 @@ impl Stack {
             ("HOOKLINE_LOG", std::env::var("HOOKLINE_LOG").unwrap_or_else(|_| "warn".into())),
         ]
         .into();
-        let mut stack = Self { redis, services: Vec::new() };
+        let mut stack = Self { redis, services: Vec::new(), _embedded: embedded };
         for (name, port) in [
             ("hookline-subscriptions", subs_port),
             ("hookline-fanout", fanout_port),
