@@ -274,6 +274,12 @@ impl Args {
         self.items.by_ref().collect()
     }
 
+    /// The remaining arguments, at least one of them.
+    pub(crate) fn one_or_more(&mut self) -> Result<Vec<Bytes>, CommandError> {
+        let rest = self.rest();
+        if rest.is_empty() { Err(self.wrong_arity()) } else { Ok(rest) }
+    }
+
     pub(crate) fn done(&self) -> Result<(), CommandError> {
         if self.items.len() == 0 { Ok(()) } else { Err(CommandError::syntax()) }
     }

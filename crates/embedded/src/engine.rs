@@ -93,33 +93,8 @@ impl Engine {
         let (keys, argv) = rest.split_at(numkeys);
         let function = self.scripts[&sha].clone();
         let lua_error = |e: mlua::Error| CommandError::new(format!("ERR {e}"));
-        let globals = self.lua.globals();
-        globals
-            .set(
-                "KEYS",
-                self.lua
-                    .create_sequence_from(
-                        keys.iter()
-                            .map(|k| self.lua.create_string(k))
-                            .collect::<mlua::Result<Vec<_>>>()
-                            .map_err(lua_error)?,
-                    )
-                    .map_err(lua_error)?,
-            )
-            .map_err(lua_error)?;
-        globals
-            .set(
-                "ARGV",
-                self.lua
-                    .create_sequence_from(
-                        argv.iter()
-                            .map(|a| self.lua.create_string(a))
-                            .collect::<mlua::Result<Vec<_>>>()
-                            .map_err(lua_error)?,
-                    )
-                    .map_err(lua_error)?,
-            )
-            .map_err(lua_error)?;
+        set_global_strings(&self.lua, "KEYS", keys).map_err(lua_error)?;
+        set_global_strings(&self.lua, "ARGV", argv).map_err(lua_error)?;
 
         // The keyspace goes into the interpreter for the call, so that
         // `redis.call` can reach it, and comes back after.
@@ -155,6 +130,12 @@ impl Engine {
     }
 }
 
+/// `name = {items...}` as Lua strings.
+fn set_global_strings(lua: &Lua, name: &str, items: &[Bytes]) -> mlua::Result<()> {
+    let strings = items.iter().map(|item| lua.create_string(item)).collect::<mlua::Result<Vec<_>>>()?;
+    lua.globals().set(name, lua.create_sequence_from(strings)?)
+}
+
 fn sha1_hex(body: &[u8]) -> String {
     Sha1::digest(body).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -180,22 +161,8 @@ fn install_redis_api(lua: &Lua) -> mlua::Result<()> {
     let redis = lua.create_table()?;
     redis.set("call", lua.create_function(|lua, args: mlua::Variadic<Value>| redis_call(lua, &args, true))?)?;
     redis.set("pcall", lua.create_function(|lua, args: mlua::Variadic<Value>| redis_call(lua, &args, false))?)?;
-    redis.set(
-        "error_reply",
-        lua.create_function(|lua, message: mlua::LuaString| {
-            let t = lua.create_table()?;
-            t.set("err", message)?;
-            Ok(t)
-        })?,
-    )?;
-    redis.set(
-        "status_reply",
-        lua.create_function(|lua, message: mlua::LuaString| {
-            let t = lua.create_table()?;
-            t.set("ok", message)?;
-            Ok(t)
-        })?,
-    )?;
+    redis.set("error_reply", lua.create_function(|lua, message: mlua::LuaString| single(lua, "err", message))?)?;
+    redis.set("status_reply", lua.create_function(|lua, message: mlua::LuaString| single(lua, "ok", message))?)?;
     redis.set("sha1hex", lua.create_function(|_, body: mlua::LuaString| Ok(sha1_hex(&body.as_bytes())))?)?;
     redis.set("log", lua.create_function(|_, _: mlua::Variadic<Value>| Ok(()))?)?;
     for (name, level) in [("LOG_DEBUG", 0), ("LOG_VERBOSE", 1), ("LOG_NOTICE", 2), ("LOG_WARNING", 3)] {
@@ -261,8 +228,8 @@ fn to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Value> {
         Reply::Int(n) => Value::Integer(n),
         Reply::Bulk(bytes) => Value::String(lua.create_string(bytes)?),
         Reply::Nil | Reply::NilArray => Value::Boolean(false),
-        Reply::Status(s) => Value::Table(single(lua, "ok", &s)?),
-        Reply::Error(e) => Value::Table(single(lua, "err", &e)?),
+        Reply::Status(s) => Value::Table(single(lua, "ok", s)?),
+        Reply::Error(e) => Value::Table(single(lua, "err", e)?),
         Reply::Array(items) => {
             let table = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, item) in items.into_iter().enumerate() {
@@ -273,7 +240,8 @@ fn to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Value> {
     })
 }
 
-fn single(lua: &Lua, key: &str, text: &str) -> mlua::Result<Table> {
+/// `{key = text}`: how scripts see status and error replies.
+fn single(lua: &Lua, key: &str, text: impl mlua::IntoLua) -> mlua::Result<Table> {
     let table = lua.create_table()?;
     table.set(key, text)?;
     Ok(table)

@@ -60,10 +60,7 @@ fn hget(db: &mut Db, args: &mut Args) -> CommandResult {
 
 fn hmget(db: &mut Db, args: &mut Args) -> CommandResult {
     let key = args.next()?;
-    let fields = args.rest();
-    if fields.is_empty() {
-        return Err(args.wrong_arity());
-    }
+    let fields = args.one_or_more()?;
     let hash = db.hash(&key)?;
     Ok(Reply::Array(
         fields
@@ -115,10 +112,7 @@ fn hexists(db: &mut Db, args: &mut Args) -> CommandResult {
 
 fn sadd(db: &mut Db, args: &mut Args) -> CommandResult {
     let key = args.next()?;
-    let members = args.rest();
-    if members.is_empty() {
-        return Err(args.wrong_arity());
-    }
+    let members = args.one_or_more()?;
     let set = db.set_mut(&key)?;
     Ok(Reply::Int(members.into_iter().filter(|m| set.insert(m.clone())).count() as i64))
 }

@@ -28,18 +28,12 @@ pub(super) fn run(db: &mut Db, name: &str, args: &mut Args) -> Option<CommandRes
 }
 
 fn del(db: &mut Db, args: &mut Args) -> CommandResult {
-    let keys = args.rest();
-    if keys.is_empty() {
-        return Err(args.wrong_arity());
-    }
+    let keys = args.one_or_more()?;
     Ok(Reply::Int(keys.iter().filter(|k| db.get(k).is_some() && db.remove(k)).count() as i64))
 }
 
 fn exists(db: &mut Db, args: &mut Args) -> CommandResult {
-    let keys = args.rest();
-    if keys.is_empty() {
-        return Err(args.wrong_arity());
-    }
+    let keys = args.one_or_more()?;
     Ok(Reply::Int(keys.iter().filter(|k| db.get(k).is_some()).count() as i64))
 }
 

@@ -17,10 +17,7 @@ pub(super) fn run(db: &mut Db, name: &str, args: &mut Args) -> Option<CommandRes
 
 fn push(db: &mut Db, args: &mut Args, front: bool) -> CommandResult {
     let key = args.next()?;
-    let items = args.rest();
-    if items.is_empty() {
-        return Err(args.wrong_arity());
-    }
+    let items = args.one_or_more()?;
     let list = db.list_mut(&key)?;
     for item in items {
         if front { list.push_front(item) } else { list.push_back(item) }
