@@ -115,7 +115,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     println!("hookline demo\n");
     println!(
         "1. Started the three services in this process: subscriptions on {}, fanout on {}, delivery on {}.\n   Data: {}.",
-        dev.subscriptions, dev.fanout, dev.delivery, dev.redis
+        dev.subscriptions, dev.fanout, dev.delivery, dev.data
     );
     let outcome = story(&dev).await;
     let stopped = dev.stop().await;

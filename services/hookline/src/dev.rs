@@ -72,7 +72,7 @@ pub(crate) struct Dev {
     pub(crate) fanout: SocketAddr,
     pub(crate) delivery: SocketAddr,
     /// Where the data is, in words.
-    pub(crate) redis: String,
+    pub(crate) data: String,
     stop: watch::Sender<bool>,
     services: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     /// Dropped after the services stop.
@@ -88,7 +88,7 @@ impl Dev {
         embedded_addr: SocketAddr,
         addrs: [SocketAddr; 3],
     ) -> Result<Self, String> {
-        let (redis_url, backing, redis) = match (&backend.redis_url, &backend.redis_server) {
+        let (redis_url, backing, data) = match (&backend.redis_url, &backend.redis_server) {
             (Some(url), _) => (url.clone(), Backing::External, url.clone()),
             (None, Some(binary)) => {
                 let port = crate::local::free_port()?;
@@ -159,7 +159,7 @@ impl Dev {
         };
         services.push(("delivery", spawn(hookline_delivery::serve(config, delivery_listener, shutdown()))));
 
-        let dev = Self { subscriptions, fanout, delivery, redis, stop, services, _backing: backing };
+        let dev = Self { subscriptions, fanout, delivery, data, stop, services, _backing: backing };
         for (name, addr) in [("subscriptions", subscriptions), ("fanout", fanout), ("delivery", delivery)] {
             crate::local::wait_serving(name, addr, START_TIMEOUT).await?;
         }
@@ -222,7 +222,7 @@ pub(crate) async fn run(args: DevArgs) -> ExitCode {
          tokens: {TENANT_TOKEN} (tenant acme), {ADMIN_TOKEN} (admin)\n\
          try:   export HOOKLINE_TOKEN={TENANT_TOKEN}; hookline subscriptions create --url http://127.0.0.1:8088/hook --event-type '*'\n\
          stop:  Ctrl-C",
-        dev.subscriptions, dev.fanout, dev.delivery, dev.redis
+        dev.subscriptions, dev.fanout, dev.delivery, dev.data
     );
     let _ = signal.wait_for(|s| *s).await;
     match dev.stop().await {
