@@ -130,10 +130,16 @@ impl Engine {
     }
 }
 
-/// `name = {items...}` as Lua strings.
+/// `name = {items...}` as Lua strings. Each string goes into the table as
+/// it is made: a handle held on the Rust side takes a Lua stack slot, and
+/// a script may get tens of thousands of arguments (a fan-out to 10,000
+/// subscriptions).
 fn set_global_strings(lua: &Lua, name: &str, items: &[Bytes]) -> mlua::Result<()> {
-    let strings = items.iter().map(|item| lua.create_string(item)).collect::<mlua::Result<Vec<_>>>()?;
-    lua.globals().set(name, lua.create_sequence_from(strings)?)
+    let table = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, item) in items.iter().enumerate() {
+        table.raw_set(i + 1, lua.create_string(item)?)?;
+    }
+    lua.globals().set(name, table)
 }
 
 fn sha1_hex(body: &[u8]) -> String {

@@ -38,7 +38,12 @@ impl Pair {
     async fn same(&mut self, command: &[&str]) -> Outcome {
         let real = run(&mut self.real, command).await;
         let embedded = run(&mut self.embedded, command).await;
-        assert_eq!(real, embedded, "{command:?}: redis-server (left) and the embedded backend (right) differ");
+        let shown = &command[..command.len().min(8)];
+        let more = command.len() - shown.len();
+        assert_eq!(
+            real, embedded,
+            "{shown:?} (+{more} arguments): redis-server (left) and the embedded backend (right) differ"
+        );
         real
     }
 
@@ -276,6 +281,17 @@ async fn scripts_convert_values_the_redis_way() {
         &["SCRIPT", "EXISTS", "440f6a5f74c741f61e25dab0574c05e064e646a8", "0000000000000000000000000000000000000000"],
     ])
     .await;
+}
+
+#[tokio::test]
+async fn scripts_take_tens_of_thousands_of_arguments() {
+    let mut p = Pair::start().await;
+    let args: Vec<String> = (0..20_000).map(|i| format!("a{i}")).collect();
+    let mut command =
+        vec!["EVAL", "return {#ARGV, ARGV[20000], redis.call('RPUSH', KEYS[1], unpack(ARGV, 1, 5000))}", "1", "l"];
+    command.extend(args.iter().map(String::as_str));
+    p.same(&command).await;
+    p.same(&["LRANGE", "l", "4998", "-1"]).await;
 }
 
 #[tokio::test]
