@@ -32,12 +32,14 @@ enum Command {
     /// happened, told step by step.
     Demo(demo::DemoArgs),
     /// Run subscriptions, fanout and delivery in this process for
-    /// development (insecure on purpose: well-known tokens, loopback
-    /// receivers allowed).
+    /// development, on an embedded in-memory backend (no Redis needed; not
+    /// durable) or a Redis you name; insecure on purpose: well-known
+    /// tokens, loopback receivers allowed.
     Dev(dev::DevArgs),
-    /// Measure the whole pipeline on this machine: a private Redis, the
-    /// three service binaries and a local receiver, against the raw POST
-    /// rate of a plain client (the bars are in docs/BENCHMARKS.md).
+    /// Measure the whole pipeline on this machine: a private Redis (or a
+    /// Redis Cluster, or the embedded backend), the three service binaries
+    /// and a local receiver, against the raw POST rate of a plain client
+    /// (the bars are in docs/BENCHMARKS.md).
     Bench(bench::BenchArgs),
     /// Create, list, inspect, update, pause, resume, test and delete subscriptions.
     #[command(subcommand)]
