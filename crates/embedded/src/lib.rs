@@ -37,12 +37,6 @@ pub struct EmbeddedRedis {
     running: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
-impl std::fmt::Debug for server::Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Shared")
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("embedded backend: cannot listen on {addr}: {source}")]

@@ -31,6 +31,13 @@ pub(crate) struct Shared {
     streams_changed: Notify,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the lock: a Debug print must not wait on (or deadlock with) a command.
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
 impl Shared {
     pub(crate) fn new() -> mlua::Result<Self> {
         Ok(Self { engine: Mutex::new(Engine::new()?), streams_changed: Notify::new() })
