@@ -197,7 +197,6 @@ impl Db {
 macro_rules! typed {
     ($read:ident, $write:ident, $variant:ident, $ty:ty, $make:expr) => {
         impl Db {
-            #[allow(dead_code)]
             pub(crate) fn $read(&mut self, key: &[u8]) -> Result<Option<&mut $ty>, CommandError> {
                 match self.get_mut(key) {
                     None => Ok(None),
@@ -206,7 +205,6 @@ macro_rules! typed {
                 }
             }
 
-            #[allow(dead_code)]
             pub(crate) fn $write(&mut self, key: &[u8]) -> Result<&mut $ty, CommandError> {
                 match self.get_or_insert(key, || Value::$variant($make)) {
                     Value::$variant(v) => Ok(v),
@@ -264,6 +262,11 @@ impl Args {
 
     pub(crate) fn int(&mut self) -> Result<i64, CommandError> {
         parse_int(&self.next()?)
+    }
+
+    /// The next argument, left in place.
+    pub(crate) fn peek(&self) -> Option<&Bytes> {
+        self.items.as_slice().first()
     }
 
     pub(crate) fn remaining(&self) -> usize {

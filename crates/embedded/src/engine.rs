@@ -41,18 +41,17 @@ impl Engine {
     /// Runs one command, script or not.
     pub(crate) fn execute(&mut self, command: Vec<Bytes>) -> Reply {
         self.db.tick();
-        let name = command.first().map(|n| String::from_utf8_lossy(n).to_uppercase()).unwrap_or_default();
-        match name.as_str() {
-            "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" => {
-                let mut args = Args::new(name.clone(), command.into_iter().skip(1).collect());
-                self.eval(&mut args, name.starts_with("EVALSHA")).unwrap_or_else(Reply::from)
-            }
-            "SCRIPT" => {
-                let mut args = Args::new(name, command.into_iter().skip(1).collect());
-                self.script(&mut args).unwrap_or_else(Reply::from)
-            }
-            _ => commands::dispatch(&mut self.db, command),
+        let is = |names: &[&str]| {
+            command.first().is_some_and(|c| names.iter().any(|n| c.eq_ignore_ascii_case(n.as_bytes())))
+        };
+        let (eval, by_sha, script) = (is(&["EVAL", "EVAL_RO"]), is(&["EVALSHA", "EVALSHA_RO"]), is(&["SCRIPT"]));
+        if !(eval || by_sha || script) {
+            return commands::dispatch(&mut self.db, command);
         }
+        let name = String::from_utf8_lossy(&command[0]).to_uppercase();
+        let mut args = Args::new(name, command.into_iter().skip(1).collect());
+        let result = if script { self.script(&mut args) } else { self.eval(&mut args, by_sha) };
+        result.unwrap_or_else(Reply::from)
     }
 
     pub(crate) fn db(&mut self) -> &mut Db {

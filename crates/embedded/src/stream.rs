@@ -57,6 +57,10 @@ pub(crate) struct PendingEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Group {
     pub(crate) last_delivered: StreamId,
+    /// Entries delivered to the group so far (XINFO's `entries-read`),
+    /// kept as a counter as Redis does: a recount would walk every entry
+    /// read and still kept, and fan-out asks XINFO GROUPS every batch.
+    pub(crate) entries_read: u64,
     pub(crate) pending: BTreeMap<StreamId, PendingEntry>,
     /// Consumer name -> when it was last seen (ms).
     pub(crate) consumers: BTreeMap<Bytes, u64>,
@@ -120,9 +124,16 @@ impl Stream {
         excess
     }
 
-    /// Entries after the group's last delivered id: how far it lags.
+    /// Entries after the group's last delivered id: how far it lags (a
+    /// walk of the unread entries only).
     pub(crate) fn lag(&self, group: &Group) -> usize {
         self.entries.range((Bound::Excluded(group.last_delivered), Bound::Unbounded)).count()
+    }
+
+    /// A group that has read everything up to `last_delivered`.
+    pub(crate) fn group_at(&self, last_delivered: StreamId) -> Group {
+        let entries_read = self.entries.range(..=last_delivered).count() as u64;
+        Group { last_delivered, entries_read, ..Group::default() }
     }
 
     /// New entries for `consumer` of `group` (`>`): moved into its
@@ -146,6 +157,7 @@ impl Stream {
         if let Some((last, _)) = taken.last() {
             group.last_delivered = *last;
         }
+        group.entries_read += taken.len() as u64;
         if !no_ack {
             for (id, _) in &taken {
                 group

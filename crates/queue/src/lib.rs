@@ -7,9 +7,9 @@
 //! what it does not understand instead of misreading it.
 //!
 //! Streams are split into partitions (default 1). Every key of a partition
-//! carries the same hash tag `{<prefix>:p<n>}`, so on Redis Cluster a
-//! partition lives in one slot and the atomic steps (publish, fan-out
-//! enqueue + ack) touch one slot only. A tenant's events always land in the
+//! starts `<prefix>:p<n>:{s<k>}` (one hash tag per partition, see
+//! `keys.rs`), so on Redis Cluster a partition lives in one slot and the
+//! atomic steps (publish, fan-out enqueue + ack) touch one slot only. A tenant's events always land in the
 //! same partition (`Partitions::of_tenant`).
 //!
 //! The same code runs on one Redis or a Redis Cluster ([`connect`] picks

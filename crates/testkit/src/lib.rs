@@ -24,7 +24,7 @@ pub fn free_port() -> u16 {
 
 /// Which server [`RedisServer::start`] gives: `HOOKLINE_TEST_BACKEND`
 /// `redis` (the default) or `embedded`.
-pub fn embedded_backend() -> bool {
+fn embedded_backend() -> bool {
     match std::env::var("HOOKLINE_TEST_BACKEND").as_deref() {
         Ok("embedded") => true,
         Ok("redis") | Err(_) => false,

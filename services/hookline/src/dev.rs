@@ -35,9 +35,9 @@ pub(crate) struct BackendArgs {
     pub(crate) redis_server: Option<PathBuf>,
 }
 
-/// What holds the data while dev mode runs (held only to be dropped last).
+/// What holds the data while dev mode runs.
 #[derive(Debug)]
-#[allow(dead_code)]
+#[expect(dead_code, reason = "held only to be dropped after the services stop")]
 enum Backing {
     /// A Redis someone else runs.
     External,

@@ -24,9 +24,7 @@ pub(crate) fn dispatch(db: &mut Db, command: Vec<Bytes>) -> Reply {
     let mut parts = command.into_iter();
     let Some(name) = parts.next() else { return Reply::error("ERR empty command") };
     let name = String::from_utf8_lossy(&name).to_uppercase();
-    let rest: Vec<Bytes> = parts.collect();
-    let first = rest.first().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
-    let mut args = Args::new(name.clone(), rest);
+    let mut args = Args::new(name.clone(), parts.collect());
     let result: Option<CommandResult> = match name.as_str() {
         "PING" => Some(Ok(args.next_opt().map_or(Reply::Status("PONG".into()), Reply::Bulk))),
         "ECHO" => Some(args.next().map(Reply::Bulk)),
@@ -47,6 +45,7 @@ pub(crate) fn dispatch(db: &mut Db, command: Vec<Bytes>) -> Reply {
         .or_else(|| lists::run(db, &name, &mut args))
         .or_else(|| streams::run(db, &name, &mut args))
         .unwrap_or_else(|| {
+            let first = args.peek().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
             Ok(Reply::error(format!(
                 "ERR unknown command '{}', with args beginning with: '{first}'",
                 name.to_lowercase()

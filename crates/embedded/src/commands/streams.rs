@@ -274,7 +274,8 @@ fn xgroup(db: &mut Db, args: &mut Args) -> CommandResult {
             if stream.groups.contains_key(&group) {
                 return Err(CommandError::new("BUSYGROUP Consumer Group name already exists"));
             }
-            stream.groups.insert(group, crate::stream::Group { last_delivered, ..Default::default() });
+            let fresh = stream.group_at(last_delivered);
+            stream.groups.insert(group, fresh);
             Ok(Reply::ok())
         }
         "DESTROY" => {
@@ -286,6 +287,11 @@ fn xgroup(db: &mut Db, args: &mut Args) -> CommandResult {
             let now = db.now_ms();
             let stream = db.stream(&key)?.ok_or_else(|| no_group(&key, &group, ""))?;
             let last_id = stream.last_id;
+            let set_to = match sub.as_str() {
+                "SETID" if value == b"$" => Some(stream.group_at(last_id)),
+                "SETID" => Some(stream.group_at(StreamId::parse(&value, 0)?)),
+                _ => None,
+            };
             let g = stream.groups.get_mut(&group).ok_or_else(|| no_group(&key, &group, ""))?;
             Ok(match sub.as_str() {
                 "CREATECONSUMER" => Reply::Int(i64::from(g.consumers.insert(value, now).is_none())),
@@ -296,7 +302,9 @@ fn xgroup(db: &mut Db, args: &mut Args) -> CommandResult {
                     Reply::Int((before - g.pending.len()) as i64)
                 }
                 _ => {
-                    g.last_delivered = if value == b"$" { last_id } else { StreamId::parse(&value, 0)? };
+                    if let Some(reset) = set_to {
+                        (g.last_delivered, g.entries_read) = (reset.last_delivered, reset.entries_read);
+                    }
                     Reply::ok()
                 }
             })
@@ -412,7 +420,6 @@ fn xinfo(db: &mut Db, args: &mut Args) -> CommandResult {
         .into_iter()
         .map(|name| {
             let g = &stream.groups[name];
-            let read = stream.entries.range(..=g.last_delivered).count();
             Reply::Array(vec![
                 Reply::bulk("name"),
                 Reply::Bulk(name.clone()),
@@ -423,7 +430,7 @@ fn xinfo(db: &mut Db, args: &mut Args) -> CommandResult {
                 Reply::bulk("last-delivered-id"),
                 Reply::bulk(g.last_delivered.to_string()),
                 Reply::bulk("entries-read"),
-                Reply::Int(read as i64),
+                Reply::Int(g.entries_read as i64),
                 Reply::bulk("lag"),
                 Reply::Int(stream.lag(g) as i64),
             ])

@@ -134,9 +134,8 @@ fn zrange(db: &mut Db, args: &mut Args) -> CommandResult {
     let Some(zset) = db.zset(&key)? else { return Ok(Reply::Array(vec![])) };
     let rows = match by {
         By::Rank => {
-            let all: Vec<_> = zset.iter(rev).map(|(m, s)| (m.clone(), s)).collect();
-            let (from, to) = super::lists::index_range(all.len(), parse_int(&low)?, parse_int(&high)?);
-            all[from..to].to_vec()
+            let (from, to) = super::lists::index_range(zset.len(), parse_int(&low)?, parse_int(&high)?);
+            zset.iter(rev).skip(from).take(to - from).map(|(m, s)| (m.clone(), s)).collect()
         }
         By::Score => zset.by_score(score_bound(&low)?, score_bound(&high)?, rev),
         By::Lex => zset.by_lex(&lex_bound(&low)?, &lex_bound(&high)?, rev),
