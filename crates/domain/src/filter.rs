@@ -104,6 +104,12 @@ impl Eq for FilterOp {}
 
 impl FilterOp {
     pub fn glob(pattern: &str) -> Result<Self, ValidationError> {
+        if pattern.len() > PayloadFilter::MAX_OPERAND {
+            return Err(ValidationError::new(
+                "values",
+                format!("a glob of {} bytes is over the limit of {} bytes", pattern.len(), PayloadFilter::MAX_OPERAND),
+            ));
+        }
         TextGlob::compile(pattern)
             .map(Self::Glob)
             .map_err(|e| ValidationError::new("values", format!("`{pattern}` is not a valid glob: {}", e.kind())))
@@ -162,12 +168,26 @@ impl<'de> Deserialize<'de> for TextGlob {
 
 impl PayloadFilter {
     pub const MAX_FILTERS: usize = 16;
+    /// Bytes of one operand (an `EQUALS` value, a glob, one `IN` value).
+    pub const MAX_OPERAND: usize = 1024;
+    /// Values of one `IN` filter.
+    pub const MAX_IN_VALUES: usize = 1000;
 
     /// `path` is a JSON Pointer (`/data/campaign_name`) or a dotted path
     /// (`data.campaign_name`; array elements as `items.0.sku`).
     pub fn new(path: &str, op: FilterOp) -> Result<Self, ValidationError> {
         if path.is_empty() || path.len() > 256 {
             return Err(ValidationError::new("path", "must be 1 to 256 characters"));
+        }
+        let values = op.values();
+        if values.len() > Self::MAX_IN_VALUES {
+            return Err(ValidationError::new("values", format!("has more than {} values", Self::MAX_IN_VALUES)));
+        }
+        if let Some(long) = values.iter().find(|v| v.len() > Self::MAX_OPERAND) {
+            return Err(ValidationError::new(
+                "values",
+                format!("a value of {} bytes is over the limit of {} bytes", long.len(), Self::MAX_OPERAND),
+            ));
         }
         let pointer = if path.starts_with('/') {
             path.to_owned()

@@ -12,6 +12,7 @@ mod filter;
 mod headers;
 mod ids;
 mod pattern;
+mod payload;
 mod retry;
 mod secret;
 mod subscription;
@@ -23,6 +24,7 @@ pub use filter::{FilterOp, PayloadFilter, Scope, TextGlob};
 pub use headers::ExtraHeaders;
 pub use ids::{DeliveryId, EventId, SubscriptionId, TenantId};
 pub use pattern::{EventTypePattern, patterns_overlap};
+pub use payload::{MAX_DEPTH as MAX_PAYLOAD_DEPTH, PayloadError, check_json};
 pub use retry::{RateLimit, RetryPolicy, RetrySchedule};
 pub use secret::{SecretSet, SigningSecret};
 pub use subscription::{

@@ -30,6 +30,15 @@ pub mod limits {
     pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
     pub const MAX_IN_FLIGHT: u32 = 10_000;
     pub const MAX_METADATA: usize = 32;
+    /// The most a subscription may weigh ([`super::SubscriptionSpec::size_bytes`])
+    /// under any configuration: the subscription service refuses more at
+    /// its own, lower, configured limit (default
+    /// [`DEFAULT_MAX_SUBSCRIPTION_BYTES`]); this ceiling is what every
+    /// reader of a stored subscription accepts, and what keeps one watch
+    /// message far below the watch clients' decoding limit.
+    pub const MAX_SUBSCRIPTION_BYTES: usize = 1024 * 1024;
+    /// The subscription service's default limit on one subscription's size.
+    pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 64 * 1024;
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +108,7 @@ pub struct SubscriptionSpec {
 
 impl SubscriptionSpec {
     pub fn validated(self) -> Result<Self, ValidationError> {
+        self.check_size(limits::MAX_SUBSCRIPTION_BYTES)?;
         if self.name.len() > limits::MAX_NAME {
             return Err(ValidationError::new("name", format!("is longer than {} bytes", limits::MAX_NAME)));
         }
@@ -137,6 +147,59 @@ impl SubscriptionSpec {
             }
         }
         Ok(self)
+    }
+
+    /// What the subscription weighs: the bytes of every string it holds
+    /// (names, URL, patterns, scope labels and values, filter paths and
+    /// operands, headers, metadata) plus a few bytes per entry. Close to
+    /// (and never much below) its stored and wire sizes, so bounding it
+    /// bounds both.
+    pub fn size_bytes(&self) -> usize {
+        const ENTRY: usize = 4;
+        let scope: usize = self
+            .scope
+            .labels()
+            .iter()
+            .map(|(label, values)| label.len() + ENTRY + values.iter().map(|v| v.len() + ENTRY).sum::<usize>())
+            .sum();
+        let filters: usize = self
+            .filters
+            .iter()
+            .map(|f| 2 * f.path().len() + ENTRY + f.op().values().iter().map(|v| v.len() + ENTRY).sum::<usize>())
+            .sum();
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len() + ENTRY).sum();
+        let metadata: usize = self.metadata.as_map().iter().map(|(k, v)| k.len() + v.len() + ENTRY).sum();
+        let patterns: usize = self.event_types.iter().map(|p| p.as_str().len() + ENTRY).sum();
+        let retry = match self.retry.schedule() {
+            crate::RetrySchedule::Fixed(delays) => delays.len() * 12,
+            crate::RetrySchedule::Exponential { .. } => 24,
+        };
+        let variant = self.payload_variant.as_ref().map_or(0, String::len);
+        256 + self.name.len()
+            + self.url.as_str().len()
+            + patterns
+            + scope
+            + filters
+            + headers
+            + metadata
+            + retry
+            + variant
+    }
+
+    /// Refuses a subscription heavier than `max` bytes (see
+    /// [`Self::size_bytes`]), naming what weighs most.
+    pub fn check_size(&self, max: usize) -> Result<(), ValidationError> {
+        let size = self.size_bytes();
+        if size <= max {
+            return Ok(());
+        }
+        Err(ValidationError::new(
+            "subscription",
+            format!(
+                "is {size} bytes, over the limit of {max} bytes (scope values, filter operands, headers and metadata \
+                 count towards it); split it into several subscriptions or use fewer values"
+            ),
+        ))
     }
 
     /// Whether an event of this type, attributes and payload is wanted.

@@ -54,11 +54,15 @@ impl EndpointUrl {
         self.0.as_str()
     }
 
-    /// The URL without its query string, for logs and spans.
+    /// The URL as logs, spans and operational events show it: scheme, host
+    /// and port only, the path cut to `/…` (Slack-style URLs keep their
+    /// secret in the path, others in the query).
     pub fn redacted(&self) -> String {
-        let mut u = self.0.clone();
-        u.set_query(None);
-        u.to_string()
+        let u = &self.0;
+        let host = u.host_str().unwrap_or_default();
+        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let rest = if u.path() == "/" && u.query().is_none() { "/" } else { "/…" };
+        format!("{}://{host}{port}{rest}", u.scheme())
     }
 }
 
@@ -89,7 +93,12 @@ mod tests {
     fn http_and_https_urls_are_accepted_and_normalised() {
         let u = EndpointUrl::parse("HTTPS://Example.com/hook?x=1").expect("valid");
         assert_eq!(u.as_str(), "https://example.com/hook?x=1");
-        assert_eq!(u.redacted(), "https://example.com/hook");
+        assert_eq!(u.redacted(), "https://example.com/…");
+        assert_eq!(
+            EndpointUrl::parse("https://hooks.slack.com:8443/services/T0/B0/secret").expect("valid").redacted(),
+            "https://hooks.slack.com:8443/…"
+        );
+        assert_eq!(EndpointUrl::parse("https://example.com").expect("valid").redacted(), "https://example.com/");
         assert!(EndpointUrl::parse("http://127.0.0.1:8080/").is_ok());
     }
 

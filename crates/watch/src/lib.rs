@@ -115,7 +115,8 @@ async fn follow(
     while !tx.is_closed() {
         let outcome: Result<(), String> = async {
             let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-            let mut client: Client = SubscriptionServiceClient::with_interceptor(channel, token.clone());
+            let mut client: Client = SubscriptionServiceClient::with_interceptor(channel, token.clone())
+                .max_decoding_message_size(hookline_proto::MAX_MESSAGE_BYTES);
             let current = tx.borrow().clone();
             let request = v1::WatchSubscriptionsRequest {
                 after_revision: if current.is_ready() { current.revision() } else { 0 },

@@ -111,7 +111,11 @@ impl CacheState {
             Change::SubscriptionUpserted(watched) => match decode(&watched) {
                 Ok(cached) => self.insert(cached),
                 Err(error) => {
-                    tracing::error!(%error, "skipping a subscription the watch sent malformed")
+                    // Keep going: one subscription this build cannot use must
+                    // not stop every other change from applying.
+                    let id = watched.subscription.as_ref().map(|s| s.id.as_str()).unwrap_or_default();
+                    tracing::error!(%error, subscription = id, "skipping a subscription the watch sent malformed");
+                    metrics::counter!("hookline_watch_rejected_total").increment(1);
                 }
             },
             Change::SubscriptionDeleted(deleted) => {

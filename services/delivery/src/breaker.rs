@@ -70,7 +70,7 @@ impl Breakers {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         if healthy {
             if states.remove(endpoint).is_some_and(|s| s.open_until.is_some()) {
-                tracing::info!(endpoint, "circuit closed");
+                tracing::info!(endpoint = shown(endpoint), "circuit closed");
             }
             return;
         }
@@ -80,11 +80,15 @@ impl Breakers {
             state.probing = false;
             state.cooldown = (state.cooldown * 2).min(self.max_cooldown);
             state.open_until = Some(Instant::now() + state.cooldown);
-            tracing::warn!(endpoint, cooldown_secs = state.cooldown.as_secs(), "probe failed; circuit open again");
+            tracing::warn!(
+                endpoint = shown(endpoint),
+                cooldown_secs = state.cooldown.as_secs(),
+                "probe failed; circuit open again"
+            );
         } else if state.open_until.is_none() && state.failures >= self.threshold {
             state.cooldown = self.cooldown;
             state.open_until = Some(Instant::now() + state.cooldown);
-            tracing::warn!(endpoint, failures = state.failures, "circuit open");
+            tracing::warn!(endpoint = shown(endpoint), failures = state.failures, "circuit open");
         }
     }
 }
@@ -110,9 +114,22 @@ pub(crate) fn endpoint_of(url: &url::Url) -> String {
     )
 }
 
+/// An endpoint key as logs show it: scheme, host and port, the path cut
+/// (it may hold a secret, as Slack-style URLs do).
+fn shown(endpoint: &str) -> &str {
+    let after_scheme = endpoint.find("://").map_or(0, |i| i + 3);
+    endpoint[after_scheme..].find('/').map_or(endpoint, |i| &endpoint[..after_scheme + i])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_show_an_endpoint_without_its_path() {
+        assert_eq!(shown("https://hooks.slack.com:443/services/T0/B0/secret"), "https://hooks.slack.com:443");
+        assert_eq!(shown("http://h:80"), "http://h:80");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn opens_after_the_threshold_then_probes_and_closes() {

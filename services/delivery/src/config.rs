@@ -84,6 +84,22 @@ pub struct Config {
     pub stats_retention: Duration,
     /// Bytes of each response body kept in the attempt log.
     pub response_body_limit: usize,
+    /// Send every delivery through this HTTP(S) proxy (e.g. a
+    /// smokescreen-style egress proxy for fixed source IPs), as
+    /// `http://host:port`. Unset (the default): connect directly, and
+    /// ignore `HTTP_PROXY` / `HTTPS_PROXY` in the environment (they would
+    /// bypass the address guard). With a proxy, hookline still resolves
+    /// and checks each host before sending, but the proxy connects: it
+    /// must enforce its own egress rules.
+    pub egress_proxy: Option<String>,
+    /// The largest payload `SendTestEvent` accepts (as fanout's
+    /// `max_payload_bytes` for real events).
+    pub max_test_payload_bytes: usize,
+    /// Test events per second to one subscription without a rate limit of
+    /// its own (a subscription's own rate limit applies to its test events
+    /// too, shared with its deliveries), and the burst allowed.
+    pub test_events_per_second: u32,
+    pub test_events_burst: u32,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// Name of this consumer in the group; default: host name + process id.
@@ -122,6 +138,10 @@ impl Default for Config {
             delivery_retention: Duration::from_secs(30 * 86_400),
             stats_retention: Duration::from_secs(90 * 86_400),
             response_body_limit: 4096,
+            egress_proxy: None,
+            max_test_payload_bytes: 256 * 1024,
+            test_events_per_second: 1,
+            test_events_burst: 5,
             shutdown_grace: Duration::from_secs(10),
             consumer_name: None,
             auth: AuthConfig::default(),
@@ -161,6 +181,17 @@ impl ServiceConfig for Config {
         }
         if self.response_body_limit > 64 * 1024 {
             return invalid("response_body_limit must be at most 64 KiB");
+        }
+        if let Some(proxy) = &self.egress_proxy
+            && reqwest::Proxy::all(proxy.as_str()).is_err()
+        {
+            return invalid("egress_proxy must be a proxy URL such as http://egress-proxy:4750");
+        }
+        if !(1..=16 * 1024 * 1024).contains(&self.max_test_payload_bytes) {
+            return invalid("max_test_payload_bytes must be between 1 and 16777216");
+        }
+        if hookline_domain::RateLimit::new(self.test_events_per_second, self.test_events_burst).is_err() {
+            return invalid("test_events_per_second must be between 1 and 100000, test_events_burst at most 100000");
         }
         if self.partition_lease < Duration::from_secs(1) {
             return invalid("partition_lease must be at least 1s");

@@ -30,7 +30,7 @@ use crate::{
     breaker::{Gate, endpoint_of},
     http::{AttemptError, AttemptResult, Outgoing, span},
     outcome::{Decision, decide, endpoint_unhealthy},
-    request::{EventData, body, headers},
+    request::{EventData, Undeliverable, body, headers},
     store::{AttemptRecord, Next, Park},
     worker::{Worker, now_ms},
 };
@@ -61,6 +61,38 @@ const MIN_WAVE: Duration = Duration::from_millis(10);
 const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A lease outlives its request by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The task an outcome is recorded for.
+#[derive(Clone, Copy)]
+struct Attempted<'a> {
+    keys: &'a PartitionKeys,
+    entry: &'a str,
+    task: &'a DeliveryTask,
+    cached: &'a CachedSubscription,
+}
+
+/// A subscription's slot of this process's fair share, given back when the
+/// attempt ends however it ends.
+struct ShareSlot<'a> {
+    worker: &'a Worker,
+    subscription: &'a str,
+}
+
+impl Drop for ShareSlot<'_> {
+    fn drop(&mut self) {
+        self.worker.release_share(self.subscription);
+    }
+}
+
+/// What a caught panic said.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    text.chars().take(200).collect()
+}
 
 impl Worker {
     pub(crate) async fn dispatch(
@@ -186,7 +218,7 @@ impl Worker {
                     let Ok(permit) = self.permits.clone().acquire_owned().await else { break 'send };
                     let event = events.get(&task.event_id).cloned();
                     let job = Job { keys: keys.clone(), entry, task, cached, endpoint, event, permit };
-                    tokio::spawn(self.clone().attempt(job));
+                    tokio::spawn(self.clone().guarded_attempt(job));
                 }
             }
         }
@@ -264,6 +296,7 @@ impl Worker {
     }
 
     fn release_share(&self, subscription: &str) {
+        // Called from `ShareSlot::drop`, so also when an attempt panics.
         let mut held = self.held_slots.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slots) = held.get_mut(subscription) {
             *slots = slots.saturating_sub(1);
@@ -325,6 +358,21 @@ impl Worker {
             .collect())
     }
 
+    /// One attempt; if it panics, its delivery is dead-lettered with the
+    /// reason rather than left pending to panic again at every claim.
+    async fn guarded_attempt(self: Arc<Self>, job: Job) {
+        let (keys, entry, task, cached) = (job.keys.clone(), job.entry.clone(), job.task.clone(), job.cached.clone());
+        let attempt = std::panic::AssertUnwindSafe(self.clone().attempt(job));
+        if let Err(panic) = futures::FutureExt::catch_unwind(attempt).await {
+            let message = format!("hookline failed during this attempt (internal error: {})", panic_text(&panic));
+            tracing::error!(delivery = %task.delivery_id, %message, "an attempt panicked; dead-lettering its delivery");
+            metrics::counter!("hookline_delivery_panics_total").increment(1);
+            let result = AttemptResult::not_sent(AttemptError::Undeliverable, message);
+            let of = Attempted { keys: &keys, entry: &entry, task: &task, cached: &cached };
+            self.finish(of, &result, Decision::DeadLetter, 0).await;
+        }
+    }
+
     /// One attempt, in its own span of the event's trace.
     async fn attempt(self: Arc<Self>, job: Job) {
         let span = span::attempt_span(&job.task, &job.cached);
@@ -335,38 +383,61 @@ impl Worker {
     async fn run_attempt(self: Arc<Self>, job: Job, traceparent: String) {
         let Job { keys, entry, task, cached, endpoint, event, permit: _permit } = job;
         let sub = &cached.subscription;
+        let _share = ShareSlot { worker: &self, subscription: &task.subscription_id };
         let result = match &event {
-            Some(event) => {
-                let payload = body(&sub.spec, &task.event_id, &task.event_type, event);
-                let now = SystemTime::now();
-                let headers = headers(&sub.spec, &cached.secrets, &task.event_id, &payload, &traceparent, now);
-                let out =
-                    Outgoing { url: &sub.spec.url, body: payload, headers, timeout: self.request_timeout(&cached) };
-                let result = self.sender.send(out).await;
-                self.breakers.record(&endpoint, !endpoint_unhealthy(&result));
-                result
-            }
-            None => AttemptResult {
-                started: SystemTime::now(),
-                duration: Duration::ZERO,
-                status: 0,
-                error: AttemptError::Connect,
-                message: "the event is past its retention; nothing was sent".into(),
-                body: Vec::new(),
-                retry_after: None,
+            Some(event) => match self.build(&cached, &task, event, &traceparent) {
+                Ok(out) => {
+                    let result = self.sender.send(out).await;
+                    self.breakers.record(&endpoint, !endpoint_unhealthy(&result));
+                    self.record_pace(&task.subscription_id, result.duration);
+                    result
+                }
+                Err(undeliverable) => AttemptResult::not_sent(AttemptError::Undeliverable, undeliverable.0),
             },
+            None => AttemptResult::not_sent(
+                AttemptError::EventExpired,
+                "the event is past its retention; nothing was sent".into(),
+            ),
         };
         span::record(&tracing::Span::current(), &result);
-        self.release_share(&task.subscription_id);
-        if event.is_some() {
-            self.record_pace(&task.subscription_id, result.duration);
-        }
         let jitter = rand::rng().random::<f64>();
-        let decision = if event.is_none() {
-            Decision::DeadLetter
-        } else {
-            decide(&result, &sub.spec.retry, task.attempt, self.settings.max_retry_after, jitter)
-        };
+        let decision = decide(&result, &sub.spec.retry, task.attempt, self.settings.max_retry_after, jitter);
+        let published_ms = event.as_ref().map_or(0, |e| e.published_ms);
+        let of = Attempted { keys: &keys, entry: &entry, task: &task, cached: &cached };
+        self.finish(of, &result, decision, published_ms).await;
+    }
+
+    /// The request of one attempt; a body or headers that cannot be built
+    /// (or a bug that panics while building them) make the task
+    /// undeliverable instead of taking the worker down.
+    fn build<'a>(
+        &self,
+        cached: &'a CachedSubscription,
+        task: &DeliveryTask,
+        event: &EventData,
+        traceparent: &str,
+    ) -> Result<Outgoing<'a>, Undeliverable> {
+        let sub = &cached.subscription;
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let payload = body(&sub.spec, &task.event_id, &task.event_type, event)?;
+            let headers = headers(&sub.spec, &cached.secrets, &task.event_id, &payload, traceparent, SystemTime::now());
+            Ok((payload, headers))
+        }));
+        let (payload, headers) = built.unwrap_or_else(|panic| {
+            tracing::error!(delivery = %task.delivery_id, panic = panic_text(&panic), "building the request panicked");
+            Err(Undeliverable(format!(
+                "hookline could not build this request (internal error: {})",
+                panic_text(&panic)
+            )))
+        })?;
+        Ok(Outgoing { url: &sub.spec.url, body: payload, headers, timeout: self.request_timeout(cached) })
+    }
+
+    /// Records an attempt's outcome (one script), then its metrics and any
+    /// pause or disable it calls for.
+    async fn finish(&self, of: Attempted<'_>, result: &AttemptResult, decision: Decision, published_ms: u64) {
+        let Attempted { keys, entry, task, cached } = of;
+        let sub = &cached.subscription;
         let now = now_ms();
         let next = match decision {
             Decision::Success => Next::Done,
@@ -378,7 +449,7 @@ impl Worker {
             at: result.started.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             dur: result.duration.as_millis() as u64,
             code: result.status,
-            err: if event.is_none() { "event_expired".into() } else { result.error.as_str().into() },
+            err: result.error.as_str().into(),
             msg: result.message.clone(),
             body: AttemptRecord::encode_body(&result.body),
             trig: if task.trigger.is_empty() { "scheduled".into() } else { task.trigger.clone() },
@@ -386,7 +457,7 @@ impl Worker {
         let json = serde_json::to_string(&record).unwrap_or_default();
         let fifo = sub.spec.ordering == Ordering::Fifo;
         let invocation =
-            self.scripts.complete(&keys, &entry, &task, next, &json, record.dur, now, &self.settings.retention, fifo);
+            self.scripts.complete(keys, entry, task, next, &json, record.dur, now, &self.settings.retention, fifo);
         let consecutive: i64 = match invocation.invoke_async(&mut self.redis.clone()).await {
             Ok(n) => n,
             Err(error) => {
@@ -409,10 +480,8 @@ impl Worker {
             metrics::counter!("hookline_delivery_attempts_total", "outcome" => outcome).increment(1);
         }
         metrics::histogram!("hookline_delivery_attempt_duration_seconds").record(result.duration.as_secs_f64());
-        if let (Decision::Success, Some(event)) = (decision, &event)
-            && event.published_ms > 0
-        {
-            let latency_ms = now.saturating_sub(event.published_ms);
+        if decision == Decision::Success && published_ms > 0 {
+            let latency_ms = now.saturating_sub(published_ms);
             metrics::histogram!("hookline_publish_to_delivery_seconds").record(latency_ms as f64 / 1000.0);
         }
         tracing::debug!(

@@ -79,7 +79,11 @@ pub async fn serve(
         config.https_only,
         config.response_body_limit,
         config.max_concurrency,
+        config.egress_proxy.as_deref(),
     )?;
+    if let Some(proxy) = &config.egress_proxy {
+        tracing::warn!(proxy, "deliveries go through an egress proxy: it must enforce its own egress rules");
+    }
     if !config.allow_cidrs.is_empty() {
         tracing::warn!(allow = ?config.allow_cidrs, "deliveries allowed to these non-public ranges");
     }
@@ -144,6 +148,13 @@ pub async fn serve(
         scripts: Arc::new(store::Scripts::default()),
         sender,
         claim_idle: config.claim_idle,
+        test_limits: api::TestLimits {
+            max_payload_bytes: config.max_test_payload_bytes,
+            rate: hookline_domain::RateLimit {
+                per_second: config.test_events_per_second,
+                burst: config.test_events_burst,
+            },
+        },
     };
     let readiness = hookline_server::Readiness::default();
     hookline_server::spawn_admin(config.admin_addr, readiness.clone(), stop_rx.clone());

@@ -35,6 +35,9 @@ pub(crate) fn decide(
     if result.status == 410 {
         return Decision::Gone;
     }
+    if result.error.is_final() {
+        return Decision::DeadLetter;
+    }
     match policy.delay_after(attempt, jitter) {
         None => Decision::DeadLetter,
         Some(delay) => {
@@ -50,7 +53,11 @@ pub(crate) fn endpoint_unhealthy(result: &AttemptResult) -> bool {
     match result.error {
         AttemptError::Timeout | AttemptError::Connect | AttemptError::Tls | AttemptError::Dns => true,
         AttemptError::HttpStatus => result.status >= 500 || result.status == 429,
-        AttemptError::None | AttemptError::BlockedAddress | AttemptError::Redirect => false,
+        AttemptError::None
+        | AttemptError::BlockedAddress
+        | AttemptError::Redirect
+        | AttemptError::EventExpired
+        | AttemptError::Undeliverable => false,
     }
 }
 

@@ -8,6 +8,7 @@ use std::{
 };
 
 use hookline_domain::{PayloadFormat, SecretSet, SubscriptionSpec};
+use hookline_proto::convert::MAX_UNIX_MS;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 /// The event as delivery needs it, read from the event record.
@@ -21,17 +22,37 @@ pub(crate) struct EventData {
     pub(crate) published_ms: u64,
 }
 
+/// Why a request cannot be built for an event: it can never be delivered,
+/// so its task ends as a dead letter with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Undeliverable(pub(crate) String);
+
 /// The body for this subscription: the named variant when the event has
 /// it, else the payload; raw, or wrapped in the envelope.
-pub(crate) fn body(spec: &SubscriptionSpec, event_id: &str, event_type: &str, event: &EventData) -> Vec<u8> {
+pub(crate) fn body(
+    spec: &SubscriptionSpec,
+    event_id: &str,
+    event_type: &str,
+    event: &EventData,
+) -> Result<Vec<u8>, Undeliverable> {
     let payload = spec
         .payload_variant
         .as_ref()
         .and_then(|name| event.variants.get(name))
         .map_or(event.payload.as_slice(), |v| v.as_bytes());
     match spec.payload_format {
-        PayloadFormat::Raw => payload.to_vec(),
+        PayloadFormat::Raw => Ok(payload.to_vec()),
         PayloadFormat::Envelope => {
+            // Publish refuses such times; a record written otherwise (an
+            // older build, a hand edit) must not reach the formatter, which
+            // panics past year 9999.
+            if event.occurred_ms > MAX_UNIX_MS {
+                return Err(Undeliverable(format!(
+                    "the event's occurred_at ({} ms) is past year 9999 and cannot be written in the envelope",
+                    event.occurred_ms
+                )));
+            }
             let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(event.occurred_ms));
             let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
             let mut out = Vec::with_capacity(payload.len() + 128);
@@ -44,7 +65,7 @@ pub(crate) fn body(spec: &SubscriptionSpec, event_id: &str, event_type: &str, ev
             out.extend_from_slice(b",\"data\":");
             out.extend_from_slice(payload);
             out.push(b'}');
-            out
+            Ok(out)
         }
     }
 }
@@ -123,17 +144,31 @@ mod tests {
     #[test]
     fn raw_envelope_and_variant_bodies() {
         let mut s = spec();
-        assert_eq!(body(&s, "evt_1", "a.b", &event()), br#"{"a":1}"#);
+        assert_eq!(body(&s, "evt_1", "a.b", &event()).unwrap(), br#"{"a":1}"#);
         s.payload_variant = Some("legacy".into());
-        assert_eq!(body(&s, "evt_1", "a.b", &event()), br#"{"old":1}"#);
+        assert_eq!(body(&s, "evt_1", "a.b", &event()).unwrap(), br#"{"old":1}"#);
         s.payload_variant = Some("missing".into());
-        assert_eq!(body(&s, "evt_1", "a.b", &event()), br#"{"a":1}"#, "falls back to the payload");
+        assert_eq!(body(&s, "evt_1", "a.b", &event()).unwrap(), br#"{"a":1}"#, "falls back to the payload");
         s.payload_format = PayloadFormat::Envelope;
-        let wrapped: serde_json::Value = serde_json::from_slice(&body(&s, "evt_1", "a.b", &event())).unwrap();
+        let wrapped: serde_json::Value = serde_json::from_slice(&body(&s, "evt_1", "a.b", &event()).unwrap()).unwrap();
         assert_eq!(wrapped["id"], "evt_1");
         assert_eq!(wrapped["type"], "a.b");
         assert_eq!(wrapped["timestamp"], "2023-11-14T22:13:20.000Z");
         assert_eq!(wrapped["data"]["a"], 1);
+    }
+
+    #[test]
+    fn an_envelope_time_past_year_9999_is_undeliverable_not_a_panic() {
+        let mut s = spec();
+        s.payload_format = PayloadFormat::Envelope;
+        for occurred_ms in [MAX_UNIX_MS + 1, u64::MAX] {
+            let event = EventData { occurred_ms, ..event() };
+            let err = body(&s, "evt_1", "a.b", &event).unwrap_err();
+            assert!(err.0.contains("year 9999"), "{err}");
+        }
+        let last = EventData { occurred_ms: MAX_UNIX_MS, ..event() };
+        let wrapped: serde_json::Value = serde_json::from_slice(&body(&s, "evt_1", "a.b", &last).unwrap()).unwrap();
+        assert_eq!(wrapped["timestamp"], "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

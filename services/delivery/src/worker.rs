@@ -149,9 +149,19 @@ impl Worker {
                 }
                 Ok::<_, redis::RedisError>(())
             };
+            // A panic in one step (a bug meeting some input) must not end
+            // this partition's loop: its tasks stay pending and are
+            // claimed again; each attempt guards itself (`dispatch`).
+            let step = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(step));
             match step.await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(error) => {
+                Ok(Ok(())) => backoff = Duration::from_millis(100),
+                Err(panic) => {
+                    let panic = crate::dispatch::panic_text(&panic);
+                    tracing::error!(partition = keys.index(), panic, "delivery step panicked; backing off");
+                    metrics::counter!("hookline_delivery_panics_total").increment(1);
+                    pause(&mut backoff, &mut stop).await;
+                }
+                Ok(Err(error)) => {
                     if is_missing_group(&error) {
                         tracing::warn!(partition = keys.index(), "deliveries stream or group missing; recreating");
                         ready = false;

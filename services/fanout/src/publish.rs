@@ -11,7 +11,6 @@ use hookline_domain::{EventId, EventTypeName, TenantId};
 use hookline_proto::{convert::timestamp_from_proto, v1};
 use hookline_queue::{EventEntry, PartitionKeys, Partitions};
 use hookline_watch::CacheState;
-use serde::de::IgnoredAny;
 
 use crate::error::ServiceError;
 
@@ -111,18 +110,7 @@ pub(crate) fn prepare(
 }
 
 fn check_json(field: &str, bytes: &[u8], max: usize) -> Result<(), ServiceError> {
-    if bytes.is_empty() {
-        return Err(ServiceError::BadRequest(format!("{field}: is required (UTF-8 JSON)")));
-    }
-    if bytes.len() > max {
-        return Err(ServiceError::BadRequest(format!(
-            "{field}: is {} bytes, over the limit of {max} bytes",
-            bytes.len()
-        )));
-    }
-    serde_json::from_slice::<IgnoredAny>(bytes)
-        .map(|_| ())
-        .map_err(|e| ServiceError::BadRequest(format!("{field}: is not valid JSON ({e})")))
+    hookline_domain::check_json(bytes, max).map_err(|e| ServiceError::BadRequest(format!("{field}: {e}")))
 }
 
 fn check_attributes(attributes: &HashMap<String, String>) -> Result<(), ServiceError> {
@@ -184,6 +172,10 @@ mod tests {
         assert!(bad.contains("not valid JSON"), "{bad}");
         assert!(check_json("payload", b"", 100).unwrap_err().to_string().contains("required"));
         assert!(check_json("payload", br#"{"nested":{"a":[1,2,{"b":null}]}}"#, 100).is_ok());
+        let lone = check_json("payload", br#"{"a":"\ud800"}"#, 100).unwrap_err().to_string();
+        assert!(lone.starts_with("payload: is not valid JSON"), "{lone}");
+        let deep = check_json("payload", "[".repeat(200).as_bytes(), 1000).unwrap_err().to_string();
+        assert!(deep.contains("deeper than 127"), "{deep}");
     }
 
     #[test]

@@ -1,19 +1,16 @@
 //! Reading an event record (`{p:pN}:event:<id>`, written by `publish.lua`
 //! and completed by `fanout.lua`) back into the wire `Event`.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    time::{Duration, UNIX_EPOCH},
-};
+use std::collections::{BTreeMap, HashMap};
 
-use hookline_proto::{Timestamp, convert::timestamp, v1};
+use hookline_proto::{Timestamp, convert::timestamp_from_unix_ms, v1};
 
 fn text(fields: &HashMap<String, Vec<u8>>, name: &str) -> String {
     fields.get(name).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
 }
 
 fn millis(fields: &HashMap<String, Vec<u8>>, name: &str) -> Option<Timestamp> {
-    text(fields, name).parse::<u64>().ok().map(|ms| timestamp(UNIX_EPOCH + Duration::from_millis(ms)))
+    text(fields, name).parse::<u64>().ok().map(timestamp_from_unix_ms)
 }
 
 /// `None` when the record lacks its identity fields.

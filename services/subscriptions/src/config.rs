@@ -33,6 +33,14 @@ pub struct Config {
     pub require_https: bool,
     /// Subscriptions per tenant.
     pub max_subscriptions_per_tenant: u64,
+    /// The most one subscription may weigh, in bytes (its strings: scope
+    /// values, filter operands, headers, metadata, ...); at most 1 MiB.
+    pub max_subscription_bytes: usize,
+    /// Event types in one tenant's catalog.
+    pub max_event_types_per_tenant: u64,
+    /// The most one List response may carry, in bytes; a page ends early
+    /// (with a next-page token) rather than pass it.
+    pub max_page_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub auth: AuthConfig,
@@ -66,6 +74,9 @@ impl Default for Config {
             change_log_len: 100_000,
             require_https: false,
             max_subscriptions_per_tenant: 10_000,
+            max_subscription_bytes: hookline_domain::limits::DEFAULT_MAX_SUBSCRIPTION_BYTES,
+            max_event_types_per_tenant: 1_000,
+            max_page_bytes: 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             auth: AuthConfig::default(),
             secrets: SecretsSection::default(),
@@ -91,6 +102,12 @@ impl ServiceConfig for Config {
         }
         if self.change_log_len < 100 {
             return invalid("change_log_len must be at least 100");
+        }
+        if !(1024..=hookline_domain::limits::MAX_SUBSCRIPTION_BYTES).contains(&self.max_subscription_bytes) {
+            return invalid("max_subscription_bytes must be between 1024 and 1048576 (1 MiB)");
+        }
+        if !(64 * 1024..=hookline_proto::MAX_PAGE_BYTES).contains(&self.max_page_bytes) {
+            return invalid("max_page_bytes must be between 65536 and 2097152 (2 MiB: clients decode at most 4 MiB)");
         }
         if let Some(key) = &self.secrets.master_key
             && STANDARD.decode(key).map(|k| k.len()) != Ok(32)

@@ -58,6 +58,7 @@ pub async fn serve(
             key_prefix: config.key_prefix.clone(),
             command_timeout: config.redis_timeout,
             change_log_len: config.change_log_len,
+            max_event_types: config.max_event_types_per_tenant,
         },
         sealer,
     )
@@ -66,10 +67,16 @@ pub async fn serve(
     let store = Arc::new(store);
     let authenticator = config.auth.authenticator().map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?;
 
+    metrics::describe_counter!(
+        "hookline_watch_skipped_total",
+        "Watch messages left out because they were larger than a watcher may decode (a subscription stored before the size limit)"
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let policy = api::Policy {
         require_https: config.require_https,
         max_subscriptions_per_tenant: config.max_subscriptions_per_tenant,
+        max_subscription_bytes: config.max_subscription_bytes,
+        max_page_bytes: config.max_page_bytes,
     };
     let api = api::Api::new(store.clone(), policy, stop_rx.clone());
 

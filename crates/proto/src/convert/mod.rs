@@ -14,4 +14,4 @@ pub use subscription::{
     secrets_from_proto, secrets_to_proto, spec_from_proto, state_cause_from_proto, state_to_proto,
     subscription_from_proto, subscription_to_proto,
 };
-pub use time::{duration_from_proto, timestamp, timestamp_from_proto};
+pub use time::{MAX_UNIX_MS, duration_from_proto, timestamp, timestamp_from_proto, timestamp_from_unix_ms};

@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hookline_auth::Principal;
-use hookline_domain::{EventId, EventTypeName};
+use hookline_domain::{EventId, EventTypeName, check_json};
 use hookline_proto::{convert::timestamp_from_proto, v1};
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -132,15 +132,55 @@ impl Api {
             .to_string()
             .into_bytes()
         } else {
-            serde_json::from_slice::<serde::de::IgnoredAny>(&req.payload)
-                .map_err(|e| Status::invalid_argument(format!("payload: is not valid JSON ({e})")))?;
+            check_json(&req.payload, self.test_limits.max_payload_bytes)
+                .map_err(|e| Status::invalid_argument(format!("payload: {e}")))?;
             req.payload
         };
         let event = EventData { payload, variants: Default::default(), occurred_ms: now_ms(), published_ms: 0 };
-        let bytes = body(&sub.spec, &event_id, &event_type, &event);
+        let bytes = body(&sub.spec, &event_id, &event_type, &event).map_err(|e| Status::invalid_argument(e.0))?;
         let headers = headers(&sub.spec, &cached.secrets, &event_id, &bytes, "", SystemTime::now());
         let timeout = sub.spec.timeout.min(self.claim_idle);
+        // The same admission as a delivery: an in-flight slot and a token
+        // from the subscription's bucket (the default test rate when it has
+        // no rate limit), so tests are no way around either.
+        let keys = self.partitions.of_tenant(sub.tenant.as_str());
+        let sub_id = sub.id.to_string();
+        let now = now_ms();
+        let expiry = now + timeout.as_millis() as u64 + 5_000;
+        let rate = sub.spec.rate_limit.unwrap_or(self.test_limits.rate);
+        let mut pipe = redis::pipe();
+        self.scripts.load(&mut pipe);
+        self.scripts.lease(
+            &mut pipe,
+            &keys,
+            &sub_id,
+            [event_id.as_str()],
+            now,
+            expiry,
+            sub.spec.max_in_flight,
+            Some(rate),
+        );
+        let ((admitted, wait),): ((usize, u64),) =
+            pipe.query_async(&mut self.redis.clone()).await.map_err(storage_error)?;
+        if admitted == 0 {
+            return Err(Status::resource_exhausted(if wait > 0 {
+                format!(
+                    "test events to this subscription are limited to {} per second (burst {}); try again in {wait} ms",
+                    rate.per_second, rate.burst
+                )
+            } else {
+                format!(
+                    "the subscription already has {} deliveries in flight; try again shortly",
+                    sub.spec.max_in_flight
+                )
+            }));
+        }
         let result = self.sender.send(Outgoing { url: &sub.spec.url, body: bytes, headers, timeout }).await;
+        let released: redis::RedisResult<i64> =
+            redis::cmd("ZREM").arg(keys.in_flight(&sub_id)).arg(&event_id).query_async(&mut self.redis.clone()).await;
+        if let Err(error) = released {
+            tracing::debug!(%error, "could not free a test event's in-flight slot; it expires by itself");
+        }
         tracing::info!(subscription = %sub.id, status = result.status, error = result.error.as_str(), "test event sent");
         let record = AttemptRecord {
             n: 1,

@@ -1,13 +1,13 @@
 //! Delivery records and attempts into wire types.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use hookline_proto::{Timestamp, convert::timestamp, v1};
+use hookline_proto::{Timestamp, convert::timestamp_from_unix_ms, v1};
 
 use crate::store::{AttemptRecord, DeliveryRecord};
 
 fn at(ms: u64) -> Timestamp {
-    timestamp(UNIX_EPOCH + Duration::from_millis(ms))
+    timestamp_from_unix_ms(ms)
 }
 
 pub(crate) fn status(text: &str) -> v1::DeliveryStatus {
@@ -32,6 +32,8 @@ pub(crate) fn attempt(a: &AttemptRecord) -> v1::Attempt {
         "dns" => v1::AttemptError::Dns,
         "blocked_address" => v1::AttemptError::BlockedAddress,
         "redirect" => v1::AttemptError::Redirect,
+        "event_expired" => v1::AttemptError::EventExpired,
+        "undeliverable" => v1::AttemptError::Undeliverable,
         _ => v1::AttemptError::Unspecified,
     };
     let trigger = match a.trig.as_str() {

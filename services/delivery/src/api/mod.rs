@@ -33,6 +33,16 @@ pub(crate) struct Api {
     pub(crate) scripts: Arc<Scripts>,
     pub(crate) sender: Sender,
     pub(crate) claim_idle: Duration,
+    pub(crate) test_limits: TestLimits,
+}
+
+/// What bounds `SendTestEvent`, so it is no way around the limits of real
+/// deliveries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TestLimits {
+    pub(crate) max_payload_bytes: usize,
+    /// For subscriptions without a rate limit of their own.
+    pub(crate) rate: hookline_domain::RateLimit,
 }
 
 fn storage_error(error: redis::RedisError) -> Status {

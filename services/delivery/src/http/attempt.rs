@@ -11,7 +11,7 @@ use std::{
 };
 
 use hookline_domain::EndpointUrl;
-use reqwest::{Client, header::HeaderMap, redirect};
+use reqwest::{Client, dns::Resolve, header::HeaderMap, redirect};
 
 use super::guard::{AddressPolicy, Blocked, GuardedResolver};
 
@@ -26,6 +26,11 @@ pub(crate) enum AttemptError {
     Dns,
     BlockedAddress,
     Redirect,
+    /// Nothing sent: the event is past its retention.
+    EventExpired,
+    /// Nothing sent: no request can be made of this event (or building it
+    /// failed inside hookline); final, the delivery is dead-lettered.
+    Undeliverable,
 }
 
 impl AttemptError {
@@ -39,7 +44,14 @@ impl AttemptError {
             Self::Dns => "dns",
             Self::BlockedAddress => "blocked_address",
             Self::Redirect => "redirect",
+            Self::EventExpired => "event_expired",
+            Self::Undeliverable => "undeliverable",
         }
+    }
+
+    /// Whether trying again can never help: the delivery is dead-lettered.
+    pub(crate) fn is_final(self) -> bool {
+        matches!(self, Self::EventExpired | Self::Undeliverable)
     }
 }
 
@@ -59,6 +71,19 @@ pub(crate) struct AttemptResult {
 }
 
 impl AttemptResult {
+    /// An attempt that sent nothing.
+    pub(crate) fn not_sent(error: AttemptError, message: String) -> Self {
+        Self {
+            started: SystemTime::now(),
+            duration: Duration::ZERO,
+            status: 0,
+            error,
+            message,
+            body: Vec::new(),
+            retry_after: None,
+        }
+    }
+
     pub(crate) fn succeeded(&self) -> bool {
         self.error == AttemptError::None
     }
@@ -78,6 +103,9 @@ pub(crate) struct Outgoing<'a> {
 pub(crate) struct Sender {
     client: Client,
     policy: Arc<AddressPolicy>,
+    /// With an egress proxy: the guard that checks each destination host
+    /// before the request goes to the proxy.
+    proxied: Option<GuardedResolver>,
     body_limit: usize,
     https_only: bool,
 }
@@ -90,11 +118,21 @@ impl Sender {
         https_only: bool,
         body_limit: usize,
         max_concurrency: usize,
+        egress_proxy: Option<&str>,
     ) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
-        let client = Client::builder()
+        let resolver = GuardedResolver::new(policy.clone());
+        // Never the environment's proxy (`HTTP_PROXY` and friends): through
+        // it, DNS and the connection happen at the proxy and the guard
+        // would see neither. A proxy only when configured; then the client
+        // resolves only the proxy's host (which may well be private), and
+        // `send` checks each destination itself first.
+        let builder = match egress_proxy {
+            None => Client::builder().no_proxy().dns_resolver(Arc::new(resolver.clone())),
+            Some(url) => Client::builder().proxy(reqwest::Proxy::all(url)?),
+        };
+        let client = builder
             .redirect(redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             // Keep every connection the workers can use at once: with a
@@ -106,7 +144,8 @@ impl Sender {
             .user_agent(user_agent)
             .https_only(https_only)
             .build()?;
-        Ok(Self { client, policy, body_limit, https_only })
+        let proxied = egress_proxy.map(|_| resolver);
+        Ok(Self { client, policy, proxied, body_limit, https_only })
     }
 
     pub(crate) async fn send(&self, out: Outgoing<'_>) -> AttemptResult {
@@ -127,6 +166,19 @@ impl Sender {
         // Literal IPs never reach the resolver: check them here.
         if let Some(ip) = literal_ip(out.url).filter(|ip| !self.policy.allows(*ip)) {
             return failed(AttemptError::BlockedAddress, format!("{ip} is not a public address"));
+        }
+        if let (Some(resolver), Some(url::Host::Domain(host))) = (&self.proxied, out.url.as_url().host()) {
+            let name = host.parse().map_err(|_| ());
+            let checked = match name {
+                Ok(name) => resolver.resolve(name).await.map(|_| ()),
+                Err(()) => Ok(()),
+            };
+            if let Err(error) = checked {
+                return match error.downcast_ref::<Blocked>() {
+                    Some(blocked) => failed(AttemptError::BlockedAddress, blocked.to_string()),
+                    None => failed(AttemptError::Dns, "the host name does not resolve".into()),
+                };
+            }
         }
         let request =
             self.client.post(out.url.as_url().clone()).headers(out.headers).timeout(out.timeout).body(out.body);

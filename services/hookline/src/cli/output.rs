@@ -45,7 +45,8 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 fn time(t: Option<&Timestamp>) -> String {
     t.map(|t| {
-        let secs = u64::try_from(t.seconds).unwrap_or(0);
+        // HTTP dates stop at year 9999 (the formatter panics past it).
+        let secs = u64::try_from(t.seconds).unwrap_or(0).min(253_402_300_799);
         httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
     })
     .unwrap_or_default()

@@ -30,6 +30,8 @@ use crate::{
 pub(crate) struct Policy {
     pub(crate) require_https: bool,
     pub(crate) max_subscriptions_per_tenant: u64,
+    pub(crate) max_subscription_bytes: usize,
+    pub(crate) max_page_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -67,6 +69,7 @@ impl<S: SubscriptionStore> Api<S> {
         spec: &SubscriptionSpec,
         added: &[&EventTypePattern],
     ) -> Result<(), ServiceError> {
+        spec.check_size(self.policy.max_subscription_bytes)?;
         if self.policy.require_https && !spec.url.is_https() {
             return Err(ServiceError::BadRequest("url: must use https (this deployment requires it)".into()));
         }
@@ -106,6 +109,9 @@ pub(crate) fn store_error(e: StoreError) -> ServiceError {
         StoreError::TenantLimit(n) => {
             ServiceError::ResourceExhausted(format!("the tenant has reached its limit of {n} subscriptions"))
         }
+        StoreError::CatalogLimit(n) => ServiceError::ResourceExhausted(format!(
+            "the tenant's catalog has reached its limit of {n} event types; archive is not removal, ask an operator to raise max_event_types_per_tenant"
+        )),
         StoreError::Contention => ServiceError::Stale("too many concurrent changes to this tenant; retry".into()),
         StoreError::Unavailable(e) => ServiceError::Unavailable(Box::new(e)),
         StoreError::Truncated | StoreError::Corrupt(_) => ServiceError::Internal(e.to_string()),

@@ -119,17 +119,27 @@ impl<S: SubscriptionStore> Api<S> {
         };
         let chunk = (size * 2).clamp(100, 1000);
         let at = now();
-        let mut out = Vec::with_capacity(size);
+        let mut out: Vec<v1::Subscription> = Vec::with_capacity(size);
+        let mut bytes = 0;
         loop {
             let batch = self.store.list(&tenant, cursor, chunk).await.map_err(store_error)?;
             let exhausted = batch.len() < chunk;
             let count = batch.len();
             for (i, rec) in batch.into_iter().enumerate() {
-                cursor = Some(rec.subscription.id);
                 if !wanted(&rec.subscription) {
+                    cursor = Some(rec.subscription.id);
                     continue;
                 }
-                out.push(subscription_to_proto(&rec.subscription, Some(&rec.secrets), at));
+                let item = subscription_to_proto(&rec.subscription, Some(&rec.secrets), at);
+                let weight = prost::Message::encoded_len(&item) + 8;
+                if let Some(last) = out.last().filter(|_| bytes + weight > self.policy.max_page_bytes) {
+                    // The page is full by bytes: this one starts the next.
+                    let next = page::encode(&last.id);
+                    return Ok(v1::ListSubscriptionsResponse { subscriptions: out, next_page_token: next });
+                }
+                cursor = Some(rec.subscription.id);
+                bytes += weight;
+                out.push(item);
                 if out.len() == size {
                     let last_overall = exhausted && i + 1 == count;
                     let next =

@@ -49,8 +49,25 @@ impl<S: SubscriptionStore> Api<S> {
 
 type Sender = mpsc::Sender<Result<v1::WatchSubscriptionsResponse, Status>>;
 
+/// Sends one message, unless it is larger than any watcher may decode
+/// (only a subscription stored before the size limit could be): that one
+/// is left out, loudly, so it cannot stall every other tenant's changes.
 async fn send(tx: &Sender, revision: u64, change: Wire) -> Result<(), Closed> {
-    tx.send(Ok(v1::WatchSubscriptionsResponse { revision, change: Some(change) })).await.map_err(|_| Closed)
+    let message = v1::WatchSubscriptionsResponse { revision, change: Some(change) };
+    let size = prost::Message::encoded_len(&message);
+    if size > hookline_proto::MAX_PAGE_BYTES {
+        let id = match &message.change {
+            Some(Wire::SubscriptionUpserted(w)) => w.subscription.as_ref().map(|s| s.id.clone()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        tracing::error!(
+            subscription = %id, size, limit = hookline_proto::MAX_PAGE_BYTES,
+            "a stored subscription is too large for the watch; left out (update it to a smaller one, or delete it)"
+        );
+        metrics::counter!("hookline_watch_skipped_total").increment(1);
+        return Ok(());
+    }
+    tx.send(Ok(message)).await.map_err(|_| Closed)
 }
 
 fn to_wire(change: Change) -> Wire {

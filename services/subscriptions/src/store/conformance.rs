@@ -144,6 +144,20 @@ pub(super) async fn the_catalog_and_settings_are_per_tenant(store: impl Subscrip
     assert!(!store.get_settings(&tenant("other")).await.unwrap().strict_event_types);
 }
 
+pub(super) async fn a_tenant_cannot_pass_its_catalog_limit(store: impl SubscriptionStore) {
+    // `store_on` sets the limit to 3 event types per tenant.
+    let now = std::time::SystemTime::now();
+    let (acme, other) = (tenant("acme"), tenant("other"));
+    let event_type = |name: &str| EventType::new(EventTypeName::parse(name).unwrap(), String::new(), now).unwrap();
+    for name in ["a", "b", "c"] {
+        store.put_event_type(&acme, &event_type(name), true).await.unwrap();
+    }
+    assert!(matches!(store.put_event_type(&acme, &event_type("d"), true).await, Err(StoreError::CatalogLimit(3))));
+    store.put_event_type(&acme, &event_type("a"), false).await.expect("replacing one is not adding one");
+    store.put_event_type(&other, &event_type("d"), true).await.expect("the limit is per tenant");
+    assert_eq!(store.list_event_types(&acme).await.unwrap().len(), 3);
+}
+
 pub(super) async fn the_change_log_replays_every_write_in_order_after_a_snapshot(store: impl SubscriptionStore) {
     let before = store.position().await.unwrap();
     let rec = record("acme", "https://example.com/hook", &["order.*"]);
@@ -156,12 +170,16 @@ pub(super) async fn the_change_log_replays_every_write_in_order_after_a_snapshot
     let v2 = bumped(&rec, "v2");
     let r2 = store.update(&rec, &v2, RULES).await.unwrap();
     let r3 = store.put_settings(&tenant("acme"), &TenantSettings::default()).await.unwrap();
+    let before_delete = store.changes_after(snapshot_at.revision, 100).await.unwrap();
+    assert!(matches!(&before_delete[0].1, Change::Subscription(s) if s.subscription.spec.name == "v2"));
     let r4 = store.delete(&v2).await.unwrap();
     assert!(r1 < r2 && r2 < r3 && r3 < r4);
     let changes = store.changes_after(snapshot_at.revision, 100).await.unwrap();
     let revisions: Vec<u64> = changes.iter().map(|(r, _)| *r).collect();
     assert_eq!(revisions, [r2, r3, r4]);
-    assert!(matches!(&changes[0].1, Change::Subscription(s) if s.subscription.spec.name == "v2"));
+    // A subscription change carries the record as it is when replayed: once
+    // deleted, its update replays as a deletion too (the cache ends the same).
+    assert!(matches!(&changes[0].1, Change::SubscriptionDeleted { id, .. } if *id == rec.subscription.id));
     assert!(matches!(&changes[1].1, Change::Settings { .. }));
     assert!(matches!(&changes[2].1, Change::SubscriptionDeleted { id, .. } if *id == rec.subscription.id));
     assert_eq!(store.changes_after(r2, 1).await.unwrap().len(), 1, "at most `limit`");
@@ -213,6 +231,7 @@ async fn store_on(server: &hookline_testkit::RedisServer) -> crate::store::Redis
         key_prefix: "hookline".into(),
         command_timeout: Duration::from_secs(2),
         change_log_len: 10_000,
+        max_event_types: 3,
     };
     let sealer = crate::store::SecretSealer::new(None).unwrap();
     crate::store::RedisStore::connect(config, sealer).await.unwrap()
@@ -223,6 +242,7 @@ conformance!(
     an_overlapping_endpoint_of_the_same_tenant_conflicts_unless_allowed,
     updates_and_deletes_check_the_version,
     a_tenant_cannot_pass_its_subscription_limit,
+    a_tenant_cannot_pass_its_catalog_limit,
     the_catalog_and_settings_are_per_tenant,
     the_change_log_replays_every_write_in_order_after_a_snapshot,
     a_watcher_wakes_on_a_write_or_at_its_timeout,

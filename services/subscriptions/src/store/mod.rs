@@ -55,6 +55,8 @@ pub(crate) enum StoreError {
     AlreadyExists,
     #[error("tenant has reached its limit of {0} subscriptions")]
     TenantLimit(u64),
+    #[error("tenant has reached its limit of {0} event types")]
+    CatalogLimit(u64),
     #[error("too much contention; retry")]
     Contention,
     /// The change log no longer holds what was asked for.

@@ -14,14 +14,14 @@
 //! | `{p:subs}:tenant:<t>:settings` | string | settings JSON |
 //! | `{p:subs}:tenants` | set | tenants with a catalog or settings |
 //! | `{p:subs}:revision` | counter | the last revision |
-//! | `{p:subs}:changes` | stream | one entry per write, id `<revision>-0` |
+//! | `{p:subs}:changes` | stream | one entry per write, id `<revision>-0`; a subscription write names its id and tenant (the record is read at replay), catalog and settings writes carry their JSON |
 //! | `{p:subs}:log_id` | string | random id of this log's lifetime |
 //!
 //! Conflict checks are optimistic: read the tenant epoch and the endpoint's
 //! subscriptions, decide in Rust (glob overlap is not Lua's job), then let
 //! the write script refuse if the epoch moved; retry a few times.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use hookline_domain::{EventType, Subscription, SubscriptionId, TenantId, TenantSettings, patterns_overlap};
 use hookline_queue::RedisConn;
@@ -99,6 +99,7 @@ pub(crate) struct RedisStore {
     keys: Keys,
     sealer: SecretSealer,
     change_log_len: u64,
+    max_event_types: u64,
     position: watch::Receiver<LogPosition>,
     put_sub: Script,
     delete_sub: Script,
@@ -118,6 +119,8 @@ pub(crate) struct RedisStoreConfig {
     pub(crate) key_prefix: String,
     pub(crate) command_timeout: Duration,
     pub(crate) change_log_len: u64,
+    /// Event types one tenant's catalog may hold (0: no limit).
+    pub(crate) max_event_types: u64,
 }
 
 impl RedisStore {
@@ -133,6 +136,7 @@ impl RedisStore {
             keys,
             sealer,
             change_log_len: config.change_log_len,
+            max_event_types: config.max_event_types,
             position: rx,
             put_sub: Script::new(include_str!("lua/put_subscription.lua")),
             delete_sub: Script::new(include_str!("lua/delete_subscription.lua")),
@@ -224,6 +228,7 @@ impl RedisStore {
                 .arg(self.change_log_len)
                 .arg(rules.max_per_tenant)
                 .arg(ulid::Ulid::new().to_string())
+                .arg(sub.tenant.as_str())
                 .invoke_async(&mut self.conn.clone())
                 .await?;
             match parse_outcome(&outcome)? {
@@ -258,23 +263,40 @@ impl RedisStore {
             .arg(self.change_log_len)
             .arg(ulid::Ulid::new().to_string())
             .arg(if create_only { "1" } else { "0" })
+            .arg(self.max_event_types)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        parse_outcome(&outcome)?.into_revision()
+        match parse_outcome(&outcome)? {
+            Outcome::Limit => Err(StoreError::CatalogLimit(self.max_event_types)),
+            other => other.into_revision(),
+        }
     }
 
-    fn decode_change(&self, entry: &redis::streams::StreamId) -> Result<Change, StoreError> {
+    /// One change-log entry. A subscription change names the subscription;
+    /// its record is read now (`current`, by id), so it carries the
+    /// subscription as it is at replay time, or its deletion if it is gone
+    /// (the log's own deletion entry follows; replaying both is harmless).
+    /// Entries written by earlier builds carry the record in `d`.
+    fn decode_change(
+        &self,
+        entry: &redis::streams::StreamId,
+        current: &HashMap<String, Option<String>>,
+    ) -> Result<Change, StoreError> {
         let field = |name: &str| -> Result<String, StoreError> {
             entry.get::<String>(name).ok_or_else(|| StoreError::Corrupt(format!("change {} lacks `{name}`", entry.id)))
         };
         let tenant = || field("t").and_then(|t| TenantId::parse(&t).map_err(|e| StoreError::Corrupt(e.to_string())));
+        let id = || {
+            field("id").and_then(|id| SubscriptionId::parse(&id, "id").map_err(|e| StoreError::Corrupt(e.to_string())))
+        };
         let json_err = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         match field("k")?.as_str() {
-            "sub" => Ok(Change::Subscription(Box::new(self.decode(&field("d")?)?))),
-            "del" => Ok(Change::SubscriptionDeleted {
-                id: SubscriptionId::parse(&field("id")?, "id").map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                tenant: tenant()?,
-            }),
+            "sub" if entry.map.contains_key("d") => Ok(Change::Subscription(Box::new(self.decode(&field("d")?)?))),
+            "sub" => match current.get(&field("id")?).and_then(Option::as_deref) {
+                Some(json) => Ok(Change::Subscription(Box::new(self.decode(json)?))),
+                None => Ok(Change::SubscriptionDeleted { id: id()?, tenant: tenant()? }),
+            },
+            "del" => Ok(Change::SubscriptionDeleted { id: id()?, tenant: tenant()? }),
             "evt" => Ok(Change::EventType {
                 tenant: tenant()?,
                 event_type: serde_json::from_str(&field("d")?).map_err(json_err)?,
@@ -285,6 +307,30 @@ impl RedisStore {
             }),
             other => Err(StoreError::Corrupt(format!("unknown change kind `{other}`"))),
         }
+    }
+
+    /// The stored record JSON of each subscription a page of the change
+    /// log names (one pipeline), `None` for those deleted since.
+    async fn current_records(
+        &self,
+        entries: &[redis::streams::StreamId],
+    ) -> Result<HashMap<String, Option<String>>, StoreError> {
+        let ids: Vec<String> = entries
+            .iter()
+            .filter(|e| e.get::<String>("k").as_deref() == Some("sub") && !e.map.contains_key("d"))
+            .filter_map(|e| e.get::<String>("id"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hget(format!("{}:sub:{id}", self.keys.base), "d");
+        }
+        let jsons: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(ids.into_iter().zip(jsons).collect())
     }
 }
 
@@ -523,13 +569,14 @@ impl SubscriptionStore for RedisStore {
         if revision_of(&first.id) != Some(revision + 1) {
             return Err(StoreError::Truncated);
         }
+        let current = self.current_records(&reply.ids).await?;
         reply
             .ids
             .iter()
             .map(|entry| {
                 let rev =
                     revision_of(&entry.id).ok_or_else(|| StoreError::Corrupt(format!("change id {}", entry.id)))?;
-                Ok((rev, self.decode_change(entry)?))
+                Ok((rev, self.decode_change(entry, &current)?))
             })
             .collect()
     }
