@@ -58,11 +58,26 @@ impl Principal {
         matches!(self, Self::Service)
     }
 
-    /// The principal a request was authenticated as. Handlers behind an
-    /// [`Authenticator`] always have one; its absence is a wiring bug and
-    /// answers UNAUTHENTICATED rather than panicking.
+    /// The principal a request was authenticated as, for the calls the
+    /// service token may make (watch, auto-pause, disable on 410, publishing
+    /// operational events). Handlers behind an [`Authenticator`] always have
+    /// one; its absence is a wiring bug and answers UNAUTHENTICATED rather
+    /// than panicking.
     pub fn of<T>(request: &Request<T>) -> Result<&Principal, Status> {
         request.extensions().get::<Principal>().ok_or_else(|| Status::unauthenticated("no credentials"))
+    }
+
+    /// The principal of a call the service token may not make: everything
+    /// but [`Principal::of`]'s few. The service token is for hookline's own
+    /// services, not a second admin token (it must not read secrets or
+    /// another tenant's deliveries): PERMISSION_DENIED.
+    pub fn of_user<T>(request: &Request<T>) -> Result<&Principal, Status> {
+        match Self::of(request)? {
+            Self::Service => Err(Status::permission_denied(
+                "the service token is for hookline's own services; use a tenant or admin token",
+            )),
+            who => Ok(who),
+        }
     }
 }
 

@@ -212,6 +212,12 @@ impl PartitionKeys {
         format!("{}:stats:{subscription_id}:h:{unix_hour}", self.tag)
     }
 
+    /// Held while a replay of the subscription's deliveries runs (one at a
+    /// time), with a TTL so a crashed replay frees it.
+    pub fn replay_lock(&self, subscription_id: &str) -> String {
+        format!("{}:replay:{subscription_id}", self.tag)
+    }
+
     pub fn in_flight(&self, subscription_id: &str) -> String {
         format!("{}:inflight:{subscription_id}", self.tag)
     }

@@ -10,10 +10,12 @@
 mod admin;
 mod binary;
 pub mod config;
+mod incoming;
 mod telemetry;
 
 pub use admin::{Readiness, metrics_handle, serve_admin, spawn_admin};
 pub use binary::{ServiceArgs, run_binary};
+pub use incoming::{ConnectionLimits, Limited, incoming};
 pub use telemetry::{GrpcTelemetry, GrpcTelemetryLayer};
 
 use std::{future::Future, path::PathBuf, time::Duration};
@@ -51,9 +53,16 @@ pub type HooklineServer = Server<Stack<GrpcTelemetryLayer, NoLayer>>;
 /// The router a [`HooklineServer`] builds.
 pub type Router = tonic::transport::server::Router<Stack<GrpcTelemetryLayer, NoLayer>>;
 
-/// A server builder with TLS applied when configured.
-pub fn builder(tls: Option<&TlsSection>) -> Result<HooklineServer, ServerError> {
-    let mut server = Server::builder().tcp_nodelay(true).layer(GrpcTelemetryLayer);
+/// A server builder with TLS applied when configured and HTTP/2 keepalive
+/// (a peer that stops answering pings is dropped) and stream limits from
+/// `limits`.
+pub fn builder(tls: Option<&TlsSection>, limits: &ConnectionLimits) -> Result<HooklineServer, ServerError> {
+    let mut server = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .layer(GrpcTelemetryLayer);
     if let Some(tls) = tls {
         let read = |path: &std::path::Path| {
             std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
@@ -68,24 +77,34 @@ pub fn builder(tls: Option<&TlsSection>) -> Result<HooklineServer, ServerError> 
     Ok(server)
 }
 
-/// Adds gRPC reflection (v1 and v1alpha) for hookline's and health's protos.
-pub fn with_reflection(router: Router) -> Result<Router, ServerError> {
+/// Adds gRPC reflection (v1 and v1alpha) that lists `served` (the
+/// fully-qualified names of the services this server answers), gRPC health
+/// and reflection itself: each server lists only what it serves, though
+/// the descriptors of all hookline's protos are there to describe them.
+pub fn with_reflection(router: Router, served: &[&str]) -> Result<Router, ServerError> {
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
+        let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(hookline_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in served {
+            builder = builder.with_service_name(*name);
+        }
+        builder
     };
     let v1 = reflection().build_v1().map_err(|e| ServerError::Reflection(e.to_string()))?;
     let v1alpha = reflection().build_v1alpha().map_err(|e| ServerError::Reflection(e.to_string()))?;
     Ok(router.add_service(v1).add_service(v1alpha))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves. Then flips
+/// Serves `router` on `listener` (connections bounded and kept alive by
+/// `limits`, see [`incoming`]) until `shutdown` resolves. Then flips
 /// `stop` to `true` (health reporters and streams watch it), stops
 /// accepting calls, and gives calls in flight `grace` to finish.
 pub async fn serve(
     router: Router,
     listener: TcpListener,
+    limits: &ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send,
     stop: watch::Sender<bool>,
     grace: Duration,
@@ -96,8 +115,7 @@ pub async fn serve(
         tracing::info!("shutting down");
         let _ = stop.send(true);
     };
-    let server =
-        router.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stopping);
+    let server = router.serve_with_incoming_shutdown(incoming(listener, limits), stopping);
     tokio::select! {
         result = server => result?,
         () = async {

@@ -8,7 +8,11 @@
 //! but not traced (probes would fill the trace store).
 //!
 //! Metrics: `hookline_grpc_server_requests_total{service, method, code}` and
-//! `hookline_grpc_server_duration_seconds{service, method}`. The status is
+//! `hookline_grpc_server_duration_seconds{service, method}`. Labels come
+//! from a closed set, the methods hookline's protos, health and reflection
+//! define ([`known_method`]): the path of a call is counted before its
+//! token is checked, so a made-up path (`/x/1`, `/x/2`, ...) must not make a
+//! new series each time; every such call counts as `unknown`. The status is
 //! read from the response head, where tonic puts every error of a unary
 //! call; a stream that fails later still counts as `Ok`.
 
@@ -55,8 +59,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let (service, method) = split_path(request.uri().path());
-        let traced = !service.starts_with("grpc.");
+        let (service, method) = known_method(request.uri().path()).unwrap_or((UNKNOWN, UNKNOWN));
+        let traced = !service.starts_with("grpc.") && service != UNKNOWN;
         let span = if traced {
             let span = tracing::info_span!(
                 "grpc",
@@ -84,7 +88,10 @@ where
         let call = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
-                let result = call.await;
+                let mut result = call.await;
+                if let Ok(response) = &mut result {
+                    shorten_message(response.headers_mut());
+                }
                 let code = match &result {
                     Ok(response) => response
                         .headers()
@@ -99,13 +106,11 @@ where
                 if is_server_error(code) {
                     current.record("otel.status_code", "ERROR");
                 }
-                let labels = [("service", service), ("method", method)];
-                metrics::histogram!("hookline_grpc_server_duration_seconds", &labels)
+                metrics::histogram!("hookline_grpc_server_duration_seconds", "service" => service, "method" => method)
                     .record(started.elapsed().as_secs_f64());
-                let [service, method] = labels;
                 metrics::counter!(
                     "hookline_grpc_server_requests_total",
-                    &[service, method, ("code", code_name(code).to_owned())]
+                    "service" => service, "method" => method, "code" => code_name(code)
                 )
                 .increment(1);
                 result
@@ -127,13 +132,72 @@ fn describe() {
     );
 }
 
-/// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
-fn split_path(path: &str) -> (String, String) {
-    let path = path.trim_start_matches('/');
-    match path.split_once('/') {
-        Some((service, method)) => (service.to_owned(), method.to_owned()),
-        None => (path.to_owned(), String::new()),
+/// The longest `grpc-message` a server sends, in bytes before encoding.
+/// Error messages quote what the caller sent (a field, an id); a caller
+/// sending 100 KB must not get back a header its client refuses.
+const MAX_MESSAGE: usize = 1024;
+
+/// Bytes `grpc-message` must percent-encode (the gRPC spec: outside
+/// printable ASCII, and `%`).
+const MESSAGE_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+/// Cuts a long `grpc-message` to [`MAX_MESSAGE`] bytes (on a character
+/// boundary) and marks the cut with `…`.
+fn shorten_message(headers: &mut http::HeaderMap) {
+    let Some(value) = headers.get("grpc-message") else { return };
+    if value.len() <= MAX_MESSAGE {
+        return;
     }
+    let decoded: Vec<u8> = percent_encoding::percent_decode(value.as_bytes()).collect();
+    if decoded.len() <= MAX_MESSAGE {
+        return;
+    }
+    let text = String::from_utf8_lossy(&decoded);
+    let mut cut = MAX_MESSAGE.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let short = format!("{}… ({} bytes in all)", &text[..cut], decoded.len());
+    let encoded = percent_encoding::utf8_percent_encode(&short, MESSAGE_ENCODE).to_string();
+    if let Ok(value) = http::HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-message", value);
+    }
+}
+
+/// The label of a path that names no known method.
+const UNKNOWN: &str = "unknown";
+
+/// `/pkg.Service/Method` → (`pkg.Service`, `Method`) when that method
+/// exists in hookline's protos, gRPC health or reflection; `None` for any
+/// other path.
+fn known_method(path: &str) -> Option<(&'static str, &'static str)> {
+    static KNOWN: std::sync::LazyLock<std::collections::HashMap<String, (&'static str, &'static str)>> =
+        std::sync::LazyLock::new(|| {
+            let mut known = std::collections::HashMap::new();
+            let sets = [
+                hookline_proto::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ];
+            for set in sets {
+                let Ok(set) = <prost_types::FileDescriptorSet as prost::Message>::decode(set) else { continue };
+                for file in &set.file {
+                    for service in &file.service {
+                        let full = format!("{}.{}", file.package(), service.name());
+                        // Leaked once: a fixed, small set of names that
+                        // lives as long as the process.
+                        let service_name: &'static str = Box::leak(full.clone().into_boxed_str());
+                        for method in &service.method {
+                            let method_name: &'static str = Box::leak(method.name().to_owned().into_boxed_str());
+                            known.insert(format!("/{full}/{method_name}"), (service_name, method_name));
+                        }
+                    }
+                }
+            }
+            known
+        });
+    KNOWN.get(path).copied()
 }
 
 /// The codes OpenTelemetry marks as a server-side error.
@@ -170,11 +234,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_split_into_service_and_method() {
-        assert_eq!(
-            split_path("/hookline.v1.EventService/Publish"),
-            ("hookline.v1.EventService".into(), "Publish".into())
-        );
-        assert_eq!(split_path("/odd"), ("odd".into(), String::new()));
+    fn long_error_messages_are_cut_on_a_character_boundary() {
+        let long = format!("id: `{}` is not valid", "é".repeat(50_000));
+        let encoded = percent_encoding::utf8_percent_encode(&long, MESSAGE_ENCODE).to_string();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-message", http::HeaderValue::from_str(&encoded).unwrap_or_else(|_| unreachable!()));
+        shorten_message(&mut headers);
+        let value = headers.get("grpc-message").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+        let text = percent_encoding::percent_decode(&value).decode_utf8().map(|t| t.into_owned()).unwrap_or_default();
+        assert!(text.starts_with("id: `éé") && text.ends_with(&format!("… ({} bytes in all)", long.len())), "{text}");
+        assert!(text.len() < MAX_MESSAGE + 64, "{}", text.len());
+
+        let mut short = http::HeaderMap::new();
+        short.insert("grpc-message", http::HeaderValue::from_static("name%3A too long"));
+        shorten_message(&mut short);
+        assert_eq!(short.get("grpc-message").map(|v| v.as_bytes()), Some(&b"name%3A too long"[..]));
+    }
+
+    #[test]
+    fn only_defined_methods_become_labels() {
+        assert_eq!(known_method("/hookline.v1.EventService/Publish"), Some(("hookline.v1.EventService", "Publish")));
+        assert_eq!(known_method("/grpc.health.v1.Health/Check"), Some(("grpc.health.v1.Health", "Check")));
+        assert!(known_method("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").is_some());
+        assert!(known_method("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").is_some());
+        for made_up in ["/hookline.v1.EventService/Nope", "/x/1", "/odd", "", "/hookline.v1.EventService/Publish/x"] {
+            assert_eq!(known_method(made_up), None, "{made_up}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use hookline_auth::AuthConfig;
 use hookline_queue::OwnershipMode;
 use hookline_server::{
-    TlsSection,
+    ConnectionLimits, TlsSection,
     config::{ConfigError, ServiceConfig},
 };
 use ipnet::IpNet;
@@ -106,6 +106,8 @@ pub struct Config {
     pub consumer_name: Option<String>,
     pub auth: AuthConfig,
     pub tls: Option<TlsSection>,
+    /// gRPC connections: how many at once, keepalive, streams per connection.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Config {
@@ -146,6 +148,7 @@ impl Default for Config {
             consumer_name: None,
             auth: AuthConfig::default(),
             tls: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -196,6 +199,7 @@ impl ServiceConfig for Config {
         if self.partition_lease < Duration::from_secs(1) {
             return invalid("partition_lease must be at least 1s");
         }
+        self.connections.check().map_err(ConfigError::Invalid)?;
         checks::auth(&self.auth, true).map_err(ConfigError::Invalid)
     }
 }

@@ -169,12 +169,13 @@ pub async fn serve(
         })
         .await;
     });
-    let router = hookline_server::builder(config.tls.as_ref())?.add_service(health_service).add_service(
-        tonic::service::interceptor::InterceptedService::new(DeliveryServiceServer::new(api), authenticator),
-    );
-    let router = hookline_server::with_reflection(router)?;
+    let router =
+        hookline_server::builder(config.tls.as_ref(), &config.connections)?.add_service(health_service).add_service(
+            tonic::service::interceptor::InterceptedService::new(DeliveryServiceServer::new(api), authenticator),
+        );
+    let router = hookline_server::with_reflection(router, &[<DeliveryServiceServer<api::Api> as NamedService>::NAME])?;
     tracing::info!(addr = %listener.local_addr().map_err(ServerError::from)?, partitions = partitions.count(), "delivery service listening");
-    hookline_server::serve(router, listener, shutdown, stop_tx, config.shutdown_grace).await?;
+    hookline_server::serve(router, listener, &config.connections, shutdown, stop_tx, config.shutdown_grace).await?;
     // Let attempts in flight finish and record their outcome.
     let grace = tokio::time::Instant::now() + config.shutdown_grace;
     for task in tasks {

@@ -208,7 +208,7 @@ impl EventService for Api {
     }
 
     async fn get_event(&self, request: Request<v1::GetEventRequest>) -> Result<Response<v1::Event>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = Principal::of_user(&request)?.clone();
         let id = EventId::parse(&request.get_ref().id, "id").map_err(ServiceError::from)?.to_string();
         let candidates: Vec<_> = match &who {
             Principal::Tenant(tenant) => vec![self.partitions.of_tenant(tenant.as_str())],

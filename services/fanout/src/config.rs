@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use hookline_auth::AuthConfig;
 use hookline_queue::OwnershipMode;
 use hookline_server::{
-    TlsSection,
+    ConnectionLimits, TlsSection,
     config::{ConfigError, ServiceConfig},
 };
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,9 @@ pub struct Config {
     pub subscriptions_url: String,
     /// Largest accepted payload (and each payload variant), in bytes.
     pub max_payload_bytes: usize,
+    /// Largest request (a whole `PublishBatch`), in bytes; larger ones are
+    /// refused with RESOURCE_EXHAUSTED before they are decoded.
+    pub max_request_bytes: usize,
     /// How long an idempotency key is remembered.
     #[serde(with = "humantime_serde")]
     pub idempotency_window: Duration,
@@ -70,6 +73,8 @@ pub struct Config {
     pub consumer_name: Option<String>,
     pub auth: AuthConfig,
     pub tls: Option<TlsSection>,
+    /// gRPC connections: how many at once, keepalive, streams per connection.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Config {
@@ -83,6 +88,7 @@ impl Default for Config {
             partitions: 1,
             subscriptions_url: "http://127.0.0.1:50051".into(),
             max_payload_bytes: 256 * 1024,
+            max_request_bytes: 8 * 1024 * 1024,
             idempotency_window: Duration::from_secs(24 * 3600),
             event_retention: Duration::from_secs(72 * 3600),
             stream_retention: Duration::from_secs(600),
@@ -97,6 +103,7 @@ impl Default for Config {
             consumer_name: None,
             auth: AuthConfig::default(),
             tls: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -118,6 +125,9 @@ impl ServiceConfig for Config {
         if !(1..=16 * 1024 * 1024).contains(&self.max_payload_bytes) {
             return invalid("max_payload_bytes must be between 1 and 16 MiB");
         }
+        if !(self.max_payload_bytes + 64 * 1024..=256 * 1024 * 1024).contains(&self.max_request_bytes) {
+            return invalid("max_request_bytes must be at least max_payload_bytes + 64 KiB and at most 256 MiB");
+        }
         if !(1..=10_000).contains(&self.batch_size) {
             return invalid("batch_size must be between 1 and 10000");
         }
@@ -127,6 +137,7 @@ impl ServiceConfig for Config {
         if self.partition_lease < Duration::from_secs(1) {
             return invalid("partition_lease must be at least 1s");
         }
+        self.connections.check().map_err(ConfigError::Invalid)?;
         checks::auth(&self.auth, true).map_err(ConfigError::Invalid)
     }
 }

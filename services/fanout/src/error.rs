@@ -14,6 +14,8 @@ pub(crate) enum ServiceError {
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("storage unavailable")]
     Redis(#[from] redis::RedisError),
@@ -36,6 +38,7 @@ impl From<ServiceError> for Status {
             ServiceError::BadRequest(m) => Status::invalid_argument(m),
             ServiceError::NotFound(m) => Status::not_found(m),
             ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ServiceError::PermissionDenied(m) => Status::permission_denied(m),
             ServiceError::Unavailable(m) => Status::unavailable(m),
             ServiceError::Redis(error) => {
                 tracing::warn!(%error, "redis error");

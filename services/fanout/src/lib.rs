@@ -36,9 +36,8 @@ pub use hookline_server::config::{ConfigError, ServiceConfig};
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the events streams' depth is sampled into gauges.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
-/// Large enough for a batch of 1000 events of a few KiB or a few of the
-/// largest payloads.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Responses (`GetEvent` carries a payload and its variants).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -132,14 +131,14 @@ pub async fn serve(
     });
 
     let events = EventServiceServer::new(api)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let router = hookline_server::builder(config.tls.as_ref())?
+        .max_decoding_message_size(config.max_request_bytes)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let router = hookline_server::builder(config.tls.as_ref(), &config.connections)?
         .add_service(health_service)
         .add_service(tonic::service::interceptor::InterceptedService::new(events, authenticator));
-    let router = hookline_server::with_reflection(router)?;
+    let router = hookline_server::with_reflection(router, &[<EventServiceServer<api::Api> as NamedService>::NAME])?;
     tracing::info!(addr = %listener.local_addr().map_err(ServerError::from)?, partitions = partitions.count(), "fanout service listening");
-    hookline_server::serve(router, listener, shutdown, stop_tx, config.shutdown_grace).await?;
+    hookline_server::serve(router, listener, &config.connections, shutdown, stop_tx, config.shutdown_grace).await?;
     for worker in workers {
         let _ = tokio::time::timeout(config.shutdown_grace, worker).await;
     }

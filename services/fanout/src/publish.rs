@@ -18,6 +18,9 @@ const MAX_ATTRIBUTES: usize = 32;
 const MAX_ATTRIBUTE_VALUE: usize = 256;
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 const MAX_VARIANTS: usize = 8;
+/// The event types of hookline's own operational events (published by
+/// delivery with the service token).
+const OPERATIONAL_PREFIX: &str = "hookline.";
 
 /// What publishing checks against, besides the request.
 #[derive(Debug, Clone)]
@@ -59,6 +62,11 @@ pub(crate) fn prepare(
         )));
     }
     let event_type = EventTypeName::parse(&req.event_type)?;
+    if who.is_service() && !event_type.as_str().starts_with(OPERATIONAL_PREFIX) {
+        return Err(ServiceError::PermissionDenied(format!(
+            "the service token publishes only hookline's operational events ({OPERATIONAL_PREFIX}*)"
+        )));
+    }
     if state.settings(&tenant).strict_event_types {
         match state.event_type(&tenant, event_type.as_str()) {
             Some(t) if !t.archived => {}

@@ -8,7 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hookline_auth::AuthConfig;
 use hookline_server::{
-    TlsSection,
+    ConnectionLimits, TlsSection,
     config::{ConfigError, ServiceConfig},
 };
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub secrets: SecretsSection,
     pub tls: Option<TlsSection>,
+    /// gRPC connections: how many at once, keepalive, streams per connection.
+    pub connections: ConnectionLimits,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -81,6 +83,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             secrets: SecretsSection::default(),
             tls: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -114,6 +117,7 @@ impl ServiceConfig for Config {
         {
             return invalid("secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)");
         }
+        self.connections.check().map_err(ConfigError::Invalid)?;
         checks::auth(&self.auth, false).map_err(ConfigError::Invalid)
     }
 }

@@ -93,11 +93,14 @@ pub async fn serve(
         .await;
     });
 
-    let router = hookline_server::builder(config.tls.as_ref())?
+    let router = hookline_server::builder(config.tls.as_ref(), &config.connections)?
         .add_service(health_service)
         .add_service(SubscriptionServiceServer::with_interceptor(api, authenticator));
-    let router = hookline_server::with_reflection(router)?;
+    let router = hookline_server::with_reflection(
+        router,
+        &[<SubscriptionServiceServer<api::Api<RedisStore>> as NamedService>::NAME],
+    )?;
     tracing::info!(addr = %listener.local_addr().map_err(ServerError::from)?, tls = config.tls.is_some(), "subscription service listening");
-    hookline_server::serve(router, listener, shutdown, stop_tx, config.shutdown_grace).await?;
+    hookline_server::serve(router, listener, &config.connections, shutdown, stop_tx, config.shutdown_grace).await?;
     Ok(())
 }

@@ -17,6 +17,12 @@ use crate::{
 };
 
 const REPLAY_CHUNK: usize = 500;
+/// A replay's lock outlives its last chunk by this much (it is renewed at
+/// every chunk, and released at the end).
+const REPLAY_LOCK_MS: u64 = 60_000;
+/// Deletes the lock only if this replay still holds it.
+const RELEASE_LOCK: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -31,7 +37,7 @@ impl Api {
         let mut pipe = redis::pipe();
         self.scripts.load(&mut pipe);
         let ids = [record.id.clone()];
-        self.scripts.requeue(&mut pipe, &keys, Requeue::Ids(&ids), "manual", now_ms(), 1);
+        self.scripts.requeue(&mut pipe, &keys, Requeue::Ids { ids: &ids, status: None }, "manual", now_ms(), 1);
         let (_queued,): (usize,) = pipe.query_async(&mut self.redis.clone()).await.map_err(storage_error)?;
         let (_, updated) = self.delivery(who, id).await?;
         Ok(convert::delivery(&updated))
@@ -67,6 +73,24 @@ impl Api {
         let keys = self.partitions.of_tenant(sub.subscription.tenant.as_str());
         let index = keys.subscription_deliveries(&req.subscription_id);
         let mut conn = self.redis.clone();
+        // One replay per subscription at a time: two at once would each
+        // send the same deliveries.
+        let lock = keys.replay_lock(&req.subscription_id);
+        let holder = EventId::generate().to_string();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&lock)
+            .arg(&holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(REPLAY_LOCK_MS)
+            .query_async(&mut conn)
+            .await
+            .map_err(storage_error)?;
+        if taken.is_none() {
+            return Err(Status::failed_precondition(
+                "a replay of this subscription is already running; wait for it to finish",
+            ));
+        }
         let scripts = self.scripts.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -74,6 +98,7 @@ impl Api {
             let mut from = start.to_string();
             let result: redis::RedisResult<()> = async {
                 loop {
+                    let _: i64 = redis::cmd("PEXPIRE").arg(&lock).arg(REPLAY_LOCK_MS).query_async(&mut conn).await?;
                     let rows: Vec<(String, u64)> = redis::cmd("ZRANGE")
                         .arg(&index)
                         .arg(&from)
@@ -87,12 +112,15 @@ impl Api {
                         .await?;
                     let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
                     let records = read_records(&mut conn, &keys, &ids).await?;
-                    let chosen: Vec<String> =
-                        records.into_iter().filter(|r| convert::status(&r.status) == wanted).map(|r| r.id).collect();
+                    let records: Vec<_> =
+                        records.into_iter().filter(|r| convert::status(&r.status) == wanted).collect();
+                    let status = records.first().map(|r| r.status.clone()).unwrap_or_default();
+                    let chosen: Vec<String> = records.into_iter().map(|r| r.id).collect();
                     if !chosen.is_empty() {
                         let mut pipe = redis::pipe();
                         scripts.load(&mut pipe);
-                        scripts.requeue(&mut pipe, &keys, Requeue::Ids(&chosen), "replay", now_ms(), chosen.len());
+                        let from = Requeue::Ids { ids: &chosen, status: Some(&status) };
+                        scripts.requeue(&mut pipe, &keys, from, "replay", now_ms(), chosen.len());
                         let (queued,): (u64,) = pipe.query_async(&mut conn).await?;
                         replayed += queued;
                         let _ = tx.send(Ok(v1::ReplayProgress { replayed, total: 0, done: false })).await;
@@ -104,6 +132,11 @@ impl Api {
                 }
             }
             .await;
+            let released: redis::RedisResult<i64> =
+                redis::Script::new(RELEASE_LOCK).key(&lock).arg(&holder).invoke_async(&mut conn).await;
+            if let Err(error) = released {
+                tracing::debug!(%error, "could not release the replay lock; it expires by itself");
+            }
             let last = match result {
                 Ok(()) => Ok(v1::ReplayProgress { replayed, total: replayed, done: true }),
                 Err(error) => Err(storage_error(error)),

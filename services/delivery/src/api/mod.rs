@@ -110,12 +110,12 @@ impl DeliveryService for Api {
         &self,
         request: Request<v1::ListDeliveriesRequest>,
     ) -> Result<Response<v1::ListDeliveriesResponse>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = Principal::of_user(&request)?.clone();
         Ok(Response::new(self.list(&who, request.into_inner()).await?))
     }
 
     async fn get_delivery(&self, request: Request<v1::GetDeliveryRequest>) -> Result<Response<v1::Delivery>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = Principal::of_user(&request)?.clone();
         let (_, record) = self.delivery(&who, &request.get_ref().id).await?;
         Ok(Response::new(convert::delivery(&record)))
     }
@@ -124,7 +124,7 @@ impl DeliveryService for Api {
         &self,
         request: Request<v1::ListAttemptsRequest>,
     ) -> Result<Response<v1::ListAttemptsResponse>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = Principal::of_user(&request)?.clone();
         Ok(Response::new(self.attempts(&who, request.into_inner()).await?))
     }
 
@@ -132,7 +132,7 @@ impl DeliveryService for Api {
         &self,
         request: Request<v1::RetryDeliveryRequest>,
     ) -> Result<Response<v1::Delivery>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = Principal::of_user(&request)?.clone();
         Ok(Response::new(self.retry(&who, &request.get_ref().id).await?))
     }
 
@@ -142,7 +142,7 @@ impl DeliveryService for Api {
         &self,
         request: Request<v1::ReplayDeliveriesRequest>,
     ) -> Result<Response<Self::ReplayDeliveriesStream>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = Principal::of_user(&request)?.clone();
         Ok(Response::new(self.replay(&who, request.into_inner()).await?))
     }
 
@@ -150,7 +150,7 @@ impl DeliveryService for Api {
         &self,
         request: Request<v1::GetDeliverySummaryRequest>,
     ) -> Result<Response<v1::DeliverySummary>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = Principal::of_user(&request)?.clone();
         Ok(Response::new(self.summary(&who, request.into_inner()).await?))
     }
 
@@ -158,7 +158,7 @@ impl DeliveryService for Api {
         &self,
         request: Request<v1::GetDeliveryStatsRequest>,
     ) -> Result<Response<v1::GetDeliveryStatsResponse>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = Principal::of_user(&request)?.clone();
         Ok(Response::new(self.stats(&who, request.into_inner()).await?))
     }
 
@@ -166,7 +166,7 @@ impl DeliveryService for Api {
         &self,
         request: Request<v1::SendTestEventRequest>,
     ) -> Result<Response<v1::SendTestEventResponse>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = Principal::of_user(&request)?.clone();
         Ok(Response::new(self.test_event(&who, request.into_inner()).await?))
     }
 }

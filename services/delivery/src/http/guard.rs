@@ -45,21 +45,25 @@ const BLOCKED_V4: &[&str] = &[
 ];
 
 const BLOCKED_V6: &[&str] = &[
-    "::/128",        // unspecified
-    "::1/128",       // loopback
-    "100::/64",      // discard
-    "2001::/23",     // IETF protocol assignments (Teredo, ORCHID, ...)
-    "2001:db8::/32", // documentation
-    "2002::/16",     // 6to4 (embeds an IPv4 address)
-    "fc00::/7",      // unique local (incl. fd00:ec2::254 metadata)
-    "fe80::/10",     // link-local
-    "fec0::/10",     // site-local (deprecated)
-    "ff00::/8",      // multicast
+    "::/96",          // unspecified, loopback and IPv4-compatible (deprecated: ::127.0.0.1)
+    "64:ff9b:1::/48", // local-use NAT64 (RFC 8215): embeds any IPv4 address
+    "100::/64",       // discard
+    "2001::/23",      // IETF protocol assignments (Teredo, ORCHID, ...)
+    "2001:db8::/32",  // documentation
+    "2002::/16",      // 6to4 (embeds an IPv4 address)
+    "fc00::/7",       // unique local (incl. fd00:ec2::254 metadata)
+    "fe80::/10",      // link-local
+    "fec0::/10",      // site-local (deprecated)
+    "ff00::/8",       // multicast
 ];
 
 fn nets(list: &[&str]) -> Vec<IpNet> {
     list.iter().filter_map(|n| n.parse().ok()).collect()
 }
+
+/// The blocked ranges, parsed once (every resolved address is checked).
+static BLOCKED: std::sync::LazyLock<(Vec<IpNet>, Vec<IpNet>)> =
+    std::sync::LazyLock::new(|| (nets(BLOCKED_V4), nets(BLOCKED_V6)));
 
 impl AddressPolicy {
     pub(crate) fn new(allow: Vec<IpNet>) -> Self {
@@ -82,13 +86,13 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = nat64(v6) {
                 return is_public_v4(v4);
             }
-            !nets(BLOCKED_V6).iter().any(|n| n.contains(&IpAddr::V6(v6)))
+            !BLOCKED.1.iter().any(|n| n.contains(&IpAddr::V6(v6)))
         }
     }
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
-    !nets(BLOCKED_V4).iter().any(|n| n.contains(&IpAddr::V4(ip)))
+    !BLOCKED.0.iter().any(|n| n.contains(&IpAddr::V4(ip)))
 }
 
 /// The IPv4 address inside a NAT64 well-known-prefix address (64:ff9b::/96).
@@ -175,8 +179,15 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:a00:1::1",
             "2001::1",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "::8.8.8.8",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::808:808",
         ];
         let policy = AddressPolicy::new(Vec::new());
+        assert_eq!(nets(BLOCKED_V4).len(), BLOCKED_V4.len(), "every v4 range parses");
+        assert_eq!(nets(BLOCKED_V6).len(), BLOCKED_V6.len(), "every v6 range parses");
         for text in refused {
             assert!(!policy.allows(ip(text)), "{text} must be refused");
         }

@@ -44,8 +44,10 @@ pub(crate) enum Requeue<'a> {
     Due,
     /// A resumed subscription's held deliveries.
     Held(&'a str),
-    /// These deliveries now (retry or replay).
-    Ids(&'a [String]),
+    /// These deliveries now (retry or replay), each only if its record is
+    /// not pending and, when `status` is given, still has that status: two
+    /// replays of the same dead letters at once send each one once.
+    Ids { ids: &'a [String], status: Option<&'a str> },
     /// A subscription no longer FIFO: everything waiting its turn.
     Fifo(&'a str),
 }
@@ -215,7 +217,7 @@ impl Scripts {
         let (mode, source, subscription) = match from {
             Requeue::Due => ("due", keys.retry(), String::new()),
             Requeue::Held(sub) => ("held", keys.held(sub), sub.to_owned()),
-            Requeue::Ids(_) => ("ids", keys.retry(), String::new()),
+            Requeue::Ids { .. } => ("ids", keys.retry(), String::new()),
             Requeue::Fifo(sub) => ("fifo", keys.fifo_waiting(sub), sub.to_owned()),
         };
         let index = match from {
@@ -231,7 +233,8 @@ impl Scripts {
             .arg(keys.tag())
             .arg(trigger)
             .arg(subscription);
-        if let Requeue::Ids(ids) = from {
+        if let Requeue::Ids { ids, status } = from {
+            inv.arg(status.unwrap_or_default());
             for id in ids {
                 inv.arg(id);
             }

@@ -118,7 +118,14 @@ pub(crate) fn store_error(e: StoreError) -> ServiceError {
     }
 }
 
+/// The caller of a call the service token may not make.
 fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    Principal::of_user(request).cloned()
+}
+
+/// The caller of one of the calls hookline's services make with the
+/// service token (watch, pause for failures, disable on 410 Gone).
+fn principal_or_service<T>(request: &Request<T>) -> Result<Principal, Status> {
     Principal::of(request).cloned()
 }
 
@@ -171,7 +178,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::PauseSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
-        let who = principal(&request)?;
+        let who = principal_or_service(&request)?;
         Ok(Response::new(self.pause(&who, request.into_inner()).await?))
     }
 
@@ -187,7 +194,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::DisableSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
-        let who = principal(&request)?;
+        let who = principal_or_service(&request)?;
         Ok(Response::new(self.disable(&who, request.into_inner()).await?))
     }
 
@@ -253,7 +260,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::WatchSubscriptionsRequest>,
     ) -> Result<Response<Self::WatchSubscriptionsStream>, Status> {
-        let who = principal(&request)?;
+        let who = principal_or_service(&request)?;
         if !who.is_service() {
             return Err(Status::permission_denied(
                 "WatchSubscriptions is for hookline's services: use the service token",

@@ -5,7 +5,7 @@
 --       zset, or unused), 3 held or FIFO index
 -- ARGV: 1 mode ('due'|'held'|'ids'|'fifo'), 2 now (ms), 3 limit, 4 key tag,
 --       5 trigger ('' | 'manual' | 'replay'), 6 subscription id (held mode),
---       7.. delivery ids (ids mode)
+--       ids mode: 7 required status ('': any but pending), 8.. delivery ids
 -- Returns how many were queued.
 local ids
 if ARGV[1] == 'due' then
@@ -23,13 +23,13 @@ elseif ARGV[1] == 'fifo' then
   end
 else
   ids = {}
-  for i = 7, #ARGV do ids[#ids + 1] = ARGV[i] end
+  for i = 8, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
 local queued = 0
 for _, id in ipairs(ids) do
   local record = ARGV[4] .. ':dlv:' .. id
   local f = redis.call('HMGET', record, 'evt', 'sub', 't', 'et', 'tp', 'n', 'st')
-  local eligible = f[1] and not (ARGV[1] == 'ids' and f[7] == 'pending')
+  local eligible = f[1] and not (ARGV[1] == 'ids' and (f[7] == 'pending' or (ARGV[7] ~= '' and f[7] ~= ARGV[7])))
   if eligible then
     local fields = {'v', '1', 'id', id, 'evt', f[1], 'sub', f[2], 't', f[3], 'et', f[4], 'tp', f[5] or '',
       'ts', ARGV[2], 'n', tostring(tonumber(f[6] or '0') + 1)}
