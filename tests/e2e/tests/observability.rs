@@ -65,7 +65,11 @@ async fn one_event_is_one_trace_across_the_three_services() {
         assert_eq!(attempt.parent_span_id, fanout.span_id, "each attempt is a child of the fan-out");
         assert_eq!(attempt.attr("http.request.method"), "POST");
         assert_eq!(attempt.attr("server.address"), "127.0.0.1");
-        assert_eq!(attempt.attr("url.full"), format!("http://127.0.0.1:{port}/…"), "no path or query: they may hold a secret");
+        assert_eq!(
+            attempt.attr("url.full"),
+            format!("http://127.0.0.1:{port}/…"),
+            "no path or query: they may hold a secret"
+        );
         assert_eq!(attempt.attr("hookline.event_id"), event_id);
         assert_eq!(attempt.attributes.get("deployment.environment"), None, "resource attributes stay on the resource");
     }

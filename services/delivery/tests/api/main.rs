@@ -5,6 +5,7 @@
 
 mod api;
 mod crash;
+mod hardening;
 mod isolation;
 mod lifecycle;
 mod ordering;

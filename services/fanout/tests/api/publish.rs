@@ -202,3 +202,70 @@ async fn get_event_shows_the_event_to_its_tenant_only() {
     let bad = events.get_event(v1::GetEventRequest { id: "nope".into() }).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
 }
+
+/// The length of the (single) partition's events stream.
+async fn events_published(stack: &Stack) -> usize {
+    let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
+    let mut conn = stack.redis.connection().await;
+    redis::cmd("XLEN").arg(keys.events()).query_async(&mut conn).await.unwrap()
+}
+
+#[tokio::test]
+async fn timestamps_and_payloads_a_receiver_would_choke_on_are_refused() {
+    let stack = Stack::start().await;
+    let mut events = stack.events(ACME).await;
+    let at = |seconds: i64, nanos: i32| v1::PublishRequest {
+        occurred_at: Some(prost_types::Timestamp { seconds, nanos }),
+        ..event("a", "{}")
+    };
+    let raw = |payload: &[u8]| v1::PublishRequest { payload: payload.to_vec(), ..event("a", "{}") };
+    let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+    let cases = vec![
+        ("year 10000", at(253_402_300_800, 0), "occurred_at"),
+        ("i64::MAX seconds", at(i64::MAX, 0), "occurred_at"),
+        ("negative nanos", at(1_700_000_000, -1), "occurred_at: nanos"),
+        ("a second of nanos", at(1_700_000_000, 1_000_000_000), "occurred_at: nanos"),
+        ("invalid UTF-8 in a string", raw(b"{\"a\":\"\xff\"}"), "not valid JSON"),
+        ("a lone surrogate", raw(br#"{"a":"\ud800"}"#), "not valid JSON"),
+        ("a number no parser holds", raw(br#"{"a":1e999999}"#), "not valid JSON"),
+        ("100,000 levels deep", raw(deep.as_bytes()), "deeper than 127 levels"),
+    ];
+    for (what, req, text) in cases {
+        let err = events.publish(req).await.expect_err(what);
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        assert!(err.message().contains(text), "{what}: `{}` should mention `{text}`", err.message());
+    }
+    assert_eq!(events_published(&stack).await, 0, "nothing was published");
+    publish(&mut events, at(253_402_300_799, 999_999_999)).await;
+    assert_eq!(events_published(&stack).await, 1, "the last valid instant is fine");
+}
+
+#[tokio::test]
+async fn a_batch_over_the_request_limit_is_refused_before_it_is_read() {
+    let mut stack = Stack::without_fanout().await;
+    stack.start_fanout(|c| hookline_fanout::Config { max_request_bytes: 1024 * 1024, ..c }).await;
+    let mut events = stack.events(ACME).await;
+    let payload = format!("{{\"x\":\"{}\"}}", "a".repeat(100 * 1024));
+    let batch = v1::PublishBatchRequest { events: (0..12).map(|_| event("a", &payload)).collect() };
+    let err = events.publish_batch(batch).await.unwrap_err();
+    // tonic's own answer, before anything is decoded: OUT_OF_RANGE, with
+    // the size and the limit in the message.
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains("the limit is: 1048576 bytes"), "{}", err.message());
+    assert_eq!(events_published(&stack).await, 0);
+    let small = v1::PublishBatchRequest { events: (0..5).map(|_| event("a", &payload)).collect() };
+    events.publish_batch(small).await.expect("under the limit");
+    assert_eq!(events_published(&stack).await, 5);
+}
+
+#[tokio::test]
+async fn the_service_token_publishes_only_operational_events() {
+    let stack = Stack::start().await;
+    let mut hookline = stack.events(SERVICE).await;
+    let as_acme = |event_type: &str| v1::PublishRequest { tenant_id: "acme".into(), ..event(event_type, "{}") };
+    let err = hookline.publish(as_acme("order.paid")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    publish(&mut hookline, as_acme("hookline.subscription.paused")).await;
+    let err = hookline.get_event(v1::GetEventRequest { id: hookline_domain::EventId::generate().to_string() }).await;
+    assert_eq!(err.unwrap_err().code(), Code::PermissionDenied);
+}

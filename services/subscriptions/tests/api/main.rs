@@ -8,6 +8,7 @@ mod catalog;
 mod crud;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod resilience;
 mod support;
 mod tls;
