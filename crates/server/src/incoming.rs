@@ -1,6 +1,12 @@
 //! Accepting gRPC connections: at most `max_connections` at once, TCP
-//! keepalive on each, and a back-off when the process runs out of file
-//! descriptors.
+//! keepalive on each, a connection that sends nothing within
+//! `handshake_timeout` closed, and a back-off when the process runs out of
+//! file descriptors.
+//!
+//! HTTP/2 keepalive pings (set on the server) drop a peer that stops
+//! answering once the connection is up; before its first bytes nothing
+//! would, and a few idle sockets could hold every slot: hence the
+//! handshake timeout.
 //!
 //! tonic's own accept loop retries a failed `accept` at once; when the
 //! process is out of descriptors (`EMFILE`) every retry fails the same
@@ -10,6 +16,7 @@
 //! the loop sleep, doubling up to a second, instead of spinning.
 
 use std::{
+    future::Future,
     io,
     pin::Pin,
     sync::Arc,
@@ -47,6 +54,10 @@ pub struct ConnectionLimits {
     pub tcp_keepalive: Duration,
     /// Streams one connection may run at once.
     pub max_concurrent_streams: u32,
+    /// A connection that sends nothing this long after it is accepted is
+    /// closed.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -57,6 +68,7 @@ impl Default for ConnectionLimits {
             keepalive_timeout: Duration::from_secs(10),
             tcp_keepalive: Duration::from_secs(60),
             max_concurrent_streams: 1024,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -69,6 +81,9 @@ impl ConnectionLimits {
         }
         if self.keepalive_interval < Duration::from_secs(1) || self.keepalive_timeout < Duration::from_secs(1) {
             return Err("connections.keepalive_interval and keepalive_timeout must be at least 1s".into());
+        }
+        if self.handshake_timeout < Duration::from_millis(100) {
+            return Err("connections.handshake_timeout must be at least 100ms".into());
         }
         if self.max_concurrent_streams == 0 {
             return Err("connections.max_concurrent_streams must be at least 1".into());
@@ -83,6 +98,8 @@ impl ConnectionLimits {
 pub struct Limited {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// Until the first bytes arrive: when the peer must have sent some.
+    handshake: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Connected for Limited {
@@ -95,7 +112,20 @@ impl Connected for Limited {
 
 impl AsyncRead for Limited {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        match &read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => self.handshake = None,
+            Poll::Pending => {
+                if let Some(deadline) = self.handshake.as_mut()
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "nothing sent in time")));
+                }
+            }
+            Poll::Ready(_) => {}
+        }
+        read
     }
 }
 
@@ -137,9 +167,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// The connections of `listener`, as tonic's `serve_with_incoming` takes
 /// them; see the module documentation.
 pub fn incoming(listener: TcpListener, limits: &ConnectionLimits) -> impl Stream<Item = io::Result<Limited>> {
+    metrics::describe_counter!(
+        "hookline_grpc_accept_errors_total",
+        "Connections the gRPC server could not accept for lack of resources (file descriptors); it backs off"
+    );
+    metrics::counter!("hookline_grpc_accept_errors_total").increment(0);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let keepalive = socket2::TcpKeepalive::new().with_time(limits.tcp_keepalive);
-    futures::stream::unfold((listener, permits, keepalive), |(listener, permits, keepalive)| async move {
+    let handshake_timeout = limits.handshake_timeout;
+    futures::stream::unfold((listener, permits, keepalive), move |(listener, permits, keepalive)| async move {
         let permit = permits.clone().acquire_owned().await.ok()?;
         let mut backoff = Duration::from_millis(10);
         loop {
@@ -147,7 +183,8 @@ pub fn incoming(listener: TcpListener, limits: &ConnectionLimits) -> impl Stream
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-                    let limited = Limited { stream, _permit: permit };
+                    let handshake = Some(Box::pin(tokio::time::sleep(handshake_timeout)));
+                    let limited = Limited { stream, _permit: permit, handshake };
                     return Some((Ok(limited), (listener, permits, keepalive)));
                 }
                 Err(error) if out_of_resources(&error) => {

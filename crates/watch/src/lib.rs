@@ -102,6 +102,17 @@ impl SubscriptionCache {
     }
 }
 
+/// Describes the cache's metric and sets it to zero (call once at start):
+/// `hookline_watch_rejected_total`, subscriptions the watch sent that this
+/// build could not use (kept at their previous version, if any).
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "hookline_watch_rejected_total",
+        "Subscriptions from the watch this build could not read (skipped; see the error log)"
+    );
+    metrics::counter!("hookline_watch_rejected_total").absolute(0);
+}
+
 type Client = SubscriptionServiceClient<InterceptedService<Channel, BearerToken>>;
 
 async fn follow(

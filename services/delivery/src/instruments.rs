@@ -36,6 +36,12 @@ pub(crate) fn describe(tenant_label: bool) {
             counter!("hookline_delivery_attempts_total", "outcome" => outcome).absolute(0);
         }
     }
+    describe_counter!(
+        "hookline_delivery_panics_total",
+        "Attempts or worker steps that panicked (a bug): the attempt's delivery is dead-lettered, the worker goes on"
+    );
     counter!("hookline_deliveries_parked_total").absolute(0);
+    counter!("hookline_delivery_panics_total").absolute(0);
+    hookline_watch::describe_metrics();
     hookline_queue::describe_stream_gauges();
 }

@@ -6,6 +6,7 @@
 use metrics::{Unit, counter, describe_counter, describe_gauge};
 
 pub(crate) fn describe() {
+    hookline_watch::describe_metrics();
     describe_counter!(
         "hookline_publish_total",
         "Events accepted by Publish/PublishBatch, by result (published, duplicate)"

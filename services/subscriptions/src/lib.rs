@@ -71,6 +71,7 @@ pub async fn serve(
         "hookline_watch_skipped_total",
         "Watch messages left out because they were larger than a watcher may decode (a subscription stored before the size limit)"
     );
+    metrics::counter!("hookline_watch_skipped_total").absolute(0);
     let (stop_tx, stop_rx) = watch::channel(false);
     let policy = api::Policy {
         require_https: config.require_https,
