@@ -33,6 +33,7 @@
 //! | `ts` | enqueue time, Unix ms |
 //! | `n` | the attempt this task is for, from 1 |
 //! | `tr` | optional: what queued it (`manual`, `replay`); absent: the schedule |
+//! | `f` | optional: the subscription revision the event was matched at; delivery's cache reaches it before routing the task (absent in tasks requeued from their record) |
 
 use std::{borrow::Cow, collections::HashMap};
 
@@ -146,6 +147,11 @@ pub struct DeliveryTask {
     pub attempt: u32,
     /// `""` (scheduled), `"manual"` or `"replay"`.
     pub trigger: String,
+    /// `f`: the subscription revision fan-out matched the event at (0 when
+    /// unknown: a task requeued from its record). Delivery's cache must
+    /// have reached it before the task is routed, so a pause or a secret
+    /// rotation acknowledged before the publish is seen.
+    pub fence: u64,
 }
 
 impl DeliveryTask {
@@ -162,6 +168,7 @@ impl DeliveryTask {
             attempt: u32::try_from(number(map, entry, "n")?)
                 .map_err(|_| EntryError::Field { id: entry.into(), field: "n" })?,
             trigger: if map.contains_key("tr") { text(map, entry, "tr")? } else { String::new() },
+            fence: if map.contains_key("f") { number(map, entry, "f")? } else { 0 },
         })
     }
 }

@@ -128,7 +128,8 @@ impl Scripts {
             .arg(&event.tenant)
             .arg(&event.event_type)
             .arg(traceparent)
-            .arg(now_ms);
+            .arg(now_ms)
+            .arg(event.fence);
         for (delivery, subscription) in tasks {
             invocation.arg(delivery).arg(subscription);
         }

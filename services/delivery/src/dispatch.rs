@@ -232,16 +232,25 @@ impl Worker {
         Ok(())
     }
 
-    /// The cache, brought up to the subscription service's current revision
-    /// when a task names a subscription it does not know: one created a
-    /// moment ago must not be taken for one deleted (fan-out fences the same
-    /// way, but delivery's cache may lag behind fan-out's).
+    /// The cache, brought up to the revision fan-out matched the batch's
+    /// events at (a pause, a deletion or a rotation acknowledged before the
+    /// publish is seen here too, though delivery's watch may lag behind
+    /// fan-out's), and to the subscription service's current revision when
+    /// a task names a subscription it does not know: one created a moment
+    /// ago must not be taken for one deleted.
     async fn fenced_state(
         &self,
         tasks: &[(String, DeliveryTask)],
         conn: &mut hookline_queue::RedisConn,
     ) -> redis::RedisResult<Arc<hookline_watch::CacheState>> {
-        let state = self.cache.state();
+        let mut state = self.cache.state();
+        let fence = tasks.iter().map(|(_, t)| t.fence).max().unwrap_or(0);
+        if fence > state.revision() {
+            state = self.cache.caught_up_to(fence, FENCE_TIMEOUT).await.unwrap_or_else(|_| {
+                tracing::warn!(fence, "the subscription cache did not reach the tasks' fence in time; routing anyway");
+                self.cache.state()
+            });
+        }
         let unknown = tasks
             .iter()
             .any(|(_, t)| SubscriptionId::parse(&t.subscription_id, "sub").ok().and_then(|id| state.get(id)).is_none());

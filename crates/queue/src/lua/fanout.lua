@@ -6,13 +6,14 @@
 -- is gone the script fails before writing anything.
 -- KEYS: 1 events stream, 2 event record, 3 deliveries stream
 -- ARGV: 1 group, 2 entry id, 3 event id, 4 tenant, 5 event type,
---       6 traceparent, 7 now (ms), 8.. pairs of (delivery id, subscription id)
+--       6 traceparent, 7 now (ms), 8 fence (the subscription revision the
+--       event was matched at), 9.. pairs of (delivery id, subscription id)
 -- Returns the number of tasks enqueued, or -1 if the entry was already acked.
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
 local n = 0
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   redis.call('XADD', KEYS[3], '*', 'v', '1', 'id', ARGV[i], 'evt', ARGV[3], 'sub', ARGV[i + 1],
-    't', ARGV[4], 'et', ARGV[5], 'tp', ARGV[6], 'ts', ARGV[7], 'n', '1')
+    't', ARGV[4], 'et', ARGV[5], 'tp', ARGV[6], 'ts', ARGV[7], 'n', '1', 'f', ARGV[8])
   n = n + 1
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
