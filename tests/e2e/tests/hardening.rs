@@ -56,7 +56,20 @@ fn scope(n: usize, len: usize) -> HashMap<String, v1::ScopeValues> {
     HashMap::from([("team_id".to_owned(), v1::ScopeValues { values: (0..n).map(|i| format!("{i:0len$}")).collect() })])
 }
 
-/// globex subscribes `receiver`, publishes one event and sees it arrive.
+/// A receiver, and globex's subscription of it to `order.*`; its URL.
+async fn globex_subscribes(stack: &Stack) -> (Receiver, String) {
+    let (receiver, port) = Receiver::start(&[200], Duration::ZERO).await;
+    let url = format!("http://127.0.0.1:{port}/globex");
+    let sub = v1::Subscription { url: url.clone(), event_types: vec!["order.*".into()], ..Default::default() };
+    subs(stack.subscriptions.addr(), GLOBEX)
+        .await
+        .create_subscription(v1::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
+        .await
+        .unwrap();
+    (receiver, url)
+}
+
+/// globex publishes one event and sees it arrive at `receiver`.
 async fn globex_round_trip(stack: &Stack, receiver: &Receiver, url: &str, n: usize) {
     let mut globex = events(stack.fanout.addr(), GLOBEX).await;
     let id = globex
@@ -122,20 +135,7 @@ async fn one_tenants_oversized_subscription_cannot_stall_the_others() {
 
     // Everyone else goes on: a new subscription gets events, a restarted
     // fanout becomes ready and publishes.
-    let (receiver, port) = Receiver::start(&[200], Duration::ZERO).await;
-    let url = format!("http://127.0.0.1:{port}/globex");
-    let mut globex = subs(stack.subscriptions.addr(), GLOBEX).await;
-    globex
-        .create_subscription(v1::CreateSubscriptionRequest {
-            subscription: Some(v1::Subscription {
-                url: url.clone(),
-                event_types: vec!["order.*".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (receiver, url) = globex_subscribes(&stack).await;
     globex_round_trip(&stack, &receiver, &url, 1).await;
     stack.fanout.kill9();
     stack.fanout = stack.fanout.restart();
@@ -217,20 +217,7 @@ async fn an_event_delivery_cannot_format_is_a_dead_letter_with_its_reason_and_ot
     assert!(!receiver.ids().contains(&bad), "nothing was sent for it");
 
     // The other tenant's deliveries go on.
-    let (globex_receiver, globex_port) = Receiver::start(&[200], Duration::ZERO).await;
-    let url = format!("http://127.0.0.1:{globex_port}/globex");
-    subs(stack.subscriptions.addr(), GLOBEX)
-        .await
-        .create_subscription(v1::CreateSubscriptionRequest {
-            subscription: Some(v1::Subscription {
-                url: url.clone(),
-                event_types: vec!["order.*".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (globex_receiver, url) = globex_subscribes(&stack).await;
     globex_round_trip(&stack, &globex_receiver, &url, 3).await;
 }
 
