@@ -13,6 +13,7 @@
 //! `--cluster` runs the same on a private three-master Redis Cluster, with
 //! the throughput phases spread over several tenants (so partitions).
 
+mod cost;
 mod load;
 mod receiver;
 mod stack;
@@ -130,12 +131,12 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let stack = stack::Stack::start(&bin_dir, &args.redis_server, topology).await?;
     let mut pipeline = Pipeline::new(&stack, topology.tenants(), receiver_addr, received.clone()).await?;
 
-    eprintln!("latency: {}/s for {} s", sizes.latency_rate, sizes.latency_secs);
-    let l = pipeline.latency("latfixed", sizes.latency_rate, sizes.latency_secs).await?;
-    line(&mut report, latency_row(sizes.latency_rate, "fixed rate", l));
-
+    // The 1:1 phase first, so the memory breakdown after it holds its
+    // deliveries only.
     eprintln!("sustained throughput: {} events, one subscription", sizes.events);
+    let before = cost::snapshot(&stack).await;
     let rate = pipeline.throughput(sizes.events).await?;
+    let after = cost::snapshot(&stack).await;
     line(
         &mut report,
         format!(
@@ -144,9 +145,17 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
             rate / ceiling * 100.0
         ),
     );
+    for row in cost::rows("1:1", &before, &after, sizes.events) {
+        line(&mut report, row);
+    }
+    for row in cost::breakdown(&stack, sizes.events).await {
+        line(&mut report, row);
+    }
 
     eprintln!("sustained throughput: {} deliveries, each event to 100 subscriptions", sizes.events);
+    let before = cost::snapshot(&stack).await;
     let fanned = pipeline.fanout_throughput(sizes.events, 100).await?;
+    let after = cost::snapshot(&stack).await;
     line(
         &mut report,
         format!(
@@ -155,6 +164,13 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
             fanned / ceiling * 100.0
         ),
     );
+    for row in cost::rows("each event to 100", &before, &after, sizes.events) {
+        line(&mut report, row);
+    }
+
+    eprintln!("latency: {}/s for {} s", sizes.latency_rate, sizes.latency_secs);
+    let l = pipeline.latency("latfixed", sizes.latency_rate, sizes.latency_secs).await?;
+    line(&mut report, latency_row(sizes.latency_rate, "fixed rate", l));
 
     let half = (rate / 2.0) as u64;
     eprintln!("latency: {half}/s for {} s", sizes.latency_secs);

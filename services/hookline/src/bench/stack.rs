@@ -74,6 +74,8 @@ impl Topology {
 #[derive(Debug)]
 pub(super) struct Stack {
     redis: Vec<Process>,
+    /// One Redis's URL (`None` on a cluster or the embedded backend).
+    single_redis: Option<String>,
     services: Vec<(Process, SocketAddr)>,
     /// Dropped (stopped) with the stack.
     _embedded: Option<hookline_embedded::EmbeddedRedis>,
@@ -114,7 +116,7 @@ impl Stack {
         let ports = [free_port()?, free_port()?, free_port()?];
         let [subs_port, fanout_port, delivery_port] = ports;
         let env: HashMap<&str, String> = [
-            ("HOOKLINE_REDIS_URL", redis_url),
+            ("HOOKLINE_REDIS_URL", redis_url.clone()),
             ("HOOKLINE_SUBSCRIPTIONS_URL", format!("http://127.0.0.1:{subs_port}")),
             ("HOOKLINE_FANOUT_URL", format!("http://127.0.0.1:{fanout_port}")),
             ("HOOKLINE_ALLOW_CIDRS", r#"["127.0.0.0/8"]"#.into()),
@@ -127,7 +129,8 @@ impl Stack {
             ("HOOKLINE_LOG", std::env::var("HOOKLINE_LOG").unwrap_or_else(|_| "warn".into())),
         ]
         .into();
-        let mut stack = Self { redis, services: Vec::new(), _embedded: embedded };
+        let single_redis = (!topology.cluster && !topology.embedded).then(|| redis_url.clone());
+        let mut stack = Self { redis, single_redis, services: Vec::new(), _embedded: embedded };
         for (name, port) in [
             ("hookline-subscriptions", subs_port),
             ("hookline-fanout", fanout_port),
@@ -158,6 +161,22 @@ impl Stack {
             .map_err(|e| BenchError::Setup(format!("connecting to {addr}: {e}")))?;
         let token = BearerToken::new(ADMIN_TOKEN).map_err(|e| BenchError::Setup(e.to_string()))?;
         Ok(InterceptedService::new(channel, token))
+    }
+
+    /// Each service's name and process id, then Redis's (each node's).
+    pub(super) fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.services
+            .iter()
+            .map(|(p, _)| p)
+            .chain(&self.redis)
+            .filter_map(|p| p.child.id().map(|pid| (p.name, pid)))
+            .collect()
+    }
+
+    /// The URL of the one Redis, when the stack runs on one (its memory
+    /// can then be read with `INFO` and `MEMORY USAGE`).
+    pub(super) fn single_redis(&self) -> Option<&str> {
+        self.single_redis.as_deref()
     }
 
     /// Each service's name and memory, then Redis's (each node's).

@@ -1,0 +1,140 @@
+//! What a phase costs per delivery: CPU time of each process (Redis
+//! included: it is hookline's cost too) and Redis memory.
+//!
+//! CPU is `utime + stime` from `/proc/<pid>/stat`, read before and after
+//! the phase: far steadier than wall-clock throughput on a shared machine.
+//! Memory is `INFO memory`'s `used_memory` before and after (what the
+//! phase left in Redis, streams not yet trimmed), and `MEMORY USAGE key
+//! SAMPLES 0` of the keys of each shape the phase wrote, per delivery: where
+//! the bytes go (a hash or zset whose values pass 64 bytes loses Redis's
+//! compact listpack encoding and costs several times more).
+
+use std::collections::BTreeMap;
+
+use super::stack::Stack;
+
+/// `/proc/<pid>/stat` counts in clock ticks; Linux reports them at
+/// `USER_HZ`, 100 a second on every architecture it runs hookline on.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds of each process and Redis's `used_memory` at one moment.
+#[derive(Debug, Clone)]
+pub(super) struct Snapshot {
+    cpu: Vec<(&'static str, f64)>,
+    used_memory: Option<u64>,
+}
+
+/// Seconds of CPU (user + system) `pid` has used; 0 without /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // The command name (field 2) may hold spaces: count from after it.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+}
+
+async fn redis(stack: &Stack) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(stack.single_redis()?).ok()?;
+    client.get_multiplexed_async_connection().await.ok()
+}
+
+pub(super) async fn snapshot(stack: &Stack) -> Snapshot {
+    let cpu = stack.pids().into_iter().map(|(name, pid)| (name, cpu_seconds(pid))).collect();
+    let used_memory = match redis(stack).await {
+        Some(mut conn) => {
+            let info: Option<String> = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.ok();
+            info.and_then(|i| {
+                i.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok())
+            })
+        }
+        None => None,
+    };
+    Snapshot { cpu, used_memory }
+}
+
+/// The report rows of one phase: CPU µs per delivery by process and in
+/// all, and Redis bytes per delivery.
+pub(super) fn rows(label: &str, before: &Snapshot, after: &Snapshot, deliveries: u64) -> Vec<String> {
+    let per = |seconds: f64| seconds * 1e6 / deliveries.max(1) as f64;
+    let mut by_process: BTreeMap<&str, f64> = BTreeMap::new();
+    for ((name, was), (_, now)) in before.cpu.iter().zip(&after.cpu) {
+        *by_process.entry(name).or_default() += now - was;
+    }
+    let total: f64 = by_process.values().sum();
+    let parts: Vec<String> = by_process.iter().map(|(name, s)| format!("{name} {:.1}", per(*s))).collect();
+    let mut rows = vec![format!(
+        "| CPU per delivery, {label} | **{:.1} µs** ({}; the bench process, receiver and load, not counted) |",
+        per(total),
+        parts.join(", ")
+    )];
+    if let (Some(was), Some(now)) = (before.used_memory, after.used_memory) {
+        let grew = now.saturating_sub(was) as f64 / deliveries.max(1) as f64;
+        rows.push(format!(
+            "| Redis memory per delivery, {label} | {grew:.0} B (`used_memory` growth over the phase, streams untrimmed) |"
+        ));
+    }
+    rows
+}
+
+/// Key shapes, as `SCAN MATCH` patterns, and what each is.
+const SHAPES: &[(&str, &str)] = &[
+    ("*:event:*", "event records"),
+    ("*:dlv:*", "delivery records"),
+    ("*:attempts:*", "attempt logs"),
+    ("*:sub:*:dlv", "per-subscription delivery index"),
+    ("*:tenant:*:dlv", "per-tenant delivery index"),
+    ("*:sub:*:dead", "dead-letter index"),
+    ("*:stats:*", "stats counters"),
+    ("*:events", "events stream"),
+    ("*:deliveries", "deliveries stream"),
+    ("*:retry", "retry schedule"),
+];
+
+/// Bytes per delivery held by each key shape in the one Redis (`MEMORY
+/// USAGE ... SAMPLES 0`, summed over every key of the shape): where Redis's
+/// memory goes. Empty on a cluster or the embedded backend.
+pub(super) async fn breakdown(stack: &Stack, deliveries: u64) -> Vec<String> {
+    let Some(mut conn) = redis(stack).await else { return Vec::new() };
+    let mut parts = Vec::new();
+    let mut total = 0u64;
+    for (pattern, what) in SHAPES {
+        let mut cursor = 0u64;
+        let (mut keys, mut bytes) = (0u64, 0u64);
+        loop {
+            let reply: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await;
+            let Ok((next, batch)) = reply else { break };
+            let mut pipe = redis::pipe();
+            for key in &batch {
+                pipe.cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0);
+            }
+            let sizes: Vec<Option<u64>> = pipe.query_async(&mut conn).await.unwrap_or_default();
+            keys += batch.len() as u64;
+            bytes += sizes.into_iter().flatten().sum::<u64>();
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        if keys > 0 {
+            total += bytes;
+            parts.push(format!("{what} {:.0} ({keys} keys)", bytes as f64 / deliveries.max(1) as f64));
+        }
+    }
+    if parts.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "| Redis bytes per delivery by key shape, after both throughput phases | {:.0} B in all: {} |",
+        total as f64 / deliveries.max(1) as f64,
+        parts.join(", ")
+    )]
+}
