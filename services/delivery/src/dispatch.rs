@@ -16,7 +16,7 @@
 use std::{
     collections::HashMap,
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use hookline_domain::{Ordering, SubscriptionId, SubscriptionState};
@@ -32,6 +32,7 @@ use crate::{
     outcome::{Decision, decide, endpoint_unhealthy},
     request::{EventData, Undeliverable, body, headers},
     store::{AttemptRecord, Next, Park},
+    waiting::Waiter,
     worker::{Worker, now_ms},
 };
 
@@ -39,14 +40,17 @@ use crate::{
 type Ready = (String, DeliveryTask, Arc<CachedSubscription>, String);
 
 /// Everything one attempt needs; the permit is its worker slot.
-struct Job {
-    keys: PartitionKeys,
-    entry: String,
-    task: DeliveryTask,
-    cached: Arc<CachedSubscription>,
-    endpoint: String,
-    event: Option<Arc<EventData>>,
-    permit: OwnedSemaphorePermit,
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) keys: PartitionKeys,
+    pub(crate) entry: String,
+    pub(crate) task: DeliveryTask,
+    pub(crate) cached: Arc<CachedSubscription>,
+    pub(crate) endpoint: String,
+    pub(crate) event: Option<Arc<EventData>>,
+    pub(crate) permit: OwnedSemaphorePermit,
+    /// When the consumer read the task (its claim clock started then).
+    pub(crate) read_at: Instant,
 }
 
 /// An event record's payload, variants and occurrence time.
@@ -60,7 +64,7 @@ const MIN_WAVE: Duration = Duration::from_millis(10);
 /// know yet.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A lease outlives its request by this much.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The task an outcome is recorded for.
 #[derive(Clone, Copy)]
@@ -104,11 +108,14 @@ impl Worker {
             return Ok(());
         }
         let now = now_ms();
+        let read_at = Instant::now();
         let mut conn = self.redis.clone();
         let mut park = redis::pipe();
         park.ignore_errors();
         self.scripts.load(&mut park);
         let mut parked = 0;
+        // In-flight leases given back (tasks over their fair share).
+        let mut released = 0;
         let mut tasks = Vec::with_capacity(batch.len());
         for message in batch {
             match DeliveryTask::parse(&message.id, &message.fields) {
@@ -189,11 +196,22 @@ impl Worker {
             let admissions: Vec<(usize, u64)> = leases.query_async(&mut conn).await?;
             'send: for (group, (admitted, wait)) in groups.into_iter().zip(admissions) {
                 for (n, (entry, task, cached, endpoint)) in group.into_iter().enumerate() {
+                    let event = events.get(&task.event_id).cloned();
+                    let (entry, task, cached, endpoint, event) = if n >= admitted && wait == 0 {
+                        // In-flight full: wait in this process for a slot.
+                        let waiter = Waiter { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
+                        match self.waiting.push(waiter, 2 * self.settings.batch_size) {
+                            Ok(()) => continue,
+                            Err(w) => (w.entry, w.task, w.cached, w.endpoint, w.event),
+                        }
+                    } else {
+                        (entry, task, cached, endpoint, event)
+                    };
                     if n >= admitted {
                         // Rate-limited: the next token is `wait` ms away. In-flight
-                        // full (wait 0): the k-th task turned away waits about k
-                        // waves of the subscription's attempts, so a deep backlog
-                        // comes back in order instead of all at once, again and again.
+                        // full and no room to wait here: the k-th task turned away
+                        // waits about k waves of the subscription's attempts, so a
+                        // deep backlog comes back in order instead of all at once.
                         let wait = if wait > 0 {
                             wait
                         } else {
@@ -207,22 +225,25 @@ impl Worker {
                         continue;
                     }
                     if !self.take_share(&task.subscription_id) {
-                        // Over its fair share of this process: wait without an
-                        // attempt (and free the lease just taken).
-                        let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
-                        self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                        // Over its fair share of this process: free the lease
+                        // just taken, and wait for a slot without an attempt.
                         park.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
-                        parked += 1;
+                        released += 1;
+                        let waiter = Waiter { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
+                        if let Err(w) = self.waiting.push(waiter, self.settings.subscription_share) {
+                            let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
+                            self.scripts.park(&mut park, keys, &w.entry, &w.task, Park::Defer(due), now, retention);
+                            parked += 1;
+                        }
                         continue;
                     }
                     let Ok(permit) = self.permits.clone().acquire_owned().await else { break 'send };
-                    let event = events.get(&task.event_id).cloned();
-                    let job = Job { keys: keys.clone(), entry, task, cached, endpoint, event, permit };
+                    let job = Job { keys: keys.clone(), entry, task, cached, endpoint, event, permit, read_at };
                     tokio::spawn(self.clone().guarded_attempt(job));
                 }
             }
         }
-        if parked > 0 {
+        if parked + released > 0 {
             metrics::counter!("hookline_deliveries_parked_total").increment(parked as u64);
             let results: Vec<redis::RedisResult<redis::Value>> = park.query_async(&mut conn).await?;
             for error in results.into_iter().filter_map(Result::err) {
@@ -271,7 +292,7 @@ impl Worker {
     /// fair share only while slots are plentiful (a quarter free): the share
     /// binds under contention, so slow endpoints cannot starve the others,
     /// and a lone busy subscription is not throttled.
-    fn take_share(&self, subscription: &str) -> bool {
+    pub(crate) fn take_share(&self, subscription: &str) -> bool {
         let plentiful = self.permits.available_permits() > self.settings.max_concurrency / 4;
         let mut held = self.held_slots.lock().unwrap_or_else(|e| e.into_inner());
         let slots = held.entry(subscription.to_owned()).or_default();
@@ -327,7 +348,7 @@ impl Worker {
 
     /// The subscription's timeout, cut 1 s before the claim idle time so an
     /// attempt never outlives its claim.
-    fn request_timeout(&self, cached: &CachedSubscription) -> Duration {
+    pub(crate) fn request_timeout(&self, cached: &CachedSubscription) -> Duration {
         cached.subscription.spec.timeout.min(self.settings.claim_idle.saturating_sub(Duration::from_secs(1)))
     }
 
@@ -369,7 +390,7 @@ impl Worker {
 
     /// One attempt; if it panics, its delivery is dead-lettered with the
     /// reason rather than left pending to panic again at every claim.
-    async fn guarded_attempt(self: Arc<Self>, job: Job) {
+    pub(crate) async fn guarded_attempt(self: Arc<Self>, job: Job) {
         let (keys, entry, task, cached) = (job.keys.clone(), job.entry.clone(), job.task.clone(), job.cached.clone());
         let attempt = std::panic::AssertUnwindSafe(self.clone().attempt(job));
         if let Err(panic) = futures::FutureExt::catch_unwind(attempt).await {
@@ -390,11 +411,11 @@ impl Worker {
     }
 
     async fn run_attempt(self: Arc<Self>, job: Job, traceparent: String) {
-        let Job { keys, entry, task, cached, endpoint, event, permit: _permit } = job;
+        let Job { keys, entry, task, cached, endpoint, event, permit: _permit, read_at } = job;
         let sub = &cached.subscription;
         let _share = ShareSlot { worker: &self, subscription: &task.subscription_id };
         let result = match &event {
-            Some(event) => match self.build(&cached, &task, event, &traceparent) {
+            Some(event) => match self.build(&cached, &task, event, &traceparent, read_at) {
                 Ok(out) => {
                     let result = self.sender.send(out).await;
                     self.breakers.record(&endpoint, !endpoint_unhealthy(&result));
@@ -425,6 +446,7 @@ impl Worker {
         task: &DeliveryTask,
         event: &EventData,
         traceparent: &str,
+        read_at: Instant,
     ) -> Result<Outgoing<'a>, Undeliverable> {
         let sub = &cached.subscription;
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -439,7 +461,10 @@ impl Worker {
                 panic_text(&panic)
             )))
         })?;
-        Ok(Outgoing { url: &sub.spec.url, body: payload, headers, timeout: self.request_timeout(cached) })
+        // Time spent waiting for a slot comes off the request: the attempt
+        // still ends before the task could be claimed again.
+        let timeout = self.request_timeout(cached).saturating_sub(read_at.elapsed()).max(Duration::from_millis(100));
+        Ok(Outgoing { url: &sub.spec.url, body: payload, headers, timeout })
     }
 
     /// Records an attempt's outcome (one script), then its metrics and any
@@ -467,7 +492,11 @@ impl Worker {
         let fifo = sub.spec.ordering == Ordering::Fifo;
         let invocation =
             self.scripts.complete(keys, entry, task, next, &json, record.dur, now, &self.settings.retention, fifo);
-        let consecutive: i64 = match invocation.invoke_async(&mut self.redis.clone()).await {
+        let completed = invocation.invoke_async(&mut self.redis.clone()).await;
+        // Its in-flight slot is free (complete.lua removed the lease): a
+        // task waiting for one may go.
+        self.waiting.wake();
+        let consecutive: i64 = match completed {
             Ok(n) => n,
             Err(error) => {
                 // The task stays pending and is claimed again: delivered at

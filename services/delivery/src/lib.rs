@@ -26,6 +26,7 @@ mod instruments;
 mod outcome;
 mod request;
 mod store;
+mod waiting;
 mod worker;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -119,6 +120,7 @@ pub async fn serve(
         held_slots: std::sync::Mutex::new(std::collections::HashMap::new()),
         pace: std::sync::Mutex::new(std::collections::HashMap::new()),
         partitions: partitions.clone(),
+        waiting: waiting::Waiting::default(),
         settings: worker::Settings {
             consumer,
             reader: BlockingReader::new(&config.redis_url, config.redis_timeout),
@@ -138,6 +140,7 @@ pub async fn serve(
         tasks.push(tokio::spawn(worker.clone().consume(keys.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(worker.clone().schedule(keys, stop_rx.clone())));
     }
+    tasks.push(tokio::spawn(worker.clone().admit_waiting(stop_rx.clone())));
     instruments::describe(config.metrics_tenant_label);
     tokio::spawn(gauges::run(worker.clone(), stop_rx.clone()));
 

@@ -72,6 +72,9 @@ pub(crate) struct Worker {
     pub(crate) pace: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
     pub(crate) partitions: hookline_queue::Partitions,
     pub(crate) settings: Settings,
+    /// Tasks turned away by an in-flight limit or the fair share, waiting
+    /// here for a slot.
+    pub(crate) waiting: crate::waiting::Waiting,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -109,8 +112,10 @@ impl Worker {
                 }
                 continue;
             }
-            let free = self.permits.available_permits();
-            if free == 0 {
+            // Tasks waiting for a slot count against what is read, and a
+            // full batch of them stops reading (see `waiting`).
+            let free = self.permits.available_permits().saturating_sub(self.waiting.len());
+            if free == 0 || self.waiting.len() >= self.settings.batch_size {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             }

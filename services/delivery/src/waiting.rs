@@ -1,0 +1,261 @@
+//! Tasks turned away by their subscription's in-flight limit or fair
+//! share wait here, in this process, for a slot, instead of a round trip
+//! through Redis (park in the retry set, requeue onto the stream, a new
+//! entry and record writes for every one).
+//!
+//! A waiting task is still pending in the consumer group (not
+//! acknowledged), so a crash loses nothing: it is claimed again after
+//! `claim_idle`. To stay far from that, a task waits at most
+//! `max_wait` (2 s, or a quarter of `claim_idle` when that is shorter);
+//! past it, or when the process stops, it is parked in Redis as before, so
+//! another replica can take it at once. Waiting tasks count against what
+//! the consumer reads, so the room is bounded by the worker slots.
+//!
+//! [`Worker::admit_waiting`] runs one admission round whenever an attempt
+//! finishes (or every 50 ms, for slots freed by other replicas): one
+//! `lease.lua` call per subscription with waiting tasks, as many admitted
+//! as it has free slots, in arrival order.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hookline_queue::{DeliveryTask, PartitionKeys};
+use hookline_watch::CachedSubscription;
+use rand::Rng;
+use tokio::sync::{Notify, watch};
+
+use crate::{
+    dispatch::{Job, LEASE_MARGIN},
+    request::EventData,
+    store::Park,
+    worker::{Worker, now_ms},
+};
+
+/// How often waiting tasks are offered slots without a wake-up (slots
+/// freed by other replicas, leases expired).
+const RECHECK: Duration = Duration::from_millis(50);
+/// After a wake-up, a moment for more attempts to finish, so one round
+/// admits several tasks.
+const GATHER: Duration = Duration::from_millis(1);
+/// The longest a task waits here by default.
+const MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// A task waiting for a slot, with everything its attempt needs.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub(crate) keys: PartitionKeys,
+    pub(crate) entry: String,
+    pub(crate) task: DeliveryTask,
+    pub(crate) cached: Arc<CachedSubscription>,
+    pub(crate) endpoint: String,
+    pub(crate) event: Option<Arc<EventData>>,
+    /// When the consumer read it: its claim clock started then.
+    pub(crate) read_at: Instant,
+}
+
+/// The waiting tasks, by subscription, in arrival order.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    queues: Mutex<HashMap<String, VecDeque<Waiter>>>,
+    len: AtomicUsize,
+    wake: Notify,
+}
+
+impl Waiting {
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Adds `waiter` unless its subscription already has `cap` waiting;
+    /// then hands it back (to be parked in Redis instead).
+    pub(crate) fn push(&self, waiter: Waiter, cap: usize) -> Result<(), Box<Waiter>> {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = queues.entry(waiter.task.subscription_id.clone()).or_default();
+        if queue.len() >= cap {
+            return Err(Box::new(waiter));
+        }
+        queue.push_back(waiter);
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A slot may have freed: run an admission round soon.
+    pub(crate) fn wake(&self) {
+        if self.len() > 0 {
+            self.wake.notify_one();
+        }
+    }
+
+    fn take_all(&self) -> HashMap<String, VecDeque<Waiter>> {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let all = std::mem::take(&mut *queues);
+        self.len.fetch_sub(all.values().map(VecDeque::len).sum(), Ordering::Relaxed);
+        all
+    }
+
+    /// Puts `older` back before anything that arrived for `subscription`
+    /// meanwhile, so the order holds.
+    fn put_back(&self, subscription: String, older: VecDeque<Waiter>) {
+        if older.is_empty() {
+            return;
+        }
+        let count = older.len();
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = queues.entry(subscription).or_default();
+        for waiter in older.into_iter().rev() {
+            queue.push_front(waiter);
+        }
+        self.len.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+impl Worker {
+    /// The longest a task waits in this process for a slot.
+    pub(crate) fn max_wait(&self) -> Duration {
+        MAX_WAIT.min(self.settings.claim_idle / 4)
+    }
+
+    /// Offers waiting tasks the slots that free, until `stop`; then parks
+    /// whatever still waits (see the module documentation).
+    pub(crate) async fn admit_waiting(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            tokio::select! {
+                () = self.waiting.wake.notified() => tokio::time::sleep(GATHER).await,
+                () = tokio::time::sleep(RECHECK) => {}
+                _ = stop.changed() => {}
+            }
+            let stopping = *stop.borrow();
+            if self.waiting.len() > 0 {
+                match self.admission_round(stopping).await {
+                    Ok(()) => backoff = Duration::from_millis(50),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not admit waiting deliveries; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            if stopping && self.waiting.len() == 0 {
+                return;
+            }
+        }
+    }
+
+    /// One round: park what waited too long (or everything, when stopping),
+    /// lease slots for the rest, start the admitted, keep the others.
+    async fn admission_round(self: &Arc<Self>, stopping: bool) -> redis::RedisResult<()> {
+        let mut by_partition: HashMap<u16, Vec<(String, VecDeque<Waiter>)>> = HashMap::new();
+        for (subscription, queue) in self.waiting.take_all() {
+            if let Some(first) = queue.front() {
+                by_partition.entry(first.keys.index()).or_default().push((subscription, queue));
+            }
+        }
+        let mut result = Ok(());
+        for (_, groups) in by_partition {
+            // One partition per pipeline (one slot on a cluster).
+            if let Err(error) = self.admit_partition(groups, stopping).await {
+                result = Err(error);
+            }
+        }
+        result
+    }
+
+    async fn admit_partition(
+        self: &Arc<Self>,
+        groups: Vec<(String, VecDeque<Waiter>)>,
+        stopping: bool,
+    ) -> redis::RedisResult<()> {
+        let now = now_ms();
+        let max_wait = self.max_wait();
+        let mut conn = self.redis.clone();
+        let mut park = redis::pipe();
+        park.ignore_errors();
+        self.scripts.load(&mut park);
+        let mut parked = 0;
+        let mut live = Vec::new();
+        for (subscription, queue) in groups {
+            let (old, young): (VecDeque<Waiter>, VecDeque<Waiter>) =
+                queue.into_iter().partition(|w| stopping || w.read_at.elapsed() >= max_wait);
+            for w in &old {
+                let due = now + rand::rng().random_range(0..50);
+                self.scripts.park(
+                    &mut park,
+                    &w.keys,
+                    &w.entry,
+                    &w.task,
+                    Park::Defer(due),
+                    now,
+                    &self.settings.retention,
+                );
+                parked += 1;
+            }
+            if !young.is_empty() {
+                live.push((subscription, young));
+            }
+        }
+        if parked > 0 {
+            metrics::counter!("hookline_deliveries_parked_total").increment(parked);
+            let results: Vec<redis::RedisResult<redis::Value>> = park.query_async(&mut conn).await?;
+            for error in results.into_iter().filter_map(Result::err) {
+                tracing::warn!(%error, "could not park a delivery; it will be claimed again");
+            }
+        }
+        if live.is_empty() {
+            return Ok(());
+        }
+        let mut leases = redis::pipe();
+        self.scripts.load(&mut leases);
+        for (subscription, queue) in &live {
+            let first = &queue[0];
+            let spec = &first.cached.subscription.spec;
+            let expiry = now + (self.request_timeout(&first.cached) + LEASE_MARGIN).as_millis() as u64;
+            let ids = queue.iter().take(spec.max_in_flight as usize).map(|w| w.task.delivery_id.as_str());
+            let keys = &first.keys;
+            self.scripts.lease(&mut leases, keys, subscription, ids, now, expiry, spec.max_in_flight, spec.rate_limit);
+        }
+        let admissions: Vec<(usize, u64)> = match leases.query_async(&mut conn).await {
+            Ok(a) => a,
+            Err(error) => {
+                for (subscription, queue) in live {
+                    self.waiting.put_back(subscription, queue);
+                }
+                return Err(error);
+            }
+        };
+        for ((subscription, mut queue), (admitted, _)) in live.into_iter().zip(admissions) {
+            let mut started = 0;
+            while started < admitted.min(queue.len()) {
+                let permit = match self.permits.clone().try_acquire_owned() {
+                    Ok(permit) if self.take_share(&subscription) => permit,
+                    Ok(_) | Err(_) => break,
+                };
+                let Some(w) = queue.pop_front() else { break };
+                let Waiter { keys, entry, task, cached, endpoint, event, read_at } = w;
+                let job = Job { keys, entry, task, cached, endpoint, event, permit, read_at };
+                tokio::spawn(self.clone().guarded_attempt(job));
+                started += 1;
+            }
+            if started < admitted {
+                // No slot in this process after all: give the leases of
+                // the admitted ones back; they keep waiting.
+                if let Some(first) = queue.front() {
+                    let mut release = redis::cmd("ZREM");
+                    release.arg(first.keys.in_flight(&subscription));
+                    for w in queue.iter().take(admitted - started) {
+                        release.arg(&w.task.delivery_id);
+                    }
+                    let _: redis::RedisResult<i64> = release.query_async(&mut conn).await;
+                }
+            }
+            self.waiting.put_back(subscription, queue);
+        }
+        Ok(())
+    }
+}
