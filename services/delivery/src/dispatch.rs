@@ -114,8 +114,6 @@ impl Worker {
         park.ignore_errors();
         self.scripts.load(&mut park);
         let mut parked = 0;
-        // In-flight leases given back (tasks over their fair share).
-        let mut released = 0;
         let mut tasks = Vec::with_capacity(batch.len());
         for message in batch {
             match DeliveryTask::parse(&message.id, &message.fields) {
@@ -197,8 +195,14 @@ impl Worker {
             'send: for (group, (admitted, wait)) in groups.into_iter().zip(admissions) {
                 for (n, (entry, task, cached, endpoint)) in group.into_iter().enumerate() {
                     let event = events.get(&task.event_id).cloned();
-                    let (entry, task, cached, endpoint, event) = if n >= admitted && wait == 0 {
-                        // In-flight full: wait in this process for a slot.
+                    let quick = self.quick_turn(
+                        &task.subscription_id,
+                        n - admitted.min(n),
+                        cached.subscription.spec.max_in_flight,
+                    );
+                    let (entry, task, cached, endpoint, event) = if n >= admitted && wait == 0 && quick {
+                        // In-flight full, and its slots free quickly: wait in
+                        // this process for one.
                         let waiter = Waiter { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
                         match self.waiting.push(waiter, 2 * self.settings.batch_size) {
                             Ok(()) => continue,
@@ -227,14 +231,13 @@ impl Worker {
                     if !self.take_share(&task.subscription_id) {
                         // Over its fair share of this process: free the lease
                         // just taken, and wait for a slot without an attempt.
+                        // Not in the waiting room: a subscription over its
+                        // share is usually a slow one, and its tasks waiting
+                        // here would hold back reading for the others.
+                        let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
+                        self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
                         park.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
-                        released += 1;
-                        let waiter = Waiter { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
-                        if let Err(w) = self.waiting.push(waiter, self.settings.subscription_share) {
-                            let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
-                            self.scripts.park(&mut park, keys, &w.entry, &w.task, Park::Defer(due), now, retention);
-                            parked += 1;
-                        }
+                        parked += 1;
                         continue;
                     }
                     let Ok(permit) = self.permits.clone().acquire_owned().await else { break 'send };
@@ -243,7 +246,7 @@ impl Worker {
                 }
             }
         }
-        if parked + released > 0 {
+        if parked > 0 {
             metrics::counter!("hookline_deliveries_parked_total").increment(parked as u64);
             let results: Vec<redis::RedisResult<redis::Value>> = park.query_async(&mut conn).await?;
             for error in results.into_iter().filter_map(Result::err) {
@@ -309,6 +312,17 @@ impl Worker {
     fn wave(&self, subscription: &str) -> Duration {
         let pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
         pace.get(subscription).map_or(IN_FLIGHT_RETRY, |d| (*d).max(MIN_WAVE))
+    }
+
+    /// Whether the `position`-th task turned away by the subscription's
+    /// full in-flight limit should get a slot well within the waiting
+    /// room's `max_wait`: only when its attempts are known to be quick (a
+    /// subscription whose attempts have not finished yet, such as one
+    /// hanging, is parked instead, so it cannot fill the room).
+    fn quick_turn(&self, subscription: &str, position: usize, max_in_flight: u32) -> bool {
+        let pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        let waves = 1 + position as u32 / max_in_flight.max(1);
+        pace.get(subscription).is_some_and(|d| (*d).max(MIN_WAVE) * waves <= self.max_wait() / 2)
     }
 
     fn record_pace(&self, subscription: &str, took: Duration) {

@@ -1,5 +1,7 @@
-//! Tasks turned away by their subscription's in-flight limit or fair
-//! share wait here, in this process, for a slot, instead of a round trip
+//! Tasks turned away by their subscription's in-flight limit, when its
+//! attempts are known to be quick (`Worker::quick_turn`: its recent pace
+//! says a slot frees well within `max_wait`), wait here, in this process,
+//! for a slot, instead of a round trip
 //! through Redis (park in the retry set, requeue onto the stream, a new
 //! entry and record writes for every one).
 //!
@@ -8,11 +10,18 @@
 //! `claim_idle`. To stay far from that, a task waits at most
 //! `max_wait` (2 s, or a quarter of `claim_idle` when that is shorter);
 //! past it, or when the process stops, it is parked in Redis as before, so
-//! another replica can take it at once. Waiting tasks count against what
-//! the consumer reads, so the room is bounded by the worker slots.
+//! another replica can take it at once.
+//!
+//! The room is bounded: waiting tasks count against what the consumer
+//! reads, it does not read while a whole batch waits (a busy subscription
+//! drains its backlog from here, not through Redis), and one subscription
+//! may keep at most two batches waiting; beyond that a task is parked in
+//! Redis as before. Tasks over their subscription's fair share of this
+//! process do not wait here: that subscription is usually a slow one, and
+//! its waiting tasks would hold back reading for the others.
 //!
 //! [`Worker::admit_waiting`] runs one admission round whenever an attempt
-//! finishes (or every 50 ms, for slots freed by other replicas): one
+//! finishes (or every 10 ms, for slots freed by other replicas): one
 //! `lease.lua` call per subscription with waiting tasks, as many admitted
 //! as it has free slots, in arrival order.
 
@@ -39,7 +48,7 @@ use crate::{
 
 /// How often waiting tasks are offered slots without a wake-up (slots
 /// freed by other replicas, leases expired).
-const RECHECK: Duration = Duration::from_millis(50);
+const RECHECK: Duration = Duration::from_millis(10);
 /// After a wake-up, a moment for more attempts to finish, so one round
 /// admits several tasks.
 const GATHER: Duration = Duration::from_millis(1);
