@@ -32,25 +32,32 @@ use crate::{
     outcome::{Decision, decide, endpoint_unhealthy},
     request::{EventData, Undeliverable, body, headers},
     store::{AttemptRecord, Next, Park},
-    waiting::Waiter,
     worker::{Worker, now_ms},
 };
 
 /// A task cleared to go: stream entry, task, subscription, breaker key.
 type Ready = (String, DeliveryTask, Arc<CachedSubscription>, String);
 
-/// Everything one attempt needs; the permit is its worker slot.
+/// A task read from the stream and cleared for an attempt, with
+/// everything the attempt needs (it may wait for a slot first, in
+/// `waiting`).
 #[derive(Debug)]
-pub(crate) struct Job {
+pub(crate) struct Work {
     pub(crate) keys: PartitionKeys,
     pub(crate) entry: String,
     pub(crate) task: DeliveryTask,
     pub(crate) cached: Arc<CachedSubscription>,
     pub(crate) endpoint: String,
     pub(crate) event: Option<Arc<EventData>>,
-    pub(crate) permit: OwnedSemaphorePermit,
     /// When the consumer read the task (its claim clock started then).
     pub(crate) read_at: Instant,
+}
+
+/// Work and its worker slot.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) work: Work,
+    pub(crate) permit: OwnedSemaphorePermit,
 }
 
 /// An event record's payload, variants and occurrence time.
@@ -203,7 +210,7 @@ impl Worker {
                     let (entry, task, cached, endpoint, event) = if n >= admitted && wait == 0 && quick {
                         // In-flight full, and its slots free quickly: wait in
                         // this process for one.
-                        let waiter = Waiter { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
+                        let waiter = Work { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
                         match self.waiting.push(waiter, 2 * self.settings.batch_size) {
                             Ok(()) => continue,
                             Err(w) => (w.entry, w.task, w.cached, w.endpoint, w.event),
@@ -241,7 +248,8 @@ impl Worker {
                         continue;
                     }
                     let Ok(permit) = self.permits.clone().acquire_owned().await else { break 'send };
-                    let job = Job { keys: keys.clone(), entry, task, cached, endpoint, event, permit, read_at };
+                    let work = Work { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
+                    let job = Job { work, permit };
                     tokio::spawn(self.clone().guarded_attempt(job));
                 }
             }
@@ -405,7 +413,8 @@ impl Worker {
     /// One attempt; if it panics, its delivery is dead-lettered with the
     /// reason rather than left pending to panic again at every claim.
     pub(crate) async fn guarded_attempt(self: Arc<Self>, job: Job) {
-        let (keys, entry, task, cached) = (job.keys.clone(), job.entry.clone(), job.task.clone(), job.cached.clone());
+        let w = &job.work;
+        let (keys, entry, task, cached) = (w.keys.clone(), w.entry.clone(), w.task.clone(), w.cached.clone());
         let attempt = std::panic::AssertUnwindSafe(self.clone().attempt(job));
         if let Err(panic) = futures::FutureExt::catch_unwind(attempt).await {
             let message = format!("hookline failed during this attempt (internal error: {})", panic_text(&panic));
@@ -419,13 +428,13 @@ impl Worker {
 
     /// One attempt, in its own span of the event's trace.
     async fn attempt(self: Arc<Self>, job: Job) {
-        let span = span::attempt_span(&job.task, &job.cached);
-        let traceparent = hookline_telemetry::continue_trace(&span, &job.task.traceparent);
+        let span = span::attempt_span(&job.work.task, &job.work.cached);
+        let traceparent = hookline_telemetry::continue_trace(&span, &job.work.task.traceparent);
         self.run_attempt(job, traceparent).instrument(span).await
     }
 
     async fn run_attempt(self: Arc<Self>, job: Job, traceparent: String) {
-        let Job { keys, entry, task, cached, endpoint, event, permit: _permit, read_at } = job;
+        let Job { work: Work { keys, entry, task, cached, endpoint, event, read_at }, permit: _permit } = job;
         let sub = &cached.subscription;
         let _share = ShareSlot { worker: &self, subscription: &task.subscription_id };
         let result = match &event {

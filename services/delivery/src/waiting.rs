@@ -31,17 +31,14 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use hookline_queue::{DeliveryTask, PartitionKeys};
-use hookline_watch::CachedSubscription;
 use rand::Rng;
 use tokio::sync::{Notify, watch};
 
 use crate::{
-    dispatch::{Job, LEASE_MARGIN},
-    request::EventData,
+    dispatch::{Job, LEASE_MARGIN, Work},
     store::Park,
     worker::{Worker, now_ms},
 };
@@ -55,23 +52,10 @@ const GATHER: Duration = Duration::from_millis(1);
 /// The longest a task waits here by default.
 const MAX_WAIT: Duration = Duration::from_secs(2);
 
-/// A task waiting for a slot, with everything its attempt needs.
-#[derive(Debug)]
-pub(crate) struct Waiter {
-    pub(crate) keys: PartitionKeys,
-    pub(crate) entry: String,
-    pub(crate) task: DeliveryTask,
-    pub(crate) cached: Arc<CachedSubscription>,
-    pub(crate) endpoint: String,
-    pub(crate) event: Option<Arc<EventData>>,
-    /// When the consumer read it: its claim clock started then.
-    pub(crate) read_at: Instant,
-}
-
 /// The waiting tasks, by subscription, in arrival order.
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
-    queues: Mutex<HashMap<String, VecDeque<Waiter>>>,
+    queues: Mutex<HashMap<String, VecDeque<Work>>>,
     len: AtomicUsize,
     wake: Notify,
 }
@@ -83,7 +67,7 @@ impl Waiting {
 
     /// Adds `waiter` unless its subscription already has `cap` waiting;
     /// then hands it back (to be parked in Redis instead).
-    pub(crate) fn push(&self, waiter: Waiter, cap: usize) -> Result<(), Box<Waiter>> {
+    pub(crate) fn push(&self, waiter: Work, cap: usize) -> Result<(), Box<Work>> {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         let queue = queues.entry(waiter.task.subscription_id.clone()).or_default();
         if queue.len() >= cap {
@@ -101,7 +85,7 @@ impl Waiting {
         }
     }
 
-    fn take_all(&self) -> HashMap<String, VecDeque<Waiter>> {
+    fn take_all(&self) -> HashMap<String, VecDeque<Work>> {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         let all = std::mem::take(&mut *queues);
         self.len.fetch_sub(all.values().map(VecDeque::len).sum(), Ordering::Relaxed);
@@ -110,7 +94,7 @@ impl Waiting {
 
     /// Puts `older` back before anything that arrived for `subscription`
     /// meanwhile, so the order holds.
-    fn put_back(&self, subscription: String, older: VecDeque<Waiter>) {
+    fn put_back(&self, subscription: String, older: VecDeque<Work>) {
         if older.is_empty() {
             return;
         }
@@ -160,7 +144,7 @@ impl Worker {
     /// One round: park what waited too long (or everything, when stopping),
     /// lease slots for the rest, start the admitted, keep the others.
     async fn admission_round(self: &Arc<Self>, stopping: bool) -> redis::RedisResult<()> {
-        let mut by_partition: HashMap<u16, Vec<(String, VecDeque<Waiter>)>> = HashMap::new();
+        let mut by_partition: HashMap<u16, Vec<(String, VecDeque<Work>)>> = HashMap::new();
         for (subscription, queue) in self.waiting.take_all() {
             if let Some(first) = queue.front() {
                 by_partition.entry(first.keys.index()).or_default().push((subscription, queue));
@@ -178,7 +162,7 @@ impl Worker {
 
     async fn admit_partition(
         self: &Arc<Self>,
-        groups: Vec<(String, VecDeque<Waiter>)>,
+        groups: Vec<(String, VecDeque<Work>)>,
         stopping: bool,
     ) -> redis::RedisResult<()> {
         let now = now_ms();
@@ -190,7 +174,7 @@ impl Worker {
         let mut parked = 0;
         let mut live = Vec::new();
         for (subscription, queue) in groups {
-            let (old, young): (VecDeque<Waiter>, VecDeque<Waiter>) =
+            let (old, young): (VecDeque<Work>, VecDeque<Work>) =
                 queue.into_iter().partition(|w| stopping || w.read_at.elapsed() >= max_wait);
             for w in &old {
                 let due = now + rand::rng().random_range(0..50);
@@ -246,8 +230,7 @@ impl Worker {
                     Ok(_) | Err(_) => break,
                 };
                 let Some(w) = queue.pop_front() else { break };
-                let Waiter { keys, entry, task, cached, endpoint, event, read_at } = w;
-                let job = Job { keys, entry, task, cached, endpoint, event, permit, read_at };
+                let job = Job { work: w, permit };
                 tokio::spawn(self.clone().guarded_attempt(job));
                 started += 1;
             }
