@@ -1,17 +1,21 @@
 //! Routing a batch of delivery tasks and running each attempt.
 //!
-//! For each task: a deleted or disabled subscription cancels it, a paused
-//! one holds it, an open circuit defers it, a full in-flight limit or an
-//! empty rate-limit bucket (both shared by all replicas, in Redis) defers
-//! it, and so does a subscription holding its fair share of this
-//! process's slots (so slow endpoints cannot starve the others); for a FIFO
+//! For each task (once the cache has reached the batch's fence): a deleted
+//! or disabled subscription cancels it, a paused one holds it, an open
+//! circuit defers it, a full in-flight limit (shared by all replicas, in
+//! Redis) makes it wait in this process for a slot (`waiting`) when the
+//! subscription's attempts are quick, and defers it otherwise, as an
+//! empty rate-limit bucket does, and so does a subscription holding its
+//! fair share of this process's slots (so slow endpoints cannot starve
+//! the others); for a FIFO
 //! subscription only the task whose turn it is goes on (the
 //! others wait in Redis, in fan-out order, and the completion of one
 //! queues the next); the rest each get a worker slot and run on their own
 //! task. An attempt ends with one script
 //! that acknowledges the task and records everything about the attempt
 //! (`complete.lua`), so a crash before it means the task is redelivered,
-//! never lost.
+//! never lost; an attempt that cannot be made, or that panics, ends the
+//! same way as a dead letter that says why.
 
 use std::{
     collections::HashMap,
