@@ -173,6 +173,7 @@ impl Worker {
         self.scripts.load(&mut park);
         let mut parked = 0;
         let mut live = Vec::new();
+        let mut expired = Vec::new();
         for (subscription, queue) in groups {
             let (old, young): (VecDeque<Work>, VecDeque<Work>) =
                 queue.into_iter().partition(|w| stopping || w.read_at.elapsed() >= max_wait);
@@ -189,13 +190,27 @@ impl Worker {
                 );
                 parked += 1;
             }
+            if !old.is_empty() {
+                expired.push((subscription.clone(), old));
+            }
             if !young.is_empty() {
                 live.push((subscription, young));
             }
         }
         if parked > 0 {
+            let results: Vec<redis::RedisResult<redis::Value>> = match park.query_async(&mut conn).await {
+                Ok(results) => results,
+                Err(error) => {
+                    // Redis unreachable: everything stays in the room (and
+                    // pending in the group) for the next round.
+                    // Put back the newer first: each goes in front of what is there.
+                    for (subscription, queue) in live.into_iter().chain(expired) {
+                        self.waiting.put_back(subscription, queue);
+                    }
+                    return Err(error);
+                }
+            };
             metrics::counter!("hookline_deliveries_parked_total").increment(parked);
-            let results: Vec<redis::RedisResult<redis::Value>> = park.query_async(&mut conn).await?;
             for error in results.into_iter().filter_map(Result::err) {
                 tracing::warn!(%error, "could not park a delivery; it will be claimed again");
             }
