@@ -206,12 +206,10 @@ impl Worker {
             'send: for (group, (admitted, wait)) in groups.into_iter().zip(admissions) {
                 for (n, (entry, task, cached, endpoint)) in group.into_iter().enumerate() {
                     let event = events.get(&task.event_id).cloned();
-                    let quick = self.quick_turn(
-                        &task.subscription_id,
-                        n - admitted.min(n),
-                        cached.subscription.spec.max_in_flight,
-                    );
-                    let (entry, task, cached, endpoint, event) = if n >= admitted && wait == 0 && quick {
+                    let in_flight_full = n >= admitted && wait == 0;
+                    let quick =
+                        || self.quick_turn(&task.subscription_id, n - admitted, cached.subscription.spec.max_in_flight);
+                    let (entry, task, cached, endpoint, event) = if in_flight_full && quick() {
                         // In-flight full, and its slots free quickly: wait in
                         // this process for one.
                         let waiter = Work { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
@@ -241,10 +239,10 @@ impl Worker {
                     }
                     if !self.take_share(&task.subscription_id) {
                         // Over its fair share of this process: free the lease
-                        // just taken, and wait for a slot without an attempt.
-                        // Not in the waiting room: a subscription over its
+                        // just taken and defer it in Redis without an attempt
+                        // (not in the waiting room: a subscription over its
                         // share is usually a slow one, and its tasks waiting
-                        // here would hold back reading for the others.
+                        // here would hold back reading for the others).
                         let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
                         self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
                         park.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
