@@ -171,33 +171,32 @@ const UNKNOWN: &str = "unknown";
 /// exists in hookline's protos, gRPC health or reflection; `None` for any
 /// other path.
 fn known_method(path: &str) -> Option<(&'static str, &'static str)> {
-    static KNOWN: std::sync::LazyLock<std::collections::HashMap<String, (&'static str, &'static str)>> =
+    /// Path → (service, method), read once from the descriptors; the map
+    /// is static, so its strings serve as `'static` labels.
+    static KNOWN: std::sync::LazyLock<std::collections::HashMap<String, (String, String)>> =
         std::sync::LazyLock::new(|| {
-            let mut known = std::collections::HashMap::new();
             let sets = [
                 hookline_proto::FILE_DESCRIPTOR_SET,
                 tonic_health::pb::FILE_DESCRIPTOR_SET,
                 tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             ];
+            let mut known = std::collections::HashMap::new();
             for set in sets {
                 let Ok(set) = <prost_types::FileDescriptorSet as prost::Message>::decode(set) else { continue };
                 for file in &set.file {
                     for service in &file.service {
                         let full = format!("{}.{}", file.package(), service.name());
-                        // Leaked once: a fixed, small set of names that
-                        // lives as long as the process.
-                        let service_name: &'static str = Box::leak(full.clone().into_boxed_str());
                         for method in &service.method {
-                            let method_name: &'static str = Box::leak(method.name().to_owned().into_boxed_str());
-                            known.insert(format!("/{full}/{method_name}"), (service_name, method_name));
+                            let path = format!("/{full}/{}", method.name());
+                            known.insert(path, (full.clone(), method.name().to_owned()));
                         }
                     }
                 }
             }
             known
         });
-    KNOWN.get(path).copied()
+    KNOWN.get(path).map(|(service, method)| (service.as_str(), method.as_str()))
 }
 
 /// The codes OpenTelemetry marks as a server-side error.

@@ -77,15 +77,6 @@ const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A lease outlives its request by this much.
 pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
-/// The task an outcome is recorded for.
-#[derive(Clone, Copy)]
-struct Attempted<'a> {
-    keys: &'a PartitionKeys,
-    entry: &'a str,
-    task: &'a DeliveryTask,
-    cached: &'a CachedSubscription,
-}
-
 /// A subscription's slot of this process's fair share, given back when the
 /// attempt ends however it ends.
 struct ShareSlot<'a> {
@@ -415,35 +406,33 @@ impl Worker {
     /// One attempt; if it panics, its delivery is dead-lettered with the
     /// reason rather than left pending to panic again at every claim.
     pub(crate) async fn guarded_attempt(self: Arc<Self>, job: Job) {
-        let w = &job.work;
-        let (keys, entry, task, cached) = (w.keys.clone(), w.entry.clone(), w.task.clone(), w.cached.clone());
-        let attempt = std::panic::AssertUnwindSafe(self.clone().attempt(job));
+        let Job { work, permit: _permit } = job;
+        let attempt = std::panic::AssertUnwindSafe(self.attempt(&work));
         if let Err(panic) = futures::FutureExt::catch_unwind(attempt).await {
             let message = format!("hookline failed during this attempt (internal error: {})", panic_text(&panic));
-            tracing::error!(delivery = %task.delivery_id, %message, "an attempt panicked; dead-lettering its delivery");
+            tracing::error!(delivery = %work.task.delivery_id, %message, "an attempt panicked; dead-lettering its delivery");
             metrics::counter!("hookline_delivery_panics_total").increment(1);
             let result = AttemptResult::not_sent(AttemptError::Undeliverable, message);
-            let of = Attempted { keys: &keys, entry: &entry, task: &task, cached: &cached };
-            self.finish(of, &result, Decision::DeadLetter, 0).await;
+            self.finish(&work, &result, Decision::DeadLetter, 0).await;
         }
     }
 
     /// One attempt, in its own span of the event's trace.
-    async fn attempt(self: Arc<Self>, job: Job) {
-        let span = span::attempt_span(&job.work.task, &job.work.cached);
-        let traceparent = hookline_telemetry::continue_trace(&span, &job.work.task.traceparent);
-        self.run_attempt(job, traceparent).instrument(span).await
+    async fn attempt(&self, work: &Work) {
+        let span = span::attempt_span(&work.task, &work.cached);
+        let traceparent = hookline_telemetry::continue_trace(&span, &work.task.traceparent);
+        self.run_attempt(work, traceparent).instrument(span).await
     }
 
-    async fn run_attempt(self: Arc<Self>, job: Job, traceparent: String) {
-        let Job { work: Work { keys, entry, task, cached, endpoint, event, read_at }, permit: _permit } = job;
+    async fn run_attempt(&self, work: &Work, traceparent: String) {
+        let Work { task, cached, endpoint, event, read_at, .. } = work;
         let sub = &cached.subscription;
-        let _share = ShareSlot { worker: &self, subscription: &task.subscription_id };
-        let result = match &event {
-            Some(event) => match self.build(&cached, &task, event, &traceparent, read_at) {
+        let _share = ShareSlot { worker: self, subscription: &task.subscription_id };
+        let result = match event {
+            Some(event) => match self.build(cached, task, event, &traceparent, *read_at) {
                 Ok(out) => {
                     let result = self.sender.send(out).await;
-                    self.breakers.record(&endpoint, !endpoint_unhealthy(&result));
+                    self.breakers.record(endpoint, !endpoint_unhealthy(&result));
                     self.record_pace(&task.subscription_id, result.duration);
                     result
                 }
@@ -458,8 +447,7 @@ impl Worker {
         let jitter = rand::rng().random::<f64>();
         let decision = decide(&result, &sub.spec.retry, task.attempt, self.settings.max_retry_after, jitter);
         let published_ms = event.as_ref().map_or(0, |e| e.published_ms);
-        let of = Attempted { keys: &keys, entry: &entry, task: &task, cached: &cached };
-        self.finish(of, &result, decision, published_ms).await;
+        self.finish(work, &result, decision, published_ms).await;
     }
 
     /// The request of one attempt; a body or headers that cannot be built
@@ -494,8 +482,8 @@ impl Worker {
 
     /// Records an attempt's outcome (one script), then its metrics and any
     /// pause or disable it calls for.
-    async fn finish(&self, of: Attempted<'_>, result: &AttemptResult, decision: Decision, published_ms: u64) {
-        let Attempted { keys, entry, task, cached } = of;
+    async fn finish(&self, work: &Work, result: &AttemptResult, decision: Decision, published_ms: u64) {
+        let Work { keys, entry, task, cached, .. } = work;
         let sub = &cached.subscription;
         let now = now_ms();
         let next = match decision {

@@ -30,7 +30,8 @@ pub struct Config {
     /// Largest accepted payload (and each payload variant), in bytes.
     pub max_payload_bytes: usize,
     /// Largest request (a whole `PublishBatch`), in bytes; larger ones are
-    /// refused with RESOURCE_EXHAUSTED before they are decoded.
+    /// refused before they are decoded (tonic answers OUT_OF_RANGE, naming
+    /// the size and the limit).
     pub max_request_bytes: usize,
     /// How long an idempotency key is remembered.
     #[serde(with = "humantime_serde")]

@@ -168,12 +168,11 @@ impl Sender {
             return failed(AttemptError::BlockedAddress, format!("{ip} is not a public address"));
         }
         if let (Some(resolver), Some(url::Host::Domain(host))) = (&self.proxied, out.url.as_url().host()) {
-            let name = host.parse().map_err(|_| ());
-            let checked = match name {
-                Ok(name) => resolver.resolve(name).await.map(|_| ()),
-                Err(()) => Ok(()),
+            // A name the guard cannot check is refused, not waved through.
+            let Ok(name) = host.parse::<reqwest::dns::Name>() else {
+                return failed(AttemptError::BlockedAddress, "the host name cannot be checked".into());
             };
-            if let Err(error) = checked {
+            if let Err(error) = resolver.resolve(name).await {
                 return match error.downcast_ref::<Blocked>() {
                     Some(blocked) => failed(AttemptError::BlockedAddress, blocked.to_string()),
                     None => failed(AttemptError::Dns, "the host name does not resolve".into()),
