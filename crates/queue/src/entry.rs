@@ -89,6 +89,9 @@ pub struct EventEntry {
 }
 
 impl EventEntry {
+    /// The payload's field.
+    pub const PAYLOAD: &'static str = "p";
+
     /// The fields to XADD, in order. Borrowed where the entry holds them:
     /// the payload is not copied on its way to Redis.
     pub fn fields(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
@@ -103,7 +106,7 @@ impl EventEntry {
             ("id", Cow::Borrowed(self.event_id.as_bytes())),
             ("t", Cow::Borrowed(self.tenant.as_bytes())),
             ("et", Cow::Borrowed(self.event_type.as_bytes())),
-            ("p", Cow::Borrowed(self.payload.as_slice())),
+            (Self::PAYLOAD, Cow::Borrowed(self.payload.as_slice())),
             ("a", Cow::Owned(attributes)),
             ("tp", Cow::Borrowed(self.traceparent.as_bytes())),
             ("f", text(&self.fence.to_string())),
@@ -124,7 +127,7 @@ impl EventEntry {
             event_id: text(map, entry, "id")?,
             tenant: text(map, entry, "t")?,
             event_type: text(map, entry, "et")?,
-            payload: bytes(map, entry, "p")?,
+            payload: bytes(map, entry, Self::PAYLOAD)?,
             attributes,
             traceparent: text(map, entry, "tp")?,
             fence: number(map, entry, "f")?,

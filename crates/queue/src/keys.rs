@@ -7,7 +7,7 @@
 //! | key | type | written by | holds |
 //! |---|---|---|---|
 //! | `{p:pN}:events` | stream | fanout (Publish) | one [`crate::EventEntry`] per published event |
-//! | `{p:pN}:event:<event id>` | hash | fanout | the event record (GetEvent, delivery's payload source); expires after the event retention |
+//! | `{p:pN}:event:<event id>` | string | fanout | the event record ([`crate::EventRecord`]: GetEvent, delivery's payload source); expires after the event retention |
 //! | `{p:pN}:idem:<tenant>:<sha-less key>` | string | fanout | first event id of an idempotency key; expires after the window |
 //! | `{p:pN}:deliveries` | stream | fanout (fan-out) | one [`crate::DeliveryTask`] per (event, subscription) |
 //! | `{p:pN}:retry` | zset | delivery | delivery ids waiting for a retry, scored by due time (ms) |

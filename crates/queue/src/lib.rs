@@ -22,6 +22,7 @@ mod gauges;
 mod group;
 mod keys;
 mod ownership;
+mod record;
 mod scripts;
 
 pub use conn::{BlockingReader, RedisConn, RedisTarget, connect};
@@ -30,4 +31,5 @@ pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};
 pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
 pub use keys::{DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, slot_tags, subscriptions_revision_key};
 pub use ownership::{Ownership, OwnershipMode, OwnershipSettings};
+pub use record::{EventRecord, FanoutState, RECORD_HEADER_LEN, RecordError, RecordMeta, read_event_records};
 pub use scripts::{FanoutOutcome, PublishArgs, PublishOutcome, Scripts};

@@ -6,7 +6,7 @@
 
 use redis::{FromRedisValue, Pipeline, Script, ScriptInvocation, Value};
 
-use crate::{EventEntry, PartitionKeys};
+use crate::{EventEntry, FanoutState, PartitionKeys, RecordMeta};
 
 #[derive(Debug, Clone)]
 pub struct Scripts {
@@ -56,11 +56,11 @@ impl FromRedisValue for FanoutOutcome {
 /// Settings of a publish.
 #[derive(Debug, Clone)]
 pub struct PublishArgs<'a> {
-    pub idempotency_key: Option<&'a str>,
     pub idempotency_window_secs: u64,
     pub retention_secs: u64,
-    pub occurred_ms: u64,
-    pub payload_variants_json: &'a str,
+    /// The record's fields beyond the entry (its fan-out state pending);
+    /// an empty idempotency key means none was given.
+    pub record: &'a RecordMeta,
 }
 
 impl Scripts {
@@ -83,20 +83,22 @@ impl Scripts {
         entry: &EventEntry,
         args: &PublishArgs<'_>,
     ) -> ScriptInvocation<'_> {
-        let idem_key = keys.idempotency(&entry.tenant, args.idempotency_key.unwrap_or(""));
+        let key = &args.record.idempotency_key;
         let mut invocation = self.publish.prepare_invoke();
         invocation
-            .key(idem_key)
+            .key(keys.idempotency(&entry.tenant, key))
             .key(keys.event(&entry.event_id))
             .key(keys.events())
-            .arg(if args.idempotency_key.is_some() { "1" } else { "0" })
+            .arg(if key.is_empty() { "0" } else { "1" })
             .arg(&entry.event_id)
             .arg(args.idempotency_window_secs.max(1))
             .arg(args.retention_secs.max(1))
-            .arg(args.occurred_ms)
-            .arg(args.idempotency_key.unwrap_or(""))
-            .arg(args.payload_variants_json);
-        for (name, value) in entry.fields() {
+            .arg(args.record.head(entry));
+        let fields = entry.fields();
+        // ARGV is 1-based; the pairs start at 7.
+        let payload_at = fields.iter().position(|(name, _)| *name == EventEntry::PAYLOAD).map_or(0, |i| 8 + 2 * i);
+        invocation.arg(payload_at);
+        for (name, value) in fields {
             invocation.arg(name).arg(value.as_ref());
         }
         invocation
@@ -129,7 +131,8 @@ impl Scripts {
             .arg(&event.event_type)
             .arg(traceparent)
             .arg(now_ms)
-            .arg(event.fence);
+            .arg(event.fence)
+            .arg(FanoutState::Done { matched: tasks.len() as u64, at_ms: now_ms }.header());
         for (delivery, subscription) in tasks {
             invocation.arg(delivery).arg(subscription);
         }

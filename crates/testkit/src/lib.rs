@@ -57,6 +57,12 @@ impl RedisServer {
         Self::launch(true, embedded_backend())
     }
 
+    /// Whether this is a real `redis-server` (not the embedded backend),
+    /// for checks of Redis's own internals such as `OBJECT ENCODING`.
+    pub fn is_redis_server(&self) -> bool {
+        matches!(self.server, Server::Process { .. })
+    }
+
     /// A real `redis-server` whatever `HOOKLINE_TEST_BACKEND` says.
     pub fn start_redis_server() -> Self {
         Self::launch(false, false)

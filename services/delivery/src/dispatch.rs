@@ -24,7 +24,9 @@ use std::{
 };
 
 use hookline_domain::{Ordering, SubscriptionId, SubscriptionState};
-use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, StreamMessage, subscriptions_revision_key};
+use hookline_queue::{
+    DELIVERY_GROUP, DeliveryTask, EventRecord, PartitionKeys, StreamMessage, subscriptions_revision_key,
+};
 use hookline_watch::CachedSubscription;
 use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
@@ -63,9 +65,6 @@ pub(crate) struct Job {
     pub(crate) work: Work,
     pub(crate) permit: OwnedSemaphorePermit,
 }
-
-/// An event record's payload, variants and occurrence time.
-type EventRow = (Option<Vec<u8>>, Option<String>, Option<String>, Option<String>);
 
 /// How soon a task deferred by a full in-flight limit is tried again.
 const IN_FLIGHT_RETRY: Duration = Duration::from_millis(200);
@@ -380,23 +379,18 @@ impl Worker {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET").arg(keys.event(id)).arg("p").arg("pv").arg("oa").arg("ts");
-        }
-        let rows: Vec<EventRow> = pipe.query_async(conn).await?;
+        let keys: Vec<String> = ids.iter().map(|id| keys.event(id)).collect();
+        let records = hookline_queue::read_event_records(conn, &keys).await?;
         Ok(ids
             .into_iter()
-            .zip(rows)
-            .filter_map(|(id, (payload, variants, occurred, published))| {
+            .zip(records)
+            .filter_map(|(id, record)| {
+                let EventRecord { entry, meta } = record?;
                 let event = EventData {
-                    payload: payload?,
-                    variants: variants
-                        .filter(|v| !v.is_empty())
-                        .and_then(|v| serde_json::from_str(&v).ok())
-                        .unwrap_or_default(),
-                    occurred_ms: occurred.and_then(|o| o.parse().ok()).unwrap_or(0),
-                    published_ms: published.and_then(|p| p.parse().ok()).unwrap_or(0),
+                    payload: entry.payload,
+                    variants: meta.variants,
+                    occurred_ms: meta.occurred_ms,
+                    published_ms: entry.published_ms,
                 };
                 Some((id.to_owned(), Arc::new(event)))
             })
@@ -501,10 +495,8 @@ impl Worker {
             body: AttemptRecord::encode_body(&result.body),
             trig: if task.trigger.is_empty() { "scheduled".into() } else { task.trigger.clone() },
         };
-        let json = serde_json::to_string(&record).unwrap_or_default();
         let fifo = sub.spec.ordering == Ordering::Fifo;
-        let invocation =
-            self.scripts.complete(keys, entry, task, next, &json, record.dur, now, &self.settings.retention, fifo);
+        let invocation = self.scripts.complete(keys, entry, task, next, &record, now, &self.settings.retention, fifo);
         let completed = invocation.invoke_async(&mut self.redis.clone()).await;
         // Its in-flight slot is free (complete.lua removed the lease): a
         // task waiting for one may go.

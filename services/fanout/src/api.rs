@@ -6,10 +6,7 @@
 //! cache, and the subscription change-log revision is read as the event's
 //! fence (fan-out will not match the event against an older cache).
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    time::SystemTime,
-};
+use std::{collections::BTreeMap, time::SystemTime};
 
 use hookline_auth::Principal;
 use hookline_domain::EventId;
@@ -37,11 +34,9 @@ impl Prepared {
     /// The publish script's arguments for this event under `retention`.
     fn args<'a>(&'a self, retention: &Retention) -> PublishArgs<'a> {
         PublishArgs {
-            idempotency_key: self.idempotency_key.as_deref(),
             idempotency_window_secs: retention.idempotency_window_secs,
             retention_secs: retention.event_secs,
-            occurred_ms: self.occurred_ms,
-            payload_variants_json: &self.variants_json,
+            record: &self.record,
         }
     }
 }
@@ -217,14 +212,15 @@ impl EventService for Api {
         // One read per partition (on a cluster they live in different slots).
         let reads = candidates.iter().map(|keys| {
             let (mut conn, key) = (self.redis.clone(), keys.event(&id));
-            async move { redis::cmd("HGETALL").arg(key).query_async::<HashMap<String, Vec<u8>>>(&mut conn).await }
+            async move { hookline_queue::read_event_records(&mut conn, &[key]).await }
         });
         let found = futures::future::try_join_all(reads).await.map_err(ServiceError::from)?;
         let event = found
             .into_iter()
-            .find(|fields| !fields.is_empty())
-            .and_then(|fields| record::to_proto(&fields))
-            .filter(|event| match &who {
+            .flatten()
+            .flatten()
+            .map(record::to_proto)
+            .find(|event| match &who {
                 Principal::Tenant(tenant) => event.tenant_id == tenant.as_str(),
                 _ => true,
             })

@@ -9,7 +9,7 @@ use std::{
 use hookline_auth::Principal;
 use hookline_domain::{EventId, EventTypeName, TenantId};
 use hookline_proto::{convert::timestamp_from_proto, v1};
-use hookline_queue::{EventEntry, PartitionKeys, Partitions};
+use hookline_queue::{EventEntry, FanoutState, PartitionKeys, Partitions, RecordMeta};
 use hookline_watch::CacheState;
 
 use crate::error::ServiceError;
@@ -35,9 +35,8 @@ pub(crate) struct Rules {
 pub(crate) struct Prepared {
     pub(crate) keys: PartitionKeys,
     pub(crate) entry: EventEntry,
-    pub(crate) idempotency_key: Option<String>,
-    pub(crate) occurred_ms: u64,
-    pub(crate) variants_json: String,
+    /// The record's other fields, fan-out pending.
+    pub(crate) record: RecordMeta,
 }
 
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
@@ -84,20 +83,17 @@ pub(crate) fn prepare(
     }
     check_json("payload", &req.payload, rules.max_payload_bytes)?;
     check_attributes(&req.attributes)?;
-    let idempotency_key = match req.idempotency_key.as_str() {
-        "" => None,
-        key if key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) => {
-            return Err(ServiceError::BadRequest(format!(
-                "idempotency_key: must be at most {MAX_IDEMPOTENCY_KEY} bytes without control characters"
-            )));
-        }
-        key => Some(key.to_owned()),
-    };
+    let key = &req.idempotency_key;
+    if key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
+        return Err(ServiceError::BadRequest(format!(
+            "idempotency_key: must be at most {MAX_IDEMPOTENCY_KEY} bytes without control characters"
+        )));
+    }
     let occurred_ms = match &req.occurred_at {
         Some(t) => unix_ms(timestamp_from_proto("occurred_at", t)?),
         None => unix_ms(now),
     };
-    let variants_json = variants(&req.payload_variants, rules.max_payload_bytes)?;
+    let variants = variants(&req.payload_variants, rules.max_payload_bytes)?;
     let keys = partitions.of_tenant(tenant.as_str());
     Ok(Prepared {
         keys,
@@ -111,9 +107,12 @@ pub(crate) fn prepare(
             fence: 0,
             published_ms: unix_ms(now),
         },
-        idempotency_key,
-        occurred_ms,
-        variants_json,
+        record: RecordMeta {
+            occurred_ms,
+            idempotency_key: req.idempotency_key,
+            variants,
+            fanout: FanoutState::Pending,
+        },
     })
 }
 
@@ -143,11 +142,8 @@ fn check_attributes(attributes: &HashMap<String, String>) -> Result<(), ServiceE
     Ok(())
 }
 
-/// The variants as one JSON object of name -> JSON text ('' when none).
-fn variants(variants: &HashMap<String, Vec<u8>>, max: usize) -> Result<String, ServiceError> {
-    if variants.is_empty() {
-        return Ok(String::new());
-    }
+/// The variants: name -> JSON text.
+fn variants(variants: &HashMap<String, Vec<u8>>, max: usize) -> Result<BTreeMap<String, String>, ServiceError> {
     if variants.len() > MAX_VARIANTS {
         return Err(ServiceError::BadRequest(format!("payload_variants: more than {MAX_VARIANTS}")));
     }
@@ -162,9 +158,9 @@ fn variants(variants: &HashMap<String, Vec<u8>>, max: usize) -> Result<String, S
             )));
         }
         check_json(&format!("payload_variants.{name}"), body, max)?;
-        out.insert(name.as_str(), String::from_utf8_lossy(body));
+        out.insert(name.clone(), String::from_utf8_lossy(body).into_owned());
     }
-    serde_json::to_string(&out).map_err(|e| ServiceError::BadRequest(e.to_string()))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -195,8 +191,8 @@ mod tests {
 
     #[test]
     fn variants_are_json_keyed_by_name() {
-        let json = variants(&HashMap::from([("legacy".into(), br#"{"x":1}"#.to_vec())]), 100).unwrap();
-        assert_eq!(json, r#"{"legacy":"{\"x\":1}"}"#);
+        let named = variants(&HashMap::from([("legacy".into(), br#"{"x":1}"#.to_vec())]), 100).unwrap();
+        assert_eq!(named, BTreeMap::from([("legacy".into(), r#"{"x":1}"#.into())]));
         assert!(variants(&HashMap::from([("legacy".into(), b"nope".to_vec())]), 100).is_err());
     }
 }

@@ -203,7 +203,10 @@ async fn an_event_delivery_cannot_format_is_a_dead_letter_with_its_reason_and_ot
     .await;
     let record = hookline_queue::Partitions::new("hookline", 1).get(0).event(&bad);
     let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("HSET").arg(&record).arg("oa").arg(u64::MAX).query_async(&mut conn).await.unwrap();
+    let value: Vec<u8> = redis::cmd("GET").arg(&record).query_async(&mut conn).await.unwrap();
+    let mut stored = hookline_queue::EventRecord::decode(&record, &value).unwrap();
+    stored.meta.occurred_ms = u64::MAX;
+    let _: () = redis::cmd("SET").arg(&record).arg(stored.encode()).query_async(&mut conn).await.unwrap();
     acme.resume_subscription(v1::ResumeSubscriptionRequest { id: envelope.clone() }).await.unwrap();
 
     eventually(WAIT, || async { receiver.delivered_ids().contains(&next) }).await;

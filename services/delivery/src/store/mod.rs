@@ -96,8 +96,7 @@ impl Scripts {
         entry_id: &str,
         task: &DeliveryTask,
         next: Next,
-        attempt_json: &str,
-        duration_ms: u64,
+        attempt: &AttemptRecord,
         now_ms: u64,
         retention: &Retention,
         fifo: bool,
@@ -124,15 +123,18 @@ impl Scripts {
             .arg(entry_id)
             .arg(&task.delivery_id)
             .arg(outcome)
-            .arg(attempt_json)
+            .arg(serde_json::to_string(attempt).unwrap_or_default())
             .arg(task.attempt)
             .arg(due)
             .arg(now_ms)
-            .arg(duration_ms)
+            .arg(attempt.dur)
             .arg(retention.record_secs.max(1))
             .arg(retention.stats_secs.max(1));
         record_fields(&mut inv, task);
         inv.arg(task.enqueued_ms).arg(if fifo { "1" } else { "0" }).arg(keys.tag());
+        for (field, value) in attempt.record_fields() {
+            inv.arg(field).arg(value);
+        }
         inv
     }
 
@@ -308,16 +310,98 @@ mod tests {
         let task = DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap();
         let scripts = Scripts::default();
         let retention = Retention { record_secs: 60, stats_secs: 60 };
+        let attempt = |dur: u64| AttemptRecord {
+            n: 1,
+            at: 900,
+            dur,
+            code: 200,
+            err: "none".into(),
+            msg: String::new(),
+            body: String::new(),
+            trig: "scheduled".into(),
+        };
         let complete =
-            |n: u64| scripts.complete(&keys, &taken[0].id, &task, Next::Done, "{}", n, 1_000, &retention, false);
-        let first: i64 = complete(5).invoke_async(&mut conn).await.unwrap();
-        let second: i64 = complete(7).invoke_async(&mut conn).await.unwrap();
+            |a: &AttemptRecord| scripts.complete(&keys, &taken[0].id, &task, Next::Done, a, 1_000, &retention, false);
+        let first: i64 = complete(&attempt(5)).invoke_async(&mut conn).await.unwrap();
+        let second: i64 = complete(&attempt(7)).invoke_async(&mut conn).await.unwrap();
         assert_eq!((first, second), (0, -1), "the second completion is refused");
         let record: HashMap<String, String> =
             redis::cmd("HGETALL").arg(keys.delivery(&task.delivery_id)).query_async(&mut conn).await.unwrap();
         let stats: HashMap<String, String> =
             redis::cmd("HGETALL").arg(keys.stats(&task.subscription_id)).query_async(&mut conn).await.unwrap();
         assert_eq!(record.get("n").map(String::as_str), Some("1"));
+        assert_eq!(record.get("ld").map(String::as_str), Some("5"), "the first completion's attempt");
         assert_eq!(Stats::from_fields(&stats).attempts, 1);
+    }
+
+    /// A first-time success keeps its attempt in the record's short
+    /// fields only, and the record in Redis's compact encoding; a later
+    /// attempt (a manual retry) logs the first one from those fields.
+    #[tokio::test]
+    async fn a_first_success_stays_compact_and_is_logged_when_a_second_attempt_comes() {
+        let redis = hookline_testkit::RedisServer::start();
+        let mut conn = redis.connection().await;
+        let keys = Partitions::new("hookline", 1).get(0);
+        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "only");
+        group.ensure(&mut conn).await.unwrap();
+        let scripts = Scripts::default();
+        let retention = Retention { record_secs: 60, stats_secs: 60 };
+        let id = "dlv_01M81H0VK0J0RWH79N4YGFWWSW";
+        let mut attempts = Vec::new();
+        for n in ["1", "2"] {
+            let fields = [
+                ("v", "1"),
+                ("id", id),
+                ("evt", "evt_01M81H0VK0J0RWH79N4YGFWWSW"),
+                ("sub", "sub_01M81H0VK0J0RWH79N4YGFWWSW"),
+                ("t", "acme"),
+                ("et", "a"),
+                ("tp", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                ("ts", "1"),
+                ("n", n),
+            ];
+            let _: String = redis::cmd("XADD")
+                .arg(keys.deliveries())
+                .arg("*")
+                .arg(&fields[..])
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let taken = group.read_new(&mut conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
+            let task = DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap();
+            let attempt = AttemptRecord {
+                n: task.attempt,
+                at: 1_764_590_000_000 + u64::from(task.attempt),
+                dur: 12,
+                code: 200,
+                err: "none".into(),
+                msg: if n == "1" { "say \"hi\" / \\ ünïcode".into() } else { String::new() },
+                body: AttemptRecord::encode_body(b"{\"ok\":true}"),
+                trig: if n == "1" { "scheduled".into() } else { "manual".into() },
+            };
+            let invocation =
+                scripts.complete(&keys, &taken[0].id, &task, Next::Done, &attempt, 2_000, &retention, false);
+            let _: i64 = invocation.invoke_async(&mut conn).await.unwrap();
+            attempts.push(attempt);
+            if n == "1" {
+                if redis.is_redis_server() {
+                    let encoding: String = redis::cmd("OBJECT")
+                        .arg("ENCODING")
+                        .arg(keys.delivery(id))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    assert_eq!(encoding, "listpack", "the record of a first-time success is compact");
+                }
+                let log: i64 = redis::cmd("EXISTS").arg(keys.attempts(id)).query_async(&mut conn).await.unwrap();
+                assert_eq!(log, 0, "no attempts list for a first-time success");
+                let only = read_records(&mut conn, &keys, &[id.to_owned()]).await.unwrap();
+                assert_eq!(only[0].last_attempt.as_ref(), Some(&attempts[0]));
+            }
+        }
+        let logged = read_attempts(&mut conn, &keys, id, 0, -1).await.unwrap();
+        assert_eq!(logged, attempts, "the first attempt logged from the record's fields, then the second");
+        let record = read_records(&mut conn, &keys, &[id.to_owned()]).await.unwrap();
+        assert_eq!((record[0].attempts, record[0].last_attempt.as_ref()), (2, Some(&attempts[1])));
     }
 }

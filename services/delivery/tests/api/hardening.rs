@@ -42,8 +42,11 @@ async fn an_event_that_cannot_be_enveloped_is_dead_lettered_with_its_reason_and_
     // As an event stored before publish checked `occurred_at` would be:
     // past year 9999, which no RFC 3339 formatter can write.
     let mut conn = stack.redis.connection().await;
-    let _: i64 =
-        redis::cmd("HSET").arg(keys().event(&first)).arg("oa").arg(u64::MAX).query_async(&mut conn).await.unwrap();
+    let key = keys().event(&first);
+    let value: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+    let mut record = hookline_queue::EventRecord::decode(&key, &value).unwrap();
+    record.meta.occurred_ms = u64::MAX;
+    let _: () = redis::cmd("SET").arg(&key).arg(record.encode()).query_async(&mut conn).await.unwrap();
     for id in [&fifo, &plain] {
         stack.subs.resume_subscription(v1::ResumeSubscriptionRequest { id: id.clone() }).await.unwrap();
     }

@@ -4,8 +4,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookline_domain::EventId;
+use hookline_proto::v1;
 use hookline_queue::{
-    ConsumerGroup, EventEntry, FANOUT_GROUP, FanoutOutcome, Partitions, PublishArgs, PublishOutcome, Scripts,
+    ConsumerGroup, EventEntry, FANOUT_GROUP, FanoutOutcome, FanoutState, Partitions, PublishArgs, PublishOutcome,
+    RecordMeta, Scripts,
 };
 
 use crate::support::*;
@@ -36,13 +38,13 @@ async fn an_entry_read_by_a_consumer_that_died_is_fanned_out_once_by_another() {
         fence: 0,
         published_ms: now_ms(),
     };
-    let args = PublishArgs {
-        idempotency_key: None,
-        idempotency_window_secs: 60,
-        retention_secs: 600,
+    let record = RecordMeta {
         occurred_ms: now_ms(),
-        payload_variants_json: "",
+        idempotency_key: String::new(),
+        variants: Default::default(),
+        fanout: FanoutState::Pending,
     };
+    let args = PublishArgs { idempotency_window_secs: 60, retention_secs: 600, record: &record };
     let mut pipe = redis::pipe();
     scripts.load(&mut pipe);
     scripts.publish(&mut pipe, &keys, &entry, &args);
@@ -138,4 +140,45 @@ async fn fanout_recovers_by_itself_when_redis_restarts_empty() {
     }
     let event_id = published.expect("publish recovered");
     eventually(WAIT, || async { stack.receivers(&event_id).await == vec![sub.clone()] }).await;
+}
+
+/// An event published by a build that kept its record as a hash, still in
+/// the stream when this build takes over (a rolling upgrade): it is fanned
+/// out, its record completed, and GetEvent shows it.
+#[tokio::test]
+async fn an_event_recorded_as_a_hash_by_an_older_build_is_fanned_out_and_shown() {
+    let mut stack = Stack::without_fanout().await;
+    let sub = stack.subscribe(subscription("https://e.com/a", &["order.paid"])).await;
+    let keys = Partitions::new("hookline", 1).get(0);
+    let mut conn = stack.redis.connection().await;
+    let entry = EventEntry {
+        event_id: EventId::generate().to_string(),
+        tenant: "acme".into(),
+        event_type: "order.paid".into(),
+        payload: br#"{"n":1}"#.to_vec(),
+        attributes: Default::default(),
+        traceparent: String::new(),
+        fence: 0,
+        published_ms: now_ms(),
+    };
+    // What the older publish.lua wrote: the entry, and a hash of its
+    // fields plus the record's own.
+    let fields: Vec<(&str, Vec<u8>)> = entry.fields().into_iter().map(|(k, v)| (k, v.into_owned())).collect();
+    let _: String = redis::cmd("XADD").arg(keys.events()).arg("*").arg(&fields).query_async(&mut conn).await.unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(keys.event(&entry.event_id))
+        .arg(&fields)
+        .arg(&[("st", "pending"), ("oa", "1700000000000"), ("ik", "order-7"), ("pv", "")])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    stack.start_fanout(|c| c).await;
+    let tasks = stack.wait_tasks(1).await;
+    assert_eq!(tasks[0].subscription_id, sub);
+    let mut events = stack.events(ACME).await;
+    let got = events.get_event(v1::GetEventRequest { id: entry.event_id.clone() }).await.unwrap().into_inner();
+    assert_eq!(got.fanout_state, v1::FanoutState::Done as i32);
+    assert_eq!((got.matched_subscriptions, got.idempotency_key.as_str()), (1, "order-7"));
+    assert_eq!(got.payload, br#"{"n":1}"#);
 }

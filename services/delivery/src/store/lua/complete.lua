@@ -2,8 +2,9 @@
 -- XACK gates everything: if another consumer already completed this entry
 -- (it was claimed while this attempt was slow), nothing is written.
 -- Written for the hot path: one HSET per hash, and a delivery that
--- succeeds at its first attempt keeps that attempt in the record's `la`
--- only (the attempts list starts with the first attempt that is not).
+-- succeeds at its first attempt keeps that attempt in the record's
+-- last-attempt fields only (the attempts list starts when a second
+-- attempt comes; the first is then logged from those fields).
 -- KEYS: 1 deliveries stream, 2 record, 3 attempts list, 4 stats, 5 hour
 --       stats, 6 retry zset, 7 subscription index, 8 tenant index,
 --       9 dead-letter index, 10 in-flight leases, 11 FIFO head,
@@ -13,7 +14,8 @@
 --       9 duration (ms), 10 record retention (s), 11 stats retention (s),
 --       12 event id, 13 subscription id, 14 tenant, 15 event type,
 --       16 traceparent, 17 enqueued at (ms), 18 '1' for a FIFO
---       subscription, 19 key tag
+--       subscription, 19 key tag, 20.. the record's last-attempt
+--       fields and values (`ATTEMPT_FIELDS`: lat, ld, lc, le, lm, lb, lt)
 -- Returns the subscription's consecutive failures, or -1 if already done.
 redis.call('ZREM', KEYS[10], ARGV[3])
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
@@ -25,11 +27,21 @@ if ARGV[4] == 'retry' then
 elseif not ok then
   state = 'dead'
 end
--- The attempt log: the earlier attempt kept only in `la` goes in first.
 local first_success = ok and ARGV[6] == '1'
+local last = {}
+for i = 20, #ARGV do last[#last + 1] = ARGV[i] end
+-- The record's last attempt as the attempts list holds it (JSON; a record
+-- of an older build has it in `la`).
+local function logged_attempt()
+  local f = redis.call('HMGET', KEYS[2], 'la', 'n', 'lat', 'ld', 'lc', 'le', 'lm', 'lb', 'lt')
+  if not f[3] then return f[1] end
+  local text = function(v) return cjson.encode(v or '') end
+  return '{"n":' .. (f[2] or '0') .. ',"at":' .. f[3] .. ',"dur":' .. (f[4] or '0') .. ',"code":' .. (f[5] or '0')
+    .. ',"err":' .. text(f[6]) .. ',"msg":' .. text(f[7]) .. ',"body":' .. text(f[8]) .. ',"trig":' .. text(f[9]) .. '}'
+end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[2], 'id', ARGV[3], 'evt', ARGV[12], 'sub', ARGV[13], 't', ARGV[14], 'et', ARGV[15],
-    'tp', ARGV[16], 'c', ARGV[17], 'n', ARGV[6], 'u', now, 'la', ARGV[5], 'st', state, 'na', next_at)
+    'tp', ARGV[16], 'c', ARGV[17], 'n', ARGV[6], 'u', now, 'st', state, 'na', next_at, unpack(last))
   redis.call('EXPIRE', KEYS[2], ARGV[10])
   redis.call('ZADD', KEYS[7], ARGV[17], ARGV[3])
   redis.call('ZADD', KEYS[8], ARGV[17], ARGV[3])
@@ -39,11 +51,11 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   end
 else
   if redis.call('EXISTS', KEYS[3]) == 0 then
-    local earlier = redis.call('HGET', KEYS[2], 'la')
+    local earlier = logged_attempt()
     if earlier then redis.call('RPUSH', KEYS[3], earlier) end
   end
   if redis.call('RPUSH', KEYS[3], ARGV[5]) <= 2 then redis.call('EXPIRE', KEYS[3], ARGV[10]) end
-  redis.call('HSET', KEYS[2], 'n', ARGV[6], 'u', now, 'la', ARGV[5], 'st', state, 'na', next_at)
+  redis.call('HSET', KEYS[2], 'n', ARGV[6], 'u', now, 'st', state, 'na', next_at, unpack(last))
 end
 -- Counters; attempts = succeeded + failed.
 local function count_hour(field)
