@@ -38,6 +38,20 @@ impl FromRedisValue for PublishOutcome {
     }
 }
 
+/// One event to fan out: its stream entry, the traceparent its tasks
+/// carry (the fan-out's span) and its (delivery id, subscription id) pairs.
+#[derive(Debug, Clone, Copy)]
+pub struct FanoutItem<'a> {
+    pub entry_id: &'a str,
+    pub event: &'a EventEntry,
+    pub traceparent: &'a str,
+    pub tasks: &'a [(String, String)],
+}
+
+/// How many tasks one fan-out call enqueues at most (a single event with
+/// more still goes in one call: its fan-out is atomic).
+pub const FANOUT_TASKS_PER_CALL: usize = 2_000;
+
 /// What fanning one event out did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FanoutOutcome {
@@ -50,6 +64,13 @@ impl FromRedisValue for FanoutOutcome {
     fn from_redis_value(v: Value) -> Result<Self, redis::ParsingError> {
         let n: i64 = FromRedisValue::from_redis_value(v)?;
         Ok(usize::try_from(n).map_or(Self::AlreadyDone, Self::Enqueued))
+    }
+}
+
+impl FanoutOutcome {
+    /// The outcomes of one fan-out call, one per item, in order.
+    pub fn list(v: Value) -> Result<Vec<Self>, redis::ParsingError> {
+        FromRedisValue::from_redis_value(v)
     }
 }
 
@@ -104,38 +125,80 @@ impl Scripts {
         invocation
     }
 
-    /// Adds the fan-out of one event entry to `pipe`; its reply is a
-    /// [`FanoutOutcome`]. `tasks` are (delivery id, subscription id) pairs;
-    /// each carries `traceparent` (the fan-out's span) to delivery.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds the fan-out of `items` (one partition's) to `pipe`, in as
+    /// few script calls as keep each under [`FANOUT_TASKS_PER_CALL`] tasks
+    /// (an event with more has a call of its own); returns how many calls
+    /// were added. Each call's reply is a [`FanoutOutcome`] per item, in
+    /// order: read them with [`FanoutOutcome::list`].
     pub fn fanout(
         &self,
         pipe: &mut Pipeline,
         keys: &PartitionKeys,
         group: &str,
-        entry_id: &str,
-        event: &EventEntry,
-        traceparent: &str,
         now_ms: u64,
-        tasks: &[(String, String)],
-    ) {
-        let mut invocation = self.fanout.prepare_invoke();
-        invocation
-            .key(keys.events())
-            .key(keys.event(&event.event_id))
-            .key(keys.deliveries())
-            .arg(group)
-            .arg(entry_id)
-            .arg(&event.event_id)
-            .arg(&event.tenant)
-            .arg(&event.event_type)
-            .arg(traceparent)
-            .arg(now_ms)
-            .arg(event.fence)
-            .arg(FanoutState::Done { matched: tasks.len() as u64, at_ms: now_ms }.header());
-        for (delivery, subscription) in tasks {
-            invocation.arg(delivery).arg(subscription);
+        items: &[FanoutItem<'_>],
+    ) -> Vec<usize> {
+        let mut calls = Vec::new();
+        let mut rest = items;
+        while !rest.is_empty() {
+            let mut take = 0;
+            let mut tasks = 0;
+            while take < rest.len() && (take == 0 || tasks + rest[take].tasks.len() <= FANOUT_TASKS_PER_CALL) {
+                tasks += rest[take].tasks.len();
+                take += 1;
+            }
+            let (chunk, after) = rest.split_at(take);
+            let mut invocation = self.fanout.prepare_invoke();
+            invocation.key(keys.events()).key(keys.deliveries()).arg(group).arg(now_ms);
+            for item in chunk {
+                let event = item.event;
+                let done = FanoutState::Done { matched: item.tasks.len() as u64, at_ms: now_ms };
+                invocation
+                    .key(keys.event(&event.event_id))
+                    .arg(item.entry_id)
+                    .arg(&event.event_id)
+                    .arg(&event.tenant)
+                    .arg(&event.event_type)
+                    .arg(item.traceparent)
+                    .arg(event.fence)
+                    .arg(done.header())
+                    .arg(item.tasks.len());
+                for (delivery, subscription) in item.tasks {
+                    invocation.arg(delivery).arg(subscription);
+                }
+            }
+            pipe.invoke_script(&invocation);
+            calls.push(chunk.len());
+            rest = after;
         }
-        pipe.invoke_script(&invocation);
+        calls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Partitions;
+
+    #[test]
+    fn fan_out_calls_stay_under_the_task_limit_and_keep_big_events_whole() {
+        let event = EventEntry {
+            event_id: "evt_1".into(),
+            tenant: "acme".into(),
+            event_type: "a".into(),
+            payload: b"{}".to_vec(),
+            attributes: Default::default(),
+            traceparent: String::new(),
+            fence: 0,
+            published_ms: 0,
+        };
+        let tasks =
+            |n: usize| -> Vec<(String, String)> { (0..n).map(|i| (format!("dlv_{i}"), "sub".into())).collect() };
+        let lists: Vec<_> = [1, FANOUT_TASKS_PER_CALL - 1, 1, 5_000, 1, 0].map(tasks).into_iter().collect();
+        let items: Vec<FanoutItem<'_>> =
+            lists.iter().map(|t| FanoutItem { entry_id: "1-0", event: &event, traceparent: "", tasks: t }).collect();
+        let mut pipe = redis::pipe();
+        let calls = Scripts::default().fanout(&mut pipe, &Partitions::new("hookline", 1).get(0), "fanout", 1, &items);
+        assert_eq!(calls, vec![2, 1, 1, 2], "2,000 tasks; then 1 alone (5,000 would pass); 5,000 alone; the rest");
     }
 }

@@ -37,7 +37,7 @@ use crate::{
     http::{AttemptError, AttemptResult, Outgoing, span},
     outcome::{Decision, decide, endpoint_unhealthy},
     request::{EventData, Undeliverable, body, headers},
-    store::{AttemptRecord, Next, Park},
+    store::{AttemptRecord, Completion, Next, Park},
     worker::{Worker, now_ms},
 };
 
@@ -474,8 +474,9 @@ impl Worker {
         Ok(Outgoing { url: &sub.spec.url, body: payload, headers, timeout })
     }
 
-    /// Records an attempt's outcome (one script), then its metrics and any
-    /// pause or disable it calls for.
+    /// Records an attempt's outcome (with others finishing at the same
+    /// time: `completion`), then its metrics and any pause or disable it
+    /// calls for.
     async fn finish(&self, work: &Work, result: &AttemptResult, decision: Decision, published_ms: u64) {
         let Work { keys, entry, task, cached, .. } = work;
         let sub = &cached.subscription;
@@ -495,9 +496,15 @@ impl Worker {
             body: AttemptRecord::encode_body(&result.body),
             trig: if task.trigger.is_empty() { "scheduled".into() } else { task.trigger.clone() },
         };
-        let fifo = sub.spec.ordering == Ordering::Fifo;
-        let invocation = self.scripts.complete(keys, entry, task, next, &record, now, &self.settings.retention, fifo);
-        let completed = invocation.invoke_async(&mut self.redis.clone()).await;
+        let completion = Completion {
+            entry: entry.clone(),
+            task: task.clone(),
+            next,
+            attempt: record,
+            fifo: sub.spec.ordering == Ordering::Fifo,
+            now_ms: now,
+        };
+        let completed = self.completions.record(keys, completion).await;
         // Its in-flight slot is free (complete.lua removed the lease): a
         // task waiting for one may go.
         self.waiting.wake();

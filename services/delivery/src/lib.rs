@@ -17,6 +17,7 @@
 
 mod api;
 mod breaker;
+mod completion;
 mod config;
 mod control;
 mod dispatch;
@@ -110,6 +111,7 @@ pub async fn serve(
         cache: cache.clone(),
         sender: sender.clone(),
         scripts: store::Scripts::default(),
+        completions: completion::Completions::spawn(redis.clone(), retention.clone()),
         breakers: breaker::Breakers::new(
             config.breaker_threshold,
             config.breaker_cooldown,

@@ -61,6 +61,8 @@ pub(crate) struct Worker {
     pub(crate) cache: SubscriptionCache,
     pub(crate) sender: Sender,
     pub(crate) scripts: Scripts,
+    /// Where finished attempts are recorded, many at a time.
+    pub(crate) completions: crate::completion::Completions,
     pub(crate) breakers: Breakers,
     pub(crate) control: Control,
     pub(crate) permits: Arc<Semaphore>,

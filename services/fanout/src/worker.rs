@@ -25,8 +25,8 @@ use std::{
 
 use hookline_domain::DeliveryId;
 use hookline_queue::{
-    BlockingReader, ConsumerGroup, DELIVERY_GROUP, EventEntry, FANOUT_GROUP, FanoutOutcome, Ownership, PartitionKeys,
-    RedisConn, Scripts, StreamMessage, is_missing_group,
+    BlockingReader, ConsumerGroup, DELIVERY_GROUP, EventEntry, FANOUT_GROUP, FanoutItem, FanoutOutcome, Ownership,
+    PartitionKeys, RedisConn, Scripts, StreamMessage, is_missing_group,
 };
 use hookline_watch::SubscriptionCache;
 use tokio::sync::watch;
@@ -195,7 +195,7 @@ impl Worker {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         self.scripts.load(&mut pipe);
-        let mut spans = Vec::with_capacity(parsed.len());
+        let mut matched = Vec::with_capacity(parsed.len());
         for (message, entry) in &parsed {
             match entry {
                 Ok(event) => {
@@ -208,49 +208,51 @@ impl Worker {
                             .collect()
                     });
                     span.record("hookline.matched", tasks.len());
-                    self.scripts.fanout(
-                        &mut pipe,
-                        &p.keys,
-                        FANOUT_GROUP,
-                        &message.id,
-                        event,
-                        &traceparent,
-                        now_ms,
-                        &tasks,
-                    );
-                    spans.push(span);
+                    matched.push((message.id.as_str(), event, traceparent, tasks, span));
                 }
                 Err(error) => {
                     // Unreadable by this build: acknowledge it so it does not
                     // block the partition; it stays in the stream (until
                     // trimmed) for inspection.
                     tracing::error!(entry = %message.id, %error, "skipping an event entry this build cannot read");
-                    pipe.cmd("XACK").arg(p.events.stream.as_str()).arg(FANOUT_GROUP).arg(&message.id);
-                    spans.push(tracing::Span::none());
+                    pipe.cmd("XACK").arg(p.events.stream.as_str()).arg(FANOUT_GROUP).arg(&message.id).ignore();
                 }
             }
         }
+        let items: Vec<FanoutItem<'_>> = matched
+            .iter()
+            .map(|(entry_id, event, traceparent, tasks, _)| FanoutItem { entry_id, event, traceparent, tasks })
+            .collect();
+        let calls = self.scripts.fanout(&mut pipe, &p.keys, FANOUT_GROUP, now_ms, &items);
         let results: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(&mut self.redis.clone()).await?;
         let (mut events, mut tasks) = (0usize, 0usize);
-        for (result, span) in results.into_iter().zip(spans) {
-            let _entered = span.enter();
-            match result.and_then(|v| redis::from_redis_value::<FanoutOutcome>(v).map_err(Into::into)) {
-                Ok(FanoutOutcome::Enqueued(n)) => {
-                    events += 1;
-                    tasks += n;
+        let mut spans = matched.into_iter().map(|(.., span)| span);
+        for (result, size) in results.into_iter().zip(calls) {
+            let chunk: Vec<tracing::Span> = spans.by_ref().take(size).collect();
+            match result.and_then(|v| FanoutOutcome::list(v).map_err(Into::into)) {
+                Ok(outcomes) => {
+                    for (outcome, span) in outcomes.into_iter().zip(&chunk) {
+                        match outcome {
+                            FanoutOutcome::Enqueued(n) => {
+                                events += 1;
+                                tasks += n;
+                            }
+                            FanoutOutcome::AlreadyDone => {
+                                span.record("hookline.matched", 0);
+                                span.record("hookline.already_done", true);
+                            }
+                        }
+                    }
                 }
-                Ok(FanoutOutcome::AlreadyDone) => {
-                    span.record("hookline.matched", 0);
-                    span.record("hookline.already_done", true);
-                }
-                Err(error) if is_missing_group(&error) => {
-                    span.record("otel.status_code", "ERROR");
-                    return Err(error);
-                }
-                // Left pending: a later claim retries it.
                 Err(error) => {
-                    span.record("otel.status_code", "ERROR");
-                    tracing::warn!(%error, "fan-out of an event failed; it will be retried");
+                    for span in &chunk {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                    if is_missing_group(&error) {
+                        return Err(error);
+                    }
+                    // Left pending: a later claim retries them.
+                    tracing::warn!(%error, events = chunk.len(), "fan-out of events failed; they will be retried");
                 }
             }
         }

@@ -12,12 +12,67 @@ mod records;
 use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys};
 use redis::{Pipeline, Script, ScriptInvocation};
 
+use records::ATTEMPT_FIELDS;
 pub(crate) use records::{AttemptRecord, DeliveryRecord, Stats, read_attempts, read_records};
 
 /// The fields a script needs to create a delivery's record if it does not
 /// exist yet, in the order every script takes them.
 fn record_fields(inv: &mut ScriptInvocation<'_>, task: &DeliveryTask) {
     inv.arg(&task.event_id).arg(&task.subscription_id).arg(&task.tenant).arg(&task.event_type).arg(&task.traceparent);
+}
+
+/// At most this many completions go in one `complete.lua` call.
+pub(crate) const MAX_COMPLETIONS: usize = 128;
+/// Keys and arguments `complete.lua` takes per completion.
+const COMPLETION_KEYS: usize = 10;
+const COMPLETION_ARGS: usize = 15 + 2 * ATTEMPT_FIELDS.len();
+
+/// A finished attempt, to be recorded with its acknowledgement.
+#[derive(Debug, Clone)]
+pub(crate) struct Completion {
+    /// The task's stream entry.
+    pub(crate) entry: String,
+    pub(crate) task: DeliveryTask,
+    pub(crate) next: Next,
+    pub(crate) attempt: AttemptRecord,
+    pub(crate) fifo: bool,
+    pub(crate) now_ms: u64,
+}
+
+impl Completion {
+    /// Its `COMPLETION_KEYS` keys and `COMPLETION_ARGS` arguments, in
+    /// `complete.lua`'s order.
+    fn add_to(&self, inv: &mut ScriptInvocation<'_>, keys: &PartitionKeys) {
+        let task = &self.task;
+        let (outcome, due) = match self.next {
+            Next::Done => ("ok", 0),
+            Next::RetryAt(at) => ("retry", at),
+            Next::DeadLetter => ("dead", 0),
+        };
+        inv.key(keys.delivery(&task.delivery_id))
+            .key(keys.attempts(&task.delivery_id))
+            .key(keys.stats(&task.subscription_id))
+            .key(keys.stats_hour(&task.subscription_id, self.now_ms / 3_600_000))
+            .key(keys.subscription_deliveries(&task.subscription_id))
+            .key(keys.tenant_deliveries(&task.tenant))
+            .key(keys.dead_letters(&task.subscription_id))
+            .key(keys.in_flight(&task.subscription_id))
+            .key(keys.fifo_head(&task.subscription_id))
+            .key(keys.fifo_waiting(&task.subscription_id));
+        inv.arg(&self.entry)
+            .arg(&task.delivery_id)
+            .arg(outcome)
+            .arg(serde_json::to_string(&self.attempt).unwrap_or_default())
+            .arg(task.attempt)
+            .arg(due)
+            .arg(self.now_ms)
+            .arg(self.attempt.dur);
+        record_fields(inv, task);
+        inv.arg(task.enqueued_ms).arg(if self.fifo { "1" } else { "0" });
+        for (field, value) in self.attempt.record_fields() {
+            inv.arg(field).arg(value);
+        }
+    }
 }
 
 /// What follows an attempt.
@@ -86,54 +141,28 @@ impl Scripts {
         }
     }
 
-    /// Records an attempt and releases its in-flight lease; the reply is
-    /// the consecutive failures (or -1). Run it with `invoke_async`
-    /// (EVALSHA, loading the script only if Redis lost it).
-    #[allow(clippy::too_many_arguments)]
+    /// Records finished attempts of one partition (at most
+    /// [`MAX_COMPLETIONS`]) and releases their in-flight leases; the reply
+    /// is, per completion, the consecutive failures (or -1: already
+    /// recorded). Run it with `invoke_async` (EVALSHA, loading the script
+    /// only if Redis lost it).
     pub(crate) fn complete<'a>(
         &'a self,
         keys: &PartitionKeys,
-        entry_id: &str,
-        task: &DeliveryTask,
-        next: Next,
-        attempt: &AttemptRecord,
-        now_ms: u64,
+        batch: &[&Completion],
         retention: &Retention,
-        fifo: bool,
     ) -> ScriptInvocation<'a> {
-        let (outcome, due) = match next {
-            Next::Done => ("ok", 0),
-            Next::RetryAt(at) => ("retry", at),
-            Next::DeadLetter => ("dead", 0),
-        };
         let mut inv = self.complete.prepare_invoke();
         inv.key(keys.deliveries())
-            .key(keys.delivery(&task.delivery_id))
-            .key(keys.attempts(&task.delivery_id))
-            .key(keys.stats(&task.subscription_id))
-            .key(keys.stats_hour(&task.subscription_id, now_ms / 3_600_000))
             .key(keys.retry())
-            .key(keys.subscription_deliveries(&task.subscription_id))
-            .key(keys.tenant_deliveries(&task.tenant))
-            .key(keys.dead_letters(&task.subscription_id))
-            .key(keys.in_flight(&task.subscription_id))
-            .key(keys.fifo_head(&task.subscription_id))
-            .key(keys.fifo_waiting(&task.subscription_id))
             .arg(DELIVERY_GROUP)
-            .arg(entry_id)
-            .arg(&task.delivery_id)
-            .arg(outcome)
-            .arg(serde_json::to_string(attempt).unwrap_or_default())
-            .arg(task.attempt)
-            .arg(due)
-            .arg(now_ms)
-            .arg(attempt.dur)
             .arg(retention.record_secs.max(1))
-            .arg(retention.stats_secs.max(1));
-        record_fields(&mut inv, task);
-        inv.arg(task.enqueued_ms).arg(if fifo { "1" } else { "0" }).arg(keys.tag());
-        for (field, value) in attempt.record_fields() {
-            inv.arg(field).arg(value);
+            .arg(retention.stats_secs.max(1))
+            .arg(keys.tag())
+            .arg(COMPLETION_KEYS)
+            .arg(COMPLETION_ARGS);
+        for completion in batch {
+            completion.add_to(&mut inv, keys);
         }
         inv
     }
@@ -320,11 +349,22 @@ mod tests {
             body: String::new(),
             trig: "scheduled".into(),
         };
-        let complete =
-            |a: &AttemptRecord| scripts.complete(&keys, &taken[0].id, &task, Next::Done, a, 1_000, &retention, false);
-        let first: i64 = complete(&attempt(5)).invoke_async(&mut conn).await.unwrap();
-        let second: i64 = complete(&attempt(7)).invoke_async(&mut conn).await.unwrap();
-        assert_eq!((first, second), (0, -1), "the second completion is refused");
+        let completion = |a: AttemptRecord| Completion {
+            entry: taken[0].id.clone(),
+            task: task.clone(),
+            next: Next::Done,
+            attempt: a,
+            fifo: false,
+            now_ms: 1_000,
+        };
+        let (first, second) = (completion(attempt(5)), completion(attempt(7)));
+        let separately: Vec<i64> =
+            scripts.complete(&keys, &[&first], &retention).invoke_async(&mut conn).await.unwrap();
+        let again: Vec<i64> = scripts.complete(&keys, &[&second], &retention).invoke_async(&mut conn).await.unwrap();
+        assert_eq!((separately, again), (vec![0], vec![-1]), "the second completion is refused");
+        let together: Vec<i64> =
+            scripts.complete(&keys, &[&first, &second], &retention).invoke_async(&mut conn).await.unwrap();
+        assert_eq!(together, vec![-1, -1], "and so is each of a batch");
         let record: HashMap<String, String> =
             redis::cmd("HGETALL").arg(keys.delivery(&task.delivery_id)).query_async(&mut conn).await.unwrap();
         let stats: HashMap<String, String> =
@@ -379,9 +419,16 @@ mod tests {
                 body: AttemptRecord::encode_body(b"{\"ok\":true}"),
                 trig: if n == "1" { "scheduled".into() } else { "manual".into() },
             };
-            let invocation =
-                scripts.complete(&keys, &taken[0].id, &task, Next::Done, &attempt, 2_000, &retention, false);
-            let _: i64 = invocation.invoke_async(&mut conn).await.unwrap();
+            let completion = Completion {
+                entry: taken[0].id.clone(),
+                task: task.clone(),
+                next: Next::Done,
+                attempt: attempt.clone(),
+                fifo: false,
+                now_ms: 2_000,
+            };
+            let _: Vec<i64> =
+                scripts.complete(&keys, &[&completion], &retention).invoke_async(&mut conn).await.unwrap();
             attempts.push(attempt);
             if n == "1" {
                 if redis.is_redis_server() {
@@ -403,5 +450,98 @@ mod tests {
         assert_eq!(logged, attempts, "the first attempt logged from the record's fields, then the second");
         let record = read_records(&mut conn, &keys, &[id.to_owned()]).await.unwrap();
         assert_eq!((record[0].attempts, record[0].last_attempt.as_ref()), (2, Some(&attempts[1])));
+    }
+
+    /// One call records a batch as the same completions one at a time
+    /// would: consecutive failures in order, counters summed, every index.
+    #[tokio::test]
+    async fn a_batch_of_completions_counts_as_each_one_would() {
+        let redis = hookline_testkit::RedisServer::start();
+        let mut conn = redis.connection().await;
+        let keys = Partitions::new("hookline", 1).get(0);
+        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "only");
+        group.ensure(&mut conn).await.unwrap();
+        let sub = "sub_01M81H0VK0J0RWH79N4YGFWWSW";
+        let nexts = [Next::RetryAt(50_000), Next::DeadLetter, Next::Done, Next::RetryAt(60_000)];
+        let mut completions = Vec::new();
+        for (i, next) in nexts.into_iter().enumerate() {
+            let id = format!("dlv_01M81H0VK0J0RWH79N4YGFWWS{i}");
+            let fields = [
+                ("v", "1"),
+                ("id", id.as_str()),
+                ("evt", "evt_01M81H0VK0J0RWH79N4YGFWWSW"),
+                ("sub", sub),
+                ("t", "acme"),
+                ("et", "a"),
+                ("tp", ""),
+                ("ts", "1"),
+                ("n", "1"),
+            ];
+            let _: String = redis::cmd("XADD")
+                .arg(keys.deliveries())
+                .arg("*")
+                .arg(&fields[..])
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let taken = group.read_new(&mut conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
+            let ok = next == Next::Done;
+            completions.push(Completion {
+                entry: taken[0].id.clone(),
+                task: DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap(),
+                next,
+                attempt: AttemptRecord {
+                    n: 1,
+                    at: 1_000,
+                    dur: 10 + i as u64,
+                    code: if ok { 200 } else { 500 },
+                    err: if ok { "none".into() } else { "http_status".into() },
+                    msg: if ok { String::new() } else { "HTTP 500".into() },
+                    body: String::new(),
+                    trig: "scheduled".into(),
+                },
+                fifo: false,
+                now_ms: 2_000 + i as u64,
+            });
+        }
+        let scripts = Scripts::default();
+        let retention = Retention { record_secs: 60, stats_secs: 60 };
+        let batch: Vec<&Completion> = completions.iter().collect();
+        let replies: Vec<i64> = scripts.complete(&keys, &batch, &retention).invoke_async(&mut conn).await.unwrap();
+        assert_eq!(replies, vec![1, 2, 0, 1], "consecutive failures, in order");
+
+        let stats: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(keys.stats(sub)).query_async(&mut conn).await.unwrap();
+        let stats = Stats::from_fields(&stats);
+        assert_eq!((stats.succeeded, stats.failed, stats.dead, stats.consecutive_failures), (1, 3, 1, 1));
+        assert_eq!((stats.last_attempt_ms, stats.last_success_ms), (Some(2_003), Some(2_002)));
+        let hour: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(keys.stats_hour(sub, 0)).query_async(&mut conn).await.unwrap();
+        let hour = Stats::from_fields(&hour);
+        assert_eq!((hour.attempts, hour.dead, hour.duration_ms), (4, 1, 10 + 11 + 12 + 13));
+        let ttl: i64 = redis::cmd("TTL").arg(keys.stats_hour(sub, 0)).query_async(&mut conn).await.unwrap();
+        assert!(ttl > 0, "the hour's counters expire");
+        let retry: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(keys.retry())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let ids = |i: usize| completions[i].task.delivery_id.clone();
+        assert_eq!(retry, vec![(ids(0), 50_000), (ids(3), 60_000)]);
+        let dead: Vec<String> =
+            redis::cmd("ZRANGE").arg(keys.dead_letters(sub)).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        assert_eq!(dead, vec![ids(1)]);
+        let indexed: usize =
+            redis::cmd("ZCARD").arg(keys.subscription_deliveries(sub)).query_async(&mut conn).await.unwrap();
+        assert_eq!(indexed, 4);
+        let records = read_records(&mut conn, &keys, &(0..4).map(ids).collect::<Vec<_>>()).await.unwrap();
+        let states: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(states, ["scheduled", "dead", "succeeded", "scheduled"]);
+        let pending: redis::streams::StreamPendingReply =
+            redis::cmd("XPENDING").arg(keys.deliveries()).arg(DELIVERY_GROUP).query_async(&mut conn).await.unwrap();
+        assert_eq!(pending.count(), 0, "every task acknowledged");
     }
 }

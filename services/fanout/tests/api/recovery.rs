@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hookline_domain::EventId;
 use hookline_proto::v1;
 use hookline_queue::{
-    ConsumerGroup, EventEntry, FANOUT_GROUP, FanoutOutcome, FanoutState, Partitions, PublishArgs, PublishOutcome,
-    RecordMeta, Scripts,
+    ConsumerGroup, EventEntry, FANOUT_GROUP, FanoutItem, FanoutOutcome, FanoutState, Partitions, PublishArgs,
+    PublishOutcome, RecordMeta, Scripts,
 };
 
 use crate::support::*;
@@ -65,18 +65,11 @@ async fn an_entry_read_by_a_consumer_that_died_is_fanned_out_once_by_another() {
     // fan-out step must not enqueue a second time.
     let mut pipe = redis::pipe();
     scripts.load(&mut pipe);
-    scripts.fanout(
-        &mut pipe,
-        &keys,
-        FANOUT_GROUP,
-        &taken[0].id,
-        &entry,
-        &entry.traceparent,
-        now_ms(),
-        &[("dlv_late".into(), sub.clone())],
-    );
-    let (late,): (FanoutOutcome,) = pipe.query_async(&mut conn).await.unwrap();
-    assert_eq!(late, FanoutOutcome::AlreadyDone);
+    let tasks = [("dlv_late".to_owned(), sub.clone())];
+    let item = FanoutItem { entry_id: &taken[0].id, event: &entry, traceparent: &entry.traceparent, tasks: &tasks };
+    scripts.fanout(&mut pipe, &keys, FANOUT_GROUP, now_ms(), &[item]);
+    let (late,): (Vec<FanoutOutcome>,) = pipe.query_async(&mut conn).await.unwrap();
+    assert_eq!(late, vec![FanoutOutcome::AlreadyDone]);
     stack.wait_tasks(1).await;
     let pending: redis::streams::StreamPendingReply =
         redis::cmd("XPENDING").arg(keys.events()).arg(FANOUT_GROUP).query_async(&mut conn).await.unwrap();

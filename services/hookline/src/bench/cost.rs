@@ -7,7 +7,10 @@
 //! phase left in Redis, streams not yet trimmed), and `MEMORY USAGE key
 //! SAMPLES 0` of the keys of each shape the phase wrote, per delivery: where
 //! the bytes go (a hash or zset whose values pass 64 bytes loses Redis's
-//! compact listpack encoding and costs several times more).
+//! compact listpack encoding and costs several times more). And Redis's
+//! own `INFO commandstats` before and after: which commands the phase ran,
+//! per delivery, and what each cost (commands run by scripts counted in
+//! their own right as well as inside `evalsha`).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +25,20 @@ const TICKS_PER_SECOND: f64 = 100.0;
 pub(super) struct Snapshot {
     cpu: Vec<(&'static str, f64)>,
     used_memory: Option<u64>,
+    /// Command -> (calls, µs).
+    commands: BTreeMap<String, (u64, u64)>,
+}
+
+/// `INFO commandstats` lines: `cmdstat_<name>:calls=N,usec=N,...`.
+fn command_stats(info: &str) -> BTreeMap<String, (u64, u64)> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field =
+                |key: &str| rest.split(',').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok());
+            Some((name.to_owned(), (field("calls")?, field("usec")?)))
+        })
+        .collect()
 }
 
 /// Seconds of CPU (user + system) `pid` has used; 0 without /proc.
@@ -42,16 +59,16 @@ async fn redis(stack: &Stack) -> Option<redis::aio::MultiplexedConnection> {
 
 pub(super) async fn snapshot(stack: &Stack) -> Snapshot {
     let cpu = stack.pids().into_iter().map(|(name, pid)| (name, cpu_seconds(pid))).collect();
-    let used_memory = match redis(stack).await {
-        Some(mut conn) => {
-            let info: Option<String> = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.ok();
-            info.and_then(|i| {
-                i.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok())
-            })
-        }
-        None => None,
-    };
-    Snapshot { cpu, used_memory }
+    let (mut used_memory, mut commands) = (None, BTreeMap::new());
+    if let Some(mut conn) = redis(stack).await {
+        let info = |section: &'static str| redis::cmd("INFO").arg(section).to_owned();
+        let memory: Option<String> = info("memory").query_async(&mut conn).await.ok();
+        used_memory = memory
+            .and_then(|i| i.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()));
+        let stats: Option<String> = info("commandstats").query_async(&mut conn).await.ok();
+        commands = stats.map(|s| command_stats(&s)).unwrap_or_default();
+    }
+    Snapshot { cpu, used_memory, commands }
 }
 
 /// The report rows of one phase: CPU µs per delivery by process and in
@@ -73,6 +90,30 @@ pub(super) fn rows(label: &str, before: &Snapshot, after: &Snapshot, deliveries:
         let grew = now.saturating_sub(was) as f64 / deliveries.max(1) as f64;
         rows.push(format!(
             "| Redis memory per delivery, {label} | {grew:.0} B (`used_memory` growth over the phase, streams untrimmed) |"
+        ));
+    }
+    let mut ran: Vec<(&str, u64, u64)> = after
+        .commands
+        .iter()
+        .map(|(name, (calls, usec))| {
+            let (was_calls, was_usec) = before.commands.get(name).copied().unwrap_or_default();
+            (name.as_str(), calls.saturating_sub(was_calls), usec.saturating_sub(was_usec))
+        })
+        .filter(|(_, calls, _)| *calls > 0)
+        .collect();
+    ran.sort_by_key(|(_, _, usec)| std::cmp::Reverse(*usec));
+    if !ran.is_empty() {
+        let n = deliveries.max(1) as f64;
+        let parts: Vec<String> = ran
+            .iter()
+            .take(12)
+            .map(|(name, calls, usec)| {
+                format!("{name} {:.2} × {:.1} µs", *calls as f64 / n, *usec as f64 / (*calls).max(1) as f64)
+            })
+            .collect();
+        rows.push(format!(
+            "| Redis commands per delivery, {label} | {} (calls per delivery × µs each, by total time; `evalsha` includes the commands its scripts run, which are also counted on their own) |",
+            parts.join(", ")
         ));
     }
     rows

@@ -1,100 +1,158 @@
--- Records an attempt and decides what follows, atomically with the ack.
--- XACK gates everything: if another consumer already completed this entry
--- (it was claimed while this attempt was slow), nothing is written.
--- Written for the hot path: one HSET per hash, and a delivery that
--- succeeds at its first attempt keeps that attempt in the record's
--- last-attempt fields only (the attempts list starts when a second
--- attempt comes; the first is then logged from those fields).
--- KEYS: 1 deliveries stream, 2 record, 3 attempts list, 4 stats, 5 hour
---       stats, 6 retry zset, 7 subscription index, 8 tenant index,
---       9 dead-letter index, 10 in-flight leases, 11 FIFO head,
---       12 FIFO waiting zset
--- ARGV: 1 group, 2 entry id, 3 delivery id, 4 outcome ('ok'|'retry'|'dead'),
---       5 attempt JSON, 6 attempt number, 7 retry due (ms), 8 now (ms),
---       9 duration (ms), 10 record retention (s), 11 stats retention (s),
---       12 event id, 13 subscription id, 14 tenant, 15 event type,
---       16 traceparent, 17 enqueued at (ms), 18 '1' for a FIFO
---       subscription, 19 key tag, 20.. the record's last-attempt
---       fields and values (`ATTEMPT_FIELDS`: lat, ld, lc, le, lm, lb, lt)
--- Returns the subscription's consecutive failures, or -1 if already done.
-redis.call('ZREM', KEYS[10], ARGV[3])
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
-local now = ARGV[8]
-local ok = ARGV[4] == 'ok'
-local state, next_at = 'succeeded', ''
-if ARGV[4] == 'retry' then
-  state, next_at = 'scheduled', ARGV[7]
-elseif not ok then
-  state = 'dead'
+-- Records finished attempts, many in one call (one partition's), each
+-- atomically with its ack, and decides what follows each.
+-- XACK gates each completion: if another consumer already completed that
+-- entry (it was claimed while this attempt was slow), nothing is written
+-- for it. (On a stream or group that no longer exists XACK replies 0 too.)
+-- Written for the hot path: the counters and index entries of the whole
+-- batch are written once per key at the end, and a delivery that succeeds
+-- at its first attempt keeps that attempt in the record's last-attempt
+-- fields only (the attempts list starts when a second attempt comes; the
+-- first is then logged from those fields).
+-- KEYS: 1 deliveries stream, 2 retry zset, then per completion ARGV[5] keys:
+--       record, attempts list, stats, hour stats, subscription index,
+--       tenant index, dead-letter index, in-flight leases, FIFO head,
+--       FIFO waiting zset
+-- ARGV: 1 group, 2 record retention (s), 3 stats retention (s), 4 key tag,
+--       5 keys per completion, 6 arguments per completion, then per
+--       completion (`Completion::args`): entry id, delivery id, outcome
+--       ('ok'|'retry'|'dead'), attempt JSON, attempt number, retry due
+--       (ms), now (ms), duration (ms), event id, subscription id, tenant,
+--       event type, traceparent, enqueued at (ms), '1' for a FIFO
+--       subscription, then the record's last-attempt fields and values
+--       (`ATTEMPT_FIELDS`: lat, ld, lc, le, lm, lb, lt)
+-- Returns, per completion, the subscription's consecutive failures, or -1
+-- if it was already done.
+local group, record_ttl, stats_ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local nk, na = tonumber(ARGV[5]), tonumber(ARGV[6])
+
+-- What the batch adds up to, written at the end: zset members by key,
+-- in-flight leases to drop by key, counters by key.
+local adds, leases, totals, hours = {}, {}, {}, {}
+local function push(map, key, ...)
+  local list = map[key]
+  if not list then list = {}; map[key] = list end
+  for _, v in ipairs({...}) do list[#list + 1] = v end
 end
-local first_success = ok and ARGV[6] == '1'
-local last = {}
-for i = 20, #ARGV do last[#last + 1] = ARGV[i] end
--- The record's last attempt as the attempts list holds it (JSON; a record
--- of an older build has it in `la`).
-local function logged_attempt()
-  local f = redis.call('HMGET', KEYS[2], 'la', 'n', 'lat', 'ld', 'lc', 'le', 'lm', 'lb', 'lt')
+local function total(key)
+  local t = totals[key]
+  if not t then
+    t = { succeeded = 0, failed = 0, dead = 0, cf = tonumber(redis.call('HGET', key, 'cf') or '0') or 0 }
+    totals[key] = t
+  end
+  return t
+end
+local function hour(key)
+  local h = hours[key]
+  if not h then h = { succeeded = 0, failed = 0, dead = 0, dur = 0 }; hours[key] = h end
+  return h
+end
+
+-- A record's last attempt as the attempts list holds it (JSON; a record of
+-- an older build has it in `la`).
+local function logged_attempt(record)
+  local f = redis.call('HMGET', record, 'la', 'n', 'lat', 'ld', 'lc', 'le', 'lm', 'lb', 'lt')
   if not f[3] then return f[1] end
   local text = function(v) return cjson.encode(v or '') end
   return '{"n":' .. (f[2] or '0') .. ',"at":' .. f[3] .. ',"dur":' .. (f[4] or '0') .. ',"code":' .. (f[5] or '0')
     .. ',"err":' .. text(f[6]) .. ',"msg":' .. text(f[7]) .. ',"body":' .. text(f[8]) .. ',"trig":' .. text(f[9]) .. '}'
 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('HSET', KEYS[2], 'id', ARGV[3], 'evt', ARGV[12], 'sub', ARGV[13], 't', ARGV[14], 'et', ARGV[15],
-    'tp', ARGV[16], 'c', ARGV[17], 'n', ARGV[6], 'u', now, 'st', state, 'na', next_at, unpack(last))
-  redis.call('EXPIRE', KEYS[2], ARGV[10])
-  redis.call('ZADD', KEYS[7], ARGV[17], ARGV[3])
-  redis.call('ZADD', KEYS[8], ARGV[17], ARGV[3])
-  if not first_success then
-    redis.call('RPUSH', KEYS[3], ARGV[5])
-    redis.call('EXPIRE', KEYS[3], ARGV[10])
-  end
-else
-  if redis.call('EXISTS', KEYS[3]) == 0 then
-    local earlier = logged_attempt()
-    if earlier then redis.call('RPUSH', KEYS[3], earlier) end
-  end
-  if redis.call('RPUSH', KEYS[3], ARGV[5]) <= 2 then redis.call('EXPIRE', KEYS[3], ARGV[10]) end
-  redis.call('HSET', KEYS[2], 'n', ARGV[6], 'u', now, 'st', state, 'na', next_at, unpack(last))
-end
--- Counters; attempts = succeeded + failed.
-local function count_hour(field)
-  if redis.call('HINCRBY', KEYS[5], field, 1) == 1 then redis.call('EXPIRE', KEYS[5], ARGV[11]) end
-  redis.call('HINCRBY', KEYS[5], 'dur', ARGV[9])
-end
--- FIFO: when this delivery is finished (not retrying), the next one's
--- turn comes, in the same step.
-local function next_in_line()
-  if ARGV[18] ~= '1' or redis.call('GET', KEYS[11]) ~= ARGV[3] then return end
-  redis.call('DEL', KEYS[11])
-  local first = redis.call('ZRANGE', KEYS[12], 0, 0)
+
+-- FIFO: when a delivery is finished (not retrying), the next one's turn
+-- comes, in the same step.
+local function next_in_line(id, head, waiting, now)
+  if redis.call('GET', head) ~= id then return end
+  redis.call('DEL', head)
+  local first = redis.call('ZRANGE', waiting, 0, 0)
   if #first == 0 then return end
   local next_id = first[1]
-  redis.call('ZREM', KEYS[12], next_id)
-  redis.call('SET', KEYS[11], next_id, 'EX', ARGV[10])
-  local f = redis.call('HMGET', ARGV[19] .. ':dlv:' .. next_id, 'evt', 'sub', 't', 'et', 'tp', 'n')
+  redis.call('ZREM', waiting, next_id)
+  redis.call('SET', head, next_id, 'EX', record_ttl)
+  local f = redis.call('HMGET', tag .. ':dlv:' .. next_id, 'evt', 'sub', 't', 'et', 'tp', 'n')
   if f[1] then
     redis.call('XADD', KEYS[1], '*', 'v', '1', 'id', next_id, 'evt', f[1], 'sub', f[2], 't', f[3], 'et', f[4],
       'tp', f[5] or '', 'ts', now, 'n', tostring(tonumber(f[6] or '0') + 1))
   end
 end
-if ok then
-  next_in_line()
-  redis.call('HINCRBY', KEYS[4], 'succeeded', 1)
-  redis.call('HSET', KEYS[4], 'cf', 0, 'la', now, 'ls', now)
-  count_hour('succeeded')
-  return 0
+
+local replies = {}
+for i = 0, (#KEYS - 2) / nk - 1 do
+  local k, a = 2 + i * nk, 6 + i * na
+  local record, attempts, stats, hour_stats = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local sub_index, tenant_index, dead_index = KEYS[k + 5], KEYS[k + 6], KEYS[k + 7]
+  local in_flight, fifo_head, fifo_waiting = KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
+  local entry, id, outcome, json = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local n, due, now, dur = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], tonumber(ARGV[a + 8])
+  local fifo = ARGV[a + 15] == '1'
+  push(leases, in_flight, id)
+  if redis.call('XACK', KEYS[1], group, entry) == 0 then
+    replies[#replies + 1] = -1
+  else
+    local ok = outcome == 'ok'
+    local state, next_at = 'succeeded', ''
+    if outcome == 'retry' then
+      state, next_at = 'scheduled', due
+    elseif not ok then
+      state = 'dead'
+    end
+    local last = {}
+    for j = a + 16, a + na do last[#last + 1] = ARGV[j] end
+    if redis.call('EXISTS', record) == 0 then
+      local created = ARGV[a + 14]
+      redis.call('HSET', record, 'id', id, 'evt', ARGV[a + 9], 'sub', ARGV[a + 10], 't', ARGV[a + 11],
+        'et', ARGV[a + 12], 'tp', ARGV[a + 13], 'c', created, 'n', n, 'u', now, 'st', state, 'na', next_at,
+        unpack(last))
+      redis.call('EXPIRE', record, record_ttl)
+      push(adds, sub_index, created, id)
+      push(adds, tenant_index, created, id)
+      if not (ok and n == '1') then
+        redis.call('RPUSH', attempts, json)
+        redis.call('EXPIRE', attempts, record_ttl)
+      end
+    else
+      if redis.call('EXISTS', attempts) == 0 then
+        local earlier = logged_attempt(record)
+        if earlier then redis.call('RPUSH', attempts, earlier) end
+      end
+      if redis.call('RPUSH', attempts, json) <= 2 then redis.call('EXPIRE', attempts, record_ttl) end
+      redis.call('HSET', record, 'n', n, 'u', now, 'st', state, 'na', next_at, unpack(last))
+    end
+    -- Counters; attempts = succeeded + failed.
+    local t, h = total(stats), hour(hour_stats)
+    t.la = now
+    h.dur = h.dur + dur
+    if ok then
+      if fifo then next_in_line(id, fifo_head, fifo_waiting, now) end
+      t.succeeded, t.cf, t.ls = t.succeeded + 1, 0, now
+      h.succeeded = h.succeeded + 1
+    else
+      t.failed, t.cf = t.failed + 1, t.cf + 1
+      h.failed = h.failed + 1
+      if outcome == 'retry' then
+        push(adds, KEYS[2], due, id)
+      else
+        if fifo then next_in_line(id, fifo_head, fifo_waiting, now) end
+        t.dead, h.dead = t.dead + 1, h.dead + 1
+        push(adds, dead_index, now, id)
+      end
+    end
+    replies[#replies + 1] = t.cf
+  end
 end
-local cf = redis.call('HINCRBY', KEYS[4], 'cf', 1)
-redis.call('HINCRBY', KEYS[4], 'failed', 1)
-redis.call('HSET', KEYS[4], 'la', now)
-count_hour('failed')
-if ARGV[4] == 'retry' then
-  redis.call('ZADD', KEYS[6], ARGV[7], ARGV[3])
-else
-  next_in_line()
-  redis.call('HINCRBY', KEYS[4], 'dead', 1)
-  redis.call('HINCRBY', KEYS[5], 'dead', 1)
-  redis.call('ZADD', KEYS[9], now, ARGV[3])
+
+for key, members in pairs(leases) do redis.call('ZREM', key, unpack(members)) end
+for key, pairs_ in pairs(adds) do redis.call('ZADD', key, unpack(pairs_)) end
+for key, t in pairs(totals) do
+  local fields = { 'cf', t.cf, 'la', t.la }
+  if t.ls then fields[#fields + 1] = 'ls'; fields[#fields + 1] = t.ls end
+  redis.call('HSET', key, unpack(fields))
+  for _, name in ipairs({ 'succeeded', 'failed', 'dead' }) do
+    if t[name] > 0 then redis.call('HINCRBY', key, name, t[name]) end
+  end
 end
-return cf
+for key, h in pairs(hours) do
+  for _, name in ipairs({ 'succeeded', 'failed', 'dead', 'dur' }) do
+    if h[name] > 0 then redis.call('HINCRBY', key, name, h[name]) end
+  end
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, stats_ttl) end
+end
+return replies

@@ -1,0 +1,98 @@
+//! Recording finished attempts, many at a time.
+//!
+//! Every attempt ends with its outcome recorded and its task acknowledged,
+//! in one atomic step per task (`complete.lua`). Under load, hundreds end
+//! each second: instead of one script call each, attempts hand their
+//! [`Completion`] to one recorder, which takes everything waiting (up to
+//! `MAX_COMPLETIONS`) and records it with one call per partition, the
+//! counters and index entries of the batch written once per key. Nothing
+//! waits on purpose: while one call runs, the next batch gathers, so a
+//! quiet system records each attempt at once and a busy one in batches.
+//!
+//! An attempt waits for its own reply (its worker slot is held until
+//! then), so what waits here is bounded by the worker slots, and a crash
+//! before the call leaves the task pending, to be claimed again: delivered
+//! at least once, never lost.
+
+use std::collections::BTreeMap;
+
+use hookline_queue::{PartitionKeys, RedisConn};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Completion, MAX_COMPLETIONS, Retention, Scripts};
+
+type Reply = oneshot::Sender<redis::RedisResult<i64>>;
+
+/// The recorder's inbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Completions {
+    inbox: mpsc::UnboundedSender<(PartitionKeys, Completion, Reply)>,
+}
+
+fn stopped() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "the completion recorder has stopped"))
+}
+
+impl Completions {
+    /// Starts the recorder; it stops when every `Completions` is dropped.
+    pub(crate) fn spawn(redis: RedisConn, retention: Retention) -> Self {
+        let (inbox, rx) = mpsc::unbounded_channel();
+        tokio::spawn(record_batches(redis, retention, rx));
+        Self { inbox }
+    }
+
+    /// Records one completion; replies the subscription's consecutive
+    /// failures, or -1 when another consumer had already completed the task.
+    pub(crate) async fn record(&self, keys: &PartitionKeys, completion: Completion) -> redis::RedisResult<i64> {
+        let (reply, replied) = oneshot::channel();
+        self.inbox.send((keys.clone(), completion, reply)).map_err(|_| stopped())?;
+        replied.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+async fn record_batches(
+    redis: RedisConn,
+    retention: Retention,
+    mut rx: mpsc::UnboundedReceiver<(PartitionKeys, Completion, Reply)>,
+) {
+    let scripts = Scripts::default();
+    let mut batch = Vec::with_capacity(MAX_COMPLETIONS);
+    while rx.recv_many(&mut batch, MAX_COMPLETIONS).await > 0 {
+        metrics::histogram!("hookline_delivery_completion_batch_size").record(batch.len() as f64);
+        let mut by_partition: BTreeMap<u16, (PartitionKeys, Vec<(Completion, Reply)>)> = BTreeMap::new();
+        for (keys, completion, reply) in batch.drain(..) {
+            by_partition.entry(keys.index()).or_insert_with(|| (keys, Vec::new())).1.push((completion, reply));
+        }
+        let calls = by_partition.into_values().map(|(keys, items)| {
+            let (mut conn, scripts, retention) = (redis.clone(), &scripts, &retention);
+            async move {
+                let completions: Vec<&Completion> = items.iter().map(|(c, _)| c).collect();
+                let invocation = scripts.complete(&keys, &completions, retention);
+                let replies: redis::RedisResult<Vec<i64>> = invocation.invoke_async(&mut conn).await;
+                match replies {
+                    Ok(replies) if replies.len() == items.len() => {
+                        for ((_, reply), n) in items.into_iter().zip(replies) {
+                            let _ = reply.send(Ok(n));
+                        }
+                    }
+                    Ok(replies) => {
+                        let error = redis::RedisError::from((
+                            redis::ErrorKind::Parse,
+                            "complete.lua replied for a different number of completions",
+                            format!("{} for {}", replies.len(), items.len()),
+                        ));
+                        for (_, reply) in items {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                    Err(error) => {
+                        for (_, reply) in items {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        futures::future::join_all(calls).await;
+    }
+}
