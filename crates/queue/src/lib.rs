@@ -32,4 +32,6 @@ pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
 pub use keys::{DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, slot_tags, subscriptions_revision_key};
 pub use ownership::{Ownership, OwnershipMode, OwnershipSettings};
 pub use record::{EventRecord, FanoutState, RECORD_HEADER_LEN, RecordError, RecordMeta, read_event_records};
-pub use scripts::{FANOUT_TASKS_PER_CALL, FanoutItem, FanoutOutcome, PublishArgs, PublishOutcome, Scripts};
+pub use scripts::{
+    FANOUT_TASKS_PER_CALL, FanoutItem, FanoutOutcome, PublishArgs, PublishItem, PublishOutcome, Scripts,
+};

@@ -76,11 +76,16 @@ impl FanoutOutcome {
 
 /// Settings of a publish.
 #[derive(Debug, Clone)]
-pub struct PublishArgs<'a> {
+pub struct PublishArgs {
     pub idempotency_window_secs: u64,
     pub retention_secs: u64,
-    /// The record's fields beyond the entry (its fan-out state pending);
-    /// an empty idempotency key means none was given.
+}
+
+/// One event to publish: its stream entry and the record's other fields
+/// (fan-out pending; an empty idempotency key means none was given).
+#[derive(Debug, Clone, Copy)]
+pub struct PublishItem<'a> {
+    pub entry: &'a EventEntry,
     pub record: &'a RecordMeta,
 }
 
@@ -91,36 +96,41 @@ impl Scripts {
         pipe.load_script(&self.fanout).ignore();
     }
 
-    /// Adds a publish of `entry` to `pipe`; its reply is a [`PublishOutcome`].
-    pub fn publish(&self, pipe: &mut Pipeline, keys: &PartitionKeys, entry: &EventEntry, args: &PublishArgs<'_>) {
-        pipe.invoke_script(&self.publish_invocation(keys, entry, args));
+    /// Adds a publish of `events` (one partition's) to `pipe`, in one
+    /// script call; its reply is a [`PublishOutcome`] per event, in order.
+    pub fn publish(&self, pipe: &mut Pipeline, keys: &PartitionKeys, args: &PublishArgs, events: &[PublishItem<'_>]) {
+        pipe.invoke_script(&self.publish_invocation(keys, args, events));
     }
 
-    /// One publish on its own: `invoke_async` it (EVALSHA, loading the
-    /// script only if Redis lost it).
+    /// The same call on its own: `invoke_async` it (EVALSHA, loading the
+    /// script only if Redis lost it) and read a `Vec<PublishOutcome>`.
     pub fn publish_invocation(
         &self,
         keys: &PartitionKeys,
-        entry: &EventEntry,
-        args: &PublishArgs<'_>,
+        args: &PublishArgs,
+        events: &[PublishItem<'_>],
     ) -> ScriptInvocation<'_> {
-        let key = &args.record.idempotency_key;
         let mut invocation = self.publish.prepare_invoke();
-        invocation
-            .key(keys.idempotency(&entry.tenant, key))
-            .key(keys.event(&entry.event_id))
-            .key(keys.events())
-            .arg(if key.is_empty() { "0" } else { "1" })
-            .arg(&entry.event_id)
-            .arg(args.idempotency_window_secs.max(1))
-            .arg(args.retention_secs.max(1))
-            .arg(args.record.head(entry));
-        let fields = entry.fields();
-        // ARGV is 1-based; the pairs start at 7.
-        let payload_at = fields.iter().position(|(name, _)| *name == EventEntry::PAYLOAD).map_or(0, |i| 8 + 2 * i);
-        invocation.arg(payload_at);
-        for (name, value) in fields {
-            invocation.arg(name).arg(value.as_ref());
+        invocation.key(keys.events()).arg(args.idempotency_window_secs.max(1)).arg(args.retention_secs.max(1));
+        let mut shape_given = false;
+        for PublishItem { entry, record } in events {
+            let fields = entry.fields();
+            if !shape_given {
+                // Every entry has the same fields in the same order.
+                let payload_at = fields.iter().position(|(name, _)| *name == EventEntry::PAYLOAD).unwrap_or(0);
+                invocation.arg(2 * fields.len()).arg(2 * payload_at + 2);
+                shape_given = true;
+            }
+            let key = &record.idempotency_key;
+            invocation
+                .key(keys.idempotency(&entry.tenant, key))
+                .key(keys.event(&entry.event_id))
+                .arg(if key.is_empty() { "0" } else { "1" })
+                .arg(&entry.event_id)
+                .arg(record.head(entry));
+            for (name, value) in fields {
+                invocation.arg(name).arg(value.as_ref());
+            }
         }
         invocation
     }

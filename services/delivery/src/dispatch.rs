@@ -37,7 +37,7 @@ use crate::{
     http::{AttemptError, AttemptResult, Outgoing, span},
     outcome::{Decision, decide, endpoint_unhealthy},
     request::{EventData, Undeliverable, body, headers},
-    store::{AttemptRecord, Completion, Next, Park},
+    store::{AttemptRecord, Completion, Next, OUTCOME_LOST, Park},
     worker::{Worker, now_ms},
 };
 
@@ -517,6 +517,14 @@ impl Worker {
                 return;
             }
         };
+        if consecutive == OUTCOME_LOST {
+            // The task went with the stream: nothing will claim it again.
+            tracing::warn!(
+                delivery = %task.delivery_id, attempt = task.attempt, status = result.status,
+                "the deliveries stream is gone (Redis restarted empty?): this attempt's outcome was not recorded"
+            );
+            metrics::counter!("hookline_delivery_outcomes_lost_total").increment(1);
+        }
         let outcome = match decision {
             Decision::Success => "succeeded",
             Decision::Retry(_) => "retry",

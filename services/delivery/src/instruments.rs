@@ -40,7 +40,17 @@ pub(crate) fn describe(tenant_label: bool) {
         "hookline_delivery_panics_total",
         "Attempts or worker steps that panicked (a bug): the attempt's delivery is dead-lettered, the worker goes on"
     );
+    describe_counter!(
+        "hookline_delivery_outcomes_lost_total",
+        "Attempts whose outcome could not be recorded because their task's stream was gone (Redis restarted empty)"
+    );
+    describe_histogram!(
+        "hookline_delivery_completion_batch_size",
+        Unit::Count,
+        "Finished attempts recorded by one complete.lua call"
+    );
     counter!("hookline_deliveries_parked_total").absolute(0);
+    counter!("hookline_delivery_outcomes_lost_total").absolute(0);
     counter!("hookline_delivery_panics_total").absolute(0);
     hookline_watch::describe_metrics();
     hookline_queue::describe_stream_gauges();

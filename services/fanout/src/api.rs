@@ -11,7 +11,9 @@ use std::{collections::BTreeMap, time::SystemTime};
 use hookline_auth::Principal;
 use hookline_domain::EventId;
 use hookline_proto::v1::{self, event_service_server::EventService};
-use hookline_queue::{Partitions, PublishArgs, PublishOutcome, RedisConn, Scripts, subscriptions_revision_key};
+use hookline_queue::{
+    Partitions, PublishArgs, PublishItem, PublishOutcome, RedisConn, Scripts, subscriptions_revision_key,
+};
 use hookline_watch::SubscriptionCache;
 use tonic::{Request, Response, Status};
 
@@ -30,14 +32,10 @@ pub(crate) struct Retention {
     pub(crate) event_secs: u64,
 }
 
-impl Prepared {
-    /// The publish script's arguments for this event under `retention`.
-    fn args<'a>(&'a self, retention: &Retention) -> PublishArgs<'a> {
-        PublishArgs {
-            idempotency_window_secs: retention.idempotency_window_secs,
-            retention_secs: retention.event_secs,
-            record: &self.record,
-        }
+impl Retention {
+    /// The publish script's settings.
+    fn args(&self) -> PublishArgs {
+        PublishArgs { idempotency_window_secs: self.idempotency_window_secs, retention_secs: self.event_secs }
     }
 }
 
@@ -101,33 +99,43 @@ impl Api {
         if let [one] = prepared {
             // One event: a single EVALSHA, no pipeline.
             one.entry.fence = fence;
-            let args = one.args(&self.retention);
-            let outcome = self.scripts.publish_invocation(&one.keys, &one.entry, &args).invoke_async(&mut conn).await;
-            return Ok(vec![outcome.map_err(ServiceError::from)]);
+            let item = [PublishItem { entry: &one.entry, record: &one.record }];
+            let invocation = self.scripts.publish_invocation(&one.keys, &self.retention.args(), &item);
+            let outcome: Result<Vec<PublishOutcome>, _> = invocation.invoke_async(&mut conn).await;
+            let outcome = outcome
+                .map_err(ServiceError::from)
+                .and_then(|mut o| o.pop().ok_or_else(|| ServiceError::Unavailable("no reply from redis".into())));
+            return Ok(vec![outcome]);
         }
-        // A pipeline stays within one partition (one Redis Cluster slot):
-        // one pipeline per partition, all sent at once.
+        // A script call stays within one partition (one Redis Cluster
+        // slot): one call per partition, all sent at once.
         let mut by_partition: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
         for (i, p) in prepared.iter_mut().enumerate() {
             p.entry.fence = fence;
             by_partition.entry(p.keys.index()).or_default().push(i);
         }
-        let pipelines = by_partition.values().map(|items| {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            self.scripts.load(&mut pipe);
-            for &i in items {
-                let p = &prepared[i];
-                self.scripts.publish(&mut pipe, &p.keys, &p.entry, &p.args(&self.retention));
-            }
+        let args = self.retention.args();
+        let calls = by_partition.values().map(|items| {
+            let events: Vec<PublishItem<'_>> =
+                items.iter().map(|&i| PublishItem { entry: &prepared[i].entry, record: &prepared[i].record }).collect();
+            let invocation = self.scripts.publish_invocation(&prepared[items[0]].keys, &args, &events);
             let mut conn = self.redis.clone();
-            async move { pipe.query_async::<Vec<redis::RedisResult<PublishOutcome>>>(&mut conn).await }
+            async move { invocation.invoke_async::<Vec<PublishOutcome>>(&mut conn).await }
         });
-        let replies = futures::future::try_join_all(pipelines).await?;
+        let replies = futures::future::join_all(calls).await;
         let mut results: Vec<Option<Result<PublishOutcome, ServiceError>>> = prepared.iter().map(|_| None).collect();
         for (items, reply) in by_partition.values().zip(replies) {
-            for (&i, outcome) in items.iter().zip(reply) {
-                results[i] = Some(outcome.map_err(ServiceError::from));
+            match reply {
+                Ok(outcomes) => {
+                    for (&i, outcome) in items.iter().zip(outcomes) {
+                        results[i] = Some(Ok(outcome));
+                    }
+                }
+                Err(error) => {
+                    for &i in items {
+                        results[i] = Some(Err(ServiceError::from(error.clone())));
+                    }
+                }
             }
         }
         Ok(results

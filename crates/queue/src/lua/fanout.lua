@@ -3,8 +3,9 @@
 -- Each event's XACK comes first and gates everything for it: only the
 -- consumer whose XACK removes the entry from the pending list enqueues, so
 -- an entry processed twice (claimed from a slow consumer) still fans out
--- once. (XACK on a stream that no longer exists replies 0, so nothing is
--- written then either; on a missing group it fails the call.)
+-- once. (XACK replies 0, not an error, on a stream or group that no longer
+-- exists too, so nothing is written then either; the worker's next read
+-- meets NOGROUP and recreates them.)
 -- KEYS: 1 events stream, 2 deliveries stream, then each event's record
 -- ARGV: 1 group, 2 now (ms), then per event (`FanoutItem`): entry id,
 --       event id, tenant, event type, traceparent, fence (the subscription

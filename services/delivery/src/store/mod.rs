@@ -27,6 +27,10 @@ pub(crate) const MAX_COMPLETIONS: usize = 128;
 const COMPLETION_KEYS: usize = 10;
 const COMPLETION_ARGS: usize = 15 + 2 * ATTEMPT_FIELDS.len();
 
+/// `complete.lua`'s reply for a completion whose task's stream is gone
+/// (Redis restarted empty): its outcome could not be recorded.
+pub(crate) const OUTCOME_LOST: i64 = -2;
+
 /// A finished attempt, to be recorded with its acknowledgement.
 #[derive(Debug, Clone)]
 pub(crate) struct Completion {
@@ -365,6 +369,11 @@ mod tests {
         let together: Vec<i64> =
             scripts.complete(&keys, &[&first, &second], &retention).invoke_async(&mut conn).await.unwrap();
         assert_eq!(together, vec![-1, -1], "and so is each of a batch");
+        // Redis restarted empty while an attempt ran: its outcome has
+        // nowhere to go, and the reply says so (not "already done").
+        let _: i64 = redis::cmd("DEL").arg(keys.deliveries()).query_async(&mut conn).await.unwrap();
+        let lost: Vec<i64> = scripts.complete(&keys, &[&second], &retention).invoke_async(&mut conn).await.unwrap();
+        assert_eq!(lost, vec![OUTCOME_LOST]);
         let record: HashMap<String, String> =
             redis::cmd("HGETALL").arg(keys.delivery(&task.delivery_id)).query_async(&mut conn).await.unwrap();
         let stats: HashMap<String, String> =

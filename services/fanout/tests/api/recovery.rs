@@ -7,7 +7,7 @@ use hookline_domain::EventId;
 use hookline_proto::v1;
 use hookline_queue::{
     ConsumerGroup, EventEntry, FANOUT_GROUP, FanoutItem, FanoutOutcome, FanoutState, Partitions, PublishArgs,
-    PublishOutcome, RecordMeta, Scripts,
+    PublishItem, PublishOutcome, RecordMeta, Scripts,
 };
 
 use crate::support::*;
@@ -44,12 +44,12 @@ async fn an_entry_read_by_a_consumer_that_died_is_fanned_out_once_by_another() {
         variants: Default::default(),
         fanout: FanoutState::Pending,
     };
-    let args = PublishArgs { idempotency_window_secs: 60, retention_secs: 600, record: &record };
+    let args = PublishArgs { idempotency_window_secs: 60, retention_secs: 600 };
     let mut pipe = redis::pipe();
     scripts.load(&mut pipe);
-    scripts.publish(&mut pipe, &keys, &entry, &args);
-    let (outcome,): (PublishOutcome,) = pipe.query_async(&mut conn).await.unwrap();
-    assert!(matches!(outcome, PublishOutcome::Published(_)));
+    scripts.publish(&mut pipe, &keys, &args, &[PublishItem { entry: &entry, record: &record }]);
+    let (outcome,): (Vec<PublishOutcome>,) = pipe.query_async(&mut conn).await.unwrap();
+    assert!(matches!(outcome[..], [PublishOutcome::Published(_)]));
     let taken = doomed.read_new(&mut conn, 10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(taken.len(), 1);
 

@@ -2,7 +2,8 @@
 -- atomically with its ack, and decides what follows each.
 -- XACK gates each completion: if another consumer already completed that
 -- entry (it was claimed while this attempt was slow), nothing is written
--- for it. (On a stream or group that no longer exists XACK replies 0 too.)
+-- for it. XACK replies 0, not an error, on a stream or group that no
+-- longer exists too; the reply then says so.
 -- Written for the hot path: the counters and index entries of the whole
 -- batch are written once per key at the end, and a delivery that succeeds
 -- at its first attempt keeps that attempt in the record's last-attempt
@@ -20,8 +21,8 @@
 --       event type, traceparent, enqueued at (ms), '1' for a FIFO
 --       subscription, then the record's last-attempt fields and values
 --       (`ATTEMPT_FIELDS`: lat, ld, lc, le, lm, lb, lt)
--- Returns, per completion, the subscription's consecutive failures, or -1
--- if it was already done.
+-- Returns, per completion, the subscription's consecutive failures, -1 if
+-- it was already done, or -2 if the deliveries stream is gone.
 local group, record_ttl, stats_ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local nk, na = tonumber(ARGV[5]), tonumber(ARGV[6])
 
@@ -85,7 +86,9 @@ for i = 0, (#KEYS - 2) / nk - 1 do
   local fifo = ARGV[a + 15] == '1'
   push(leases, in_flight, id)
   if redis.call('XACK', KEYS[1], group, entry) == 0 then
-    replies[#replies + 1] = -1
+    -- Done by another consumer, or the stream is gone with its group
+    -- (Redis restarted empty): then this outcome cannot be recorded.
+    replies[#replies + 1] = redis.call('EXISTS', KEYS[1]) == 1 and -1 or -2
   else
     local ok = outcome == 'ok'
     local state, next_at = 'succeeded', ''
