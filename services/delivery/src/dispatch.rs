@@ -35,6 +35,7 @@ use tracing::Instrument;
 use crate::{
     breaker::{Gate, endpoint_of},
     http::{AttemptError, AttemptResult, Outgoing, span},
+    instruments::{ParkReason, Parked},
     outcome::{Decision, decide, endpoint_unhealthy},
     request::{EventData, Undeliverable, body, headers},
     store::{AttemptRecord, Completion, Next, OUTCOME_LOST, Park},
@@ -114,7 +115,7 @@ impl Worker {
         let mut park = redis::pipe();
         park.ignore_errors();
         self.scripts.load(&mut park);
-        let mut parked = 0;
+        let mut parked = Parked::default();
         let mut tasks = Vec::with_capacity(batch.len());
         for message in batch {
             match DeliveryTask::parse(&message.id, &message.fields) {
@@ -122,7 +123,7 @@ impl Worker {
                 Err(error) => {
                     tracing::error!(entry = %message.id, %error, "skipping a delivery task this build cannot read");
                     park.cmd("XACK").arg(keys.deliveries()).arg(DELIVERY_GROUP).arg(&message.id);
-                    parked += 1;
+                    parked.add(ParkReason::Unreadable);
                 }
             }
         }
@@ -139,8 +140,9 @@ impl Worker {
                 Some(SubscriptionState::Active) => None,
             };
             let (Some(cached), None) = (cached, action) else {
-                self.scripts.park(&mut park, keys, &entry, &task, action.unwrap_or(Park::Cancel), now, retention);
-                parked += 1;
+                let action = action.unwrap_or(Park::Cancel);
+                self.scripts.park(&mut park, keys, &entry, &task, action, now, retention);
+                parked.add(if action == Park::Hold { ParkReason::Paused } else { ParkReason::Cancelled });
                 continue;
             };
             if cached.subscription.spec.ordering == Ordering::Fifo {
@@ -166,7 +168,7 @@ impl Worker {
                 Ok(endpoint) => ready.push((entry, task, cached, endpoint)),
                 Err(due) => {
                     self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
-                    parked += 1;
+                    parked.add(ParkReason::CircuitOpen);
                 }
             }
         }
@@ -199,13 +201,17 @@ impl Worker {
                     let in_flight_full = n >= admitted && wait == 0;
                     let quick =
                         || self.quick_turn(&task.subscription_id, n - admitted, cached.subscription.spec.max_in_flight);
+                    let mut reason = if wait > 0 { ParkReason::RateLimited } else { ParkReason::InFlight };
                     let (entry, task, cached, endpoint, event) = if in_flight_full && quick() {
                         // In-flight full, and its slots free quickly: wait in
                         // this process for one.
                         let waiter = Work { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
                         match self.waiting.push(waiter, 2 * self.settings.batch_size) {
                             Ok(()) => continue,
-                            Err(w) => (w.entry, w.task, w.cached, w.endpoint, w.event),
+                            Err(w) => {
+                                reason = ParkReason::WaitingRoomFull;
+                                (w.entry, w.task, w.cached, w.endpoint, w.event)
+                            }
                         }
                     } else {
                         (entry, task, cached, endpoint, event)
@@ -224,7 +230,7 @@ impl Worker {
                         };
                         let due = now + wait + rand::rng().random_range(0..10);
                         self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
-                        parked += 1;
+                        parked.add(reason);
                         continue;
                     }
                     if !self.take_share(&task.subscription_id) {
@@ -236,7 +242,7 @@ impl Worker {
                         let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
                         self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
                         park.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
-                        parked += 1;
+                        parked.add(ParkReason::FairShare);
                         continue;
                     }
                     let Ok(permit) = self.permits.clone().acquire_owned().await else { break 'send };
@@ -246,8 +252,8 @@ impl Worker {
                 }
             }
         }
-        if parked > 0 {
-            metrics::counter!("hookline_deliveries_parked_total").increment(parked as u64);
+        if parked.any() {
+            parked.record();
             let results: Vec<redis::RedisResult<redis::Value>> = park.query_async(&mut conn).await?;
             for error in results.into_iter().filter_map(Result::err) {
                 tracing::warn!(%error, "could not park a delivery; it will be retried");

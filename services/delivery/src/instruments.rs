@@ -6,6 +6,78 @@
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram};
 
+/// Why a task was put back without an attempt: the `reason` label of
+/// `hookline_deliveries_parked_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParkReason {
+    /// Its subscription is paused: held until resumed.
+    Paused,
+    /// Its subscription is gone or disabled.
+    Cancelled,
+    CircuitOpen,
+    /// The subscription's in-flight limit is full and its attempts are
+    /// slow or not known yet: deferred in Redis.
+    InFlight,
+    /// The in-flight limit is full and the waiting room holds its share.
+    WaitingRoomFull,
+    /// Waited in the waiting room past its longest wait (or the process
+    /// is stopping).
+    WaitedTooLong,
+    RateLimited,
+    /// Over its fair share of this process's slots.
+    FairShare,
+    /// A task this build cannot read (acknowledged and skipped).
+    Unreadable,
+}
+
+impl ParkReason {
+    const ALL: [Self; 9] = [
+        Self::Paused,
+        Self::Cancelled,
+        Self::CircuitOpen,
+        Self::InFlight,
+        Self::WaitingRoomFull,
+        Self::WaitedTooLong,
+        Self::RateLimited,
+        Self::FairShare,
+        Self::Unreadable,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Paused => "paused",
+            Self::Cancelled => "cancelled",
+            Self::CircuitOpen => "circuit_open",
+            Self::InFlight => "in_flight",
+            Self::WaitingRoomFull => "waiting_room_full",
+            Self::WaitedTooLong => "waited_too_long",
+            Self::RateLimited => "rate_limited",
+            Self::FairShare => "fair_share",
+            Self::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// Tasks put back in one step, by reason, counted once the step ends.
+#[derive(Debug, Default)]
+pub(crate) struct Parked([u64; ParkReason::ALL.len()]);
+
+impl Parked {
+    pub(crate) fn add(&mut self, reason: ParkReason) {
+        self.0[reason as usize] += 1;
+    }
+
+    pub(crate) fn any(&self) -> bool {
+        self.0.iter().any(|n| *n > 0)
+    }
+
+    pub(crate) fn record(&self) {
+        for (reason, n) in ParkReason::ALL.iter().zip(self.0).filter(|(_, n)| *n > 0) {
+            counter!("hookline_deliveries_parked_total", "reason" => reason.label()).increment(n);
+        }
+    }
+}
+
 /// The `outcome` label of `hookline_delivery_attempts_total`.
 pub(crate) const OUTCOMES: [&str; 4] = ["succeeded", "retry", "dead_lettered", "gone"];
 
@@ -26,7 +98,7 @@ pub(crate) fn describe(tenant_label: bool) {
     );
     describe_counter!(
         "hookline_deliveries_parked_total",
-        "Tasks put back without an attempt: paused, open circuit, in-flight or rate limit, fair share"
+        "Tasks put back without an attempt, by reason: paused, cancelled, circuit_open, in_flight, waiting_room_full, waited_too_long, rate_limited, fair_share, unreadable"
     );
     describe_gauge!("hookline_retries_scheduled", Unit::Count, "Deliveries waiting for a later attempt");
     describe_gauge!("hookline_subscriptions", Unit::Count, "Subscriptions known to this replica, by state");
@@ -49,7 +121,9 @@ pub(crate) fn describe(tenant_label: bool) {
         Unit::Count,
         "Finished attempts recorded by one complete.lua call"
     );
-    counter!("hookline_deliveries_parked_total").absolute(0);
+    for reason in ParkReason::ALL {
+        counter!("hookline_deliveries_parked_total", "reason" => reason.label()).absolute(0);
+    }
     counter!("hookline_delivery_outcomes_lost_total").absolute(0);
     counter!("hookline_delivery_panics_total").absolute(0);
     hookline_watch::describe_metrics();

@@ -39,6 +39,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::{
     dispatch::{Job, LEASE_MARGIN, Work},
+    instruments::{ParkReason, Parked},
     store::Park,
     worker::{Worker, now_ms},
 };
@@ -55,9 +56,19 @@ const MAX_WAIT: Duration = Duration::from_secs(2);
 /// The waiting tasks, by subscription, in arrival order.
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
-    queues: Mutex<HashMap<String, VecDeque<Work>>>,
+    room: Mutex<Room>,
+    /// Every task in the room, those out for an admission round included.
     len: AtomicUsize,
     wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    queues: HashMap<String, VecDeque<Work>>,
+    /// Tasks of each subscription taken out for an admission round: still
+    /// waiting (they count against the subscription's cap and against what
+    /// the consumer reads) until the round says what became of them.
+    out: HashMap<String, usize>,
 }
 
 impl Waiting {
@@ -65,12 +76,17 @@ impl Waiting {
         self.len.load(Ordering::Relaxed)
     }
 
+    fn room(&self) -> std::sync::MutexGuard<'_, Room> {
+        self.room.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Adds `waiter` unless its subscription already has `cap` waiting;
     /// then hands it back (to be parked in Redis instead).
     pub(crate) fn push(&self, waiter: Work, cap: usize) -> Result<(), Box<Work>> {
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        let queue = queues.entry(waiter.task.subscription_id.clone()).or_default();
-        if queue.len() >= cap {
+        let mut room = self.room();
+        let out = room.out.get(&waiter.task.subscription_id).copied().unwrap_or(0);
+        let queue = room.queues.entry(waiter.task.subscription_id.clone()).or_default();
+        if queue.len() + out >= cap {
             return Err(Box::new(waiter));
         }
         queue.push_back(waiter);
@@ -85,26 +101,36 @@ impl Waiting {
         }
     }
 
+    /// Takes every queue out for an admission round; each must come back
+    /// through [`Self::end_round`].
     fn take_all(&self) -> HashMap<String, VecDeque<Work>> {
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        let all = std::mem::take(&mut *queues);
-        self.len.fetch_sub(all.values().map(VecDeque::len).sum(), Ordering::Relaxed);
+        let mut room = self.room();
+        let all = std::mem::take(&mut room.queues);
+        for (subscription, queue) in &all {
+            *room.out.entry(subscription.clone()).or_default() += queue.len();
+        }
         all
     }
 
-    /// Puts `older` back before anything that arrived for `subscription`
-    /// meanwhile, so the order holds.
-    fn put_back(&self, subscription: String, older: VecDeque<Work>) {
-        if older.is_empty() {
+    /// Ends the round of `taken` tasks of `subscription`: `left` still
+    /// wait, before anything that arrived meanwhile (so the order holds);
+    /// the others were admitted or parked.
+    fn end_round(&self, subscription: &str, left: VecDeque<Work>, taken: usize) {
+        let mut room = self.room();
+        if let Some(out) = room.out.get_mut(subscription) {
+            *out = out.saturating_sub(taken);
+            if *out == 0 {
+                room.out.remove(subscription);
+            }
+        }
+        self.len.fetch_sub(taken.saturating_sub(left.len()), Ordering::Relaxed);
+        if left.is_empty() {
             return;
         }
-        let count = older.len();
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        let queue = queues.entry(subscription).or_default();
-        for waiter in older.into_iter().rev() {
+        let queue = room.queues.entry(subscription.to_owned()).or_default();
+        for waiter in left.into_iter().rev() {
             queue.push_front(waiter);
         }
-        self.len.fetch_add(count, Ordering::Relaxed);
     }
 }
 
@@ -165,13 +191,33 @@ impl Worker {
         groups: Vec<(String, VecDeque<Work>)>,
         stopping: bool,
     ) -> redis::RedisResult<()> {
+        let taken: Vec<(String, usize)> = groups.iter().map(|(s, q)| (s.clone(), q.len())).collect();
+        let mut left: HashMap<String, VecDeque<Work>> = HashMap::new();
+        let result = self.admit_groups(groups, stopping, &mut left).await;
+        // Whatever happened, every task taken out is accounted for: still
+        // waiting (`left`), or admitted or parked.
+        for (subscription, count) in taken {
+            self.waiting.end_round(&subscription, left.remove(&subscription).unwrap_or_default(), count);
+        }
+        result
+    }
+
+    /// Parks the tasks of `groups` that waited too long, leases slots for
+    /// the others and starts those admitted; what still waits goes to
+    /// `left`, oldest first.
+    async fn admit_groups(
+        self: &Arc<Self>,
+        groups: Vec<(String, VecDeque<Work>)>,
+        stopping: bool,
+        left: &mut HashMap<String, VecDeque<Work>>,
+    ) -> redis::RedisResult<()> {
         let now = now_ms();
         let max_wait = self.max_wait();
         let mut conn = self.redis.clone();
         let mut park = redis::pipe();
         park.ignore_errors();
         self.scripts.load(&mut park);
-        let mut parked = 0;
+        let mut parked = Parked::default();
         let mut live = Vec::new();
         let mut expired = Vec::new();
         for (subscription, queue) in groups {
@@ -179,16 +225,9 @@ impl Worker {
                 queue.into_iter().partition(|w| stopping || w.read_at.elapsed() >= max_wait);
             for w in &old {
                 let due = now + rand::rng().random_range(0..50);
-                self.scripts.park(
-                    &mut park,
-                    &w.keys,
-                    &w.entry,
-                    &w.task,
-                    Park::Defer(due),
-                    now,
-                    &self.settings.retention,
-                );
-                parked += 1;
+                let retention = &self.settings.retention;
+                self.scripts.park(&mut park, &w.keys, &w.entry, &w.task, Park::Defer(due), now, retention);
+                parked.add(ParkReason::WaitedTooLong);
             }
             if !old.is_empty() {
                 expired.push((subscription.clone(), old));
@@ -197,20 +236,19 @@ impl Worker {
                 live.push((subscription, young));
             }
         }
-        if parked > 0 {
+        if parked.any() {
             let results: Vec<redis::RedisResult<redis::Value>> = match park.query_async(&mut conn).await {
                 Ok(results) => results,
                 Err(error) => {
                     // Redis unreachable: everything stays in the room (and
-                    // pending in the group) for the next round.
-                    // Put back the newer first: each goes in front of what is there.
-                    for (subscription, queue) in live.into_iter().chain(expired) {
-                        self.waiting.put_back(subscription, queue);
+                    // pending in the group) for the next round, in order.
+                    for (subscription, queue) in expired.into_iter().chain(live) {
+                        left.entry(subscription).or_default().extend(queue);
                     }
                     return Err(error);
                 }
             };
-            metrics::counter!("hookline_deliveries_parked_total").increment(parked);
+            parked.record();
             for error in results.into_iter().filter_map(Result::err) {
                 tracing::warn!(%error, "could not park a delivery; it will be claimed again");
             }
@@ -231,9 +269,7 @@ impl Worker {
         let admissions: Vec<(usize, u64)> = match leases.query_async(&mut conn).await {
             Ok(a) => a,
             Err(error) => {
-                for (subscription, queue) in live {
-                    self.waiting.put_back(subscription, queue);
-                }
+                left.extend(live);
                 return Err(error);
             }
         };
@@ -261,7 +297,7 @@ impl Worker {
                     let _: redis::RedisResult<i64> = release.query_async(&mut conn).await;
                 }
             }
-            self.waiting.put_back(subscription, queue);
+            left.insert(subscription, queue);
         }
         Ok(())
     }

@@ -100,15 +100,18 @@ async fn a_rate_limit_spreads_deliveries_out_across_two_processes() {
 
 #[tokio::test]
 async fn tasks_over_the_in_flight_limit_wait_in_the_process_not_through_redis() {
-    let mut stack = Stack::start().await;
-    stack.receiver.set("/one", Behaviour { delay: Duration::from_millis(20), ..Default::default() });
+    // Small batches (a room of 2 x 4 per subscription) and many tasks: the
+    // room fills and empties many times over, with admission rounds
+    // running while the consumer reads.
+    let mut stack = Stack::start_with(|c| hookline_delivery::Config { batch_size: 4, ..c }).await;
+    stack.receiver.set("/one", Behaviour { delay: Duration::from_millis(5), ..Default::default() });
     let (sub, _) = stack.subscribe("/one", |s| s.max_in_flight = 1).await;
     // One first, so delivery knows this endpoint answers quickly (tasks of
     // one whose attempts have not finished yet are parked, not kept).
     stack.publish("a", "{}").await;
     stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 1).await;
     let batch = v1::PublishBatchRequest {
-        events: (0..20)
+        events: (0..40)
             .map(|i| v1::PublishRequest {
                 event_type: "a".into(),
                 payload: format!("{{\"n\":{i}}}").into_bytes(),
@@ -117,7 +120,7 @@ async fn tasks_over_the_in_flight_limit_wait_in_the_process_not_through_redis() 
             .collect(),
     };
     stack.events.publish_batch(batch).await.unwrap();
-    let done = stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 21).await;
+    let done = stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 41).await;
     assert_eq!(stack.receiver.max_concurrent("/one"), 1);
     // Turned away by the limit, each waited here for the slot: no task was
     // parked and queued again (a second stream entry), and every first
@@ -125,7 +128,7 @@ async fn tasks_over_the_in_flight_limit_wait_in_the_process_not_through_redis() 
     let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
     let mut conn = stack.redis.connection().await;
     let entries: usize = redis::cmd("XLEN").arg(keys.deliveries()).query_async(&mut conn).await.unwrap();
-    assert_eq!(entries, 21, "one stream entry per delivery");
+    assert_eq!(entries, 41, "one stream entry per delivery");
     for delivery in &done {
         assert_eq!(delivery.attempt_count, 1);
         let logged: i64 = redis::cmd("EXISTS").arg(keys.attempts(&delivery.id)).query_async(&mut conn).await.unwrap();

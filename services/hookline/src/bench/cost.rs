@@ -27,6 +27,20 @@ pub(super) struct Snapshot {
     used_memory: Option<u64>,
     /// Command -> (calls, µs).
     commands: BTreeMap<String, (u64, u64)>,
+    /// Delivery's `hookline_deliveries_parked_total` by reason.
+    parked: BTreeMap<String, f64>,
+}
+
+/// The series of one counter in Prometheus text, by its `reason` label.
+fn by_reason(metrics: &str, name: &str) -> BTreeMap<String, f64> {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix("{reason=\"")?;
+            let (reason, value) = rest.split_once("\"}")?;
+            Some((reason.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// `INFO commandstats` lines: `cmdstat_<name>:calls=N,usec=N,...`.
@@ -68,7 +82,8 @@ pub(super) async fn snapshot(stack: &Stack) -> Snapshot {
         let stats: Option<String> = info("commandstats").query_async(&mut conn).await.ok();
         commands = stats.map(|s| command_stats(&s)).unwrap_or_default();
     }
-    Snapshot { cpu, used_memory, commands }
+    let parked = by_reason(&stack.delivery_metrics().await, "hookline_deliveries_parked_total");
+    Snapshot { cpu, used_memory, commands, parked }
 }
 
 /// The report rows of one phase: CPU µs per delivery by process and in
@@ -92,6 +107,17 @@ pub(super) fn rows(label: &str, before: &Snapshot, after: &Snapshot, deliveries:
             "| Redis memory per delivery, {label} | {grew:.0} B (`used_memory` growth over the phase, streams untrimmed) |"
         ));
     }
+    let parked: Vec<String> = after
+        .parked
+        .iter()
+        .map(|(reason, n)| (reason, n - before.parked.get(reason).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(reason, n)| format!("{reason} {n:.0}"))
+        .collect();
+    rows.push(format!(
+        "| tasks put back without an attempt, {label} | {} (each a park and a requeue through Redis; `hookline_deliveries_parked_total` by reason) |",
+        if parked.is_empty() { "none".to_owned() } else { parked.join(", ") }
+    ));
     let mut ran: Vec<(&str, u64, u64)> = after
         .commands
         .iter()

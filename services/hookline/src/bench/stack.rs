@@ -77,6 +77,8 @@ pub(super) struct Stack {
     /// One Redis's URL (`None` on a cluster or the embedded backend).
     single_redis: Option<String>,
     services: Vec<(Process, SocketAddr)>,
+    /// Delivery's admin port (its `/metrics`).
+    delivery_admin: SocketAddr,
     /// Dropped (stopped) with the stack.
     _embedded: Option<hookline_embedded::EmbeddedRedis>,
 }
@@ -130,7 +132,8 @@ impl Stack {
         ]
         .into();
         let single_redis = (!topology.cluster && !topology.embedded).then(|| redis_url.clone());
-        let mut stack = Self { redis, single_redis, services: Vec::new(), _embedded: embedded };
+        let delivery_admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut stack = Self { redis, single_redis, services: Vec::new(), delivery_admin, _embedded: embedded };
         for (name, port) in [
             ("hookline-subscriptions", subs_port),
             ("hookline-fanout", fanout_port),
@@ -145,6 +148,9 @@ impl Stack {
             }
             let mut command = Command::new(&binary);
             command.envs(&env).env("HOOKLINE_LISTEN_ADDR", format!("127.0.0.1:{port}"));
+            if name == "hookline-delivery" {
+                command.env("HOOKLINE_ADMIN_ADDR", stack.delivery_admin.to_string());
+            }
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             stack.services.push((Process::spawn(name, &mut command)?, addr));
             wait_serving(name, addr).await?;
@@ -171,6 +177,15 @@ impl Stack {
             .chain(&self.redis)
             .filter_map(|p| p.child.id().map(|pid| (p.name, pid)))
             .collect()
+    }
+
+    /// Delivery's Prometheus metrics, as served (empty if unreachable).
+    pub(super) async fn delivery_metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.delivery_admin);
+        match reqwest::get(&url).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// The URL of the one Redis, when the stack runs on one (its memory
