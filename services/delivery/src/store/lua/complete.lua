@@ -34,13 +34,20 @@ local function push(map, key, ...)
   if not list then list = {}; map[key] = list end
   for _, v in ipairs({...}) do list[#list + 1] = v end
 end
+-- A subscription's totals; its consecutive failures are read only when a
+-- failure comes before any success of the batch (after a success the
+-- count starts again from 0, whatever it was).
 local function total(key)
   local t = totals[key]
   if not t then
-    t = { succeeded = 0, failed = 0, dead = 0, cf = tonumber(redis.call('HGET', key, 'cf') or '0') or 0 }
+    t = { succeeded = 0, failed = 0, dead = 0 }
     totals[key] = t
   end
   return t
+end
+local function failed_once_more(t, key)
+  if not t.cf then t.cf = tonumber(redis.call('HGET', key, 'cf') or '0') or 0 end
+  t.cf = t.cf + 1
 end
 local function hour(key)
   local h = hours[key]
@@ -128,7 +135,8 @@ for i = 0, (#KEYS - 2) / nk - 1 do
       t.succeeded, t.cf, t.ls = t.succeeded + 1, 0, now
       h.succeeded = h.succeeded + 1
     else
-      t.failed, t.cf = t.failed + 1, t.cf + 1
+      t.failed = t.failed + 1
+      failed_once_more(t, stats)
       h.failed = h.failed + 1
       if outcome == 'retry' then
         push(adds, KEYS[2], due, id)
@@ -153,9 +161,12 @@ for key, t in pairs(totals) do
   end
 end
 for key, h in pairs(hours) do
+  -- A count that is all this batch's began with it: the hour's hash may be
+  -- new, so it gets its expiry (again, at worst, for each new field).
+  local fresh = false
   for _, name in ipairs({ 'succeeded', 'failed', 'dead', 'dur' }) do
-    if h[name] > 0 then redis.call('HINCRBY', key, name, h[name]) end
+    if h[name] > 0 and redis.call('HINCRBY', key, name, h[name]) == h[name] then fresh = true end
   end
-  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, stats_ttl) end
+  if fresh then redis.call('EXPIRE', key, stats_ttl) end
 end
 return replies
