@@ -325,6 +325,20 @@ mod tests {
     }
 
     #[test]
+    fn the_tenant_to_partition_mapping_has_these_values() {
+        // Stable across versions (a tenant moving partition would reorder
+        // its events): FNV-1a 64 of the tenant id modulo the count, values
+        // computed apart from this code (Python, the published FNV
+        // constants).
+        assert_eq!(fnv1a(b"acme"), 0x0724_d383_f4f6_de0f);
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        let of = |count: u16, tenant: &str| Partitions::new("hookline", count).of_tenant(tenant).index();
+        assert_eq!([of(8, "acme"), of(8, "globex"), of(8, "bench-0"), of(8, "bench-1")], [7, 6, 4, 7]);
+        assert_eq!([of(6, "acme"), of(6, "globex"), of(6, "bench-0"), of(6, "bench-1")], [5, 2, 4, 5]);
+        assert_eq!([of(1024, "acme"), of(1024, "globex"), of(1024, "")], [527, 558, 805]);
+    }
+
+    #[test]
     fn idempotency_keys_cannot_collide_across_tenants() {
         let p = Partitions::new("h", 1).get(0);
         assert_ne!(p.idempotency("a:b", "c"), p.idempotency("a", "b:c"));

@@ -317,6 +317,38 @@ mod tests {
 
     use super::*;
 
+    const SUB: &str = "sub_01M81H0VK0J0RWH79N4YGFWWSW";
+    const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    /// Puts the task of `delivery` (attempt `n`) on the deliveries stream
+    /// and takes it as `group`'s consumer: its entry id and the task.
+    async fn take(
+        conn: &mut (impl redis::aio::ConnectionLike + Send),
+        group: &ConsumerGroup,
+        delivery: &str,
+        subscription: &str,
+        n: &str,
+        traceparent: &str,
+    ) -> (String, DeliveryTask) {
+        let keys = Partitions::new("hookline", 1).get(0);
+        let fields = [
+            ("v", "1"),
+            ("id", delivery),
+            ("evt", "evt_01M81H0VK0J0RWH79N4YGFWWSW"),
+            ("sub", subscription),
+            ("t", "acme"),
+            ("et", "a"),
+            ("tp", traceparent),
+            ("ts", "1"),
+            ("n", n),
+        ];
+        let _: String =
+            redis::cmd("XADD").arg(keys.deliveries()).arg("*").arg(&fields[..]).query_async(conn).await.unwrap();
+        let taken = group.read_new(conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
+        let task = DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap();
+        (taken[0].id.clone(), task)
+    }
+
     /// A worker whose attempt outlived its claim finishes after the worker
     /// that took the task over: only the first completion may count.
     #[tokio::test]
@@ -326,21 +358,7 @@ mod tests {
         let keys = Partitions::new("hookline", 1).get(0);
         let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "first");
         group.ensure(&mut conn).await.unwrap();
-        let fields = [
-            ("v", "1"),
-            ("id", "dlv_01M81H0VK0J0RWH79N4YGFWWSW"),
-            ("evt", "evt_01M81H0VK0J0RWH79N4YGFWWSW"),
-            ("sub", "sub_01M81H0VK0J0RWH79N4YGFWWSW"),
-            ("t", "acme"),
-            ("et", "a"),
-            ("tp", ""),
-            ("ts", "1"),
-            ("n", "1"),
-        ];
-        let _: String =
-            redis::cmd("XADD").arg(keys.deliveries()).arg("*").arg(&fields[..]).query_async(&mut conn).await.unwrap();
-        let taken = group.read_new(&mut conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
-        let task = DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap();
+        let (entry, task) = take(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSW", SUB, "1", "").await;
         let scripts = Scripts::default();
         let retention = Retention { record_secs: 60, stats_secs: 60 };
         let attempt = |dur: u64| AttemptRecord {
@@ -354,7 +372,7 @@ mod tests {
             trig: "scheduled".into(),
         };
         let completion = |a: AttemptRecord| Completion {
-            entry: taken[0].id.clone(),
+            entry: entry.clone(),
             task: task.clone(),
             next: Next::Done,
             attempt: a,
@@ -398,26 +416,7 @@ mod tests {
         let id = "dlv_01M81H0VK0J0RWH79N4YGFWWSW";
         let mut attempts = Vec::new();
         for n in ["1", "2"] {
-            let fields = [
-                ("v", "1"),
-                ("id", id),
-                ("evt", "evt_01M81H0VK0J0RWH79N4YGFWWSW"),
-                ("sub", "sub_01M81H0VK0J0RWH79N4YGFWWSW"),
-                ("t", "acme"),
-                ("et", "a"),
-                ("tp", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-                ("ts", "1"),
-                ("n", n),
-            ];
-            let _: String = redis::cmd("XADD")
-                .arg(keys.deliveries())
-                .arg("*")
-                .arg(&fields[..])
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            let taken = group.read_new(&mut conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
-            let task = DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap();
+            let (entry, task) = take(&mut conn, &group, id, SUB, n, TRACEPARENT).await;
             let attempt = AttemptRecord {
                 n: task.attempt,
                 at: 1_764_590_000_000 + u64::from(task.attempt),
@@ -429,7 +428,7 @@ mod tests {
                 trig: if n == "1" { "scheduled".into() } else { "manual".into() },
             };
             let completion = Completion {
-                entry: taken[0].id.clone(),
+                entry,
                 task: task.clone(),
                 next: Next::Done,
                 attempt: attempt.clone(),
@@ -470,34 +469,16 @@ mod tests {
         let keys = Partitions::new("hookline", 1).get(0);
         let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "only");
         group.ensure(&mut conn).await.unwrap();
-        let sub = "sub_01M81H0VK0J0RWH79N4YGFWWSW";
+        let sub = SUB;
         let nexts = [Next::RetryAt(50_000), Next::DeadLetter, Next::Done, Next::RetryAt(60_000)];
         let mut completions = Vec::new();
         for (i, next) in nexts.into_iter().enumerate() {
             let id = format!("dlv_01M81H0VK0J0RWH79N4YGFWWS{i}");
-            let fields = [
-                ("v", "1"),
-                ("id", id.as_str()),
-                ("evt", "evt_01M81H0VK0J0RWH79N4YGFWWSW"),
-                ("sub", sub),
-                ("t", "acme"),
-                ("et", "a"),
-                ("tp", ""),
-                ("ts", "1"),
-                ("n", "1"),
-            ];
-            let _: String = redis::cmd("XADD")
-                .arg(keys.deliveries())
-                .arg("*")
-                .arg(&fields[..])
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            let taken = group.read_new(&mut conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
+            let (entry, task) = take(&mut conn, &group, &id, sub, "1", "").await;
             let ok = next == Next::Done;
             completions.push(Completion {
-                entry: taken[0].id.clone(),
-                task: DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap(),
+                entry,
+                task,
                 next,
                 attempt: AttemptRecord {
                     n: 1,

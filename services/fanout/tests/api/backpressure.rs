@@ -17,8 +17,9 @@ async fn fan_out_waits_while_the_delivery_backlog_is_at_its_limit() {
     for i in 0..10 {
         ids.push(publish(&mut events, event("a", &format!("{{\"n\":{i}}}"))).await.event_id);
     }
-    // Publish kept answering; fan-out stopped at the limit.
-    stack.wait_tasks(3).await;
+    // Publish kept answering; fan-out stopped at the limit (and stays
+    // stopped: its group never drains here, so this one watches a while).
+    eventually(WAIT, || async { stack.tasks().await.len() >= 3 }).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(stack.tasks().await.len(), 3);
     let last = events.get_event(v1::GetEventRequest { id: ids[9].clone() }).await.unwrap().into_inner();

@@ -7,7 +7,7 @@ use hookline_auth::{BearerToken, TokenConfig};
 use hookline_proto::v1::{
     self, event_service_client::EventServiceClient, subscription_service_client::SubscriptionServiceClient,
 };
-use hookline_queue::{DeliveryTask, Partitions};
+use hookline_queue::{ConsumerGroup, DeliveryTask, FANOUT_GROUP, Partitions};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 pub use hookline_testkit::{RedisServer, Running, eventually};
@@ -116,10 +116,20 @@ impl Stack {
         reply.ids.iter().map(|e| DeliveryTask::parse(&e.id, &e.map).unwrap()).collect()
     }
 
-    /// Waits until exactly `n` tasks exist, and that they stay `n` a moment.
+    /// Whether every event published so far is fanned out: the `fanout`
+    /// group has nothing left to read or acknowledge (a fan-out enqueues
+    /// its tasks in the same script that acknowledges its event).
+    pub async fn fanned_out_everything(&self) -> bool {
+        let keys = Partitions::new("hookline", 1).get(0);
+        let group = ConsumerGroup::new(keys.events(), FANOUT_GROUP, "test");
+        let mut conn = self.redis.connection().await;
+        group.backlog(&mut conn).await.is_ok_and(|left| left == 0)
+    }
+
+    /// Waits until every event published so far is fanned out, then
+    /// expects exactly `n` tasks: no more can come.
     pub async fn wait_tasks(&self, n: usize) -> Vec<DeliveryTask> {
-        eventually(WAIT, || async { self.tasks().await.len() >= n }).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        eventually(WAIT, || async { self.fanned_out_everything().await && self.tasks().await.len() >= n }).await;
         let tasks = self.tasks().await;
         assert_eq!(tasks.len(), n, "{tasks:#?}");
         tasks
