@@ -32,6 +32,30 @@ async fn create(
     .map(tonic::Response::into_inner)
 }
 
+/// How many subscriptions each event matched, once fan-out is done with
+/// all of them (after that, no other delivery of them can appear).
+async fn matched<T>(events: &EventServiceClient<T>, ids: &[String]) -> Vec<u32>
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let get = |id: String| {
+        let mut events = events.clone();
+        async move { events.get_event(v1::GetEventRequest { id }).await.unwrap().into_inner() }
+    };
+    let done = v1::FanoutState::Done as i32;
+    for id in ids {
+        eventually(WAIT, || async { get(id.clone()).await.fanout_state == done }).await;
+    }
+    let mut counts = Vec::new();
+    for id in ids {
+        counts.push(get(id.clone()).await.matched_subscriptions);
+    }
+    counts
+}
+
 fn event(event_type: &str, payload: &str, attributes: &[(&str, &str)]) -> v1::PublishRequest {
     v1::PublishRequest {
         event_type: event_type.into(),
@@ -99,10 +123,11 @@ async fn instaply_webhooks_with_extra_headers_partial_update_and_legacy_body() {
     })
     .await
     .unwrap();
-    events.publish(event("transfers", r#"{"eventType":"transfer"}"#, &[])).await.unwrap();
-    events.publish(event("messages", r#"{"eventType":"message","n":2}"#, &[])).await.unwrap();
+    let transfer = events.publish(event("transfers", r#"{"eventType":"transfer"}"#, &[])).await.unwrap();
+    let message = events.publish(event("messages", r#"{"eventType":"message","n":2}"#, &[])).await.unwrap();
+    let ids = [transfer.into_inner().event_id, message.into_inner().event_id];
+    assert_eq!(matched(&events, &ids).await, [0, 2], "transfers match no subscription any more");
     eventually(WAIT, || async { current.ids().len() == 2 }).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         bodies(&current).iter().all(|b| !b.contains("transfer")),
         "transfers no longer sent: {:?}",
@@ -135,12 +160,14 @@ async fn connectly_per_business_topic_with_glob_filter_and_conflict() {
     assert!(conflict.message().contains(&first.id));
 
     let mut events = stack.client(stack.fanout.addr(), EventServiceClient::with_interceptor).await;
+    let mut ids = Vec::new();
     for (campaign, business) in [("summer-promo-1", "b-42"), ("winter", "b-42"), ("summer-promo-2", "b-7")] {
         let payload = format!(r#"{{"campaign_name":"{campaign}","status":"delivered"}}"#);
-        events.publish(event("delivery_status", &payload, &[("business_id", business)])).await.unwrap();
+        let published = events.publish(event("delivery_status", &payload, &[("business_id", business)])).await;
+        ids.push(published.unwrap().into_inner().event_id);
     }
+    assert_eq!(matched(&events, &ids).await, [1, 0, 0], "the filter and the scope leave two out");
     eventually(WAIT, || async { !receiver.ids().is_empty() }).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(bodies(&receiver), [r#"{"campaign_name":"summer-promo-1","status":"delivered"}"#]);
 }
 
@@ -248,12 +275,14 @@ async fn reply_io_scoped_webhooks_with_own_secret_and_attempt_count() {
     .subscription
     .unwrap();
     let mut events = stack.client(stack.fanout.addr(), EventServiceClient::with_interceptor).await;
+    let mut ids = Vec::new();
     for sequence in ["123", "456", "789"] {
         let payload = format!(r#"{{"sequenceId":{sequence}}}"#);
-        events.publish(event("email_replied", &payload, &[("sequence_id", sequence)])).await.unwrap();
+        let published = events.publish(event("email_replied", &payload, &[("sequence_id", sequence)])).await;
+        ids.push(published.unwrap().into_inner().event_id);
     }
+    assert_eq!(matched(&events, &ids).await, [1, 1, 0], "sequence 789 is out of scope");
     eventually(WAIT, || async { receiver.ids().len() >= 2 }).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let got = receiver.got.lock().unwrap().clone();
     assert_eq!(got.len(), 2, "sequence 789 is out of scope");
     let key = SigningSecret::parse(secret).unwrap();
