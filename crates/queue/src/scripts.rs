@@ -112,14 +112,12 @@ impl Scripts {
     ) -> ScriptInvocation<'_> {
         let mut invocation = self.publish.prepare_invoke();
         invocation.key(keys.events()).arg(args.idempotency_window_secs.max(1)).arg(args.retention_secs.max(1));
-        let mut shape_given = false;
-        for PublishItem { entry, record } in events {
+        for (i, PublishItem { entry, record }) in events.iter().enumerate() {
             let fields = entry.fields();
-            if !shape_given {
+            if i == 0 {
                 // Every entry has the same fields in the same order.
                 let payload_at = fields.iter().position(|(name, _)| *name == EventEntry::PAYLOAD).unwrap_or(0);
                 invocation.arg(2 * fields.len()).arg(2 * payload_at + 2);
-                shape_given = true;
             }
             let key = &record.idempotency_key;
             invocation
@@ -137,9 +135,9 @@ impl Scripts {
 
     /// Adds the fan-out of `items` (one partition's) to `pipe`, in as
     /// few script calls as keep each under [`FANOUT_TASKS_PER_CALL`] tasks
-    /// (an event with more has a call of its own); returns how many calls
-    /// were added. Each call's reply is a [`FanoutOutcome`] per item, in
-    /// order: read them with [`FanoutOutcome::list`].
+    /// (an event with more has a call of its own); returns, per call added,
+    /// how many items it holds. Each call's reply is a [`FanoutOutcome`]
+    /// per item, in order: read them with [`FanoutOutcome::list`].
     pub fn fanout(
         &self,
         pipe: &mut Pipeline,

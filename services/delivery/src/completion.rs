@@ -68,21 +68,21 @@ async fn record_batches(
             async move {
                 let completions: Vec<&Completion> = items.iter().map(|(c, _)| c).collect();
                 let invocation = scripts.complete(&keys, &completions, retention);
-                let replies: redis::RedisResult<Vec<i64>> = invocation.invoke_async(&mut conn).await;
-                match replies {
-                    Ok(replies) if replies.len() == items.len() => {
-                        for ((_, reply), n) in items.into_iter().zip(replies) {
-                            let _ = reply.send(Ok(n));
-                        }
-                    }
-                    Ok(replies) => {
-                        let error = redis::RedisError::from((
+                let replies = invocation.invoke_async::<Vec<i64>>(&mut conn).await.and_then(|replies| {
+                    if replies.len() == items.len() {
+                        Ok(replies)
+                    } else {
+                        Err(redis::RedisError::from((
                             redis::ErrorKind::Parse,
                             "complete.lua replied for a different number of completions",
                             format!("{} for {}", replies.len(), items.len()),
-                        ));
-                        for (_, reply) in items {
-                            let _ = reply.send(Err(error.clone()));
+                        )))
+                    }
+                });
+                match replies {
+                    Ok(replies) => {
+                        for ((_, reply), n) in items.into_iter().zip(replies) {
+                            let _ = reply.send(Ok(n));
                         }
                     }
                     Err(error) => {

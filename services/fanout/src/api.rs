@@ -84,7 +84,8 @@ impl Api {
             .collect())
     }
 
-    /// Runs the publish script for every prepared event, in one pipeline.
+    /// Runs the publish script for every prepared event: one call per
+    /// partition.
     async fn write(
         &self,
         prepared: &mut [&mut Prepared],
@@ -96,17 +97,6 @@ impl Api {
         let fence: Option<u64> =
             redis::cmd("GET").arg(subscriptions_revision_key(self.partitions.prefix())).query_async(&mut conn).await?;
         let fence = fence.unwrap_or(0);
-        if let [one] = prepared {
-            // One event: a single EVALSHA, no pipeline.
-            one.entry.fence = fence;
-            let item = [PublishItem { entry: &one.entry, record: &one.record }];
-            let invocation = self.scripts.publish_invocation(&one.keys, &self.retention.args(), &item);
-            let outcome: Result<Vec<PublishOutcome>, _> = invocation.invoke_async(&mut conn).await;
-            let outcome = outcome
-                .map_err(ServiceError::from)
-                .and_then(|mut o| o.pop().ok_or_else(|| ServiceError::Unavailable("no reply from redis".into())));
-            return Ok(vec![outcome]);
-        }
         // A script call stays within one partition (one Redis Cluster
         // slot): one call per partition, all sent at once.
         let mut by_partition: BTreeMap<u16, Vec<usize>> = BTreeMap::new();

@@ -73,7 +73,7 @@ impl Completion {
             .arg(self.attempt.dur);
         record_fields(inv, task);
         inv.arg(task.enqueued_ms).arg(if self.fifo { "1" } else { "0" });
-        for (field, value) in self.attempt.record_fields() {
+        for (field, value) in self.attempt.last_attempt_fields() {
             inv.arg(field).arg(value);
         }
     }
@@ -148,8 +148,8 @@ impl Scripts {
     /// Records finished attempts of one partition (at most
     /// [`MAX_COMPLETIONS`]) and releases their in-flight leases; the reply
     /// is, per completion, the consecutive failures (or -1: already
-    /// recorded). Run it with `invoke_async` (EVALSHA, loading the script
-    /// only if Redis lost it).
+    /// recorded; [`OUTCOME_LOST`]: the stream is gone). Run it with
+    /// `invoke_async` (EVALSHA, loading the script only if Redis lost it).
     pub(crate) fn complete<'a>(
         &'a self,
         keys: &PartitionKeys,

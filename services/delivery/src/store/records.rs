@@ -29,7 +29,7 @@ pub(crate) struct AttemptRecord {
 }
 
 /// The delivery record's fields for its last attempt, in the order of
-/// [`AttemptRecord::record_fields`]: each value short, so that a record
+/// [`AttemptRecord::last_attempt_fields`]: each value short, so that a record
 /// whose attempt had no long message or response body stays in Redis's
 /// compact hash encoding (a value over 64 bytes costs the whole record
 /// ~4x). `complete.lua` reads them back in this order to log the attempt
@@ -39,7 +39,7 @@ pub(crate) const ATTEMPT_FIELDS: [&str; 7] = ["lat", "ld", "lc", "le", "lm", "lb
 impl AttemptRecord {
     /// The record's last-attempt fields and their values (`n` is the
     /// record's own).
-    pub(crate) fn record_fields(&self) -> [(&'static str, String); 7] {
+    pub(crate) fn last_attempt_fields(&self) -> [(&'static str, String); 7] {
         let [at, dur, code, err, msg, body, trig] = ATTEMPT_FIELDS;
         [
             (at, self.at.to_string()),
