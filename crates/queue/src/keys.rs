@@ -234,6 +234,12 @@ impl PartitionKeys {
         format!("{}:fifo", self.tag)
     }
 
+    /// The subscription's deliveries deferred because its endpoint's
+    /// circuit is open (zset: id -> due), brought forward when it closes.
+    pub fn endpoint_wait(&self, subscription_id: &str) -> String {
+        format!("{}:epwait:{subscription_id}", self.tag)
+    }
+
     pub fn rate(&self, subscription_id: &str) -> String {
         format!("{}:rate:{subscription_id}", self.tag)
     }

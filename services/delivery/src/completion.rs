@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use hookline_queue::{PartitionKeys, RedisConn};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Completion, MAX_COMPLETIONS, Retention, Scripts};
+use crate::store::{Completion, MAX_COMPLETIONS, Recorded, Retention, Scripts};
 
-type Reply = oneshot::Sender<redis::RedisResult<i64>>;
+type Reply = oneshot::Sender<redis::RedisResult<Recorded>>;
 
 /// The recorder's inbox.
 #[derive(Debug, Clone)]
@@ -41,9 +41,8 @@ impl Completions {
         Self { inbox }
     }
 
-    /// Records one completion; replies the subscription's consecutive
-    /// failures, or -1 when another consumer had already completed the task.
-    pub(crate) async fn record(&self, keys: &PartitionKeys, completion: Completion) -> redis::RedisResult<i64> {
+    /// Records one completion.
+    pub(crate) async fn record(&self, keys: &PartitionKeys, completion: Completion) -> redis::RedisResult<Recorded> {
         let (reply, replied) = oneshot::channel();
         self.inbox.send((keys.clone(), completion, reply)).map_err(|_| stopped())?;
         replied.await.unwrap_or_else(|_| Err(stopped()))
@@ -68,7 +67,7 @@ async fn record_batches(
             async move {
                 let completions: Vec<&Completion> = items.iter().map(|(c, _)| c).collect();
                 let invocation = scripts.complete(&keys, &completions, retention);
-                let replies = invocation.invoke_async::<Vec<i64>>(&mut conn).await.and_then(|replies| {
+                let replies = invocation.invoke_async::<Vec<(i64, i64)>>(&mut conn).await.and_then(|replies| {
                     if replies.len() == items.len() {
                         Ok(replies)
                     } else {
@@ -81,8 +80,8 @@ async fn record_batches(
                 });
                 match replies {
                     Ok(replies) => {
-                        for ((_, reply), n) in items.into_iter().zip(replies) {
-                            let _ = reply.send(Ok(n));
+                        for ((_, reply), pair) in items.into_iter().zip(replies) {
+                            let _ = reply.send(Ok(Recorded::from_reply(pair)));
                         }
                     }
                     Err(error) => {

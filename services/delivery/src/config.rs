@@ -61,18 +61,35 @@ pub struct Config {
     /// Deliver only to https:// URLs.
     pub https_only: bool,
     pub user_agent: String,
-    /// Pause a subscription after this many consecutive failed attempts
-    /// (0: never).
+    /// Pause a subscription whose attempts have all failed for
+    /// `auto_pause_failing_for` once this many have failed in a row (0:
+    /// never pause). Both must hold, so a burst of failures (a wave of
+    /// concurrent attempts to an endpoint that is down for a minute) never
+    /// pauses.
     pub auto_pause_after: u64,
+    /// How long a subscription's attempts must have been failing (since its
+    /// last success) before it is paused.
+    #[serde(with = "humantime_serde")]
+    pub auto_pause_failing_for: Duration,
     /// Label `hookline_delivery_attempts_total` with the tenant. Off by
     /// default: one series per tenant and outcome (watch the cardinality).
     pub metrics_tenant_label: bool,
     /// Consecutive endpoint failures that open its circuit (0: never).
     pub breaker_threshold: u32,
+    /// How long the endpoint's deliveries are deferred when its circuit
+    /// opens; doubled after each failed probe up to `breaker_max_cooldown`.
+    /// A circuit that closes brings them back at once: this only bounds
+    /// the wait when nothing closes it (the replica that deferred them
+    /// died).
     #[serde(with = "humantime_serde")]
     pub breaker_cooldown: Duration,
     #[serde(with = "humantime_serde")]
     pub breaker_max_cooldown: Duration,
+    /// While a circuit is open, one real delivery probes the endpoint this
+    /// often, whatever the cooldown: deliveries flow again within about
+    /// this long of the endpoint's recovery.
+    #[serde(with = "humantime_serde")]
+    pub breaker_probe_every: Duration,
     /// The longest `Retry-After` honoured.
     #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
@@ -132,10 +149,12 @@ impl Default for Config {
             https_only: false,
             user_agent: concat!("hookline/", env!("CARGO_PKG_VERSION")).into(),
             auto_pause_after: 50,
+            auto_pause_failing_for: Duration::from_secs(86_400),
             metrics_tenant_label: false,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(10),
             breaker_max_cooldown: Duration::from_secs(300),
+            breaker_probe_every: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(3600),
             delivery_retention: Duration::from_secs(30 * 86_400),
             stats_retention: Duration::from_secs(90 * 86_400),
@@ -195,6 +214,9 @@ impl ServiceConfig for Config {
         }
         if hookline_domain::RateLimit::new(self.test_events_per_second, self.test_events_burst).is_err() {
             return invalid("test_events_per_second must be between 1 and 100000, test_events_burst at most 100000");
+        }
+        if self.breaker_probe_every < Duration::from_millis(100) {
+            return invalid("breaker_probe_every must be at least 100ms");
         }
         if self.partition_lease < Duration::from_secs(1) {
             return invalid("partition_lease must be at least 1s");

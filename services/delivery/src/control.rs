@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::store::Streak;
 use hookline_auth::BearerToken;
 use hookline_domain::Subscription;
 use hookline_proto::v1::{
@@ -52,11 +53,14 @@ impl Control {
     }
 
     /// Auto-pause after `failures` consecutive failures.
-    pub(crate) async fn pause_for_failures(&self, sub: &Subscription, failures: u64, last_error: &str) {
+    pub(crate) async fn pause_for_failures(&self, sub: &Subscription, streak: Streak, last_error: &str) {
         if !self.first_time(format!("pause:{}", sub.id)) {
             return;
         }
-        let reason = format!("{failures} consecutive failed attempts; last: {last_error}");
+        let failures = streak.failures;
+        let since = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(streak.since_ms))
+            .to_string();
+        let reason = format!("{failures} consecutive failed attempts since {since}; last: {last_error}");
         let request = v1::PauseSubscriptionRequest {
             id: sub.id.to_string(),
             reason: reason.clone(),
@@ -74,6 +78,7 @@ impl Control {
             "url": sub.spec.url.redacted(),
             "reason": reason,
             "consecutive_failures": failures,
+            "failing_since": since,
         });
         self.publish(sub, "hookline.subscription.paused", payload).await;
     }

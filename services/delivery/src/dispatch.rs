@@ -33,12 +33,12 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::{
-    breaker::{Gate, endpoint_of},
+    breaker::{Deferred, Gate, endpoint_of},
     http::{AttemptError, AttemptResult, Outgoing, span},
     instruments::{ParkReason, Parked},
     outcome::{Decision, decide, endpoint_unhealthy},
     request::{EventData, Undeliverable, body, headers},
-    store::{AttemptRecord, Completion, Next, OUTCOME_LOST, Park},
+    store::{AttemptRecord, Completion, Next, Park, Recorded},
     worker::{Worker, now_ms},
 };
 
@@ -76,6 +76,8 @@ const MIN_WAVE: Duration = Duration::from_millis(10);
 const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A lease outlives its request by this much.
 pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// Deferred deliveries brought forward per `wake.lua` call.
+const WAKE_BATCH: usize = 500;
 
 /// A subscription's slot of this process's fair share, given back when the
 /// attempt ends however it ends.
@@ -164,10 +166,13 @@ impl Worker {
         }
         let mut ready = Vec::with_capacity(active.len());
         for (entry, task, cached) in active {
-            match self.circuit(&cached) {
-                Ok(endpoint) => ready.push((entry, task, cached, endpoint)),
-                Err(due) => {
-                    self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+            let endpoint = endpoint_of(cached.subscription.spec.url.as_url());
+            match self.breakers.check(&endpoint) {
+                Gate::Closed | Gate::Probe => ready.push((entry, task, cached, endpoint)),
+                Gate::Open(wait) => {
+                    let due = now + wait.as_millis() as u64;
+                    self.breakers.deferred(&endpoint, (keys.index(), task.subscription_id.clone()));
+                    self.scripts.park(&mut park, keys, &entry, &task, Park::AwaitEndpoint(due), now, retention);
                     parked.add(ParkReason::CircuitOpen);
                 }
             }
@@ -230,6 +235,7 @@ impl Worker {
                         };
                         let due = now + wait + rand::rng().random_range(0..10);
                         self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                        self.breakers.not_sent(&endpoint);
                         parked.add(reason);
                         continue;
                     }
@@ -241,6 +247,7 @@ impl Worker {
                         // here would hold back reading for the others).
                         let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
                         self.scripts.park(&mut park, keys, &entry, &task, Park::Defer(due), now, retention);
+                        self.breakers.not_sent(&endpoint);
                         park.cmd("ZREM").arg(keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
                         parked.add(ParkReason::FairShare);
                         continue;
@@ -356,13 +363,30 @@ impl Worker {
         }
     }
 
-    /// The endpoint's breaker key when its circuit lets a request through,
-    /// else when to try again (ms).
-    fn circuit(&self, cached: &CachedSubscription) -> Result<String, u64> {
-        let endpoint = endpoint_of(cached.subscription.spec.url.as_url());
-        match self.breakers.check(&endpoint) {
-            Gate::Open(wait) => Err(now_ms() + wait.as_millis() as u64),
-            Gate::Closed | Gate::Probe => Ok(endpoint),
+    /// Brings forward up to `each` deliveries of each subscription that were
+    /// deferred for its endpoint's open circuit. On failure they are still
+    /// due when their cooldown ends.
+    pub(crate) async fn wake_deferred(&self, subscriptions: &[Deferred], each: usize) {
+        let mut conn = self.redis.clone();
+        for (partition, subscription) in subscriptions {
+            if *partition >= self.partitions.count() {
+                continue;
+            }
+            let keys = self.partitions.get(*partition);
+            let mut left = each;
+            while left > 0 {
+                let count = left.min(WAKE_BATCH);
+                let taken =
+                    self.scripts.wake(&keys, subscription, now_ms(), count).invoke_async::<usize>(&mut conn).await;
+                match taken {
+                    Ok(taken) if taken == count => left -= count,
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(%subscription, %error, "could not bring deferred deliveries forward; they come back at their cooldown's end");
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -432,7 +456,11 @@ impl Worker {
             Some(event) => match self.build(cached, task, event, &traceparent, *read_at) {
                 Ok(out) => {
                     let result = self.sender.send(out).await;
-                    self.breakers.record(endpoint, !endpoint_unhealthy(&result));
+                    let closed = self.breakers.record(endpoint, !endpoint_unhealthy(&result));
+                    if !closed.is_empty() {
+                        // Deliveries deferred while it was open come back now.
+                        self.wake_deferred(&closed, usize::MAX).await;
+                    }
                     self.record_pace(&task.subscription_id, result.duration);
                     result
                 }
@@ -514,8 +542,18 @@ impl Worker {
         // Its in-flight slot is free (complete.lua removed the lease): a
         // task waiting for one may go.
         self.waiting.wake();
-        let consecutive: i64 = match completed {
-            Ok(n) => n,
+        let streak = match completed {
+            Ok(Recorded::Streak(streak)) => Some(streak),
+            Ok(Recorded::AlreadyDone) => None,
+            Ok(Recorded::Lost) => {
+                // The task went with the stream: nothing will claim it again.
+                tracing::warn!(
+                    delivery = %task.delivery_id, attempt = task.attempt, status = result.status,
+                    "the deliveries stream is gone (Redis restarted empty?): this attempt's outcome was not recorded"
+                );
+                metrics::counter!("hookline_delivery_outcomes_lost_total").increment(1);
+                None
+            }
             Err(error) => {
                 // The task stays pending and is claimed again: delivered at
                 // least once, never lost.
@@ -523,14 +561,6 @@ impl Worker {
                 return;
             }
         };
-        if consecutive == OUTCOME_LOST {
-            // The task went with the stream: nothing will claim it again.
-            tracing::warn!(
-                delivery = %task.delivery_id, attempt = task.attempt, status = result.status,
-                "the deliveries stream is gone (Redis restarted empty?): this attempt's outcome was not recorded"
-            );
-            metrics::counter!("hookline_delivery_outcomes_lost_total").increment(1);
-        }
         let outcome = match decision {
             Decision::Success => "succeeded",
             Decision::Retry(_) => "retry",
@@ -554,13 +584,13 @@ impl Worker {
         );
         if decision == Decision::Gone {
             self.control.disable_gone(sub).await;
-        } else if next != Next::Done
-            && self.settings.auto_pause_after > 0
-            && consecutive >= self.settings.auto_pause_after as i64
+        } else if let Some(streak) = streak
+            && next != Next::Done
+            && self.settings.auto_pause.applies(streak, now)
         {
             let last =
                 if result.message.is_empty() { result.error.as_str().to_owned() } else { result.message.clone() };
-            self.control.pause_for_failures(sub, consecutive as u64, &last).await;
+            self.control.pause_for_failures(sub, streak, &last).await;
         }
     }
 }

@@ -116,6 +116,7 @@ pub async fn serve(
             config.breaker_threshold,
             config.breaker_cooldown,
             config.breaker_max_cooldown,
+            config.breaker_probe_every,
         ),
         control,
         permits: Arc::new(Semaphore::new(config.max_concurrency)),
@@ -129,7 +130,10 @@ pub async fn serve(
             batch_size: config.batch_size,
             claim_idle: config.claim_idle,
             max_retry_after: config.max_retry_after,
-            auto_pause_after: config.auto_pause_after,
+            auto_pause: outcome::AutoPause {
+                after: config.auto_pause_after,
+                failing_for: config.auto_pause_failing_for,
+            },
             metrics_tenant_label: config.metrics_tenant_label,
             retention,
             subscription_share: (config.max_concurrency * usize::from(config.subscription_share_percent) / 100).max(1),
@@ -143,6 +147,7 @@ pub async fn serve(
         tasks.push(tokio::spawn(worker.clone().schedule(keys, stop_rx.clone())));
     }
     tasks.push(tokio::spawn(worker.clone().admit_waiting(stop_rx.clone())));
+    tasks.push(tokio::spawn(worker.clone().wake_probes(stop_rx.clone())));
     instruments::describe(config.metrics_tenant_label);
     tokio::spawn(gauges::run(worker.clone(), stop_rx.clone()));
 

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use hookline_domain::RetryPolicy;
 
-use crate::http::{AttemptError, AttemptResult};
+use crate::{
+    http::{AttemptError, AttemptResult},
+    store::Streak,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Decision {
@@ -44,6 +47,27 @@ pub(crate) fn decide(
             let asked = result.retry_after.map(|d| d.min(max_retry_after)).unwrap_or_default();
             Decision::Retry(delay.max(asked))
         }
+    }
+}
+
+/// When a failing subscription is paused: after a streak of failed
+/// attempts that is both long (`after` of them) and old (`failing_for`
+/// since the first), so that a burst of failures never pauses (a wave of
+/// `max_in_flight` concurrent attempts to an endpoint that is down for a
+/// minute passes any count at once) and an endpoint that has failed every
+/// attempt for a day does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AutoPause {
+    /// 0: never pause.
+    pub(crate) after: u64,
+    pub(crate) failing_for: Duration,
+}
+
+impl AutoPause {
+    pub(crate) fn applies(&self, streak: Streak, now_ms: u64) -> bool {
+        self.after > 0
+            && streak.failures >= self.after
+            && now_ms.saturating_sub(streak.since_ms) >= self.failing_for.as_millis() as u64
     }
 }
 
@@ -117,6 +141,20 @@ mod tests {
             Decision::Retry(Duration::from_secs(5)),
             "never sooner than the policy"
         );
+    }
+
+    #[test]
+    fn a_burst_of_failures_never_pauses_a_long_streak_does() {
+        let rule = AutoPause { after: 50, failing_for: Duration::from_secs(86_400) };
+        let day_ms = 86_400_000;
+        let streak = |failures, since_ms| Streak { failures, since_ms };
+        assert!(!rule.applies(streak(10_000, 1_000), 1_000 + 60_000), "10,000 failures in a minute");
+        assert!(!rule.applies(streak(49, 1_000), 1_000 + 2 * day_ms), "49 failures over two days");
+        assert!(rule.applies(streak(50, 1_000), 1_000 + day_ms), "50 failures over a day");
+        let never = AutoPause { after: 0, failing_for: Duration::ZERO };
+        assert!(!never.applies(streak(1_000_000, 0), 10 * day_ms), "0 turns it off");
+        let by_count = AutoPause { after: 3, failing_for: Duration::ZERO };
+        assert!(by_count.applies(streak(3, 5), 5), "failing_for 0: the count alone");
     }
 
     #[test]

@@ -227,6 +227,7 @@ impl Worker {
                 let due = now + rand::rng().random_range(0..50);
                 let retention = &self.settings.retention;
                 self.scripts.park(&mut park, &w.keys, &w.entry, &w.task, Park::Defer(due), now, retention);
+                self.breakers.not_sent(&w.endpoint);
                 parked.add(ParkReason::WaitedTooLong);
             }
             if !old.is_empty() {

@@ -36,6 +36,7 @@ const TRIM_EVERY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const REQUEUE_BATCH: usize = 500;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+const PROBE_TICK: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -43,7 +44,7 @@ pub(crate) struct Settings {
     pub(crate) batch_size: usize,
     pub(crate) claim_idle: Duration,
     pub(crate) max_retry_after: Duration,
-    pub(crate) auto_pause_after: u64,
+    pub(crate) auto_pause: crate::outcome::AutoPause,
     pub(crate) metrics_tenant_label: bool,
     pub(crate) retention: Retention,
     pub(crate) key_prefix: String,
@@ -180,6 +181,22 @@ impl Worker {
             }
         }
         tracing::info!(partition = keys.index(), "delivery worker stopped");
+    }
+
+    /// Open circuits probe on a short period, whatever their cooldown:
+    /// when a probe is due and no task of the endpoint is at hand to be
+    /// it, one deferred task is brought forward (see `breaker`).
+    pub(crate) async fn wake_probes(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let due = self.breakers.probes_to_wake();
+            if !due.is_empty() {
+                self.wake_deferred(&due, 1).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PROBE_TICK) => {}
+                _ = stop.changed() => {}
+            }
+        }
     }
 
     /// Moves due retries, and the held deliveries of subscriptions no

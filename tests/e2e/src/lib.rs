@@ -183,6 +183,7 @@ pub fn service_env(
         ("HOOKLINE_CLAIM_IDLE", "3s".into()),
         ("HOOKLINE_PARTITION_LEASE", "2s".into()),
         ("HOOKLINE_AUTO_PAUSE_AFTER", "3".into()),
+        ("HOOKLINE_AUTO_PAUSE_FAILING_FOR", "0s".into()),
         ("HOOKLINE_AUTH__TOKENS", format!("[{{token=\"{TOKEN}\",tenant=\"acme\"}}]")),
         ("HOOKLINE_AUTH__SERVICE_TOKEN", SERVICE.into()),
         ("HOOKLINE_LOG", "warn".into()),

@@ -106,6 +106,41 @@ async fn a_receiver_failing_for_a_while_gets_everything_once_it_recovers() {
     println!("500 x30 then 200: 300 events delivered after 30 failed requests; duplicates {}", duplicates[0]);
 }
 
+/// An endpoint down long enough for its circuit's cooldown to have grown
+/// (here set to a minute from the start) gets its deliveries within
+/// seconds of recovering: open circuits probe every `breaker_probe_every`
+/// (5 s by default), and the probe that succeeds brings every deferred
+/// delivery back. Before, they waited out the cooldown (~50 s here, up to
+/// `breaker_max_cooldown`, 5 min, in a long outage).
+#[tokio::test]
+async fn a_recovered_endpoint_gets_its_deliveries_within_seconds_however_long_the_cooldown() {
+    let extra = [("HOOKLINE_AUTO_PAUSE_AFTER", "0".to_owned()), ("HOOKLINE_BREAKER_COOLDOWN", "60s".to_owned())];
+    let stack = Stack::with_env(RedisServer::start(), &extra).await;
+    let (receiver, port) = Receiver::start(&[500], Duration::ZERO).await;
+    stack.subscribe(format!("http://127.0.0.1:{port}/hook"), quick_retries(20), 0).await;
+    let expected = publish(&stack, 0..200).await;
+    // The circuit opens after 5 failures; the wave in flight fails too.
+    eventually(DRAIN, || async { receiver.failed_requests() >= 5 }).await;
+    let opened = std::time::Instant::now();
+    let failed_at_open = receiver.failed_requests();
+    // While down and open, probes go on a short period (a few, not 200).
+    eventually(DRAIN, || async { receiver.failed_requests() > failed_at_open }).await;
+    let probes = receiver.failed_requests() - failed_at_open;
+    assert!(probes < 20, "open: only probes reach the endpoint, {probes} did");
+    *receiver.statuses() = vec![200];
+    let recovered = std::time::Instant::now();
+    let duplicates = all_delivered(std::slice::from_ref(&receiver), &expected).await;
+    let took = recovered.elapsed();
+    println!(
+        "endpoint down {:.1} s with its circuit open (cooldown 60 s), then healthy: all 200 delivered {:.1} s after \
+         it recovered; duplicates {}",
+        (recovered - opened).as_secs_f64(),
+        took.as_secs_f64(),
+        duplicates[0]
+    );
+    assert!(took < Duration::from_secs(30), "deliveries waited out the cooldown: {took:?}");
+}
+
 #[tokio::test]
 async fn a_hanging_receiver_does_not_hold_up_a_fast_one() {
     let stack = Stack::start().await;

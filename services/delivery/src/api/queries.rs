@@ -210,6 +210,10 @@ impl Api {
             let stats = Stats::from_fields(&fields);
             total.add(&stats);
             total.consecutive_failures = total.consecutive_failures.max(stats.consecutive_failures);
+            total.failing_since_ms = match (total.failing_since_ms, stats.failing_since_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             total.last_attempt_ms = total.last_attempt_ms.max(stats.last_attempt_ms);
             total.last_success_ms = total.last_success_ms.max(stats.last_success_ms);
             held += redis::from_redis_value::<u64>(pair[1].clone()).map_err(|e| storage_error(e.into()))?;
@@ -225,6 +229,7 @@ impl Api {
             last_attempt_time: total.last_attempt_ms.map(convert::time),
             last_success_time: total.last_success_ms.map(convert::time),
             subscriptions: subs.len() as u32,
+            failing_since: total.failing_since_ms.map(convert::time),
         })
     }
 

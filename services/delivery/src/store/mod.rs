@@ -27,9 +27,36 @@ pub(crate) const MAX_COMPLETIONS: usize = 128;
 const COMPLETION_KEYS: usize = 10;
 const COMPLETION_ARGS: usize = 15 + 2 * ATTEMPT_FIELDS.len();
 
-/// `complete.lua`'s reply for a completion whose task's stream is gone
-/// (Redis restarted empty): its outcome could not be recorded.
-pub(crate) const OUTCOME_LOST: i64 = -2;
+/// What recording a completion found (`complete.lua`'s reply for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// Recorded; the subscription's failing streak is now this.
+    Streak(Streak),
+    /// Another consumer had completed the task already: nothing written.
+    AlreadyDone,
+    /// The task's stream is gone (Redis restarted empty): its outcome
+    /// could not be recorded.
+    Lost,
+}
+
+/// A subscription's run of failed attempts since its last success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Streak {
+    pub(crate) failures: u64,
+    /// When the first of them was recorded, Unix ms (0 when none).
+    pub(crate) since_ms: u64,
+}
+
+impl Recorded {
+    /// From `complete.lua`'s pair for one completion.
+    pub(crate) fn from_reply((failures, since_ms): (i64, i64)) -> Self {
+        match failures {
+            -1 => Self::AlreadyDone,
+            n if n < 0 => Self::Lost,
+            n => Self::Streak(Streak { failures: n as u64, since_ms: since_ms.max(0) as u64 }),
+        }
+    }
+}
 
 /// A finished attempt, to be recorded with its acknowledgement.
 #[derive(Debug, Clone)]
@@ -92,6 +119,9 @@ pub(crate) enum Next {
 pub(crate) enum Park {
     /// Back to the retry set at this time (ms), no attempt spent.
     Defer(u64),
+    /// The same, because its endpoint's circuit is open: also noted in the
+    /// subscription's endpoint-wait set, to come back when it closes.
+    AwaitEndpoint(u64),
     Hold,
     Cancel,
 }
@@ -124,6 +154,7 @@ pub(crate) struct Scripts {
     requeue: Script,
     lease: Script,
     fifo_gate: Script,
+    wake: Script,
 }
 
 impl Default for Scripts {
@@ -134,21 +165,21 @@ impl Default for Scripts {
             requeue: Script::new(include_str!("lua/requeue.lua")),
             lease: Script::new(include_str!("lua/lease.lua")),
             fifo_gate: Script::new(include_str!("lua/fifo_gate.lua")),
+            wake: Script::new(include_str!("lua/wake.lua")),
         }
     }
 }
 
 impl Scripts {
     pub(crate) fn load(&self, pipe: &mut Pipeline) {
-        for script in [&self.complete, &self.park, &self.requeue, &self.lease, &self.fifo_gate] {
+        for script in [&self.complete, &self.park, &self.requeue, &self.lease, &self.fifo_gate, &self.wake] {
             pipe.load_script(script).ignore();
         }
     }
 
     /// Records finished attempts of one partition (at most
     /// [`MAX_COMPLETIONS`]) and releases their in-flight leases; the reply
-    /// is, per completion, the consecutive failures (or -1: already
-    /// recorded; [`OUTCOME_LOST`]: the stream is gone). Run it with
+    /// is, per completion, a pair for [`Recorded::from_reply`]. Run it with
     /// `invoke_async` (EVALSHA, loading the script only if Redis lost it).
     pub(crate) fn complete<'a>(
         &'a self,
@@ -215,6 +246,7 @@ impl Scripts {
     ) {
         let (action, due) = match park {
             Park::Defer(at) => ("defer", at),
+            Park::AwaitEndpoint(at) => ("await", at),
             Park::Hold => ("hold", 0),
             Park::Cancel => ("cancel", 0),
         };
@@ -226,6 +258,7 @@ impl Scripts {
             .key(keys.held_subscriptions())
             .key(keys.subscription_deliveries(&task.subscription_id))
             .key(keys.tenant_deliveries(&task.tenant))
+            .key(keys.endpoint_wait(&task.subscription_id))
             .arg(DELIVERY_GROUP)
             .arg(entry_id)
             .arg(&task.delivery_id)
@@ -236,6 +269,22 @@ impl Scripts {
         record_fields(&mut inv, task);
         inv.arg(task.enqueued_ms).arg(task.attempt.saturating_sub(1));
         pipe.invoke_script(&inv);
+    }
+
+    /// Brings forward up to `count` of the subscription's deliveries
+    /// deferred for its endpoint's open circuit (due now); replies how many
+    /// entries it took from the endpoint-wait set (fewer than `count`: it
+    /// is empty now). Run it with `invoke_async`.
+    pub(crate) fn wake<'a>(
+        &'a self,
+        keys: &PartitionKeys,
+        subscription_id: &str,
+        now_ms: u64,
+        count: usize,
+    ) -> ScriptInvocation<'a> {
+        let mut inv = self.wake.prepare_invoke();
+        inv.key(keys.endpoint_wait(subscription_id)).key(keys.retry()).arg(now_ms).arg(count.max(1));
+        inv
     }
 
     /// Replies how many deliveries were queued.
@@ -320,6 +369,11 @@ mod tests {
     const SUB: &str = "sub_01M81H0VK0J0RWH79N4YGFWWSW";
     const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
+    async fn recorded(invocation: ScriptInvocation<'_>, conn: &mut impl redis::aio::ConnectionLike) -> Vec<Recorded> {
+        let replies: Vec<(i64, i64)> = invocation.invoke_async(conn).await.unwrap();
+        replies.into_iter().map(Recorded::from_reply).collect()
+    }
+
     /// Puts the task of `delivery` (attempt `n`) on the deliveries stream
     /// and takes it as `group`'s consumer: its entry id and the task.
     async fn take(
@@ -380,18 +434,20 @@ mod tests {
             now_ms: 1_000,
         };
         let (first, second) = (completion(attempt(5)), completion(attempt(7)));
-        let separately: Vec<i64> =
-            scripts.complete(&keys, &[&first], &retention).invoke_async(&mut conn).await.unwrap();
-        let again: Vec<i64> = scripts.complete(&keys, &[&second], &retention).invoke_async(&mut conn).await.unwrap();
-        assert_eq!((separately, again), (vec![0], vec![-1]), "the second completion is refused");
-        let together: Vec<i64> =
-            scripts.complete(&keys, &[&first, &second], &retention).invoke_async(&mut conn).await.unwrap();
-        assert_eq!(together, vec![-1, -1], "and so is each of a batch");
+        let separately = recorded(scripts.complete(&keys, &[&first], &retention), &mut conn).await;
+        let again = recorded(scripts.complete(&keys, &[&second], &retention), &mut conn).await;
+        assert_eq!(
+            (separately, again),
+            (vec![Recorded::Streak(Streak::default())], vec![Recorded::AlreadyDone]),
+            "the second completion is refused"
+        );
+        let together = recorded(scripts.complete(&keys, &[&first, &second], &retention), &mut conn).await;
+        assert_eq!(together, vec![Recorded::AlreadyDone; 2], "and so is each of a batch");
         // Redis restarted empty while an attempt ran: its outcome has
         // nowhere to go, and the reply says so (not "already done").
         let _: i64 = redis::cmd("DEL").arg(keys.deliveries()).query_async(&mut conn).await.unwrap();
-        let lost: Vec<i64> = scripts.complete(&keys, &[&second], &retention).invoke_async(&mut conn).await.unwrap();
-        assert_eq!(lost, vec![OUTCOME_LOST]);
+        let lost = recorded(scripts.complete(&keys, &[&second], &retention), &mut conn).await;
+        assert_eq!(lost, vec![Recorded::Lost]);
         let record: HashMap<String, String> =
             redis::cmd("HGETALL").arg(keys.delivery(&task.delivery_id)).query_async(&mut conn).await.unwrap();
         let stats: HashMap<String, String> =
@@ -435,8 +491,7 @@ mod tests {
                 fifo: false,
                 now_ms: 2_000,
             };
-            let _: Vec<i64> =
-                scripts.complete(&keys, &[&completion], &retention).invoke_async(&mut conn).await.unwrap();
+            recorded(scripts.complete(&keys, &[&completion], &retention), &mut conn).await;
             attempts.push(attempt);
             if n == "1" {
                 if redis.is_redis_server() {
@@ -497,8 +552,13 @@ mod tests {
         let scripts = Scripts::default();
         let retention = Retention { record_secs: 60, stats_secs: 60 };
         let batch: Vec<&Completion> = completions.iter().collect();
-        let replies: Vec<i64> = scripts.complete(&keys, &batch, &retention).invoke_async(&mut conn).await.unwrap();
-        assert_eq!(replies, vec![1, 2, 0, 1], "consecutive failures, in order");
+        let replies = recorded(scripts.complete(&keys, &batch, &retention), &mut conn).await;
+        let streak = |failures, since_ms| Recorded::Streak(Streak { failures, since_ms });
+        assert_eq!(
+            replies,
+            vec![streak(1, 2_000), streak(2, 2_000), streak(0, 0), streak(1, 2_003)],
+            "failing streaks in order: a success ends one, the next failure starts another"
+        );
 
         let stats: HashMap<String, String> =
             redis::cmd("HGETALL").arg(keys.stats(sub)).query_async(&mut conn).await.unwrap();

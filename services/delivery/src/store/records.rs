@@ -157,6 +157,8 @@ pub(crate) struct Stats {
     pub(crate) failed: u64,
     pub(crate) dead: u64,
     pub(crate) consecutive_failures: u32,
+    /// When the current failing streak began (`None` when not failing).
+    pub(crate) failing_since_ms: Option<u64>,
     pub(crate) last_attempt_ms: Option<u64>,
     pub(crate) last_success_ms: Option<u64>,
     /// Summed attempt duration (hour buckets only), ms.
@@ -172,6 +174,7 @@ impl Stats {
             failed: n("failed").unwrap_or(0),
             dead: n("dead").unwrap_or(0),
             consecutive_failures: n("cf").unwrap_or(0) as u32,
+            failing_since_ms: n("fs").filter(|&since| since > 0 && n("cf").unwrap_or(0) > 0),
             last_attempt_ms: n("la"),
             last_success_ms: n("ls"),
             duration_ms: n("dur").unwrap_or(0),

@@ -1,13 +1,99 @@
 //! Subscription state and delivery: auto-pause after failures (with the
 //! operational event), held deliveries, resume, deletion.
 
+use std::time::Duration;
+
 use hookline_proto::v1;
 
 use crate::support::*;
 
+async fn summary(stack: &mut Stack, subscription_id: &str) -> v1::DeliverySummary {
+    let req = v1::GetDeliverySummaryRequest { subscription_id: subscription_id.into(), ..Default::default() };
+    stack.deliveries.get_delivery_summary(req).await.unwrap().into_inner()
+}
+
+async fn publish_many(stack: &mut Stack, n: usize) {
+    let events = (0..n)
+        .map(|i| v1::PublishRequest {
+            event_type: "order.paid".into(),
+            payload: format!("{{\"n\":{i}}}").into_bytes(),
+            ..Default::default()
+        })
+        .collect();
+    stack.events.publish_batch(v1::PublishBatchRequest { events }).await.unwrap();
+}
+
+/// With the default settings, a burst of events to an endpoint that fails
+/// them all (hundreds of failures in a second or two) is retried and
+/// dead-lettered, but the subscription stays active: auto-pause is for an
+/// endpoint that has been failing for a day, not for a bad minute.
+#[tokio::test]
+async fn a_burst_of_failures_never_pauses_the_subscription() {
+    // The breaker off, so that every task is really attempted.
+    let mut stack = Stack::start_with(|c| hookline_delivery::Config { breaker_threshold: 0, ..c }).await;
+    stack.receiver.statuses("/down", &[500]);
+    let (sub, _) = stack.subscribe("/down", |s| s.retry_policy = Some(quick_retries(1))).await;
+    publish_many(&mut stack, 200).await;
+    eventually(WAIT, || {
+        let mut deliveries = stack.deliveries.clone();
+        let req = v1::GetDeliverySummaryRequest { subscription_id: sub.clone(), ..Default::default() };
+        async move { deliveries.get_delivery_summary(req).await.unwrap().into_inner().dead_lettered == 200 }
+    })
+    .await;
+    let summary = summary(&mut stack, &sub).await;
+    assert_eq!((summary.failed_attempts, summary.consecutive_failures), (400, 400));
+    assert!(summary.failing_since.is_some(), "the streak's start is shown");
+    assert_eq!(stack.subscription(&sub).await.state, v1::SubscriptionState::Active as i32);
+}
+
+/// A streak pauses once it is both long enough and old enough: ten
+/// failures at once do not (3 are enough by count, but they are not 3 s
+/// old), the retries that go on failing past 3 s do.
+#[tokio::test]
+async fn a_failing_streak_that_lasts_pauses_the_subscription() {
+    let mut stack = Stack::start_with(|c| hookline_delivery::Config {
+        auto_pause_after: 3,
+        auto_pause_failing_for: Duration::from_secs(3),
+        breaker_threshold: 0,
+        ..c
+    })
+    .await;
+    stack.receiver.statuses("/down", &[500]);
+    let (sub, _) = stack.subscribe("/down", |s| s.retry_policy = Some(quick_retries(20))).await;
+    publish_many(&mut stack, 10).await;
+    eventually(WAIT, || {
+        let mut deliveries = stack.deliveries.clone();
+        let req = v1::GetDeliverySummaryRequest { subscription_id: sub.clone(), ..Default::default() };
+        async move { deliveries.get_delivery_summary(req).await.unwrap().into_inner().failed_attempts >= 10 }
+    })
+    .await;
+    assert_eq!(stack.subscription(&sub).await.state, v1::SubscriptionState::Active as i32, "not after a burst");
+    eventually(WAIT, || {
+        let mut subs = stack.subs.clone();
+        let id = sub.clone();
+        async move {
+            let s = subs.get_subscription(v1::GetSubscriptionRequest { id }).await.unwrap().into_inner();
+            s.state == v1::SubscriptionState::Paused as i32
+                && s.state_reason
+                    .is_some_and(|r| r.cause == v1::StateCause::Failures as i32 && r.message.contains(" since "))
+        }
+    })
+    .await;
+    let summary = summary(&mut stack, &sub).await;
+    let since = summary.failing_since.expect("failing");
+    let first = summary.last_attempt_time.expect("attempted");
+    assert!(first.seconds - since.seconds >= 3, "paused only once the streak was 3 s old: {since:?} .. {first:?}");
+}
+
+/// `auto_pause_failing_for = 0`: the count alone pauses.
 #[tokio::test]
 async fn a_run_of_failures_auto_pauses_holds_deliveries_and_resume_releases_them() {
-    let mut stack = Stack::start_with(|c| hookline_delivery::Config { auto_pause_after: 3, ..c }).await;
+    let mut stack = Stack::start_with(|c| hookline_delivery::Config {
+        auto_pause_after: 3,
+        auto_pause_failing_for: Duration::ZERO,
+        ..c
+    })
+    .await;
     stack.receiver.statuses("/failing", &[500]);
     let (failing, _) = stack
         .subscribe("/failing", |s| {

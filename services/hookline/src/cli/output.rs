@@ -226,6 +226,7 @@ impl Render for v1::DeliverySummary {
             "attempts": self.attempts, "succeeded": self.succeeded, "failed_attempts": self.failed_attempts,
             "dead_lettered": self.dead_lettered, "in_progress": self.in_progress,
             "consecutive_failures": self.consecutive_failures,
+            "failing_since": time(self.failing_since.as_ref()),
             "last_attempt_time": time(self.last_attempt_time.as_ref()),
             "last_success_time": time(self.last_success_time.as_ref()),
         })

@@ -21,8 +21,9 @@
 --       event type, traceparent, enqueued at (ms), '1' for a FIFO
 --       subscription, then the record's last-attempt fields and values
 --       (`ATTEMPT_FIELDS`: lat, ld, lc, le, lm, lb, lt)
--- Returns, per completion, the subscription's consecutive failures, -1 if
--- it was already done, or -2 if the deliveries stream is gone.
+-- Returns, per completion, {the subscription's consecutive failures, when
+-- that failing streak began (ms; 0 when it is not failing)}, {-1, 0} if it
+-- was already done, or {-2, 0} if the deliveries stream is gone.
 local group, record_ttl, stats_ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local nk, na = tonumber(ARGV[5]), tonumber(ARGV[6])
 
@@ -34,9 +35,10 @@ local function push(map, key, ...)
   if not list then list = {}; map[key] = list end
   for _, v in ipairs({...}) do list[#list + 1] = v end
 end
--- A subscription's totals; its consecutive failures are read only when a
--- failure comes before any success of the batch (after a success the
--- count starts again from 0, whatever it was).
+-- A subscription's totals; its failing streak (consecutive failures, and
+-- since when: `fs`, 0 when not failing) is read only when a failure comes
+-- before any success of the batch (after a success the streak starts again
+-- from nothing, whatever it was).
 local function total(key)
   local t = totals[key]
   if not t then
@@ -45,8 +47,13 @@ local function total(key)
   end
   return t
 end
-local function failed_once_more(t, key)
-  if not t.cf then t.cf = tonumber(redis.call('HGET', key, 'cf') or '0') or 0 end
+local function failed_once_more(t, key, now)
+  if not t.cf then
+    local f = redis.call('HMGET', key, 'cf', 'fs')
+    t.cf, t.fs = tonumber(f[1] or '0') or 0, tonumber(f[2] or '0') or 0
+  end
+  -- A streak of an older build has no start: it counts from now.
+  if t.cf == 0 or t.fs == 0 then t.fs = tonumber(now) end
   t.cf = t.cf + 1
 end
 local function hour(key)
@@ -95,7 +102,7 @@ for i = 0, (#KEYS - 2) / nk - 1 do
   if redis.call('XACK', KEYS[1], group, entry) == 0 then
     -- Done by another consumer, or the stream is gone with its group
     -- (Redis restarted empty): then this outcome cannot be recorded.
-    replies[#replies + 1] = redis.call('EXISTS', KEYS[1]) == 1 and -1 or -2
+    replies[#replies + 1] = { redis.call('EXISTS', KEYS[1]) == 1 and -1 or -2, 0 }
   else
     local ok = outcome == 'ok'
     local state, next_at = 'succeeded', ''
@@ -132,11 +139,11 @@ for i = 0, (#KEYS - 2) / nk - 1 do
     h.dur = h.dur + dur
     if ok then
       if fifo then next_in_line(id, fifo_head, fifo_waiting, now) end
-      t.succeeded, t.cf, t.ls = t.succeeded + 1, 0, now
+      t.succeeded, t.cf, t.fs, t.ls = t.succeeded + 1, 0, 0, now
       h.succeeded = h.succeeded + 1
     else
       t.failed = t.failed + 1
-      failed_once_more(t, stats)
+      failed_once_more(t, stats, now)
       h.failed = h.failed + 1
       if outcome == 'retry' then
         push(adds, KEYS[2], due, id)
@@ -146,14 +153,14 @@ for i = 0, (#KEYS - 2) / nk - 1 do
         push(adds, dead_index, now, id)
       end
     end
-    replies[#replies + 1] = t.cf
+    replies[#replies + 1] = { t.cf, t.fs }
   end
 end
 
 for key, members in pairs(leases) do redis.call('ZREM', key, unpack(members)) end
 for key, pairs_ in pairs(adds) do redis.call('ZADD', key, unpack(pairs_)) end
 for key, t in pairs(totals) do
-  local fields = { 'cf', t.cf, 'la', t.la }
+  local fields = { 'cf', t.cf, 'fs', t.fs, 'la', t.la }
   if t.ls then fields[#fields + 1] = 'ls'; fields[#fields + 1] = t.ls end
   redis.call('HSET', key, unpack(fields))
   for _, name in ipairs({ 'succeeded', 'failed', 'dead' }) do

@@ -1,9 +1,13 @@
 -- Takes a delivery off the stream without an attempt, atomically with the
--- ack: 'defer' (retry later without spending an attempt: circuit open, or
--- the subscription's in-flight limit reached), 'hold' (subscription paused)
--- or 'cancel' (subscription deleted or disabled).
+-- ack: 'defer' (retry later without spending an attempt: the
+-- subscription's in-flight limit or rate reached), 'await' (the same, for
+-- an endpoint whose circuit is open; also noted in the subscription's
+-- endpoint-wait set, so that wake.lua brings it forward when the circuit
+-- closes), 'hold' (subscription paused) or 'cancel' (subscription deleted
+-- or disabled).
 -- KEYS: 1 deliveries stream, 2 record, 3 retry zset, 4 held list,
---       5 held index, 6 subscription index, 7 tenant index
+--       5 held index, 6 subscription index, 7 tenant index,
+--       8 endpoint-wait zset
 -- ARGV: 1 group, 2 entry id, 3 delivery id, 4 action, 5 due (ms, defer),
 --       6 now (ms), 7 record retention (s), 8 event id, 9 subscription id,
 --       10 tenant, 11 event type, 12 traceparent, 13 enqueued at (ms),
@@ -17,9 +21,15 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
 end
 redis.call('HSET', KEYS[2], 'u', ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
-if ARGV[4] == 'defer' then
+if ARGV[4] == 'defer' or ARGV[4] == 'await' then
   redis.call('HSET', KEYS[2], 'st', 'scheduled', 'na', ARGV[5])
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+  if ARGV[4] == 'await' then
+    -- Entries already due were requeued by now: they go.
+    redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[6])
+    redis.call('ZADD', KEYS[8], ARGV[5], ARGV[3])
+    redis.call('EXPIRE', KEYS[8], ARGV[7])
+  end
 elseif ARGV[4] == 'hold' then
   redis.call('HSET', KEYS[2], 'st', 'held', 'na', '')
   redis.call('RPUSH', KEYS[4], ARGV[3])
