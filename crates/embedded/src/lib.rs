@@ -13,7 +13,7 @@
 //!
 //! What it covers: strings, hashes, sets, sorted sets, lists, key expiry,
 //! streams with consumer groups (XREADGROUP with blocking, pending lists,
-//! XAUTOCLAIM, XPENDING, XINFO GROUPS, trimming), EVAL / EVALSHA / SCRIPT.
+//! XAUTOCLAIM, XCLAIM, XPENDING, XINFO GROUPS, trimming), EVAL / EVALSHA / SCRIPT.
 //! What it is not: durable (everything is lost with the process), shared
 //! (one process), or a Redis Cluster. Run real Redis for anything else.
 

@@ -3,12 +3,18 @@
 //! dead consumer left pending, measure lag, trim what every consumer is done
 //! with.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
 
 use redis::{
     RedisError, RedisResult, Value,
     aio::ConnectionLike,
-    streams::{StreamAutoClaimReply, StreamInfoGroupsReply, StreamPendingReply, StreamReadReply},
+    streams::{
+        StreamAutoClaimReply, StreamClaimReply, StreamInfoGroupsReply, StreamPendingCountReply, StreamPendingReply,
+        StreamReadReply,
+    },
 };
 
 /// One entry read from a stream.
@@ -108,6 +114,61 @@ impl ConsumerGroup {
         Ok((messages, reply.next_stream_id))
     }
 
+    /// Takes over up to `count` entries pending with consumers that are not
+    /// alive (not in `live`: their process is gone, see
+    /// [`crate::Ownership::live`]) and idle at least `min_idle`, whatever
+    /// `claim_idle` says: a dead consumer's work moves as soon as its
+    /// liveness expires, while a live consumer's slow attempt is left
+    /// alone. A dead consumer left with nothing pending is removed from the
+    /// group (atomically: only if it still has nothing pending).
+    pub async fn take_over(
+        &self,
+        conn: &mut impl ConnectionLike,
+        live: &BTreeSet<String>,
+        min_idle: Duration,
+        count: usize,
+    ) -> RedisResult<Vec<StreamMessage>> {
+        let summary: StreamPendingReply =
+            redis::cmd("XPENDING").arg(&self.stream).arg(&self.group).query_async(conn).await?;
+        let StreamPendingReply::Data(summary) = summary else { return Ok(Vec::new()) };
+        let min_idle_ms = min_idle.as_millis() as u64;
+        let mut taken = Vec::new();
+        for dead in summary.consumers.iter().filter(|c| c.name != self.consumer && !live.contains(&c.name)) {
+            let wanted = count.saturating_sub(taken.len());
+            if wanted == 0 {
+                break;
+            }
+            let idle: StreamPendingCountReply = redis::cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg("IDLE")
+                .arg(min_idle_ms)
+                .arg("-")
+                .arg("+")
+                .arg(wanted)
+                .arg(&dead.name)
+                .query_async(conn)
+                .await?;
+            if !idle.ids.is_empty() {
+                let ids: Vec<&str> = idle.ids.iter().map(|p| p.id.as_str()).collect();
+                let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+                    .arg(&self.stream)
+                    .arg(&self.group)
+                    .arg(&self.consumer)
+                    .arg(min_idle_ms)
+                    .arg(&ids)
+                    .query_async(conn)
+                    .await?;
+                taken.extend(claimed.ids.into_iter().map(|id| StreamMessage { id: id.id, fields: id.map }));
+            }
+            if idle.ids.len() < wanted {
+                let _: i64 =
+                    FORGET_IF_IDLE.key(&self.stream).arg(&self.group).arg(&dead.name).invoke_async(conn).await?;
+            }
+        }
+        Ok(taken)
+    }
+
     /// Entries not yet delivered to the group plus those delivered but not
     /// acknowledged: the work still ahead of it. A missing group counts the
     /// whole stream.
@@ -149,6 +210,19 @@ impl ConsumerGroup {
         redis::cmd("XTRIM").arg(&self.stream).arg("MINID").arg("~").arg(floor).query_async(conn).await
     }
 }
+
+/// Removes a consumer from a group if it has nothing pending (deleting a
+/// consumer drops its pending entries, so never one that has any).
+/// KEYS: 1 stream. ARGV: 1 group, 2 consumer. Returns 1 if removed.
+static FORGET_IF_IDLE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+",
+    )
+});
 
 fn parse_id(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));

@@ -85,11 +85,27 @@ impl Partitions {
     }
 
     /// The keys sharing out the partitions among a group's replicas
-    /// (members, leases), in one slot of their own.
-    pub fn ownership(&self, group: &str) -> (String, String) {
+    /// (members taking a share, leases) and the group's live replicas, in
+    /// one slot of their own.
+    pub fn ownership(&self, group: &str) -> OwnershipKeys {
         let tag = format!("{{{}:owners:{group}}}", self.prefix);
-        (format!("{tag}:members"), format!("{tag}:leases"))
+        OwnershipKeys {
+            members: format!("{tag}:members"),
+            leases: format!("{tag}:leases"),
+            alive: format!("{tag}:alive"),
+        }
     }
+}
+
+/// See [`Partitions::ownership`].
+#[derive(Debug, Clone)]
+pub struct OwnershipKeys {
+    /// zset: consumer -> membership expiry (ms); replicas taking a share.
+    pub members: String,
+    /// hash: partition -> `<consumer> <lease expiry ms>`.
+    pub leases: String,
+    /// zset: consumer -> liveness expiry (ms); every running replica.
+    pub alive: String,
 }
 
 /// Slot groups: Redis Cluster's slots in 1,024 runs of 16.

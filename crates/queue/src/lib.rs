@@ -29,8 +29,10 @@ pub use conn::{BlockingReader, RedisConn, RedisTarget, connect};
 pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
 pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};
 pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
-pub use keys::{DELIVERY_GROUP, FANOUT_GROUP, PartitionKeys, Partitions, slot_tags, subscriptions_revision_key};
-pub use ownership::{Ownership, OwnershipMode, OwnershipSettings};
+pub use keys::{
+    DELIVERY_GROUP, FANOUT_GROUP, OwnershipKeys, PartitionKeys, Partitions, slot_tags, subscriptions_revision_key,
+};
+pub use ownership::{LiveMembers, Ownership, OwnershipMode, OwnershipSettings};
 pub use record::{EventRecord, FanoutState, RECORD_HEADER_LEN, RecordError, RecordMeta, read_event_records};
 pub use scripts::{
     FANOUT_TASKS_PER_CALL, FanoutItem, FanoutOutcome, PublishArgs, PublishItem, PublishOutcome, Scripts,

@@ -1,4 +1,4 @@
-//! Which replica works which partition.
+//! Which replica works which partition, and which replicas are alive.
 //!
 //! Two modes ([`OwnershipMode`]). **Shared**: every replica works every
 //! partition, and the consumer group hands each entry to one of them, so
@@ -9,15 +9,18 @@
 //! beyond the partition count stand by. Fanout defaults to exclusive,
 //! delivery to shared.
 //!
-//! In exclusive mode every replica of a service (fanout, delivery) runs one [`Ownership`]
+//! Every replica of a service (fanout, delivery) runs one [`Ownership`]
 //! task. Every quarter of the lease it calls `own.lua`, which renews the
-//! replica's membership and leases, gives back the leases above its fair
-//! share (`partitions / live replicas`, the first `partitions % replicas`
-//! by name taking one more) and takes free or expired ones up to it. So a
-//! new replica gets its share within two ticks, a replica shutting down
-//! hands its partitions over at once, and a dead one's are taken over when
-//! its leases expire (the claim of its pending entries follows after
-//! `claim_idle`).
+//! replica's liveness (in both modes, for as long as the process runs:
+//! [`Ownership::live`] is how the others know it is alive) and, in
+//! exclusive mode, its membership and leases: it gives back the leases
+//! above its fair share (`partitions / members`, the first `partitions %
+//! members` by name taking one more) and takes free or expired ones up to
+//! it. So a new replica gets its share within two ticks, a replica
+//! shutting down hands its partitions over at once, and a dead one's are
+//! taken over when its leases expire. A dead replica's pending entries are
+//! taken over once its liveness has expired
+//! ([`crate::ConsumerGroup::take_over`]), not after `claim_idle`.
 //!
 //! Leases spread the work and keep one reader per partition (which is what
 //! keeps FIFO order across replicas); they are not what makes the queue
@@ -60,17 +63,32 @@ impl OwnershipSettings {
     }
 }
 
-/// The partitions this replica owns now; cheap to clone.
+/// The replicas alive as of one renewal.
+#[derive(Debug, Clone)]
+pub struct LiveMembers {
+    pub members: BTreeSet<String>,
+    /// When this view was read from Redis.
+    pub seen_at: Instant,
+}
+
+/// The partitions this replica owns now, and the live replicas; cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct Ownership {
     owned: watch::Receiver<Arc<BTreeSet<u16>>>,
+    live: watch::Receiver<Option<Arc<LiveMembers>>>,
+    /// A view older than this is too old to declare anyone dead.
+    fresh_for: Duration,
 }
 
 impl Ownership {
     /// Shared mode: every partition, at once and for good. Exclusive mode:
     /// starts sharing `partitions` among the live consumers of `group`, as
     /// `consumer`, until `stop` turns true (then its leases are given
-    /// back); until the first call succeeds, nothing is owned.
+    /// back); until the first call succeeds, nothing is owned. In both,
+    /// renews this consumer's liveness for as long as the process runs
+    /// (after `stop` too: the work in hand is still being finished), so
+    /// it expires a lease after the process is gone.
     pub fn spawn(
         conn: RedisConn,
         partitions: &Partitions,
@@ -84,27 +102,30 @@ impl Ownership {
             metrics::Unit::Count,
             "Partitions this replica works (leases it holds), per consumer group"
         );
-        if settings.mode == OwnershipMode::Shared {
-            let all: BTreeSet<u16> = (0..partitions.count()).collect();
-            metrics::gauge!("hookline_partitions_owned", "group" => group.to_owned()).set(all.len() as f64);
-            let (_, rx) = watch::channel(Arc::new(all));
-            return Self { owned: rx };
-        }
-        metrics::gauge!("hookline_partitions_owned", "group" => group.to_owned()).set(0.0);
-        let (tx, rx) = watch::channel(Arc::new(BTreeSet::new()));
-        let (members, leases) = partitions.ownership(group);
+        let shared = settings.mode == OwnershipMode::Shared;
+        let first: BTreeSet<u16> = if shared { (0..partitions.count()).collect() } else { BTreeSet::new() };
+        metrics::gauge!("hookline_partitions_owned", "group" => group.to_owned()).set(first.len() as f64);
+        let (tx, rx) = watch::channel(Arc::new(first));
+        let (live_tx, live_rx) = watch::channel(None);
+        let keys = partitions.ownership(group);
         let lease_task = LeaseTask {
             conn,
             script: Script::new(include_str!("lua/own.lua")),
-            members,
-            leases,
+            keys,
             group: group.to_owned(),
             consumer: consumer.to_owned(),
             count: partitions.count(),
             settings,
         };
-        tokio::spawn(lease_task.run(tx, stop));
-        Self { owned: rx }
+        tokio::spawn(lease_task.run(tx, live_tx, stop));
+        Self { owned: rx, live: live_rx, fresh_for: settings.lease / 2 }
+    }
+
+    /// The replicas alive now (this one included), or `None` while no
+    /// recent enough view is at hand (Redis unreachable): then nobody may
+    /// be declared dead.
+    pub fn live(&self) -> Option<Arc<LiveMembers>> {
+        self.live.borrow().clone().filter(|view| view.seen_at.elapsed() < self.fresh_for)
     }
 
     /// Whether this replica works `partition` now.
@@ -143,8 +164,7 @@ impl Ownership {
 struct LeaseTask {
     conn: RedisConn,
     script: Script,
-    members: String,
-    leases: String,
+    keys: crate::keys::OwnershipKeys,
     group: String,
     consumer: String,
     count: u16,
@@ -152,33 +172,45 @@ struct LeaseTask {
 }
 
 impl LeaseTask {
-    async fn call(&mut self, leave: bool) -> redis::RedisResult<BTreeSet<u16>> {
-        let owned: Vec<u16> = self
+    /// Owned partitions (exclusive mode) and live replicas.
+    async fn call(&mut self, mode: &str) -> redis::RedisResult<(BTreeSet<u16>, BTreeSet<String>)> {
+        let (owned, members): (Vec<u16>, Vec<String>) = self
             .script
-            .key(&self.members)
-            .key(&self.leases)
+            .key(&self.keys.members)
+            .key(&self.keys.leases)
+            .key(&self.keys.alive)
             .arg(&self.consumer)
             .arg(self.settings.lease.as_millis() as u64)
             .arg(self.count)
-            .arg(if leave { "1" } else { "0" })
+            .arg(mode)
             .invoke_async(&mut self.conn)
             .await?;
-        Ok(owned.into_iter().collect())
+        Ok((owned.into_iter().collect(), members.into_iter().collect()))
     }
 
-    async fn run(mut self, tx: watch::Sender<Arc<BTreeSet<u16>>>, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        tx: watch::Sender<Arc<BTreeSet<u16>>>,
+        live: watch::Sender<Option<Arc<LiveMembers>>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let exclusive = self.settings.mode == OwnershipMode::Exclusive;
         let mut last_renewed: Option<Instant> = None;
         while !*stop.borrow() {
-            match self.call(false).await {
-                Ok(owned) => {
+            let asked = Instant::now();
+            match self.call(if exclusive { "share" } else { "alive" }).await {
+                Ok((owned, members)) => {
                     last_renewed = Some(Instant::now());
-                    self.publish(&tx, owned);
+                    live.send_replace(Some(Arc::new(LiveMembers { members, seen_at: asked })));
+                    if exclusive {
+                        self.publish(&tx, owned);
+                    }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, group = %self.group, "partition leases not renewed");
+                    tracing::warn!(%error, group = %self.group, "liveness and partition leases not renewed");
                     // Once our leases may have expired, another replica may
                     // hold them: stop working them until renewed.
-                    if last_renewed.is_none_or(|at| at.elapsed() >= self.settings.lease) {
+                    if exclusive && last_renewed.is_none_or(|at| at.elapsed() >= self.settings.lease) {
                         self.publish(&tx, BTreeSet::new());
                     }
                 }
@@ -190,10 +222,22 @@ impl LeaseTask {
                 }
             }
         }
-        self.publish(&tx, BTreeSet::new());
-        match self.call(true).await {
-            Ok(_) => tracing::info!(group = %self.group, "partition leases given back"),
-            Err(error) => tracing::warn!(%error, group = %self.group, "partition leases not given back; they expire"),
+        if exclusive {
+            self.publish(&tx, BTreeSet::new());
+            match self.call("release").await {
+                Ok(_) => tracing::info!(group = %self.group, "partition leases given back"),
+                Err(error) => {
+                    tracing::warn!(%error, group = %self.group, "partition leases not given back; they expire")
+                }
+            }
+        }
+        // Still a member while the process finishes what it has in hand.
+        loop {
+            let asked = Instant::now();
+            if let Ok((_, members)) = self.call("alive").await {
+                live.send_replace(Some(Arc::new(LiveMembers { members, seen_at: asked })));
+            }
+            tokio::time::sleep(self.settings.tick()).await;
         }
     }
 

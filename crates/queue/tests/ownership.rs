@@ -89,6 +89,10 @@ async fn replicas_come_and_go(url: &str) {
     assert!(held.len() < 5, "a newcomer takes only its share: {held:?}");
     println!("a dead replica held {held:?}");
     eventually(WAIT, || async { split_is(&[&a, &b], &[3, 2], 5) }).await;
+    // And it is no longer alive (the stopped one, c, still is: its process
+    // runs, finishing what it had in hand).
+    let alive = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<BTreeSet<String>>();
+    eventually(WAIT, || async { a.ownership.live().is_some_and(|v| v.members == alive(&["a", "b", "c"])) }).await;
 
     // A dropped stop handle counts as a stop.
     drop(b.stop);
@@ -119,6 +123,9 @@ async fn in_shared_mode_every_replica_works_every_partition() {
     for replica in [&a, &b] {
         assert_eq!(*replica.owned(), (0..4).collect::<BTreeSet<u16>>());
     }
+    // Liveness is kept in shared mode too: each sees both.
+    let both: BTreeSet<String> = ["a".to_owned(), "b".to_owned()].into();
+    eventually(WAIT, || async { [&a, &b].iter().all(|r| r.live().is_some_and(|v| v.members == both)) }).await;
 }
 
 #[tokio::test]

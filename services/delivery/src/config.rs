@@ -48,9 +48,11 @@ pub struct Config {
     /// Redis; replicas beyond the partition count stand by); `shared`:
     /// every replica works every partition.
     pub partition_ownership: OwnershipMode,
-    /// Exclusive ownership: how long a replica's lease on a partition lasts
-    /// unless renewed (it renews every quarter of it); a dead replica's
-    /// partitions are taken over after this.
+    /// How long a replica counts as alive, and (exclusive ownership) holds
+    /// its partitions, unless it renews (every quarter of it): a dead
+    /// replica's pending work and partitions are taken over this long after
+    /// its last renewal. Shorter heals sooner; a replica that cannot reach
+    /// Redis for this long is treated as gone.
     #[serde(with = "humantime_serde")]
     pub partition_lease: Duration,
     #[serde(with = "humantime_serde")]
@@ -143,7 +145,7 @@ impl Default for Config {
             batch_size: 256,
             claim_idle: Duration::from_secs(90),
             partition_ownership: OwnershipMode::Shared,
-            partition_lease: Duration::from_secs(10),
+            partition_lease: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(5),
             allow_cidrs: Vec::new(),
             https_only: false,

@@ -129,6 +129,7 @@ pub async fn serve(
             reader: BlockingReader::new(&config.redis_url, config.redis_timeout),
             batch_size: config.batch_size,
             claim_idle: config.claim_idle,
+            liveness: config.partition_lease,
             max_retry_after: config.max_retry_after,
             auto_pause: outcome::AutoPause {
                 after: config.auto_pause_after,

@@ -37,12 +37,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const REQUEUE_BATCH: usize = 500;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const PROBE_TICK: Duration = Duration::from_millis(250);
+/// How often each partition's loop looks for tasks of consumers that are gone.
+const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) consumer: String,
     pub(crate) batch_size: usize,
     pub(crate) claim_idle: Duration,
+    /// How long a replica counts as alive without renewing (the partition
+    /// lease): tasks of a consumer gone that long are taken over.
+    pub(crate) liveness: Duration,
     pub(crate) max_retry_after: Duration,
     pub(crate) auto_pause: crate::outcome::AutoPause,
     pub(crate) metrics_tenant_label: bool,
@@ -100,6 +105,7 @@ impl Worker {
         let mut backoff = Duration::from_millis(100);
         let mut claim_cursor = "0-0".to_owned();
         let mut last_claim = Instant::now();
+        let mut last_takeover = Instant::now();
         let mut last_trim = Instant::now();
         let mut reader = self.settings.reader.clone();
         let mut ownership = self.ownership.clone();
@@ -127,6 +133,21 @@ impl Worker {
                 if !ready {
                     group.ensure(&mut conn).await?;
                     ready = true;
+                }
+                if last_takeover.elapsed() >= TAKEOVER_EVERY
+                    && let Some(live) = ownership.live()
+                {
+                    last_takeover = Instant::now();
+                    let count = free.min(self.settings.batch_size);
+                    let taken = group.take_over(&mut conn, &live.members, self.settings.liveness, count).await?;
+                    if !taken.is_empty() {
+                        tracing::info!(
+                            partition = keys.index(),
+                            count = taken.len(),
+                            "took over tasks of a consumer that is gone"
+                        );
+                        self.clone().dispatch(&keys, taken).await?;
+                    }
                 }
                 if last_claim.elapsed() >= self.settings.claim_idle / 2 {
                     last_claim = Instant::now();

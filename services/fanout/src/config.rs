@@ -54,9 +54,11 @@ pub struct Config {
     /// Redis; replicas beyond the partition count stand by); `shared`:
     /// every replica works every partition.
     pub partition_ownership: OwnershipMode,
-    /// Exclusive ownership: how long a replica's lease on a partition lasts
-    /// unless renewed (it renews every quarter of it); a dead replica's
-    /// partitions are taken over after this.
+    /// How long a replica counts as alive, and (exclusive ownership) holds
+    /// its partitions, unless it renews (every quarter of it): a dead
+    /// replica's pending work and partitions are taken over this long after
+    /// its last renewal. Shorter heals sooner; a replica that cannot reach
+    /// Redis for this long is treated as gone.
     #[serde(with = "humantime_serde")]
     pub partition_lease: Duration,
     /// Fan-out pauses while the delivery backlog of a partition exceeds this.
@@ -96,7 +98,7 @@ impl Default for Config {
             batch_size: 256,
             claim_idle: Duration::from_secs(30),
             partition_ownership: OwnershipMode::Exclusive,
-            partition_lease: Duration::from_secs(10),
+            partition_lease: Duration::from_secs(4),
             max_delivery_backlog: 1_000_000,
             fence_timeout: Duration::from_secs(5),
             accept_unknown_tenants: false,

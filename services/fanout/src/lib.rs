@@ -101,6 +101,7 @@ pub async fn serve(
             reader: BlockingReader::new(&config.redis_url, config.redis_timeout),
             batch_size: config.batch_size,
             claim_idle: config.claim_idle,
+            liveness: config.partition_lease,
             fence_timeout: config.fence_timeout,
             max_delivery_backlog: config.max_delivery_backlog,
             stream_retention: config.stream_retention,

@@ -5,9 +5,11 @@
 //! before the events were published, matches them locally, and runs one
 //! fan-out script per event in a single pipeline. The script acknowledges
 //! the entry and enqueues its delivery tasks atomically, so a crash at any
-//! point loses nothing and doubles nothing: unacknowledged entries are
-//! taken over by a live consumer after `claim_idle` (XAUTOCLAIM) and the
-//! script's XACK lets only one consumer enqueue.
+//! point loses nothing and doubles nothing: unacknowledged entries of a
+//! consumer that is gone are taken over by a live one as soon as its
+//! liveness expires (`ConsumerGroup::take_over`), those of a stuck one
+//! after `claim_idle` (XAUTOCLAIM), and the script's XACK lets only one
+//! consumer enqueue.
 //!
 //! A loop works its partition only while this replica owns it
 //! (`hookline_queue::Ownership`), with a reading connection of its own, so
@@ -38,12 +40,17 @@ const BACKLOG_PAUSE: Duration = Duration::from_millis(100);
 const BACKLOG_WARN_EVERY: Duration = Duration::from_secs(10);
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often each partition's loop looks for entries of consumers that are gone.
+const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerSettings {
     pub(crate) consumer: String,
     pub(crate) batch_size: usize,
     pub(crate) claim_idle: Duration,
+    /// How long a replica counts as alive without renewing (the partition
+    /// lease): entries of a consumer gone that long are taken over.
+    pub(crate) liveness: Duration,
     pub(crate) fence_timeout: Duration,
     pub(crate) max_delivery_backlog: u64,
     pub(crate) stream_retention: Duration,
@@ -70,6 +77,7 @@ struct Partition {
     group_ready: bool,
     claim_cursor: String,
     last_claim: Instant,
+    last_takeover: Instant,
     last_trim: Instant,
     last_backlog_warning: Instant,
     backoff: Duration,
@@ -88,6 +96,7 @@ impl Worker {
             group_ready: false,
             claim_cursor: "0-0".into(),
             last_claim: long_ago,
+            last_takeover: long_ago,
             last_trim: Instant::now(),
             last_backlog_warning: long_ago,
             backoff: Duration::from_millis(100),
@@ -144,6 +153,21 @@ impl Worker {
             }
             tokio::time::sleep(BACKLOG_PAUSE).await;
             return Ok(());
+        }
+        if p.last_takeover.elapsed() >= TAKEOVER_EVERY
+            && let Some(live) = self.ownership.live()
+        {
+            p.last_takeover = Instant::now();
+            let taken =
+                p.events.take_over(&mut conn, &live.members, self.settings.liveness, self.settings.batch_size).await?;
+            if !taken.is_empty() {
+                tracing::info!(
+                    partition = p.keys.index(),
+                    count = taken.len(),
+                    "took over entries of a consumer that is gone"
+                );
+                self.fan_out(p, taken).await?;
+            }
         }
         if p.last_claim.elapsed() >= self.settings.claim_idle / 2 {
             p.last_claim = Instant::now();

@@ -85,6 +85,20 @@ impl Process {
         Self::start(self.name, self.env.clone())
     }
 
+    /// Another replica: the same service and settings, on ports of its own.
+    pub fn sibling(&self) -> Self {
+        let mut env = self.env.clone();
+        env.insert("HOOKLINE_LISTEN_ADDR".into(), format!("127.0.0.1:{}", free_port()));
+        env.insert("HOOKLINE_ADMIN_ADDR".into(), format!("127.0.0.1:{}", free_port()));
+        Self::start(self.name, env)
+    }
+
+    /// Its `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.admin_url());
+        reqwest::get(url).await.unwrap().text().await.unwrap()
+    }
+
     /// SIGTERM, and the exit code.
     pub fn terminate(mut self) -> Option<i32> {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
@@ -113,6 +127,8 @@ pub struct Receiver {
     answers: Arc<Mutex<Vec<(String, u16)>>>,
     statuses: Arc<Mutex<Vec<u16>>>,
     delay: Duration,
+    /// Requests that have arrived, answered or not yet.
+    arrived: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Receiver {
@@ -122,6 +138,7 @@ impl Receiver {
         let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
             let state = state.clone();
             async move {
+                state.arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::time::sleep(state.delay).await;
                 let headers: HashMap<String, String> =
                     headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
@@ -156,6 +173,11 @@ impl Receiver {
     /// How many requests were answered with an error status.
     pub fn failed_requests(&self) -> usize {
         self.answers.lock().unwrap().iter().filter(|(_, status)| !(200..300).contains(status)).count()
+    }
+
+    /// Requests that have arrived so far, including those not answered yet.
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn ids(&self) -> Vec<String> {

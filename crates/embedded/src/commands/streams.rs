@@ -26,6 +26,7 @@ pub(super) fn run(db: &mut Db, name: &str, args: &mut Args) -> Option<CommandRes
         "XACK" => xack(db, args),
         "XGROUP" => xgroup(db, args),
         "XAUTOCLAIM" => xautoclaim(db, args),
+        "XCLAIM" => xclaim(db, args),
         "XPENDING" => xpending(db, args),
         "XINFO" => xinfo(db, args),
         _ => return None,
@@ -356,6 +357,50 @@ fn xautoclaim(db: &mut Db, args: &mut Args) -> CommandResult {
         claimed.push(if just_id { Reply::bulk(id.to_string()) } else { entry_reply(*id, Some(fields)) });
     }
     Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(claimed), Reply::Array(deleted)]))
+}
+
+/// `XCLAIM key group consumer min-idle id [id ...] [JUSTID]`: the entries
+/// (of those ids) pending at least `min-idle` move to `consumer`; ids whose
+/// entry was deleted leave the pending list and are not replied.
+fn xclaim(db: &mut Db, args: &mut Args) -> CommandResult {
+    let (key, group, consumer) = (args.next()?, args.next()?, args.next()?);
+    let min_idle = u64::try_from(args.int()?).unwrap_or(0);
+    let (mut ids, mut just_id) = (Vec::new(), false);
+    while let Some(word) = args.next_opt() {
+        if word.eq_ignore_ascii_case(b"JUSTID") {
+            just_id = true;
+        } else if ids.is_empty() || !just_id {
+            ids.push(StreamId::parse(&word, 0)?);
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    if ids.is_empty() {
+        return Err(args.wrong_arity());
+    }
+    let now = db.now_ms();
+    let stream = db.stream(&key)?.ok_or_else(|| no_group(&key, &group, ""))?;
+    let Stream { entries, groups, .. } = &mut **stream;
+    let g = groups.get_mut(&group).ok_or_else(|| no_group(&key, &group, ""))?;
+    g.consumers.insert(consumer.clone(), now);
+    let mut claimed = Vec::new();
+    for id in ids {
+        let Some(pending) = g.pending.get_mut(&id) else { continue };
+        if now.saturating_sub(pending.delivered_ms) < min_idle {
+            continue;
+        }
+        let Some(fields) = entries.get(&id) else {
+            g.pending.remove(&id);
+            continue;
+        };
+        *pending = PendingEntry {
+            consumer: consumer.clone(),
+            delivered_ms: now,
+            deliveries: pending.deliveries + u64::from(!just_id),
+        };
+        claimed.push(if just_id { Reply::bulk(id.to_string()) } else { entry_reply(id, Some(fields)) });
+    }
+    Ok(Reply::Array(claimed))
 }
 
 fn xpending(db: &mut Db, args: &mut Args) -> CommandResult {

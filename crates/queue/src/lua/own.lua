@@ -1,23 +1,34 @@
--- Shares a service's partitions among its live replicas, atomically.
--- Each replica calls it every quarter of the lease: the call renews its
--- membership and its leases, gives back leases above its fair share, and
--- takes free or expired ones up to it.
--- KEYS: 1 members (zset: consumer -> expiry ms),
---       2 leases (hash: partition -> "<consumer> <expiry ms>")
--- ARGV: 1 consumer, 2 lease (ms), 3 partition count, 4 '1' to leave
--- Returns the partitions the consumer owns after the call.
+-- Keeps a service's live replicas, and shares its partitions among them
+-- (exclusive mode), atomically. Each replica calls it every quarter of the
+-- lease: the call renews its liveness (how the others know it is alive: a
+-- dead replica's pending entries are taken over once it has expired) and,
+-- in exclusive mode, its membership and leases: it gives back leases above
+-- its fair share and takes free or expired ones up to it.
+-- KEYS: 1 members (zset: consumer -> expiry ms; replicas taking a share),
+--       2 leases (hash: partition -> "<consumer> <expiry ms>"),
+--       3 alive (zset: consumer -> expiry ms; every running replica)
+-- ARGV: 1 consumer, 2 lease (ms), 3 partition count,
+--       4 'share' (exclusive), 'alive' (liveness only) or 'release' (a
+--       replica shutting down: leaves the members and gives its leases
+--       back at once, and stays alive while it finishes the work in hand)
+-- Returns {partitions the consumer owns after the call, live replicas}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local me, lease, count = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local me, lease, count, mode = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+redis.call('ZADD', KEYS[3], now + lease, me)
+local alive = redis.call('ZRANGE', KEYS[3], 0, -1)
+if mode == 'alive' then return { {}, alive } end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if ARGV[4] == '1' then
+if mode == 'release' then
   redis.call('ZREM', KEYS[1], me)
 else
   redis.call('ZADD', KEYS[1], now + lease, me)
 end
--- The fair share: live members in name order, the first (count % n) of
--- them one partition more, so every replica computes the same split.
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+-- The fair share: members in name order, the first (count % n) of them
+-- one partition more, so every replica computes the same split (0 for one
+-- releasing: it is no member now).
 table.sort(members)
 local share = 0
 for i, member in ipairs(members) do
@@ -51,4 +62,4 @@ end
 for _, p in ipairs(mine) do
   redis.call('HSET', KEYS[2], p, me .. ' ' .. (now + lease))
 end
-return mine
+return { mine, alive }
