@@ -39,6 +39,8 @@ use std::{borrow::Cow, collections::HashMap};
 
 use redis::Value;
 
+use crate::Fence;
+
 pub const FORMAT_VERSION: &str = "1";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,6 +72,10 @@ fn number(map: &HashMap<String, Value>, entry: &str, field: &'static str) -> Res
     text(map, entry, field)?.parse().map_err(|_| EntryError::Field { id: entry.into(), field })
 }
 
+fn fence(map: &HashMap<String, Value>, entry: &str) -> Result<Fence, EntryError> {
+    Fence::parse(&text(map, entry, "f")?).ok_or_else(|| EntryError::Field { id: entry.into(), field: "f" })
+}
+
 fn check_version(map: &HashMap<String, Value>, entry: &str) -> Result<(), EntryError> {
     let version = text(map, entry, "v")?;
     if version == FORMAT_VERSION { Ok(()) } else { Err(EntryError::Version { id: entry.into(), version }) }
@@ -84,7 +90,8 @@ pub struct EventEntry {
     pub payload: Vec<u8>,
     pub attributes: HashMap<String, String>,
     pub traceparent: String,
-    pub fence: u64,
+    /// `f`: the change log's position at publish ([`Fence`]).
+    pub fence: Fence,
     pub published_ms: u64,
 }
 
@@ -109,7 +116,7 @@ impl EventEntry {
             (Self::PAYLOAD, Cow::Borrowed(self.payload.as_slice())),
             ("a", Cow::Owned(attributes)),
             ("tp", Cow::Borrowed(self.traceparent.as_bytes())),
-            ("f", text(&self.fence.to_string())),
+            ("f", text(&self.fence.encode())),
             ("ts", text(&self.published_ms.to_string())),
         ]
     }
@@ -130,7 +137,7 @@ impl EventEntry {
             payload: bytes(map, entry, Self::PAYLOAD)?,
             attributes,
             traceparent: text(map, entry, "tp")?,
-            fence: number(map, entry, "f")?,
+            fence: fence(map, entry)?,
             published_ms: number(map, entry, "ts")?,
         })
     }
@@ -150,11 +157,12 @@ pub struct DeliveryTask {
     pub attempt: u32,
     /// `""` (scheduled), `"manual"` or `"replay"`.
     pub trigger: String,
-    /// `f`: the subscription revision fan-out matched the event at (0 when
-    /// unknown: a task requeued from its record). Delivery's cache must
-    /// have reached it before the task is routed, so a pause or a secret
-    /// rotation acknowledged before the publish is seen.
-    pub fence: u64,
+    /// `f`: the change log's position fan-out matched the event at
+    /// ([`Fence`]; revision 0 and no log when unknown: a task requeued from
+    /// its record). Delivery's cache must have reached it before the task
+    /// is routed, so a pause or a secret rotation acknowledged before the
+    /// publish is seen, and a cache of a previous log is never used.
+    pub fence: Fence,
 }
 
 impl DeliveryTask {
@@ -171,7 +179,7 @@ impl DeliveryTask {
             attempt: u32::try_from(number(map, entry, "n")?)
                 .map_err(|_| EntryError::Field { id: entry.into(), field: "n" })?,
             trigger: if map.contains_key("tr") { text(map, entry, "tr")? } else { String::new() },
-            fence: if map.contains_key("f") { number(map, entry, "f")? } else { 0 },
+            fence: if map.contains_key("f") { fence(map, entry)? } else { Fence::default() },
         })
     }
 }
@@ -193,7 +201,7 @@ mod tests {
             payload: br#"{"a":1}"#.to_vec(),
             attributes: HashMap::from([("team_id".into(), "7".into())]),
             traceparent: "00-abc-def-01".into(),
-            fence: 42,
+            fence: Fence::new("01JLOG", 42),
             published_ms: 1_700_000_000_000,
         };
         assert_eq!(EventEntry::parse("1-0", &as_map(entry.fields())), Ok(entry));

@@ -41,6 +41,12 @@ pub fn subscriptions_revision_key(prefix: &str) -> String {
     format!("{{{prefix}:subs}}:revision")
 }
 
+/// The identity of the subscription service's change log: a random id,
+/// new whenever the store starts empty (see [`crate::Fence`]).
+pub fn subscriptions_log_id_key(prefix: &str) -> String {
+    format!("{{{prefix}:subs}}:log_id")
+}
+
 /// Redis Cluster's hash slots.
 const SLOTS: u32 = 16_384;
 

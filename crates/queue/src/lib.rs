@@ -18,6 +18,7 @@
 
 mod conn;
 mod entry;
+mod fence;
 mod gauges;
 mod group;
 mod keys;
@@ -27,10 +28,12 @@ mod scripts;
 
 pub use conn::{BlockingReader, RedisConn, RedisTarget, connect};
 pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
+pub use fence::{Fence, current_fence};
 pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};
 pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
 pub use keys::{
-    DELIVERY_GROUP, FANOUT_GROUP, OwnershipKeys, PartitionKeys, Partitions, slot_tags, subscriptions_revision_key,
+    DELIVERY_GROUP, FANOUT_GROUP, OwnershipKeys, PartitionKeys, Partitions, slot_tags, subscriptions_log_id_key,
+    subscriptions_revision_key,
 };
 pub use ownership::{LiveMembers, Ownership, OwnershipMode, OwnershipSettings};
 pub use record::{EventRecord, FanoutState, RECORD_HEADER_LEN, RecordError, RecordMeta, read_event_records};

@@ -31,7 +31,7 @@ use std::{
 use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 
-use crate::EventEntry;
+use crate::{EventEntry, Fence};
 
 /// Bytes of the fan-out header, newline included.
 pub const RECORD_HEADER_LEN: usize = 27;
@@ -95,6 +95,9 @@ struct Fields<'a> {
     #[serde(default, skip_serializing_if = "str::is_empty")]
     tp: Cow<'a, str>,
     f: u64,
+    /// The fence's log id (records of older builds have none).
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    fl: Cow<'a, str>,
     ts: u64,
     oa: u64,
     #[serde(default, skip_serializing_if = "str::is_empty")]
@@ -124,7 +127,8 @@ impl RecordMeta {
             et: Cow::Borrowed(&entry.event_type),
             a: Cow::Borrowed(&entry.attributes),
             tp: Cow::Borrowed(&entry.traceparent),
-            f: entry.fence,
+            f: entry.fence.revision,
+            fl: Cow::Borrowed(&entry.fence.log_id),
             ts: entry.published_ms,
             oa: self.occurred_ms,
             ik: Cow::Borrowed(&self.idempotency_key),
@@ -174,7 +178,7 @@ impl EventRecord {
                 payload: rest[end + 1..].to_vec(),
                 attributes: fields.a.into_owned(),
                 traceparent: fields.tp.into_owned(),
-                fence: fields.f,
+                fence: Fence::new(fields.fl.into_owned(), fields.f),
                 published_ms: fields.ts,
             },
             meta: RecordMeta {
@@ -205,7 +209,7 @@ impl EventRecord {
                 payload: fields.get("p").cloned().unwrap_or_default(),
                 attributes: json(fields, "a"),
                 traceparent: text("tp"),
-                fence: number("f"),
+                fence: Fence::parse(&text("f")).unwrap_or_default(),
                 published_ms: number("ts"),
             },
             meta: RecordMeta {
@@ -279,7 +283,7 @@ mod tests {
                 payload: b"{\"a\":\"line\\nbreak\"}\n".to_vec(),
                 attributes: HashMap::from([("team_id".into(), "7".into())]),
                 traceparent: "00-abc-def-01".into(),
-                fence: 42,
+                fence: Fence::new("01JLOG", 42),
                 published_ms: 1_700_000_000_000,
             },
             meta: RecordMeta {

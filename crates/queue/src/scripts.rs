@@ -168,7 +168,7 @@ impl Scripts {
                     .arg(&event.tenant)
                     .arg(&event.event_type)
                     .arg(item.traceparent)
-                    .arg(event.fence)
+                    .arg(event.fence.encode())
                     .arg(done.header())
                     .arg(item.tasks.len());
                 for (delivery, subscription) in item.tasks {
@@ -197,7 +197,7 @@ mod tests {
             payload: b"{}".to_vec(),
             attributes: Default::default(),
             traceparent: String::new(),
-            fence: 0,
+            fence: crate::Fence::default(),
             published_ms: 0,
         };
         let tasks =

@@ -279,7 +279,17 @@ impl Running {
         Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
         E: std::fmt::Debug,
     {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), serve).await
+    }
+
+    /// The same on a given address (to start a service again where it was).
+    pub async fn start_on<F, Fut, E>(addr: std::net::SocketAddr, serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Debug,
+    {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let future = serve(
@@ -302,6 +312,11 @@ impl Running {
 
     /// Asks it to shut down and waits (up to 10 s).
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    /// The same, keeping the handle (its address, to start it again).
+    pub async fn halt(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

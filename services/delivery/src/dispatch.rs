@@ -24,9 +24,7 @@ use std::{
 };
 
 use hookline_domain::{Ordering, SubscriptionId, SubscriptionState};
-use hookline_queue::{
-    DELIVERY_GROUP, DeliveryTask, EventRecord, PartitionKeys, StreamMessage, subscriptions_revision_key,
-};
+use hookline_queue::{DELIVERY_GROUP, DeliveryTask, EventRecord, Fence, PartitionKeys, StreamMessage};
 use hookline_watch::CachedSubscription;
 use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
@@ -38,7 +36,7 @@ use crate::{
     instruments::{ParkReason, Parked},
     outcome::{Decision, decide, endpoint_unhealthy},
     request::{EventData, Undeliverable, body, headers},
-    store::{AttemptRecord, Completion, Next, Park, Recorded},
+    store::{AttemptRecord, CancelReason, Completion, Next, Park, Recorded},
     worker::{Worker, now_ms},
 };
 
@@ -76,6 +74,8 @@ const MIN_WAVE: Duration = Duration::from_millis(10);
 const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A lease outlives its request by this much.
 pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// How long a batch waits when the cache is of another change log.
+const CACHE_RELOAD_WAIT: Duration = Duration::from_secs(1);
 /// Deferred deliveries brought forward per `wake.lua` call.
 const WAKE_BATCH: usize = 500;
 
@@ -130,19 +130,31 @@ impl Worker {
             }
         }
         let events = self.load_events(keys, &tasks, &mut conn).await?;
-        let state = self.fenced_state(&tasks, &mut conn).await?;
         let retention = &self.settings.retention;
+        let Some(state) = self.fenced_state(&tasks, &mut conn).await? else {
+            // Nothing is sent or cancelled on the word of a cache of another
+            // change log: back in a second, without an attempt.
+            for (entry, task) in &tasks {
+                let due = now + CACHE_RELOAD_WAIT.as_millis() as u64 + rand::rng().random_range(0..100);
+                self.scripts.park(&mut park, keys, entry, task, Park::Defer(due), now, retention);
+                parked.add(ParkReason::CacheReloading);
+            }
+            parked.record();
+            let _: Vec<redis::RedisResult<redis::Value>> = park.query_async(&mut conn).await?;
+            return Ok(());
+        };
         let mut active = Vec::with_capacity(tasks.len());
         let mut fifo = Vec::new();
         for (entry, task) in tasks {
             let cached = SubscriptionId::parse(&task.subscription_id, "sub").ok().and_then(|id| state.get(id)).cloned();
             let action = match cached.as_ref().map(|c| &c.subscription.state) {
-                None | Some(SubscriptionState::Disabled(_)) => Some(Park::Cancel),
+                None => Some(Park::Cancel(CancelReason::SubscriptionGone)),
+                Some(SubscriptionState::Disabled(_)) => Some(Park::Cancel(CancelReason::SubscriptionDisabled)),
                 Some(SubscriptionState::Paused(_)) => Some(Park::Hold),
                 Some(SubscriptionState::Active) => None,
             };
             let (Some(cached), None) = (cached, action) else {
-                let action = action.unwrap_or(Park::Cancel);
+                let action = action.unwrap_or(Park::Cancel(CancelReason::SubscriptionGone));
                 self.scripts.park(&mut park, keys, &entry, &task, action, now, retention);
                 parked.add(if action == Park::Hold { ParkReason::Paused } else { ParkReason::Cancelled });
                 continue;
@@ -269,38 +281,54 @@ impl Worker {
         Ok(())
     }
 
-    /// The cache, brought up to the revision fan-out matched the batch's
-    /// events at (a pause, a deletion or a rotation acknowledged before the
-    /// publish is seen here too, though delivery's watch may lag behind
-    /// fan-out's), and to the subscription service's current revision when
-    /// a task names a subscription it does not know: one created a moment
-    /// ago must not be taken for one deleted.
+    /// The cache to route a batch with: one that has reached the tasks'
+    /// fence, and knows every subscription they name unless the
+    /// subscription service's current revision says it is gone. `None`
+    /// when the only cache at hand is of another change log than the
+    /// current one (the subscription store was emptied and the cache has
+    /// not reloaded yet): nothing is sent or cancelled on its word.
     async fn fenced_state(
         &self,
         tasks: &[(String, DeliveryTask)],
         conn: &mut hookline_queue::RedisConn,
-    ) -> redis::RedisResult<Arc<hookline_watch::CacheState>> {
+    ) -> redis::RedisResult<Option<Arc<hookline_watch::CacheState>>> {
+        let fence = tasks.iter().map(|(_, t)| t.fence.clone()).reduce(Fence::max).unwrap_or_default();
+        let reached = |s: &hookline_watch::CacheState| s.is_ready() && fence.reached_by(s.log_id(), s.revision());
         let mut state = self.cache.state();
-        let fence = tasks.iter().map(|(_, t)| t.fence).max().unwrap_or(0);
-        if fence > state.revision() {
-            state = self.cache.caught_up_to(fence, FENCE_TIMEOUT).await.unwrap_or_else(|_| {
-                tracing::warn!(fence, "the subscription cache did not reach the tasks' fence in time; routing anyway");
+        if !reached(&state) {
+            state = self.cache.wait(FENCE_TIMEOUT, reached).await.unwrap_or_else(|_| {
+                tracing::warn!(
+                    fence = fence.revision,
+                    "the subscription cache did not reach the tasks' fence in time; checking the current log"
+                );
                 self.cache.state()
             });
         }
         let unknown = tasks
             .iter()
             .any(|(_, t)| SubscriptionId::parse(&t.subscription_id, "sub").ok().and_then(|id| state.get(id)).is_none());
-        if !unknown {
-            return Ok(state);
+        let vouched = !fence.log_id.is_empty() && fence.reached_by(state.log_id(), state.revision());
+        if !unknown && vouched {
+            return Ok(Some(state));
         }
-        let revision: Option<u64> =
-            redis::cmd("GET").arg(subscriptions_revision_key(&self.settings.key_prefix)).query_async(conn).await?;
-        match revision.filter(|r| *r > state.revision()) {
-            Some(revision) => {
-                Ok(self.cache.caught_up_to(revision, FENCE_TIMEOUT).await.unwrap_or_else(|_| self.cache.state()))
+        // Tasks requeued from their records carry no fence, and a
+        // subscription the cache does not know may be newer than it: ask
+        // the change log where it stands now.
+        let current = hookline_queue::current_fence(conn, &self.settings.key_prefix).await?;
+        let caught_up = |s: &hookline_watch::CacheState| s.is_ready() && current.reached_by(s.log_id(), s.revision());
+        if caught_up(&state) {
+            return Ok(Some(state));
+        }
+        match self.cache.wait(FENCE_TIMEOUT, caught_up).await {
+            Ok(state) => Ok(Some(state)),
+            Err(_) if state.log_id() == current.log_id => Ok(Some(self.cache.state())),
+            Err(_) => {
+                tracing::warn!(
+                    "the subscription cache is of another change log than the current one (the subscription \
+                     store was emptied?): deferring the batch until it reloads"
+                );
+                Ok(None)
             }
-            None => Ok(state),
         }
     }
 

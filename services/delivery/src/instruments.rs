@@ -28,10 +28,13 @@ pub(crate) enum ParkReason {
     FairShare,
     /// A task this build cannot read (acknowledged and skipped).
     Unreadable,
+    /// The subscription cache is of another change log than the current
+    /// one (the subscription store was emptied): deferred until it reloads.
+    CacheReloading,
 }
 
 impl ParkReason {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Paused,
         Self::Cancelled,
         Self::CircuitOpen,
@@ -41,6 +44,7 @@ impl ParkReason {
         Self::RateLimited,
         Self::FairShare,
         Self::Unreadable,
+        Self::CacheReloading,
     ];
 
     fn label(self) -> &'static str {
@@ -54,6 +58,7 @@ impl ParkReason {
             Self::RateLimited => "rate_limited",
             Self::FairShare => "fair_share",
             Self::Unreadable => "unreadable",
+            Self::CacheReloading => "cache_reloading",
         }
     }
 }

@@ -11,9 +11,7 @@ use std::{collections::BTreeMap, time::SystemTime};
 use hookline_auth::Principal;
 use hookline_domain::EventId;
 use hookline_proto::v1::{self, event_service_server::EventService};
-use hookline_queue::{
-    Partitions, PublishArgs, PublishItem, PublishOutcome, RedisConn, Scripts, subscriptions_revision_key,
-};
+use hookline_queue::{Partitions, PublishArgs, PublishItem, PublishOutcome, RedisConn, Scripts, current_fence};
 use hookline_watch::SubscriptionCache;
 use tonic::{Request, Response, Status};
 
@@ -94,14 +92,12 @@ impl Api {
             return Ok(Vec::new());
         }
         let mut conn = self.redis.clone();
-        let fence: Option<u64> =
-            redis::cmd("GET").arg(subscriptions_revision_key(self.partitions.prefix())).query_async(&mut conn).await?;
-        let fence = fence.unwrap_or(0);
+        let fence = current_fence(&mut conn, self.partitions.prefix()).await?;
         // A script call stays within one partition (one Redis Cluster
         // slot): one call per partition, all sent at once.
         let mut by_partition: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
         for (i, p) in prepared.iter_mut().enumerate() {
-            p.entry.fence = fence;
+            p.entry.fence = fence.clone();
             by_partition.entry(p.keys.index()).or_default().push(i);
         }
         let args = self.retention.args();

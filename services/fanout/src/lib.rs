@@ -102,6 +102,7 @@ pub async fn serve(
             batch_size: config.batch_size,
             claim_idle: config.claim_idle,
             liveness: config.partition_lease,
+            key_prefix: config.key_prefix.clone(),
             fence_timeout: config.fence_timeout,
             max_delivery_backlog: config.max_delivery_backlog,
             stream_retention: config.stream_retention,

@@ -104,7 +104,7 @@ pub(crate) fn prepare(
             payload: req.payload,
             attributes: req.attributes,
             traceparent: traceparent.to_owned(),
-            fence: 0,
+            fence: hookline_queue::Fence::default(),
             published_ms: unix_ms(now),
         },
         record: RecordMeta {

@@ -27,10 +27,10 @@ use std::{
 
 use hookline_domain::DeliveryId;
 use hookline_queue::{
-    BlockingReader, ConsumerGroup, DELIVERY_GROUP, EventEntry, FANOUT_GROUP, FanoutItem, FanoutOutcome, Ownership,
-    PartitionKeys, RedisConn, Scripts, StreamMessage, is_missing_group,
+    BlockingReader, ConsumerGroup, DELIVERY_GROUP, EventEntry, FANOUT_GROUP, FanoutItem, FanoutOutcome, Fence,
+    Ownership, PartitionKeys, RedisConn, Scripts, StreamMessage, current_fence, is_missing_group,
 };
-use hookline_watch::SubscriptionCache;
+use hookline_watch::{CacheState, SubscriptionCache};
 use tokio::sync::watch;
 
 use crate::{matching::matching_subscriptions, publish::unix_ms};
@@ -54,6 +54,7 @@ pub(crate) struct WorkerSettings {
     pub(crate) fence_timeout: Duration,
     pub(crate) max_delivery_backlog: u64,
     pub(crate) stream_retention: Duration,
+    pub(crate) key_prefix: String,
     /// Each partition loop reads with a clone of this (unopened) reader.
     pub(crate) reader: BlockingReader,
 }
@@ -194,27 +195,52 @@ impl Worker {
         Ok(())
     }
 
+    /// A cache that has reached `fence` (the batch's highest). One of
+    /// another change log is never used: while the events' log is the
+    /// current one, this waits for the cache to catch up (in steps of
+    /// `fence_timeout`, for as long as it takes); once the log has changed
+    /// since they were published (the subscription store was emptied), their
+    /// subscriptions are gone and the cache of the current log is the truth.
+    /// Behind on the same log past `fence_timeout`, it matches anyway (the
+    /// subscription service may be down), with a warning.
+    async fn fenced_state(&self, fence: Fence) -> redis::RedisResult<Arc<CacheState>> {
+        let reached = |s: &CacheState| s.is_ready() && fence.reached_by(s.log_id(), s.revision());
+        loop {
+            if let Ok(state) = self.cache.wait(self.settings.fence_timeout, reached).await {
+                return Ok(state);
+            }
+            let state = self.cache.state();
+            if fence.log_id.is_empty() || fence.log_id == state.log_id() {
+                tracing::warn!(
+                    fence = fence.revision,
+                    cached = state.revision(),
+                    "subscription cache behind the events' fence; matching anyway"
+                );
+                return Ok(state);
+            }
+            let current = current_fence(&mut self.redis.clone(), &self.settings.key_prefix).await?;
+            if current.log_id == state.log_id() {
+                tracing::warn!(
+                    "events published before the subscription store was emptied: matching them with its current \
+                     subscriptions"
+                );
+                return Ok(state);
+            }
+            tracing::warn!(
+                "the subscription cache is of another change log than the events (the subscription store was \
+                 emptied?); waiting for it to reload"
+            );
+        }
+    }
+
     /// Matches a batch and runs its fan-out scripts in one pipeline.
     async fn fan_out(&self, p: &Partition, batch: Vec<StreamMessage>) -> redis::RedisResult<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let parsed: Vec<_> = batch.iter().map(|m| (m, EventEntry::parse(&m.id, &m.fields))).collect();
-        let fence = parsed.iter().filter_map(|(_, e)| e.as_ref().ok()).map(|e| e.fence).max().unwrap_or(0);
-        let mut state = self.cache.state();
-        if state.revision() < fence {
-            state = match self.cache.caught_up_to(fence, self.settings.fence_timeout).await {
-                Ok(state) => state,
-                Err(_) => {
-                    tracing::warn!(
-                        fence,
-                        cached = state.revision(),
-                        "subscription cache behind the events' fence; matching anyway"
-                    );
-                    self.cache.state()
-                }
-            };
-        }
+        let fence = parsed.iter().filter_map(|(_, e)| e.as_ref().ok()).map(|e| e.fence.clone()).reduce(Fence::max);
+        let state = self.fenced_state(fence.unwrap_or_default()).await?;
         let now_ms = unix_ms(SystemTime::now());
         let mut pipe = redis::pipe();
         pipe.ignore_errors();

@@ -72,6 +72,7 @@ pub(crate) fn delivery(r: &DeliveryRecord) -> v1::Delivery {
         last_attempt: r.last_attempt.as_ref().map(attempt),
         create_time: Some(at(r.created_ms)),
         update_time: Some(at(r.updated_ms)),
+        status_reason: r.status_reason.clone(),
     }
 }
 

@@ -123,7 +123,26 @@ pub(crate) enum Park {
     /// subscription's endpoint-wait set, to come back when it closes.
     AwaitEndpoint(u64),
     Hold,
-    Cancel,
+    /// Never to be sent; the record says why.
+    Cancel(CancelReason),
+}
+
+/// Why a delivery was cancelled, as its record (and the API) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelReason {
+    /// The subscription no longer exists (deleted, or gone with an emptied
+    /// subscription store).
+    SubscriptionGone,
+    SubscriptionDisabled,
+}
+
+impl CancelReason {
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            Self::SubscriptionGone => "its subscription no longer exists",
+            Self::SubscriptionDisabled => "its subscription is disabled",
+        }
+    }
 }
 
 /// Where requeued deliveries come from.
@@ -248,8 +267,9 @@ impl Scripts {
             Park::Defer(at) => ("defer", at),
             Park::AwaitEndpoint(at) => ("await", at),
             Park::Hold => ("hold", 0),
-            Park::Cancel => ("cancel", 0),
+            Park::Cancel(_) => ("cancel", 0),
         };
+        let reason = if let Park::Cancel(reason) = park { reason.text() } else { "" };
         let mut inv = self.park.prepare_invoke();
         inv.key(keys.deliveries())
             .key(keys.delivery(&task.delivery_id))
@@ -267,7 +287,7 @@ impl Scripts {
             .arg(now_ms)
             .arg(retention.record_secs.max(1));
         record_fields(&mut inv, task);
-        inv.arg(task.enqueued_ms).arg(task.attempt.saturating_sub(1));
+        inv.arg(task.enqueued_ms).arg(task.attempt.saturating_sub(1)).arg(reason);
         pipe.invoke_script(&inv);
     }
 

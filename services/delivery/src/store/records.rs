@@ -96,6 +96,8 @@ pub(crate) struct DeliveryRecord {
     pub(crate) created_ms: u64,
     pub(crate) updated_ms: u64,
     pub(crate) last_attempt: Option<AttemptRecord>,
+    /// Why it is in its status when no attempt says so (a cancellation).
+    pub(crate) status_reason: String,
 }
 
 impl DeliveryRecord {
@@ -117,6 +119,7 @@ impl DeliveryRecord {
             created_ms: get("c").parse().unwrap_or(0),
             updated_ms: get("u").parse().unwrap_or(0),
             last_attempt: AttemptRecord::from_record(fields),
+            status_reason: get("sr"),
         })
     }
 }

@@ -1,4 +1,5 @@
-//! `kill -9` of a delivery process mid-flight loses nothing.
+//! `kill -9` of a delivery process mid-flight loses nothing; Redis restarted
+//! empty under running services sends nothing to what it no longer has.
 
 use std::{
     collections::HashMap,
@@ -67,4 +68,67 @@ async fn kill_9_mid_flight_loses_no_delivery() {
     assert!(duplicates <= 5, "at most the in-flight limit is re-sent: {duplicates}");
     let _ = sub;
     let _ = v1::DeliveryStatus::Succeeded;
+}
+
+/// Redis restarted empty under running services, while the subscription
+/// service is down (so the caches cannot reload yet): the subscriptions
+/// went with Redis. Events published meanwhile wait; once the service is
+/// back they are matched against what its store holds now (nothing, then
+/// a new subscription), never against the caches of before: nothing goes
+/// to the old endpoint with the old secret. (Before, fan-out matched them
+/// against its old cache, revisions restarting at 1, and delivery sent
+/// them.)
+#[tokio::test]
+async fn after_redis_restarts_empty_nothing_is_sent_to_subscriptions_it_no_longer_has() {
+    let mut stack = Stack::start().await;
+    stack.subscribe("/old", |_| {}).await;
+    stack.publish("a", "{}").await;
+    stack.wait_received("/old", 1).await;
+
+    stack.stop_subscriptions().await;
+    stack.redis.restart();
+    let mut published = Vec::new();
+    while published.len() < 5 {
+        let req = v1::PublishRequest { event_type: "a".into(), payload: b"{}".to_vec(), ..Default::default() };
+        match stack.events.publish(req).await {
+            Ok(reply) => published.push(reply.into_inner().event_id),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    // Fan-out has read them and holds them: its cache is of the old log.
+    let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
+    eventually(WAIT, || async {
+        let mut conn = stack.redis.connection().await;
+        let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(keys.events())
+            .arg(hookline_queue::FANOUT_GROUP)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(redis::streams::StreamPendingReply::Empty);
+        pending.count() > 0
+    })
+    .await;
+    for id in &published {
+        let event = stack.events.get_event(v1::GetEventRequest { id: id.clone() }).await.unwrap().into_inner();
+        assert_eq!(event.fanout_state, v1::FanoutState::Pending as i32, "fanned out with the cache of before");
+    }
+    stack.start_subscriptions_again().await;
+    for id in &published {
+        let id = id.clone();
+        eventually(WAIT, || {
+            let (mut events, id) = (stack.events.clone(), id.clone());
+            async move {
+                let event = events.get_event(v1::GetEventRequest { id }).await.map(|r| r.into_inner());
+                event.is_ok_and(|e| e.fanout_state == v1::FanoutState::Done as i32)
+            }
+        })
+        .await;
+        let event = stack.events.get_event(v1::GetEventRequest { id: id.clone() }).await.unwrap().into_inner();
+        assert_eq!(event.matched_subscriptions, 0, "matched against the subscriptions of before the restart");
+    }
+    // A new subscription gets what comes next.
+    stack.subscribe("/new", |_| {}).await;
+    stack.publish("a", "{}").await;
+    stack.wait_received("/new", 1).await;
+    assert_eq!(stack.receiver.received("/old").len(), 1, "only the event of before the restart");
 }

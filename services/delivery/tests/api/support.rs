@@ -31,6 +31,17 @@ pub fn auth() -> AuthConfig {
     AuthConfig { tokens: vec![token(ACME, "acme"), token(GLOBEX, "globex")], service_token: Some(SERVICE.into()) }
 }
 
+fn subscriptions_config(redis: &RedisServer) -> hookline_subscriptions::Config {
+    hookline_subscriptions::Config {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        redis_url: redis.url(),
+        redis_timeout: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(1),
+        auth: auth(),
+        ..Default::default()
+    }
+}
+
 pub fn delivery_config(redis: &RedisServer, subscriptions: &Running, fanout: &Running) -> hookline_delivery::Config {
     hookline_delivery::Config {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -75,14 +86,7 @@ impl Stack {
 
     pub async fn without_delivery() -> Self {
         let redis = RedisServer::start();
-        let subs_config = hookline_subscriptions::Config {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            redis_url: redis.url(),
-            redis_timeout: Duration::from_secs(1),
-            shutdown_grace: Duration::from_secs(1),
-            auth: auth(),
-            ..Default::default()
-        };
+        let subs_config = subscriptions_config(&redis);
         let subscriptions = Running::start(|l, stop| hookline_subscriptions::serve(subs_config, l, stop)).await;
         subscriptions.wait_serving().await;
         let fanout_config = hookline_fanout::Config {
@@ -104,6 +108,19 @@ impl Stack {
         let deliveries = DeliveryServiceClient::with_interceptor(placeholder, token);
         let receiver = Receiver::start().await;
         Self { redis, subscriptions, fanout, delivery: None, receiver, subs, events, deliveries }
+    }
+
+    /// Stops the subscription service (the caches keep what they have).
+    pub async fn stop_subscriptions(&mut self) {
+        self.subscriptions.halt().await;
+    }
+
+    /// Starts the subscription service again where it was.
+    pub async fn start_subscriptions_again(&mut self) {
+        let config = subscriptions_config(&self.redis);
+        self.subscriptions =
+            Running::start_on(self.subscriptions.addr, |l, stop| hookline_subscriptions::serve(config, l, stop)).await;
+        self.subscriptions.wait_serving().await;
     }
 
     pub async fn start_delivery(&mut self, config: hookline_delivery::Config) {

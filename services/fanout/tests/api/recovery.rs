@@ -35,7 +35,7 @@ async fn an_entry_read_by_a_consumer_that_died_is_fanned_out_once_by_another() {
         payload: b"{}".to_vec(),
         attributes: Default::default(),
         traceparent: String::new(),
-        fence: 0,
+        fence: hookline_queue::Fence::default(),
         published_ms: now_ms(),
     };
     let record = RecordMeta {
@@ -151,7 +151,7 @@ async fn an_event_recorded_as_a_hash_by_an_older_build_is_fanned_out_and_shown()
         payload: br#"{"n":1}"#.to_vec(),
         attributes: Default::default(),
         traceparent: String::new(),
-        fence: 0,
+        fence: hookline_queue::Fence::default(),
         published_ms: now_ms(),
     };
     // What the older publish.lua wrote: the entry, and a hash of its

@@ -82,7 +82,7 @@ impl Keys {
         format!("{}:changes", self.base)
     }
     fn log_id(&self) -> String {
-        format!("{}:log_id", self.base)
+        hookline_queue::subscriptions_log_id_key(&self.prefix)
     }
 }
 
@@ -375,18 +375,11 @@ fn revision_of(stream_id: &str) -> Option<u64> {
     stream_id.split_once('-').and_then(|(ms, _)| ms.parse().ok())
 }
 
+/// The log's position (and its identity, named here if it has none yet):
+/// the same read as fanout's and delivery's fence, `hookline_queue::current_fence`.
 async fn read_position(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys) -> Result<LogPosition, StoreError> {
-    let (log_id, revision): (Option<String>, Option<u64>) = redis::pipe()
-        .cmd("SET")
-        .arg(keys.log_id())
-        .arg(ulid::Ulid::new().to_string())
-        .arg("NX")
-        .ignore()
-        .get(keys.log_id())
-        .get(keys.revision())
-        .query_async(conn)
-        .await?;
-    Ok(LogPosition { log_id: log_id.unwrap_or_default(), revision: revision.unwrap_or(0) })
+    let fence = hookline_queue::current_fence(conn, &keys.prefix).await?;
+    Ok(LogPosition { log_id: fence.log_id, revision: fence.revision })
 }
 
 /// Follows the change log with a blocking XREAD on a connection of its own,

@@ -11,7 +11,7 @@
 -- ARGV: 1 group, 2 entry id, 3 delivery id, 4 action, 5 due (ms, defer),
 --       6 now (ms), 7 record retention (s), 8 event id, 9 subscription id,
 --       10 tenant, 11 event type, 12 traceparent, 13 enqueued at (ms),
---       14 attempts made so far
+--       14 attempts made so far, 15 why (cancel: the record's `sr`)
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[2], 'id', ARGV[3], 'evt', ARGV[8], 'sub', ARGV[9], 't', ARGV[10], 'et', ARGV[11],
@@ -35,6 +35,6 @@ elseif ARGV[4] == 'hold' then
   redis.call('RPUSH', KEYS[4], ARGV[3])
   redis.call('SADD', KEYS[5], ARGV[9])
 else
-  redis.call('HSET', KEYS[2], 'st', 'cancelled', 'na', '')
+  redis.call('HSET', KEYS[2], 'st', 'cancelled', 'na', '', 'sr', ARGV[15])
 end
 return 1
