@@ -74,6 +74,9 @@ const MIN_WAVE: Duration = Duration::from_millis(10);
 const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A lease outlives its request by this much.
 pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// The shortest request worth sending: a task with less time left before
+/// it may be claimed again is left to that claim.
+const MIN_REQUEST: Duration = Duration::from_millis(100);
 /// How long a batch waits when the cache is of another change log.
 const CACHE_RELOAD_WAIT: Duration = Duration::from_secs(1);
 /// Deferred deliveries brought forward per `wake.lua` call.
@@ -480,6 +483,14 @@ impl Worker {
         let Work { task, cached, endpoint, event, read_at, .. } = work;
         let sub = &cached.subscription;
         let _share = ShareSlot { worker: self, subscription: &task.subscription_id };
+        if self.request_timeout(cached).saturating_sub(read_at.elapsed()) < MIN_REQUEST {
+            // Held here so long (waiting for a slot) that another consumer
+            // may claim the task before a request could end: leave it to
+            // that claim rather than risk two attempts at once.
+            tracing::warn!(delivery = %task.delivery_id, "a task waited too long in this process to be attempted; it will be claimed again");
+            self.breakers.not_sent(endpoint);
+            return;
+        }
         let result = match event {
             Some(event) => match self.build(cached, task, event, &traceparent, *read_at) {
                 Ok(out) => {
@@ -532,7 +543,7 @@ impl Worker {
         })?;
         // Time spent waiting for a slot comes off the request: the attempt
         // still ends before the task could be claimed again.
-        let timeout = self.request_timeout(cached).saturating_sub(read_at.elapsed()).max(Duration::from_millis(100));
+        let timeout = self.request_timeout(cached).saturating_sub(read_at.elapsed()).max(MIN_REQUEST);
         Ok(Outgoing { url: &sub.spec.url, body: payload, headers, timeout })
     }
 
