@@ -188,8 +188,7 @@ impl PartitionKeys {
     }
 
     /// The start every key of the partition shares (`<prefix>:p<N>:{<slot
-    /// tag>}`, hash tag included), for scripts that derive a record key
-    /// from an id.
+    /// tag>}`, hash tag included).
     pub fn tag(&self) -> &str {
         &self.tag
     }

@@ -39,4 +39,5 @@ pub use ownership::{LiveMembers, Ownership, OwnershipMode, OwnershipSettings};
 pub use record::{EventRecord, FanoutState, RECORD_HEADER_LEN, RecordError, RecordMeta, read_event_records};
 pub use scripts::{
     FANOUT_TASKS_PER_CALL, FanoutItem, FanoutOutcome, PublishArgs, PublishItem, PublishOutcome, Scripts,
+    with_task_functions,
 };

@@ -18,9 +18,17 @@ impl Default for Scripts {
     fn default() -> Self {
         Self {
             publish: Script::new(include_str!("lua/publish.lua")),
-            fanout: Script::new(include_str!("lua/fanout.lua")),
+            fanout: Script::new(&with_task_functions(include_str!("lua/fanout.lua"))),
         }
     }
+}
+
+/// `script` with the Lua functions that write delivery tasks and records
+/// (`lua/tasks.lua`: `task_fields`, `enqueue_from_record`,
+/// `create_record`) before it: every script that writes them, here and in
+/// delivery, is built with this, so their format is written once.
+pub fn with_task_functions(script: &str) -> String {
+    format!("{}{script}", include_str!("lua/tasks.lua"))
 }
 
 /// What publishing one event did.

@@ -8,8 +8,8 @@
 -- meets NOGROUP and recreates them.)
 -- KEYS: 1 events stream, 2 deliveries stream, then each event's record
 -- ARGV: 1 group, 2 now (ms), then per event (`FanoutItem`): entry id,
---       event id, tenant, event type, traceparent, fence (the subscription
---       revision the event was matched at), the record's fan-out header
+--       event id, tenant, event type, traceparent, fence (the change-log
+--       position the event was matched at), the record's fan-out header
 --       once done (`FanoutState::header`), the number of tasks k, then k
 --       pairs of (delivery id, subscription id)
 -- Returns, per event, the number of tasks enqueued, or -1 if its entry was
@@ -26,8 +26,8 @@ for e = 3, #KEYS do
     replies[#replies + 1] = -1
   else
     for i = first, first + 2 * k - 1, 2 do
-      redis.call('XADD', KEYS[2], '*', 'v', '1', 'id', ARGV[i], 'evt', event, 'sub', ARGV[i + 1],
-        't', tenant, 'et', event_type, 'tp', traceparent, 'ts', now, 'n', '1', 'f', fence)
+      redis.call('XADD', KEYS[2], '*',
+        unpack(task_fields(ARGV[i], event, ARGV[i + 1], tenant, event_type, traceparent, now, '1', '', fence)))
     end
     -- The record may be gone (past its retention); one written by an
     -- older build is a hash.

@@ -9,7 +9,7 @@
 
 mod records;
 
-use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys};
+use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, with_task_functions};
 use redis::{Pipeline, Script, ScriptInvocation};
 
 use records::ATTEMPT_FIELDS;
@@ -179,11 +179,11 @@ pub(crate) struct Scripts {
 impl Default for Scripts {
     fn default() -> Self {
         Self {
-            complete: Script::new(include_str!("lua/complete.lua")),
-            park: Script::new(include_str!("lua/park.lua")),
-            requeue: Script::new(include_str!("lua/requeue.lua")),
+            complete: Script::new(&with_task_functions(include_str!("lua/complete.lua"))),
+            park: Script::new(&with_task_functions(include_str!("lua/park.lua"))),
+            requeue: Script::new(&with_task_functions(include_str!("lua/requeue.lua"))),
             lease: Script::new(include_str!("lua/lease.lua")),
-            fifo_gate: Script::new(include_str!("lua/fifo_gate.lua")),
+            fifo_gate: Script::new(&with_task_functions(include_str!("lua/fifo_gate.lua"))),
             wake: Script::new(include_str!("lua/wake.lua")),
         }
     }
@@ -212,7 +212,7 @@ impl Scripts {
             .arg(DELIVERY_GROUP)
             .arg(retention.record_secs.max(1))
             .arg(retention.stats_secs.max(1))
-            .arg(keys.tag())
+            .arg(keys.delivery(""))
             .arg(COMPLETION_KEYS)
             .arg(COMPLETION_ARGS);
         for completion in batch {
@@ -246,7 +246,7 @@ impl Scripts {
             .arg(task.enqueued_ms)
             .arg(now_ms)
             .arg(retention.record_secs.max(1))
-            .arg(keys.tag());
+            .arg(keys.delivery(""));
         record_fields(&mut inv, task);
         inv.arg(task.attempt.saturating_sub(1));
         pipe.invoke_script(&inv);
@@ -324,17 +324,19 @@ impl Scripts {
             Requeue::Ids { .. } => ("ids", keys.retry(), String::new()),
             Requeue::Fifo(sub) => ("fifo", keys.fifo_waiting(sub), sub.to_owned()),
         };
-        let index = match from {
-            Requeue::Fifo(_) => keys.fifo_subscriptions(),
-            _ => keys.held_subscriptions(),
+        let (index, head) = match from {
+            Requeue::Fifo(sub) => (keys.fifo_subscriptions(), keys.fifo_head(sub)),
+            _ => (keys.held_subscriptions(), keys.fifo_head("")),
         };
         inv.key(keys.deliveries())
             .key(source)
             .key(index)
+            .key(keys.retry())
+            .key(head)
             .arg(mode)
             .arg(now_ms)
             .arg(limit)
-            .arg(keys.tag())
+            .arg(keys.delivery(""))
             .arg(trigger)
             .arg(subscription);
         if let Requeue::Ids { ids, status } = from {

@@ -13,7 +13,8 @@
 --       record, attempts list, stats, hour stats, subscription index,
 --       tenant index, dead-letter index, in-flight leases, FIFO head,
 --       FIFO waiting zset
--- ARGV: 1 group, 2 record retention (s), 3 stats retention (s), 4 key tag,
+-- ARGV: 1 group, 2 record retention (s), 3 stats retention (s), 4 record
+--       key prefix (`PartitionKeys::delivery("")`),
 --       5 keys per completion, 6 arguments per completion, then per
 --       completion (`Completion::args`): entry id, delivery id, outcome
 --       ('ok'|'retry'|'dead'), attempt JSON, attempt number, retry due
@@ -24,7 +25,7 @@
 -- Returns, per completion, {the subscription's consecutive failures, when
 -- that failing streak began (ms; 0 when it is not failing)}, {-1, 0} if it
 -- was already done, or {-2, 0} if the deliveries stream is gone.
-local group, record_ttl, stats_ttl, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local group, record_ttl, stats_ttl, record_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local nk, na = tonumber(ARGV[5]), tonumber(ARGV[6])
 
 -- What the batch adds up to, written at the end: zset members by key,
@@ -82,11 +83,7 @@ local function next_in_line(id, head, waiting, now)
   local next_id = first[1]
   redis.call('ZREM', waiting, next_id)
   redis.call('SET', head, next_id, 'EX', record_ttl)
-  local f = redis.call('HMGET', tag .. ':dlv:' .. next_id, 'evt', 'sub', 't', 'et', 'tp', 'n')
-  if f[1] then
-    redis.call('XADD', KEYS[1], '*', 'v', '1', 'id', next_id, 'evt', f[1], 'sub', f[2], 't', f[3], 'et', f[4],
-      'tp', f[5] or '', 'ts', now, 'n', tostring(tonumber(f[6] or '0') + 1))
-  end
+  enqueue_from_record(KEYS[1], record_prefix, next_id, now, '')
 end
 
 local replies = {}
@@ -113,12 +110,10 @@ for i = 0, (#KEYS - 2) / nk - 1 do
     end
     local last = {}
     for j = a + 16, a + na do last[#last + 1] = ARGV[j] end
-    if redis.call('EXISTS', record) == 0 then
-      local created = ARGV[a + 14]
-      redis.call('HSET', record, 'id', id, 'evt', ARGV[a + 9], 'sub', ARGV[a + 10], 't', ARGV[a + 11],
-        'et', ARGV[a + 12], 'tp', ARGV[a + 13], 'c', created, 'n', n, 'u', now, 'st', state, 'na', next_at,
-        unpack(last))
-      redis.call('EXPIRE', record, record_ttl)
+    local created = ARGV[a + 14]
+    local more = { 'u', now, 'st', state, 'na', next_at, unpack(last) }
+    if create_record(record, record_ttl, id, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12], ARGV[a + 13],
+        created, n, more) then
       push(adds, sub_index, created, id)
       push(adds, tenant_index, created, id)
       if not (ok and n == '1') then

@@ -5,8 +5,9 @@
 -- KEYS: 1 head, 2 waiting zset, 3 FIFO index, 4 deliveries stream,
 --       5 record, 6 subscription index, 7 tenant index
 -- ARGV: 1 group, 2 entry id, 3 delivery id, 4 enqueued at (ms), 5 now (ms),
---       6 record retention (s), 7 key tag, 8 event id, 9 subscription id,
---       10 tenant, 11 event type, 12 traceparent, 13 attempts so far
+--       6 record retention (s), 7 record key prefix, 8 event id,
+--       9 subscription id, 10 tenant, 11 event type, 12 traceparent,
+--       13 attempts so far
 -- Returns 1: go ahead; 0: waiting its turn; -1: already handled.
 local head = redis.call('GET', KEYS[1])
 if head == ARGV[3] then return 1 end
@@ -18,10 +19,7 @@ if not head and not earlier then
   return 1
 end
 if redis.call('XACK', KEYS[4], ARGV[1], ARGV[2]) == 0 then return -1 end
-if redis.call('EXISTS', KEYS[5]) == 0 then
-  redis.call('HSET', KEYS[5], 'id', ARGV[3], 'evt', ARGV[8], 'sub', ARGV[9], 't', ARGV[10], 'et', ARGV[11],
-    'tp', ARGV[12], 'c', ARGV[4], 'n', ARGV[13])
-  redis.call('EXPIRE', KEYS[5], ARGV[6])
+if create_record(KEYS[5], ARGV[6], ARGV[3], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[4], ARGV[13]) then
   redis.call('ZADD', KEYS[6], ARGV[4], ARGV[3])
   redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
 end
@@ -33,11 +31,6 @@ if not head then
   local next_id = first[1]
   redis.call('ZREM', KEYS[2], next_id)
   redis.call('SET', KEYS[1], next_id, 'EX', ARGV[6])
-  local record = ARGV[7] .. ':dlv:' .. next_id
-  local f = redis.call('HMGET', record, 'evt', 'sub', 't', 'et', 'tp', 'n')
-  if f[1] then
-    redis.call('XADD', KEYS[4], '*', 'v', '1', 'id', next_id, 'evt', f[1], 'sub', f[2], 't', f[3], 'et', f[4],
-      'tp', f[5] or '', 'ts', ARGV[5], 'n', tostring(tonumber(f[6] or '0') + 1))
-  end
+  enqueue_from_record(KEYS[4], ARGV[7], next_id, ARGV[5], '')
 end
 return 0
