@@ -1,8 +1,10 @@
 //! hookline's delivery service: turns delivery tasks into signed HTTP POSTs,
 //! retries them on the subscription's schedule, and keeps every attempt.
 //!
-//! - `worker` / `dispatch`: consumer loops on the deliveries streams;
-//!   routing (cancel, hold, defer, send) and attempts.
+//! - `worker`: consumer loops on the deliveries streams; then each task's
+//!   stages: `dispatch` (route: cancel, hold, FIFO, open circuit),
+//!   `admission` (in-flight, rate, fair share, `waiting`), `attempt` (the
+//!   request, shared with test events, and its record via `completion`).
 //! - `http`: the address guard (SSRF), the HTTP client, one attempt.
 //! - `request`: body (format, variant), signature, headers.
 //! - `outcome`: success, retry when, dead-letter, gone.
@@ -15,7 +17,9 @@
 //! Architecture invariant: delivery knows subscriptions only through the
 //! watch cache, and events only through their records in Redis.
 
+mod admission;
 mod api;
+mod attempt;
 mod breaker;
 mod completion;
 mod config;

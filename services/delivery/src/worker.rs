@@ -185,7 +185,7 @@ impl Worker {
             match step.await {
                 Ok(Ok(())) => backoff = Duration::from_millis(100),
                 Err(panic) => {
-                    let panic = crate::dispatch::panic_text(&panic);
+                    let panic = crate::attempt::panic_text(&panic);
                     tracing::error!(partition = keys.index(), panic, "delivery step panicked; backing off");
                     metrics::counter!("hookline_delivery_panics_total").increment(1);
                     pause(&mut backoff, &mut stop).await;

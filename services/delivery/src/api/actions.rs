@@ -11,8 +11,7 @@ use tonic::Status;
 
 use super::{Api, ReplayStream, convert, storage_error};
 use crate::{
-    http::Outgoing,
-    request::{EventData, body, headers},
+    request::EventData,
     store::{AttemptRecord, Requeue, read_records},
 };
 
@@ -170,9 +169,9 @@ impl Api {
             req.payload
         };
         let event = EventData { payload, variants: Default::default(), occurred_ms: now_ms(), published_ms: 0 };
-        let bytes = body(&sub.spec, &event_id, &event_type, &event).map_err(|e| Status::invalid_argument(e.0))?;
-        let headers = headers(&sub.spec, &cached.secrets, &event_id, &bytes, "", SystemTime::now());
         let timeout = sub.spec.timeout.min(self.claim_idle);
+        let outgoing = crate::attempt::request(&cached, &event_id, &event_type, &event, "", timeout)
+            .map_err(|e| Status::invalid_argument(e.0))?;
         // The same admission as a delivery: an in-flight slot and a token
         // from the subscription's bucket (the default test rate when it has
         // no rate limit), so tests are no way around either.
@@ -208,23 +207,14 @@ impl Api {
                 )
             }));
         }
-        let result = self.sender.send(Outgoing { url: &sub.spec.url, body: bytes, headers, timeout }).await;
+        let result = self.sender.send(outgoing).await;
         let released: redis::RedisResult<i64> =
             redis::cmd("ZREM").arg(keys.in_flight(&sub_id)).arg(&event_id).query_async(&mut self.redis.clone()).await;
         if let Err(error) = released {
             tracing::debug!(%error, "could not free a test event's in-flight slot; it expires by itself");
         }
         tracing::info!(subscription = %sub.id, status = result.status, error = result.error.as_str(), "test event sent");
-        let record = AttemptRecord {
-            n: 1,
-            at: result.started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-            dur: result.duration.as_millis() as u64,
-            code: result.status,
-            err: result.error.as_str().into(),
-            msg: result.message.clone(),
-            body: AttemptRecord::encode_body(&result.body),
-            trig: "test".into(),
-        };
+        let record = AttemptRecord::of(&result, 1, "test");
         Ok(v1::SendTestEventResponse { attempt: Some(convert::attempt(&record)), event_id })
     }
 }

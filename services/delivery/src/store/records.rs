@@ -72,6 +72,21 @@ impl AttemptRecord {
         }
     }
 
+    /// The record of attempt `n`'s result, made by `trigger`
+    /// (`scheduled`, `manual`, `replay`, `test`).
+    pub(crate) fn of(result: &crate::http::AttemptResult, n: u32, trigger: &str) -> Self {
+        Self {
+            n,
+            at: result.started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            dur: result.duration.as_millis() as u64,
+            code: result.status,
+            err: result.error.as_str().into(),
+            msg: result.message.clone(),
+            body: Self::encode_body(&result.body),
+            trig: trigger.into(),
+        }
+    }
+
     pub(crate) fn body_bytes(&self) -> Vec<u8> {
         STANDARD.decode(&self.body).unwrap_or_default()
     }
