@@ -24,13 +24,19 @@ local function enqueue_from_record(stream, record_prefix, id, now, trigger)
   return true
 end
 
--- Creates a delivery's record unless it has one: its identity, when it was
--- created, the attempts made, then `more` (field, value, ...), with the
--- record's retention. True if it created it (the caller then indexes it).
-local function create_record(record, ttl, id, event, sub, tenant, event_type, traceparent, created, attempts, more)
+-- Creates a delivery's record unless it has one: its identity (the id is
+-- the key's), when it was created, the attempts made, then `more` (field,
+-- value, ...; empty values are left out: a missing field reads as empty),
+-- with the record's retention. True if it created it (the caller then
+-- indexes it).
+local function create_record(record, ttl, event, sub, tenant, event_type, traceparent, created, attempts, more)
   if redis.call('EXISTS', record) == 1 then return false end
-  redis.call('HSET', record, 'id', id, 'evt', event, 'sub', sub, 't', tenant, 'et', event_type, 'tp', traceparent,
-    'c', created, 'n', attempts, unpack(more or {}))
+  local fields = { 'evt', event, 'sub', sub, 't', tenant, 'et', event_type, 'c', created, 'n', attempts }
+  if traceparent ~= '' then fields[#fields + 1] = 'tp'; fields[#fields + 1] = traceparent end
+  for i = 1, #(more or {}), 2 do
+    if more[i + 1] ~= '' then fields[#fields + 1] = more[i]; fields[#fields + 1] = more[i + 1] end
+  end
+  redis.call('HSET', record, unpack(fields))
   redis.call('EXPIRE', record, ttl)
   return true
 end

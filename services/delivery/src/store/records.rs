@@ -116,14 +116,15 @@ pub(crate) struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
-    fn from_fields(fields: &HashMap<String, String>) -> Option<Self> {
+    /// The record of `id` from its hash (`None` when it has none: every
+    /// record has `evt`; records of older builds also hold `id`).
+    fn from_fields(id: &str, fields: &HashMap<String, String>) -> Option<Self> {
         let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
-        let id = get("id");
-        if id.is_empty() {
+        if get("evt").is_empty() {
             return None;
         }
         Some(Self {
-            id,
+            id: id.to_owned(),
             event_id: get("evt"),
             subscription_id: get("sub"),
             tenant: get("t"),
@@ -153,7 +154,7 @@ pub(crate) async fn read_records(
         pipe.hgetall(keys.delivery(id));
     }
     let all: Vec<HashMap<String, String>> = pipe.query_async(conn).await?;
-    Ok(all.iter().filter_map(DeliveryRecord::from_fields).collect())
+    Ok(ids.iter().zip(&all).filter_map(|(id, fields)| DeliveryRecord::from_fields(id, fields)).collect())
 }
 
 pub(crate) async fn read_attempts(

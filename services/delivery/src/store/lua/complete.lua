@@ -112,7 +112,7 @@ for i = 0, (#KEYS - 2) / nk - 1 do
     for j = a + 16, a + na do last[#last + 1] = ARGV[j] end
     local created = ARGV[a + 14]
     local more = { 'u', now, 'st', state, 'na', next_at, unpack(last) }
-    if create_record(record, record_ttl, id, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12], ARGV[a + 13],
+    if create_record(record, record_ttl, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12], ARGV[a + 13],
         created, n, more) then
       push(adds, sub_index, created, id)
       push(adds, tenant_index, created, id)
