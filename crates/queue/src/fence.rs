@@ -48,7 +48,7 @@ impl Fence {
     /// The later of two fences of the same log; of different logs, `other`
     /// when it names one and this one does not, else this one (the caller
     /// checks each fence's log on its own).
-    pub fn max(self, other: Self) -> Self {
+    pub fn later<'a>(&'a self, other: &'a Self) -> &'a Self {
         match (self.log_id == other.log_id, self.log_id.is_empty(), other.log_id.is_empty()) {
             (true, _, _) => {
                 if other.revision > self.revision {
@@ -61,24 +61,43 @@ impl Fence {
             _ => self,
         }
     }
+
+    /// The latest of several fences (see [`Self::later`]); the default fence
+    /// (revision 0, log unknown) when there are none.
+    pub fn latest<'a>(fences: impl IntoIterator<Item = &'a Fence>) -> Fence {
+        fences.into_iter().reduce(|a, b| a.later(b)).cloned().unwrap_or_default()
+    }
 }
 
 /// The change log's current position, read from Redis. The log gets its
 /// identity here if it has none yet (a Redis that just started empty):
 /// whoever reads first names it, and everyone then sees that name.
 pub async fn current_fence(conn: &mut impl ConnectionLike, prefix: &str) -> redis::RedisResult<Fence> {
-    let log_key = subscriptions_log_id_key(prefix);
-    let (log_id, revision): (Option<String>, Option<u64>) = redis::pipe()
-        .cmd("SET")
-        .arg(&log_key)
-        .arg(ulid::Ulid::new().to_string())
-        .arg("NX")
-        .ignore()
-        .get(&log_key)
-        .get(subscriptions_revision_key(prefix))
-        .query_async(conn)
-        .await?;
-    Ok(Fence { log_id: log_id.unwrap_or_default(), revision: revision.unwrap_or(0) })
+    let (log_key, revision_key) = (subscriptions_log_id_key(prefix), subscriptions_revision_key(prefix));
+    let (log_id, revision): (Option<String>, Option<u64>) =
+        redis::cmd("MGET").arg(&log_key).arg(&revision_key).query_async(conn).await?;
+    let log_id = match log_id {
+        Some(id) => id,
+        None => {
+            let (named,): (String,) = redis::pipe()
+                .cmd("SET")
+                .arg(&log_key)
+                .arg(new_log_id())
+                .arg("NX")
+                .ignore()
+                .get(&log_key)
+                .query_async(conn)
+                .await?;
+            named
+        }
+    };
+    Ok(Fence { log_id, revision: revision.unwrap_or(0) })
+}
+
+/// A new log's identity: 48 random bits as 12 hex digits. It only has to
+/// differ from the log before it, and it is written into every fence.
+fn new_log_id() -> String {
+    format!("{:012x}", ulid::Ulid::new().random() & 0xffff_ffff_ffff)
 }
 
 #[cfg(test)]
@@ -101,7 +120,9 @@ mod tests {
         assert!(!fence.reached_by("new", 2));
         assert!(!fence.reached_by("old", 900), "revisions of a previous log mean nothing");
         assert!(Fence::new("", 3).reached_by("old", 3), "a fence of unknown log: the revision alone");
-        assert_eq!(Fence::new("a", 5).max(Fence::new("a", 9)), Fence::new("a", 9));
-        assert_eq!(Fence::new("", 5).max(Fence::new("a", 1)), Fence::new("a", 1));
+        assert_eq!(Fence::latest(&[Fence::new("a", 5), Fence::new("a", 9)]), Fence::new("a", 9));
+        assert_eq!(Fence::latest(&[Fence::new("", 5), Fence::new("a", 1)]), Fence::new("a", 1));
+        assert_eq!(Fence::latest(&[]), Fence::default());
+        assert_eq!(new_log_id().len(), 12);
     }
 }

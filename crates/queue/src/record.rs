@@ -94,10 +94,9 @@ struct Fields<'a> {
     a: Cow<'a, HashMap<String, String>>,
     #[serde(default, skip_serializing_if = "str::is_empty")]
     tp: Cow<'a, str>,
+    /// The fence's revision (kept for older builds' readers; the task
+    /// carries the whole fence, the record's copy is not read).
     f: u64,
-    /// The fence's log id (records of older builds have none).
-    #[serde(default, skip_serializing_if = "str::is_empty")]
-    fl: Cow<'a, str>,
     ts: u64,
     oa: u64,
     #[serde(default, skip_serializing_if = "str::is_empty")]
@@ -128,7 +127,6 @@ impl RecordMeta {
             a: Cow::Borrowed(&entry.attributes),
             tp: Cow::Borrowed(&entry.traceparent),
             f: entry.fence.revision,
-            fl: Cow::Borrowed(&entry.fence.log_id),
             ts: entry.published_ms,
             oa: self.occurred_ms,
             ik: Cow::Borrowed(&self.idempotency_key),
@@ -178,7 +176,7 @@ impl EventRecord {
                 payload: rest[end + 1..].to_vec(),
                 attributes: fields.a.into_owned(),
                 traceparent: fields.tp.into_owned(),
-                fence: Fence::new(fields.fl.into_owned(), fields.f),
+                fence: Fence::new("", fields.f),
                 published_ms: fields.ts,
             },
             meta: RecordMeta {
@@ -283,7 +281,7 @@ mod tests {
                 payload: b"{\"a\":\"line\\nbreak\"}\n".to_vec(),
                 attributes: HashMap::from([("team_id".into(), "7".into())]),
                 traceparent: "00-abc-def-01".into(),
-                fence: Fence::new("01JLOG", 42),
+                fence: Fence::new("", 42), // a record keeps the revision only
                 published_ms: 1_700_000_000_000,
             },
             meta: RecordMeta {

@@ -24,8 +24,8 @@ impl Default for Scripts {
 }
 
 /// `script` with the Lua functions that write delivery tasks and records
-/// (`lua/tasks.lua`: `task_fields`, `enqueue_from_record`,
-/// `create_record`) before it: every script that writes them, here and in
+/// (`lua/tasks.lua`: `enqueue_task`, `enqueue_from_record`,
+/// `write_new_record`) before it: every script that writes them, here and in
 /// delivery, is built with this, so their format is written once.
 pub fn with_task_functions(script: &str) -> String {
     format!("{}{script}", include_str!("lua/tasks.lua"))

@@ -17,8 +17,8 @@ async fn lua_tasks_are_what_delivery_task_reads() {
     group.ensure(&mut conn).await.unwrap();
     let script = redis::Script::new(&with_task_functions(
         r"
-redis.call('XADD', KEYS[1], '*', unpack(task_fields('dlv_1', 'evt_1', 'sub_1', 'acme', 'order.paid', '00-tp-01',
-  '1700000000000', '1', '', '7:01JLOG')))
+enqueue_task(KEYS[1], 'dlv_1', 'evt_1', 'sub_1', 'acme', 'order.paid', '00-tp-01', '1700000000000', '1', '',
+  '7:01JLOG')
 redis.call('HSET', KEYS[2], 'evt', 'evt_2', 'sub', 'sub_2', 't', 'acme', 'et', 'lead.won', 'tp', '', 'n', '2')
 enqueue_from_record(KEYS[1], ARGV[1], 'dlv_2', '1700000000001', 'replay')
 return enqueue_from_record(KEYS[1], ARGV[1], 'dlv_gone', '1', '') and 1 or 0

@@ -52,8 +52,10 @@ struct State {
     probing: bool,
     /// While open: when the next probe may go.
     probe_at: Option<Instant>,
-    /// When a deferred task was last brought forward to probe with.
+    /// When a deferred task was last brought forward to probe with, and
+    /// how many times (which subscription's turn it is next).
     woken_at: Option<Instant>,
+    wakes: usize,
     deferred: HashSet<Deferred>,
 }
 
@@ -107,8 +109,12 @@ impl Breakers {
             let due = state.probe_at.is_some_and(|at| at <= now)
                 && !state.probing
                 && state.woken_at.is_none_or(|at| at + self.probe_every <= now);
-            if let Some(sub) = state.deferred.iter().next().filter(|_| due) {
+            // Each subscription in turn: one whose deferred tasks have all
+            // come back already must not stand in for the others.
+            let turn = state.wakes % state.deferred.len().max(1);
+            if let Some(sub) = state.deferred.iter().nth(turn).filter(|_| due) {
                 state.woken_at = Some(now);
+                state.wakes += 1;
                 wake.push(sub.clone());
             }
         }

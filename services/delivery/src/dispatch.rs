@@ -219,7 +219,7 @@ impl Worker {
         tasks: &[(String, DeliveryTask)],
         conn: &mut hookline_queue::RedisConn,
     ) -> redis::RedisResult<Option<Arc<hookline_watch::CacheState>>> {
-        let fence = tasks.iter().map(|(_, t)| t.fence.clone()).reduce(Fence::max).unwrap_or_default();
+        let fence = Fence::latest(tasks.iter().map(|(_, t)| &t.fence));
         let reached = |s: &hookline_watch::CacheState| s.is_ready() && fence.reached_by(s.log_id(), s.revision());
         let mut state = self.cache.state();
         if !reached(&state) {

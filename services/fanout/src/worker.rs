@@ -239,8 +239,8 @@ impl Worker {
             return Ok(());
         }
         let parsed: Vec<_> = batch.iter().map(|m| (m, EventEntry::parse(&m.id, &m.fields))).collect();
-        let fence = parsed.iter().filter_map(|(_, e)| e.as_ref().ok()).map(|e| e.fence.clone()).reduce(Fence::max);
-        let state = self.fenced_state(fence.unwrap_or_default()).await?;
+        let fence = Fence::latest(parsed.iter().filter_map(|(_, e)| e.as_ref().ok()).map(|e| &e.fence));
+        let state = self.fenced_state(fence).await?;
         let now_ms = unix_ms(SystemTime::now());
         let mut pipe = redis::pipe();
         pipe.ignore_errors();

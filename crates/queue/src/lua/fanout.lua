@@ -26,8 +26,7 @@ for e = 3, #KEYS do
     replies[#replies + 1] = -1
   else
     for i = first, first + 2 * k - 1, 2 do
-      redis.call('XADD', KEYS[2], '*',
-        unpack(task_fields(ARGV[i], event, ARGV[i + 1], tenant, event_type, traceparent, now, '1', '', fence)))
+      enqueue_task(KEYS[2], ARGV[i], event, ARGV[i + 1], tenant, event_type, traceparent, now, '1', '', fence)
     end
     -- The record may be gone (past its retention); one written by an
     -- older build is a hash.

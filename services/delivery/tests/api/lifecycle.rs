@@ -12,6 +12,33 @@ async fn summary(stack: &mut Stack, subscription_id: &str) -> v1::DeliverySummar
     stack.deliveries.get_delivery_summary(req).await.unwrap().into_inner()
 }
 
+/// Waits until the subscription's summary satisfies `done`.
+async fn wait_summary(stack: &Stack, subscription_id: &str, done: impl Fn(&v1::DeliverySummary) -> bool) {
+    eventually(WAIT, || {
+        let mut deliveries = stack.deliveries.clone();
+        let req = v1::GetDeliverySummaryRequest { subscription_id: subscription_id.into(), ..Default::default() };
+        let done = &done;
+        async move { done(&deliveries.get_delivery_summary(req).await.unwrap().into_inner()) }
+    })
+    .await;
+}
+
+/// Waits until the subscription is paused for its failures, the reason
+/// saying `says`.
+async fn wait_paused_for_failures(stack: &Stack, subscription_id: &str, says: &str) {
+    eventually(WAIT, || {
+        let mut subs = stack.subs.clone();
+        let id = subscription_id.to_owned();
+        async move {
+            let s = subs.get_subscription(v1::GetSubscriptionRequest { id }).await.unwrap().into_inner();
+            s.state == v1::SubscriptionState::Paused as i32
+                && s.state_reason
+                    .is_some_and(|r| r.cause == v1::StateCause::Failures as i32 && r.message.contains(says))
+        }
+    })
+    .await;
+}
+
 async fn publish_many(stack: &mut Stack, n: usize) {
     let events = (0..n)
         .map(|i| v1::PublishRequest {
@@ -34,12 +61,7 @@ async fn a_burst_of_failures_never_pauses_the_subscription() {
     stack.receiver.statuses("/down", &[500]);
     let (sub, _) = stack.subscribe("/down", |s| s.retry_policy = Some(quick_retries(1))).await;
     publish_many(&mut stack, 200).await;
-    eventually(WAIT, || {
-        let mut deliveries = stack.deliveries.clone();
-        let req = v1::GetDeliverySummaryRequest { subscription_id: sub.clone(), ..Default::default() };
-        async move { deliveries.get_delivery_summary(req).await.unwrap().into_inner().dead_lettered == 200 }
-    })
-    .await;
+    wait_summary(&stack, &sub, |s| s.dead_lettered == 200).await;
     let summary = summary(&mut stack, &sub).await;
     assert_eq!((summary.failed_attempts, summary.consecutive_failures), (400, 400));
     assert!(summary.failing_since.is_some(), "the streak's start is shown");
@@ -61,24 +83,9 @@ async fn a_failing_streak_that_lasts_pauses_the_subscription() {
     stack.receiver.statuses("/down", &[500]);
     let (sub, _) = stack.subscribe("/down", |s| s.retry_policy = Some(quick_retries(20))).await;
     publish_many(&mut stack, 10).await;
-    eventually(WAIT, || {
-        let mut deliveries = stack.deliveries.clone();
-        let req = v1::GetDeliverySummaryRequest { subscription_id: sub.clone(), ..Default::default() };
-        async move { deliveries.get_delivery_summary(req).await.unwrap().into_inner().failed_attempts >= 10 }
-    })
-    .await;
+    wait_summary(&stack, &sub, |s| s.failed_attempts >= 10).await;
     assert_eq!(stack.subscription(&sub).await.state, v1::SubscriptionState::Active as i32, "not after a burst");
-    eventually(WAIT, || {
-        let mut subs = stack.subs.clone();
-        let id = sub.clone();
-        async move {
-            let s = subs.get_subscription(v1::GetSubscriptionRequest { id }).await.unwrap().into_inner();
-            s.state == v1::SubscriptionState::Paused as i32
-                && s.state_reason
-                    .is_some_and(|r| r.cause == v1::StateCause::Failures as i32 && r.message.contains(" since "))
-        }
-    })
-    .await;
+    wait_paused_for_failures(&stack, &sub, " since ").await;
     let summary = summary(&mut stack, &sub).await;
     let since = summary.failing_since.expect("failing");
     let first = summary.last_attempt_time.expect("attempted");
@@ -105,17 +112,7 @@ async fn a_run_of_failures_auto_pauses_holds_deliveries_and_resume_releases_them
     let (_monitor, _) = stack.subscribe("/ops", |s| s.event_types = vec!["hookline.*".into()]).await;
 
     stack.publish("order.paid", r#"{"n":1}"#).await;
-    eventually(WAIT, || {
-        let mut subs = stack.subs.clone();
-        let id = failing.clone();
-        async move {
-            let s = subs.get_subscription(v1::GetSubscriptionRequest { id }).await.unwrap().into_inner();
-            s.state == v1::SubscriptionState::Paused as i32
-                && s.state_reason
-                    .is_some_and(|r| r.cause == v1::StateCause::Failures as i32 && r.message.contains("3 consecutive"))
-        }
-    })
-    .await;
+    wait_paused_for_failures(&stack, &failing, "3 consecutive").await;
     let ops = stack.wait_received("/ops", 1).await;
     let event: serde_json::Value = serde_json::from_slice(&ops[0].body).unwrap();
     assert_eq!(event["subscription_id"], failing.as_str());

@@ -108,12 +108,17 @@ for i = 0, (#KEYS - 2) / nk - 1 do
     elseif not ok then
       state = 'dead'
     end
-    local last = {}
-    for j = a + 16, a + na do last[#last + 1] = ARGV[j] end
     local created = ARGV[a + 14]
-    local more = { 'u', now, 'st', state, 'na', next_at, unpack(last) }
-    if create_record(record, record_ttl, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12], ARGV[a + 13],
-        created, n, more) then
+    if redis.call('EXISTS', record) == 0 then
+      -- The last attempt's fields, those with a value (a missing one reads
+      -- as empty), and the next attempt's time when there is one.
+      local last = {}
+      for j = a + 16, a + na, 2 do
+        if ARGV[j + 1] ~= '' then last[#last + 1] = ARGV[j]; last[#last + 1] = ARGV[j + 1] end
+      end
+      if next_at ~= '' then last[#last + 1] = 'na'; last[#last + 1] = next_at end
+      write_new_record(record, record_ttl, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12], ARGV[a + 13],
+        created, n, 'u', now, 'st', state, unpack(last))
       push(adds, sub_index, created, id)
       push(adds, tenant_index, created, id)
       if not (ok and n == '1') then
@@ -126,6 +131,8 @@ for i = 0, (#KEYS - 2) / nk - 1 do
         if earlier then redis.call('RPUSH', attempts, earlier) end
       end
       if redis.call('RPUSH', attempts, json) <= 2 then redis.call('EXPIRE', attempts, record_ttl) end
+      local last = {}
+      for j = a + 16, a + na do last[#last + 1] = ARGV[j] end
       redis.call('HSET', record, 'n', n, 'u', now, 'st', state, 'na', next_at, unpack(last))
     end
     -- Counters; attempts = succeeded + failed.

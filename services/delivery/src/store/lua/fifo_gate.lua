@@ -19,7 +19,8 @@ if not head and not earlier then
   return 1
 end
 if redis.call('XACK', KEYS[4], ARGV[1], ARGV[2]) == 0 then return -1 end
-if create_record(KEYS[5], ARGV[6], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[4], ARGV[13]) then
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  write_new_record(KEYS[5], ARGV[6], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[4], ARGV[13])
   redis.call('ZADD', KEYS[6], ARGV[4], ARGV[3])
   redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
 end

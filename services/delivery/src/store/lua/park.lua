@@ -13,7 +13,8 @@
 --       10 tenant, 11 event type, 12 traceparent, 13 enqueued at (ms),
 --       14 attempts made so far, 15 why (cancel: the record's `sr`)
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
-if create_record(KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]) then
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  write_new_record(KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14])
   redis.call('ZADD', KEYS[6], ARGV[13], ARGV[3])
   redis.call('ZADD', KEYS[7], ARGV[13], ARGV[3])
 end
