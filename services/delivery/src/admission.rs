@@ -15,7 +15,7 @@ use crate::{
     dispatch::{Batch, Job, LEASE_MARGIN, Ready, Work},
     instruments::ParkReason,
     request::EventData,
-    store::Park,
+    store::{Park, Step},
     worker::Worker,
 };
 
@@ -124,7 +124,7 @@ impl Worker {
             groups[index].push(item);
         }
         let mut leases = redis::pipe();
-        self.scripts.load(&mut leases);
+        self.scripts.load(&mut leases, &[Step::Lease]);
         for group in &groups {
             let (_, first, cached, _) = &group[0];
             let expiry = now + (self.request_timeout(cached) + LEASE_MARGIN).as_millis() as u64;

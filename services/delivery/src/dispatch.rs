@@ -31,7 +31,7 @@ use crate::{
     breaker::{Deferred, Gate, endpoint_of},
     instruments::{ParkReason, Parked},
     request::EventData,
-    store::{CancelReason, Park},
+    store::{CancelReason, Park, Step},
     worker::{Worker, now_ms},
 };
 
@@ -85,7 +85,7 @@ impl<'a> Batch<'a> {
     fn new(worker: &Worker, keys: &'a PartitionKeys) -> Self {
         let mut park = redis::pipe();
         park.ignore_errors();
-        worker.scripts.load(&mut park);
+        worker.scripts.load(&mut park, &[Step::Park]);
         Self { keys, now: now_ms(), read_at: Instant::now(), park, parked: Parked::default() }
     }
 
@@ -183,7 +183,7 @@ impl Worker {
             // One at a time per FIFO subscription, in order: only a task
             // whose turn it is goes on; the others wait in Redis.
             let mut gates = redis::pipe();
-            self.scripts.load(&mut gates);
+            self.scripts.load(&mut gates, &[Step::FifoGate]);
             for (entry, task, _) in &fifo {
                 self.scripts.fifo_gate(&mut gates, keys, entry, task, now, &self.settings.retention);
             }

@@ -40,7 +40,7 @@ use tokio::sync::{Notify, watch};
 use crate::{
     dispatch::{Job, LEASE_MARGIN, Work},
     instruments::{ParkReason, Parked},
-    store::Park,
+    store::{Park, Step},
     worker::{Worker, now_ms},
 };
 
@@ -216,7 +216,7 @@ impl Worker {
         let mut conn = self.redis.clone();
         let mut park = redis::pipe();
         park.ignore_errors();
-        self.scripts.load(&mut park);
+        self.scripts.load(&mut park, &[Step::Park]);
         let mut parked = Parked::default();
         let mut live = Vec::new();
         let mut expired = Vec::new();
@@ -258,7 +258,7 @@ impl Worker {
             return Ok(());
         }
         let mut leases = redis::pipe();
-        self.scripts.load(&mut leases);
+        self.scripts.load(&mut leases, &[Step::Lease]);
         for (subscription, queue) in &live {
             let first = &queue[0];
             let spec = &first.cached.subscription.spec;

@@ -26,7 +26,7 @@ use crate::{
     breaker::Breakers,
     control::Control,
     http::Sender,
-    store::{Requeue, Retention, Scripts},
+    store::{Requeue, Retention, Scripts, Step},
 };
 
 const READ_BLOCK: Duration = Duration::from_secs(1);
@@ -239,7 +239,7 @@ impl Worker {
                 let mut conn = self.redis.clone();
                 loop {
                     let mut pipe = redis::pipe();
-                    self.scripts.load(&mut pipe);
+                    self.scripts.load(&mut pipe, &[Step::Requeue]);
                     self.scripts.requeue(&mut pipe, &keys, Requeue::Due, "", now_ms(), REQUEUE_BATCH);
                     let (moved,): (usize,) = pipe.query_async(&mut conn).await?;
                     if moved < REQUEUE_BATCH {
@@ -313,7 +313,7 @@ impl Worker {
                 continue;
             }
             let mut pipe = redis::pipe();
-            self.scripts.load(&mut pipe);
+            self.scripts.load(&mut pipe, &[Step::Requeue]);
             self.scripts.requeue(&mut pipe, keys, Requeue::Fifo(&sub), "", now_ms(), REQUEUE_BATCH);
             let (moved,): (usize,) = pipe.query_async(conn).await?;
             tracing::info!(subscription = %sub, moved, "released deliveries waiting for a FIFO turn");
@@ -336,7 +336,7 @@ impl Worker {
             }
             loop {
                 let mut pipe = redis::pipe();
-                self.scripts.load(&mut pipe);
+                self.scripts.load(&mut pipe, &[Step::Requeue]);
                 self.scripts.requeue(&mut pipe, keys, Requeue::Held(&sub), "", now_ms(), REQUEUE_BATCH);
                 let (moved,): (usize,) = pipe.query_async(conn).await?;
                 if moved > 0 {

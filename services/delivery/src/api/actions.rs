@@ -12,7 +12,7 @@ use tonic::Status;
 use super::{Api, ReplayStream, convert, storage_error};
 use crate::{
     request::EventData,
-    store::{AttemptRecord, Requeue, read_records},
+    store::{AttemptRecord, Requeue, Step, read_records},
 };
 
 const REPLAY_CHUNK: usize = 500;
@@ -34,7 +34,7 @@ impl Api {
             return Err(Status::failed_precondition("the delivery is already queued for its next attempt"));
         }
         let mut pipe = redis::pipe();
-        self.scripts.load(&mut pipe);
+        self.scripts.load(&mut pipe, &[Step::Requeue]);
         let ids = [record.id.clone()];
         self.scripts.requeue(&mut pipe, &keys, Requeue::Ids { ids: &ids, status: None }, "manual", now_ms(), 1);
         let (_queued,): (usize,) = pipe.query_async(&mut self.redis.clone()).await.map_err(storage_error)?;
@@ -117,7 +117,7 @@ impl Api {
                     let chosen: Vec<String> = records.into_iter().map(|r| r.id).collect();
                     if !chosen.is_empty() {
                         let mut pipe = redis::pipe();
-                        scripts.load(&mut pipe);
+                        scripts.load(&mut pipe, &[Step::Requeue]);
                         let from = Requeue::Ids { ids: &chosen, status: Some(&status) };
                         scripts.requeue(&mut pipe, &keys, from, "replay", now_ms(), chosen.len());
                         let (queued,): (u64,) = pipe.query_async(&mut conn).await?;
@@ -181,7 +181,7 @@ impl Api {
         let expiry = now + timeout.as_millis() as u64 + 5_000;
         let rate = sub.spec.rate_limit.unwrap_or(self.test_limits.rate);
         let mut pipe = redis::pipe();
-        self.scripts.load(&mut pipe);
+        self.scripts.load(&mut pipe, &[Step::Lease]);
         self.scripts.lease(
             &mut pipe,
             &keys,

@@ -189,9 +189,29 @@ impl Default for Scripts {
     }
 }
 
+/// A state script, to load (`Scripts::load`) before a pipeline invokes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step {
+    Park,
+    Requeue,
+    Lease,
+    FifoGate,
+}
+
 impl Scripts {
-    pub(crate) fn load(&self, pipe: &mut Pipeline) {
-        for script in [&self.complete, &self.park, &self.requeue, &self.lease, &self.fifo_gate, &self.wake] {
+    /// Loads `steps`' scripts first in `pipe`, so its EVALSHAs never meet
+    /// a Redis that has not seen them (just restarted); only those the
+    /// pipeline runs: each load sends the whole script and Redis hashes
+    /// it. (`complete` and `wake` run through `invoke_async`, which loads
+    /// on NOSCRIPT by itself.)
+    pub(crate) fn load(&self, pipe: &mut Pipeline, steps: &[Step]) {
+        for step in steps {
+            let script = match step {
+                Step::Park => &self.park,
+                Step::Requeue => &self.requeue,
+                Step::Lease => &self.lease,
+                Step::FifoGate => &self.fifo_gate,
+            };
             pipe.load_script(script).ignore();
         }
     }
