@@ -92,7 +92,7 @@ impl ConsumerGroup {
     /// Takes over up to `count` entries pending longer than `min_idle` with
     /// any consumer (a crashed or stuck one), starting from `cursor`
     /// (`"0-0"` first). Returns them and the cursor for the next call
-    /// (`"0-0"` when the scan wrapped around).
+    /// (`"0-0"` when the scan wrapped around). Logs what it claimed.
     pub async fn claim_stale(
         &self,
         conn: &mut impl ConnectionLike,
@@ -110,7 +110,11 @@ impl ConsumerGroup {
             .arg(count)
             .query_async(conn)
             .await?;
-        let messages = reply.claimed.into_iter().map(|id| StreamMessage { id: id.id, fields: id.map }).collect();
+        let messages: Vec<StreamMessage> =
+            reply.claimed.into_iter().map(|id| StreamMessage { id: id.id, fields: id.map }).collect();
+        if !messages.is_empty() {
+            tracing::info!(stream = %self.stream, count = messages.len(), "claimed entries idle past claim_idle");
+        }
         Ok((messages, reply.next_stream_id))
     }
 
@@ -120,7 +124,8 @@ impl ConsumerGroup {
     /// `claim_idle` says: a dead consumer's work moves as soon as its
     /// liveness expires, while a live consumer's slow attempt is left
     /// alone. A dead consumer left with nothing pending is removed from the
-    /// group (atomically: only if it still has nothing pending).
+    /// group (atomically: only if it still has nothing pending). Logs what
+    /// it took.
     pub async fn take_over(
         &self,
         conn: &mut impl ConnectionLike,
@@ -165,6 +170,9 @@ impl ConsumerGroup {
                 let _: i64 =
                     FORGET_IF_IDLE.key(&self.stream).arg(&self.group).arg(&dead.name).invoke_async(conn).await?;
             }
+        }
+        if !taken.is_empty() {
+            tracing::info!(stream = %self.stream, count = taken.len(), "took over entries of consumers that are gone");
         }
         Ok(taken)
     }

@@ -140,14 +140,7 @@ impl Worker {
                     last_takeover = Instant::now();
                     let count = free.min(self.settings.batch_size);
                     let taken = group.take_over(&mut conn, &live.members, self.settings.liveness, count).await?;
-                    if !taken.is_empty() {
-                        tracing::info!(
-                            partition = keys.index(),
-                            count = taken.len(),
-                            "took over tasks of a consumer that is gone"
-                        );
-                        self.clone().dispatch(&keys, taken).await?;
-                    }
+                    self.clone().dispatch(&keys, taken).await?;
                 }
                 if last_claim.elapsed() >= self.settings.claim_idle / 2 {
                     last_claim = Instant::now();
@@ -160,14 +153,7 @@ impl Worker {
                         )
                         .await?;
                     claim_cursor = cursor;
-                    if !stale.is_empty() {
-                        tracing::info!(
-                            partition = keys.index(),
-                            count = stale.len(),
-                            "claimed tasks left by another consumer"
-                        );
-                        self.clone().dispatch(&keys, stale).await?;
-                    }
+                    self.clone().dispatch(&keys, stale).await?;
                 }
                 let count = free.min(self.settings.batch_size);
                 let fresh = group.read_new(reader.conn().await?, count, READ_BLOCK).await?;

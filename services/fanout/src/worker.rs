@@ -2,9 +2,11 @@
 //!
 //! Each loop reads batches as a consumer of the `fanout` group, waits (up to
 //! `fence_timeout`) until the subscription cache has every change made
-//! before the events were published, matches them locally, and runs one
-//! fan-out script per event in a single pipeline. The script acknowledges
-//! the entry and enqueues its delivery tasks atomically, so a crash at any
+//! before the events were published (and never uses one of another change
+//! log), matches them locally, and runs one fan-out script call for the
+//! batch (more only past `FANOUT_TASKS_PER_CALL` tasks). For each event the
+//! script acknowledges the entry and enqueues its delivery tasks
+//! atomically, so a crash at any
 //! point loses nothing and doubles nothing: unacknowledged entries of a
 //! consumer that is gone are taken over by a live one as soon as its
 //! liveness expires (`ConsumerGroup::take_over`), those of a stuck one
@@ -161,14 +163,7 @@ impl Worker {
             p.last_takeover = Instant::now();
             let taken =
                 p.events.take_over(&mut conn, &live.members, self.settings.liveness, self.settings.batch_size).await?;
-            if !taken.is_empty() {
-                tracing::info!(
-                    partition = p.keys.index(),
-                    count = taken.len(),
-                    "took over entries of a consumer that is gone"
-                );
-                self.fan_out(p, taken).await?;
-            }
+            self.fan_out(p, taken).await?;
         }
         if p.last_claim.elapsed() >= self.settings.claim_idle / 2 {
             p.last_claim = Instant::now();
@@ -177,14 +172,7 @@ impl Worker {
                 .claim_stale(&mut conn, self.settings.claim_idle, &p.claim_cursor, self.settings.batch_size)
                 .await?;
             p.claim_cursor = cursor;
-            if !stale.is_empty() {
-                tracing::info!(
-                    partition = p.keys.index(),
-                    count = stale.len(),
-                    "claimed entries left by another consumer"
-                );
-                self.fan_out(p, stale).await?;
-            }
+            self.fan_out(p, stale).await?;
         }
         let fresh = p.events.read_new(p.reader.conn().await?, self.settings.batch_size, READ_BLOCK).await?;
         self.fan_out(p, fresh).await?;

@@ -177,8 +177,6 @@ async fn a_killed_delivery_replicas_tasks_move_to_a_live_one_within_seconds() {
         duplicates[0]
     );
     assert!(took < Duration::from_secs(45), "the dead replica's tasks waited for claim_idle: {took:?}");
-    let metrics = survivor.metrics().await;
-    assert!(metrics.contains("hookline_delivery_attempts_total"), "the survivor did the work");
 }
 
 /// Two fanout replicas (one owns the partition); the owner is killed.
