@@ -126,6 +126,11 @@ async fn strings_counters_and_expiry() {
         &["KEYS", "*"],
         &["KEYS", "?ext"],
         &["KEYS", "[a-h]*"],
+        // A server without replicas: no write is ever confirmed.
+        &["WAIT", "0", "0"],
+        &["WAIT", "1", "20"],
+        &["WAIT", "1", "-1"],
+        &["WAIT", "1", "x"],
     ])
     .await;
     for conn in [&p.real, &p.embedded] {

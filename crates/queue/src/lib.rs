@@ -17,6 +17,7 @@
 //! share them out through leases ([`Ownership`]).
 
 mod conn;
+mod durability;
 mod entry;
 mod fence;
 mod gauges;
@@ -27,6 +28,7 @@ mod record;
 mod scripts;
 
 pub use conn::{BlockingReader, RedisConn, RedisTarget, connect};
+pub use durability::{Durability, DurableWriter, WriteError, describe_durability_metrics};
 pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
 pub use fence::{Fence, current_fence};
 pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};

@@ -37,6 +37,8 @@ fn embedded_backend() -> bool {
 pub struct RedisServer {
     pub port: u16,
     persistent: bool,
+    /// The primary's port, for a replica.
+    replica_of: Option<u16>,
     server: Server,
 }
 
@@ -76,14 +78,58 @@ impl RedisServer {
     fn launch(persistent: bool, embedded: bool) -> Self {
         if embedded {
             let server = hookline_embedded::EmbeddedRedis::start(([127, 0, 0, 1], 0).into()).unwrap();
-            return Self { port: server.addr().port(), persistent, server: Server::Embedded(server) };
+            return Self { port: server.addr().port(), persistent, replica_of: None, server: Server::Embedded(server) };
         }
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("hookline-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self { port, persistent, server: Server::Process { dir, child: None } };
+        let mut server = Self { port, persistent, replica_of: None, server: Server::Process { dir, child: None } };
         server.spawn();
         server
+    }
+
+    /// A real `redis-server` replicating `primary` (itself a real one),
+    /// returned once its link is up and the primary counts it.
+    pub fn start_replica_of(primary: &RedisServer) -> Self {
+        assert!(primary.is_redis_server(), "a replica needs a real redis-server as its primary");
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("hookline-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self {
+            port,
+            persistent: false,
+            replica_of: Some(primary.port),
+            server: Server::Process { dir, child: None },
+        };
+        server.spawn();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(info(server.port, "replication").contains("master_link_status:up")
+            && info(primary.port, "replication").contains("connected_slaves:1"))
+        {
+            assert!(Instant::now() < deadline, "the replica on {port} did not link up with {}", primary.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// Stops the process (SIGSTOP) without killing it: it holds its
+    /// connections and answers nothing, as a hung or partitioned node
+    /// does, until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let Server::Process { child: Some(child), .. } = &self.server else {
+            panic!("only a running redis-server process can be signalled");
+        };
+        let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(sent.success(), "kill {signal} failed");
     }
 
     fn spawn(&mut self) {
@@ -95,6 +141,10 @@ impl RedisServer {
             args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             args.extend(["--appendonly", "no"]);
+        }
+        let primary = self.replica_of.map(|p| p.to_string());
+        if let Some(primary) = &primary {
+            args.extend(["--replicaof", "127.0.0.1", primary]);
         }
         *child = Some(
             Command::new("redis-server")
@@ -157,53 +207,52 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of three masters (no replicas) on spare ports, each a
-/// private `redis-server` killed on drop; slots are spread evenly by
-/// `redis-cli --cluster create`.
-#[derive(Debug)]
-pub struct RedisCluster {
-    pub ports: Vec<u16>,
-    dir: PathBuf,
-    children: Vec<Child>,
+/// `INFO <section>` of the server on `port`, as text (empty if it does
+/// not answer).
+fn info(port: u16, section: &str) -> String {
+    redis_cli(port, &["info", section])
 }
 
+/// A Redis Cluster of three masters, each with as many replicas as asked
+/// (none by default), on spare ports, each a private `redis-server` killed
+/// on drop; slots are spread evenly by `redis-cli --cluster create`.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// Every node's port, in the order given to `--cluster create`.
+    pub ports: Vec<u16>,
+    dir: PathBuf,
+    children: Vec<Option<Child>>,
+}
+
+const CLUSTER_MASTERS: usize = 3;
+
 impl RedisCluster {
+    /// Three masters, no replicas.
     pub fn start() -> Self {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        Self::start_with_replicas(0)
+    }
+
+    /// Three masters with `replicas` replicas each; a master that fails is
+    /// replaced by one of its replicas about 2 s later
+    /// (`cluster-node-timeout` 2000 ms).
+    pub fn start_with_replicas(replicas: usize) -> Self {
+        let ports: Vec<u16> = (0..CLUSTER_MASTERS * (1 + replicas)).map(|_| free_port()).collect();
         let dir = std::env::temp_dir().join(format!("hookline-cluster-{}-{}", std::process::id(), ports[0]));
-        let mut cluster = Self { ports: ports.clone(), dir, children: Vec::new() };
-        for port in &ports {
-            let node_dir = cluster.dir.join(port.to_string());
-            std::fs::create_dir_all(&node_dir).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be on PATH (apt-get install -y redis-server)");
-            cluster.children.push(child);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for port in &ports {
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        let mut cluster = Self { ports: ports.clone(), dir, children: ports.iter().map(|_| None).collect() };
+        for i in 0..ports.len() {
+            cluster.spawn_node(i);
         }
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
             .args(&nodes)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .status()
             .expect("redis-cli must be on PATH (it comes with redis-server)");
         assert!(created.success(), "redis-cli --cluster create failed");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !cluster.is_ok() {
             assert!(Instant::now() < deadline, "the cluster did not reach cluster_state:ok");
             std::thread::sleep(Duration::from_millis(50));
@@ -211,15 +260,82 @@ impl RedisCluster {
         cluster
     }
 
-    /// Every node answers `cluster_state:ok` and knows all three masters.
-    fn is_ok(&self) -> bool {
-        self.ports.iter().all(|port| {
-            let info = Command::new("redis-cli").args(["-p", &port.to_string(), "cluster", "info"]).output();
-            info.is_ok_and(|out| {
-                let text = String::from_utf8_lossy(&out.stdout);
-                text.contains("cluster_state:ok") && text.contains("cluster_known_nodes:3")
-            })
+    /// Starts node `i` (again: a restarted node keeps its `nodes.conf`, so
+    /// it rejoins; its data starts empty) and waits until it listens.
+    fn spawn_node(&mut self, i: usize) {
+        let port = self.ports[i];
+        let node_dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be on PATH (apt-get install -y redis-server)");
+        self.children[i] = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every running node answers `cluster_state:ok` and knows every node,
+    /// and every running replica's link to its master is up.
+    pub fn is_ok(&self) -> bool {
+        let known = format!("cluster_known_nodes:{}", self.ports.len());
+        self.running().all(|port| {
+            let text = redis_cli(port, &["cluster", "info"]);
+            let replication = info(port, "replication");
+            text.contains("cluster_state:ok")
+                && text.contains(&known)
+                && (replication.contains("role:master") || replication.contains("master_link_status:up"))
         })
+    }
+
+    fn running(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.iter().zip(&self.children).filter(|(_, c)| c.is_some()).map(|(p, _)| *p)
+    }
+
+    /// The port of the master serving `key`'s slot, as the running nodes
+    /// see it (`CLUSTER NODES`), if one does.
+    pub fn master_of(&self, key: &str) -> Option<u16> {
+        let port = self.running().next()?;
+        let slot: u16 = redis_cli(port, &["cluster", "keyslot", key]).trim().parse().ok()?;
+        redis_cli(port, &["cluster", "nodes"]).lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let healthy_master = fields.get(2).is_some_and(|f| f.contains("master") && !f.contains("fail"));
+            let serves = fields.iter().skip(8).any(|range| match range.split_once('-') {
+                Some((a, b)) => a.parse::<u16>().is_ok_and(|a| a <= slot) && b.parse::<u16>().is_ok_and(|b| slot <= b),
+                None => range.parse::<u16>() == Ok(slot),
+            });
+            let addr = fields.get(1)?.split('@').next()?;
+            (healthy_master && serves).then(|| addr.rsplit(':').next()?.parse().ok()).flatten()
+        })
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        let i = self.index(port);
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed node again on its port; it rejoins the cluster
+    /// (as a replica, once a failover has replaced it).
+    pub fn restart(&mut self, port: u16) {
+        let i = self.index(port);
+        assert!(self.children[i].is_none(), "node {port} is running");
+        self.spawn_node(i);
+    }
+
+    fn index(&self, port: u16) -> usize {
+        self.ports.iter().position(|p| *p == port).unwrap_or_else(|| panic!("no node on port {port}"))
     }
 
     /// The URL hookline takes for a cluster: every node as a seed.
@@ -230,19 +346,24 @@ impl RedisCluster {
 
     /// Keys held by each node (`DBSIZE`), in port order.
     pub fn keys_per_node(&self) -> Vec<u64> {
-        self.ports
-            .iter()
-            .map(|port| {
-                let out = Command::new("redis-cli").args(["-p", &port.to_string(), "dbsize"]).output().unwrap();
-                String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
-            })
-            .collect()
+        self.ports.iter().map(|port| redis_cli(*port, &["dbsize"]).trim().parse().unwrap_or(0)).collect()
     }
+}
+
+/// What `redis-cli -p <port> <args…>` prints (empty if it fails).
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for child in self.children.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -1,7 +1,8 @@
 //! The `EventService` gRPC server: Publish, PublishBatch, GetEvent.
 //!
 //! A publish is acknowledged only once the publish script has run: the event
-//! is in its partition's events stream and its record exists. Before that,
+//! is in its partition's events stream and its record exists (and, with
+//! `durability.replicas` set, that many Redis replicas hold them). Before that,
 //! the request is checked against the tenant's catalog in the subscription
 //! cache, and the subscription change-log revision is read as the event's
 //! fence (fan-out will not match the event against an older cache).
@@ -11,7 +12,9 @@ use std::{collections::BTreeMap, time::SystemTime};
 use hookline_auth::Principal;
 use hookline_domain::EventId;
 use hookline_proto::v1::{self, event_service_server::EventService};
-use hookline_queue::{Partitions, PublishArgs, PublishItem, PublishOutcome, RedisConn, Scripts, current_fence};
+use hookline_queue::{
+    DurableWriter, Partitions, PublishArgs, PublishItem, PublishOutcome, RedisConn, Scripts, current_fence,
+};
 use hookline_watch::SubscriptionCache;
 use tonic::{Request, Response, Status};
 
@@ -40,6 +43,8 @@ impl Retention {
 #[derive(Debug)]
 pub(crate) struct Api {
     pub(crate) redis: RedisConn,
+    /// Runs the publish script (and waits for replicas, if asked to).
+    pub(crate) writer: DurableWriter,
     pub(crate) cache: SubscriptionCache,
     pub(crate) partitions: Partitions,
     pub(crate) scripts: Scripts,
@@ -105,8 +110,7 @@ impl Api {
             let events: Vec<PublishItem<'_>> =
                 items.iter().map(|&i| PublishItem { entry: &prepared[i].entry, record: &prepared[i].record }).collect();
             let invocation = self.scripts.publish_invocation(&prepared[items[0]].keys, &args, &events);
-            let mut conn = self.redis.clone();
-            async move { invocation.invoke_async::<Vec<PublishOutcome>>(&mut conn).await }
+            async move { self.writer.invoke::<Vec<PublishOutcome>>(&invocation).await }
         });
         let replies = futures::future::join_all(calls).await;
         let mut results: Vec<Option<Result<PublishOutcome, ServiceError>>> = prepared.iter().map(|_| None).collect();

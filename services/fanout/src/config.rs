@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use hookline_auth::AuthConfig;
-use hookline_queue::OwnershipMode;
+use hookline_queue::{Durability, OwnershipMode};
 use hookline_server::{
     ConnectionLimits, TlsSection,
     config::{ConfigError, ServiceConfig},
@@ -70,6 +70,9 @@ pub struct Config {
     /// Accept events for tenants hookline has never heard of (no token, no
     /// subscription, no catalog). Off: such publishes are NOT_FOUND.
     pub accept_unknown_tenants: bool,
+    /// Acknowledge a publish only once this many Redis replicas hold it
+    /// (`WAIT`); off by default. See docs/OPERATIONS.md "Durability".
+    pub durability: Durability,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// Name of this consumer in the group; default: host name + process id.
@@ -102,6 +105,7 @@ impl Default for Config {
             max_delivery_backlog: 1_000_000,
             fence_timeout: Duration::from_secs(5),
             accept_unknown_tenants: false,
+            durability: Durability::default(),
             shutdown_grace: Duration::from_secs(10),
             consumer_name: None,
             auth: AuthConfig::default(),
@@ -141,6 +145,7 @@ impl ServiceConfig for Config {
             return invalid("partition_lease must be at least 1s");
         }
         self.connections.check().map_err(ConfigError::Invalid)?;
+        self.durability.check().map_err(ConfigError::Invalid)?;
         checks::auth(&self.auth, true).map_err(ConfigError::Invalid)
     }
 }

@@ -21,6 +21,17 @@ pub(crate) enum ServiceError {
     Redis(#[from] redis::RedisError),
 }
 
+impl From<hookline_queue::WriteError> for ServiceError {
+    fn from(e: hookline_queue::WriteError) -> Self {
+        match e {
+            hookline_queue::WriteError::Redis(error) => Self::Redis(error),
+            not_replicated => Self::Unavailable(format!(
+                "{not_replicated}; the event may still be delivered: retry with the same idempotency_key"
+            )),
+        }
+    }
+}
+
 impl ServiceError {
     /// Carries a status decided by the auth crate.
     pub(crate) fn from_status(status: &Status) -> Self {

@@ -27,4 +27,5 @@ pub(crate) fn describe() {
     counter!("hookline_fanout_events_total").absolute(0);
     counter!("hookline_fanout_tasks_total").absolute(0);
     hookline_queue::describe_stream_gauges();
+    hookline_queue::describe_durability_metrics();
 }

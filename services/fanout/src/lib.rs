@@ -66,8 +66,12 @@ pub async fn serve(
     let authenticator = config.auth.authenticator().map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let writer =
+        hookline_queue::DurableWriter::connect(&config.redis_url, config.redis_timeout, config.durability, &redis)
+            .await?;
     let api = api::Api {
         redis: redis.clone(),
+        writer,
         cache: cache.clone(),
         partitions: partitions.clone(),
         scripts: Scripts::default(),

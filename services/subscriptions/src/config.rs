@@ -27,6 +27,10 @@ pub struct Config {
     /// Timeout for one Redis command.
     #[serde(with = "humantime_serde")]
     pub redis_timeout: Duration,
+    /// Acknowledge a subscription or catalog change only once this many
+    /// Redis replicas hold it (`WAIT`); off by default. See
+    /// docs/OPERATIONS.md "Durability".
+    pub durability: hookline_queue::Durability,
     /// Entries kept in the change log that watchers resume from.
     pub change_log_len: u64,
     /// Require `https://` subscription URLs.
@@ -73,6 +77,7 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             key_prefix: "hookline".into(),
             redis_timeout: Duration::from_secs(2),
+            durability: hookline_queue::Durability::default(),
             change_log_len: 100_000,
             require_https: false,
             max_subscriptions_per_tenant: 10_000,
@@ -118,6 +123,7 @@ impl ServiceConfig for Config {
             return invalid("secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)");
         }
         self.connections.check().map_err(ConfigError::Invalid)?;
+        self.durability.check().map_err(ConfigError::Invalid)?;
         checks::auth(&self.auth, false).map_err(ConfigError::Invalid)
     }
 }

@@ -24,6 +24,9 @@ pub(crate) enum ServiceError {
     ResourceExhausted(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// A write not yet on enough Redis replicas; the message says so.
+    #[error("{0}")]
+    NotReplicated(String),
     #[error("storage unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -41,6 +44,7 @@ impl From<ServiceError> for Status {
             ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
             ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ServiceError::PermissionDenied(m) => Status::permission_denied(m),
+            ServiceError::NotReplicated(m) => Status::unavailable(m),
             ServiceError::Unavailable(source) => {
                 tracing::warn!(error = %source, "storage unavailable");
                 Status::unavailable("storage is unavailable; retry shortly")

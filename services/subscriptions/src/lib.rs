@@ -59,6 +59,7 @@ pub async fn serve(
             command_timeout: config.redis_timeout,
             change_log_len: config.change_log_len,
             max_event_types: config.max_event_types_per_tenant,
+            durability: config.durability,
         },
         sealer,
     )
@@ -67,6 +68,7 @@ pub async fn serve(
     let store = Arc::new(store);
     let authenticator = config.auth.authenticator().map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?;
 
+    hookline_queue::describe_durability_metrics();
     metrics::describe_counter!(
         "hookline_watch_skipped_total",
         "Watch messages left out because they were larger than a watcher may decode (a subscription stored before the size limit)"

@@ -261,3 +261,74 @@ async fn retries_dead_letters_holds_fifo_and_rate_limits_work_on_a_cluster() {
     subs.resume_subscription(v1::ResumeSubscriptionRequest { id: held_sub }).await.unwrap();
     eventually(DRAIN, || async { all_of(&held) }).await;
 }
+
+/// Durability on (`durability.replicas` = 1) on a cluster with a replica
+/// per master: the master holding the tenant's events is killed (`kill -9`)
+/// mid-publish and fails over to its replica. Every publish that was
+/// acknowledged is delivered; the ones refused meanwhile (UNAVAILABLE: not
+/// confirmed by a replica) are retried with their idempotency key until
+/// acknowledged, once the killed node is back as the new master's replica.
+#[tokio::test]
+async fn acknowledged_events_survive_the_failover_of_their_master() {
+    const EVENTS: usize = 300;
+    let mut stack = Stack::on_backend(
+        Backend::Cluster(RedisCluster::start_with_replicas(1)),
+        &[
+            ("HOOKLINE_PARTITIONS", "3".into()),
+            ("HOOKLINE_DURABILITY__REPLICAS", "1".into()),
+            ("HOOKLINE_DURABILITY__TIMEOUT", "500ms".into()),
+        ],
+    )
+    .await;
+    let (receiver, port) = Receiver::start(&[200], Duration::ZERO).await;
+    stack.subscribe(format!("http://127.0.0.1:{port}/hook"), None, 0).await;
+    let mut events = stack.client(stack.fanout.addr(), EventServiceClient::with_interceptor).await;
+    let events_key = hookline_queue::Partitions::new("hookline", 3).of_tenant("acme").events().to_owned();
+    let Backend::Cluster(cluster) = &mut stack.redis else { unreachable!("started on a cluster") };
+    let doomed = cluster.master_of(&events_key).expect("a master serves the events stream");
+
+    let mut acknowledged = Vec::new();
+    let (mut refused, mut killed_at, mut back, mut first_after) = (0, None, false, None);
+    let deadline = std::time::Instant::now() + DRAIN;
+    for n in 0..EVENTS {
+        if n == EVENTS / 3 {
+            cluster.kill(doomed);
+            killed_at = Some(std::time::Instant::now());
+        }
+        loop {
+            match events.publish(publish_request(n)).await {
+                Ok(reply) => {
+                    acknowledged.push(reply.into_inner().event_id);
+                    if killed_at.is_some() && first_after.is_none() {
+                        first_after = killed_at.map(|at| at.elapsed());
+                    }
+                    break;
+                }
+                Err(status) => {
+                    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                    refused += 1;
+                    // Once a replica has taken over, the killed node comes
+                    // back as its replica, so writes can be confirmed again.
+                    if !back && cluster.master_of(&events_key).is_some_and(|p| p != doomed) {
+                        cluster.restart(doomed);
+                        back = true;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "event {n} never acknowledged: {status:?}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    assert!(back, "the killed master was replaced by its replica");
+    eventually(DRAIN, || async {
+        let got: HashSet<String> = receiver.delivered_ids().into_iter().collect();
+        acknowledged.iter().all(|id| got.contains(id))
+    })
+    .await;
+    println!(
+        "{EVENTS} events acknowledged and delivered across the failover; {refused} publishes refused meanwhile; \
+         first acknowledgement {:?} after the kill; all delivered {:?} after it",
+        first_after.unwrap_or_default(),
+        killed_at.map(|at| at.elapsed()).unwrap_or_default()
+    );
+}

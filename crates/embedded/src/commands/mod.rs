@@ -30,6 +30,9 @@ pub(crate) fn dispatch(db: &mut Db, command: Vec<Bytes>) -> Reply {
         "ECHO" => Some(args.next().map(Reply::Bulk)),
         "TIME" => Some(Ok(time())),
         "SELECT" | "CLIENT" | "READONLY" => Some(Ok(Reply::ok())),
+        // No replicas: none ever confirms a write (a real Redis without
+        // replicas blocks until the timeout; the reply is the same).
+        "WAIT" => Some(wait(&mut args)),
         "DBSIZE" => Some(Ok(Reply::Int(db.len() as i64))),
         "FLUSHALL" | "FLUSHDB" => {
             db.clear();
@@ -52,6 +55,19 @@ pub(crate) fn dispatch(db: &mut Db, command: Vec<Bytes>) -> Reply {
             )))
         });
     result.unwrap_or_else(Reply::from)
+}
+
+/// `WAIT numreplicas timeout`; Redis reads the timeout first.
+fn wait(args: &mut Args) -> CommandResult {
+    let (replicas, timeout) = (args.next()?, args.next()?);
+    args.done().map_err(|_| args.wrong_arity())?;
+    let timeout = crate::db::parse_int(&timeout)
+        .map_err(|_| crate::db::CommandError::new("ERR timeout is not an integer or out of range"))?;
+    if timeout < 0 {
+        return Err(crate::db::CommandError::new("ERR timeout is negative"));
+    }
+    crate::db::parse_int(&replicas)?;
+    Ok(Reply::Int(0))
 }
 
 fn time() -> Reply {

@@ -57,15 +57,23 @@ pub struct Stack {
 impl Stack {
     /// Redis and the subscription service, without fanout.
     pub async fn without_fanout() -> Self {
-        let redis = RedisServer::start();
-        let config = hookline_subscriptions::Config {
+        Self::on(RedisServer::start(), |c| c).await
+    }
+
+    /// The subscription service on `redis`, its settings adjusted, without
+    /// fanout.
+    pub async fn on(
+        redis: RedisServer,
+        adjust: impl FnOnce(hookline_subscriptions::Config) -> hookline_subscriptions::Config,
+    ) -> Self {
+        let config = adjust(hookline_subscriptions::Config {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             redis_url: redis.url(),
             redis_timeout: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(1),
             auth: auth(),
             ..hookline_subscriptions::Config::default()
-        };
+        });
         let subscriptions =
             Running::start(|listener, stop| hookline_subscriptions::serve(config, listener, stop)).await;
         let subs = client(subscriptions.addr, ACME, SubscriptionServiceClient::with_interceptor).await;

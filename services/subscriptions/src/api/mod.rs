@@ -114,6 +114,9 @@ pub(crate) fn store_error(e: StoreError) -> ServiceError {
         )),
         StoreError::Contention => ServiceError::Stale("too many concurrent changes to this tenant; retry".into()),
         StoreError::Unavailable(e) => ServiceError::Unavailable(Box::new(e)),
+        StoreError::NotReplicated(m) => ServiceError::NotReplicated(format!(
+            "{m} (the change may already be in effect: read it back before retrying)"
+        )),
         StoreError::Truncated | StoreError::Corrupt(_) => ServiceError::Internal(e.to_string()),
     }
 }

@@ -232,6 +232,7 @@ async fn store_on(server: &hookline_testkit::RedisServer) -> crate::store::Redis
         command_timeout: Duration::from_secs(2),
         change_log_len: 10_000,
         max_event_types: 3,
+        durability: Default::default(),
     };
     let sealer = crate::store::SecretSealer::new(None).unwrap();
     crate::store::RedisStore::connect(config, sealer).await.unwrap()

@@ -64,6 +64,10 @@ pub(crate) enum StoreError {
     Truncated,
     #[error("storage unavailable: {0}")]
     Unavailable(#[from] ::redis::RedisError),
+    /// The write is on the Redis primary, not yet on enough replicas
+    /// (`durability.replicas`).
+    #[error("{0}")]
+    NotReplicated(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
 }
@@ -156,4 +160,13 @@ pub(crate) trait SubscriptionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<LogPosition, StoreError>> + Send;
 
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl From<hookline_queue::WriteError> for StoreError {
+    fn from(e: hookline_queue::WriteError) -> Self {
+        match e {
+            hookline_queue::WriteError::Redis(error) => Self::Unavailable(error),
+            not_replicated => Self::NotReplicated(not_replicated.to_string()),
+        }
+    }
 }

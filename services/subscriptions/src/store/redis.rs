@@ -24,7 +24,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use hookline_domain::{EventType, Subscription, SubscriptionId, TenantId, TenantSettings, patterns_overlap};
-use hookline_queue::RedisConn;
+use hookline_queue::{Durability, DurableWriter, RedisConn};
 use redis::{AsyncCommands, Script, streams::StreamRangeReply};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -101,6 +101,8 @@ pub(crate) struct RedisStore {
     change_log_len: u64,
     max_event_types: u64,
     position: watch::Receiver<LogPosition>,
+    /// Runs the write scripts (waiting for replicas, if asked to).
+    writer: DurableWriter,
     put_sub: Script,
     delete_sub: Script,
     put_item: Script,
@@ -121,6 +123,8 @@ pub(crate) struct RedisStoreConfig {
     pub(crate) change_log_len: u64,
     /// Event types one tenant's catalog may hold (0: no limit).
     pub(crate) max_event_types: u64,
+    /// Replicas a change must reach before it is acknowledged.
+    pub(crate) durability: Durability,
 }
 
 impl RedisStore {
@@ -128,6 +132,7 @@ impl RedisStore {
     /// change-log tailer. Fails only on a malformed URL.
     pub(crate) async fn connect(config: RedisStoreConfig, sealer: SecretSealer) -> Result<Self, StoreError> {
         let conn = hookline_queue::connect(&config.url, config.command_timeout).await?;
+        let writer = DurableWriter::connect(&config.url, config.command_timeout, config.durability, &conn).await?;
         let keys = Keys::new(&config.key_prefix);
         let (tx, rx) = watch::channel(LogPosition::default());
         tokio::spawn(tail_change_log(config.url.clone(), keys.clone(), tx));
@@ -138,6 +143,7 @@ impl RedisStore {
             change_log_len: config.change_log_len,
             max_event_types: config.max_event_types,
             position: rx,
+            writer,
             put_sub: Script::new(include_str!("lua/put_subscription.lua")),
             delete_sub: Script::new(include_str!("lua/delete_subscription.lua")),
             put_item: Script::new(include_str!("lua/put_tenant_item.lua")),
@@ -209,8 +215,8 @@ impl RedisStore {
                     (epoch, None) => epoch,
                 }
             };
-            let outcome: String = self
-                .put_sub
+            let mut invocation = self.put_sub.prepare_invoke();
+            invocation
                 .key(self.keys.sub(sub.id))
                 .key(self.keys.tenant_index(&sub.tenant))
                 .key(self.keys.all())
@@ -228,9 +234,8 @@ impl RedisStore {
                 .arg(self.change_log_len)
                 .arg(rules.max_per_tenant)
                 .arg(ulid::Ulid::new().to_string())
-                .arg(sub.tenant.as_str())
-                .invoke_async(&mut self.conn.clone())
-                .await?;
+                .arg(sub.tenant.as_str());
+            let outcome: String = self.writer.invoke(&invocation).await?;
             match parse_outcome(&outcome)? {
                 Outcome::Epoch => continue,
                 Outcome::Limit => return Err(StoreError::TenantLimit(rules.max_per_tenant)),
@@ -249,8 +254,8 @@ impl RedisStore {
         json: String,
         create_only: bool,
     ) -> Result<u64, StoreError> {
-        let outcome: String = self
-            .put_item
+        let mut invocation = self.put_item.prepare_invoke();
+        invocation
             .key(target)
             .key(self.keys.tenants())
             .key(self.keys.revision())
@@ -263,9 +268,8 @@ impl RedisStore {
             .arg(self.change_log_len)
             .arg(ulid::Ulid::new().to_string())
             .arg(if create_only { "1" } else { "0" })
-            .arg(self.max_event_types)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(self.max_event_types);
+        let outcome: String = self.writer.invoke(&invocation).await?;
         match parse_outcome(&outcome)? {
             Outcome::Limit => Err(StoreError::CatalogLimit(self.max_event_types)),
             other => other.into_revision(),
@@ -471,8 +475,8 @@ impl SubscriptionStore for RedisStore {
 
     async fn delete(&self, current: &StoredSubscription) -> Result<u64, StoreError> {
         let sub = &current.subscription;
-        let outcome: String = self
-            .delete_sub
+        let mut invocation = self.delete_sub.prepare_invoke();
+        invocation
             .key(self.keys.sub(sub.id))
             .key(self.keys.tenant_index(&sub.tenant))
             .key(self.keys.all())
@@ -485,9 +489,8 @@ impl SubscriptionStore for RedisStore {
             .arg(sub.version)
             .arg(self.change_log_len)
             .arg(sub.tenant.as_str())
-            .arg(ulid::Ulid::new().to_string())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(ulid::Ulid::new().to_string());
+        let outcome: String = self.writer.invoke(&invocation).await?;
         parse_outcome(&outcome)?.into_revision()
     }
 
