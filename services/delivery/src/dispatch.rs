@@ -113,11 +113,8 @@ impl<'a> Batch<'a> {
         if !self.parked.any() {
             return Ok(());
         }
-        self.parked.record();
-        let results: Vec<redis::RedisResult<redis::Value>> = self.park.query_async(conn).await?;
-        for error in results.into_iter().filter_map(Result::err) {
-            tracing::warn!(%error, "could not park a delivery; it will be retried");
-        }
+        let replies: Vec<redis::RedisResult<redis::Value>> = self.park.query_async(conn).await?;
+        self.parked.record_replies(replies);
         Ok(())
     }
 }
@@ -142,7 +139,7 @@ impl Worker {
                 Ok(task) => tasks.push((message.id, task)),
                 Err(error) => {
                     tracing::error!(entry = %message.id, %error, "skipping a delivery task this build cannot read");
-                    b.park.cmd("XACK").arg(keys.deliveries()).arg(DELIVERY_GROUP).arg(&message.id);
+                    b.park.cmd("XACK").arg(keys.deliveries()).arg(DELIVERY_GROUP).arg(&message.id).ignore();
                     b.parked.add(ParkReason::Unreadable);
                 }
             }

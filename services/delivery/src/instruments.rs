@@ -6,6 +6,8 @@
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram};
 
+use crate::store::ParkOutcome;
+
 /// Why a task was put back without an attempt: the `reason` label of
 /// `hookline_deliveries_parked_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,30 @@ impl Parked {
             counter!("hookline_deliveries_parked_total", "reason" => reason.label()).increment(n);
         }
     }
+
+    /// Counts the step's tasks by reason and reads its pipeline's replies,
+    /// which must be one per `park.lua` call (every other command in it
+    /// ignored): an error leaves its task pending, so it is claimed again;
+    /// a task whose stream was gone (Redis restarted empty) went with it,
+    /// and nothing will claim it: logged and counted.
+    pub(crate) fn record_replies(&self, replies: Vec<redis::RedisResult<redis::Value>>) {
+        self.record();
+        let mut lost = 0;
+        for reply in replies {
+            match reply.map(redis::from_redis_value::<i64>) {
+                Err(error) => tracing::warn!(%error, "could not park a delivery; it will be claimed again"),
+                Ok(Ok(n)) if ParkOutcome::from_reply(n) == ParkOutcome::Lost => lost += 1,
+                Ok(_) => {}
+            }
+        }
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                "the deliveries stream is gone (Redis restarted empty?): tasks being put back without an attempt went with it"
+            );
+            counter!("hookline_delivery_tasks_lost_total").increment(lost);
+        }
+    }
 }
 
 /// The `outcome` label of `hookline_delivery_attempts_total`.
@@ -103,7 +129,11 @@ pub(crate) fn describe(tenant_label: bool) {
     );
     describe_counter!(
         "hookline_deliveries_parked_total",
-        "Tasks put back without an attempt, by reason: paused, cancelled, circuit_open, in_flight, waiting_room_full, waited_too_long, rate_limited, fair_share, unreadable"
+        "Tasks put back without an attempt, by reason: paused, cancelled, circuit_open, in_flight, waiting_room_full, waited_too_long, rate_limited, fair_share, unreadable, cache_reloading"
+    );
+    describe_counter!(
+        "hookline_delivery_tasks_lost_total",
+        "Tasks being put back without an attempt whose stream was gone (Redis restarted empty): gone with it"
     );
     describe_gauge!("hookline_retries_scheduled", Unit::Count, "Deliveries waiting for a later attempt");
     describe_gauge!("hookline_subscriptions", Unit::Count, "Subscriptions known to this replica, by state");
@@ -130,6 +160,7 @@ pub(crate) fn describe(tenant_label: bool) {
         counter!("hookline_deliveries_parked_total", "reason" => reason.label()).absolute(0);
     }
     counter!("hookline_delivery_outcomes_lost_total").absolute(0);
+    counter!("hookline_delivery_tasks_lost_total").absolute(0);
     counter!("hookline_delivery_panics_total").absolute(0);
     hookline_watch::describe_metrics();
     hookline_queue::describe_stream_gauges();

@@ -249,10 +249,7 @@ impl Worker {
                     return Err(error);
                 }
             };
-            parked.record();
-            for error in results.into_iter().filter_map(Result::err) {
-                tracing::warn!(%error, "could not park a delivery; it will be claimed again");
-            }
+            parked.record_replies(results);
         }
         if live.is_empty() {
             return Ok(());

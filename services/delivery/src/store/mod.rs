@@ -39,6 +39,26 @@ pub(crate) enum Recorded {
     Lost,
 }
 
+/// What `park.lua` did with a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParkOutcome {
+    Parked,
+    /// Another consumer had acknowledged the entry: nothing written.
+    AlreadyDone,
+    /// The task's stream is gone (Redis restarted empty), the task with it.
+    Lost,
+}
+
+impl ParkOutcome {
+    pub(crate) fn from_reply(reply: i64) -> Self {
+        match reply {
+            -1 => Self::AlreadyDone,
+            n if n < 0 => Self::Lost,
+            _ => Self::Parked,
+        }
+    }
+}
+
 /// A subscription's run of failed attempts since its last success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Streak {
@@ -443,6 +463,39 @@ mod tests {
         let taken = group.read_new(conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
         let task = DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap();
         (taken[0].id.clone(), task)
+    }
+
+    /// park.lua tells a task parked from one another consumer had done and
+    /// from one whose stream is gone (Redis restarted empty): XACK replies
+    /// 0 for both.
+    #[tokio::test]
+    async fn a_park_tells_already_done_from_lost() {
+        let redis = hookline_testkit::RedisServer::start();
+        let mut conn = redis.connection().await;
+        let keys = Partitions::new("hookline", 1).get(0);
+        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "first");
+        group.ensure(&mut conn).await.unwrap();
+        let scripts = Scripts::default();
+        let retention = Retention { record_secs: 60, stats_secs: 60 };
+        let park = |entry: &str, task: &DeliveryTask| {
+            let mut pipe = redis::pipe();
+            scripts.load(&mut pipe, &[Step::Park]);
+            scripts.park(&mut pipe, &keys, entry, task, Park::Defer(2_000), 1_000, &retention);
+            pipe
+        };
+        let (entry, task) = take(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSW", SUB, "1", "").await;
+        let outcome = |replies: Vec<i64>| replies.into_iter().map(ParkOutcome::from_reply).collect::<Vec<_>>();
+        let first: Vec<i64> = park(&entry, &task).query_async(&mut conn).await.unwrap();
+        let again: Vec<i64> = park(&entry, &task).query_async(&mut conn).await.unwrap();
+        assert_eq!((outcome(first), outcome(again)), (vec![ParkOutcome::Parked], vec![ParkOutcome::AlreadyDone]));
+
+        let (entry, task) = take(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSX", SUB, "1", "").await;
+        let _: i64 = redis::cmd("DEL").arg(keys.deliveries()).query_async(&mut conn).await.unwrap();
+        let lost: Vec<i64> = park(&entry, &task).query_async(&mut conn).await.unwrap();
+        assert_eq!(outcome(lost), vec![ParkOutcome::Lost]);
+        let exists: bool =
+            redis::cmd("EXISTS").arg(keys.delivery(&task.delivery_id)).query_async(&mut conn).await.unwrap();
+        assert!(!exists, "nothing is written for a task that is gone");
     }
 
     /// A worker whose attempt outlived its claim finishes after the worker

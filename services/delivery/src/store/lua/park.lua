@@ -12,7 +12,12 @@
 --       6 now (ms), 7 record retention (s), 8 event id, 9 subscription id,
 --       10 tenant, 11 event type, 12 traceparent, 13 enqueued at (ms),
 --       14 attempts made so far, 15 why (cancel: the record's `sr`)
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
+-- Replies 1 (parked), -1 (another consumer had acknowledged the entry:
+-- nothing written) or -2 (the stream is gone, Redis restarted empty: XACK
+-- replies 0 there too, not an error; nothing written).
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return redis.call('EXISTS', KEYS[1]) == 1 and -1 or -2
+end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   write_new_record(KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14])
   redis.call('ZADD', KEYS[6], ARGV[13], ARGV[3])
