@@ -70,6 +70,14 @@ const CACHE_RELOAD_WAIT: Duration = Duration::from_secs(1);
 /// Deferred deliveries brought forward per `wake.lua` call.
 const WAKE_BATCH: usize = 500;
 
+/// The subscription cache a batch is routed with.
+struct Fenced {
+    state: Arc<hookline_watch::CacheState>,
+    /// It has reached the change log's current position, so a subscription
+    /// it does not know is gone; when not, such a task waits.
+    complete: bool,
+}
+
 /// What the stages of one batch share: its partition and clock, and the
 /// tasks put back in Redis without an attempt (written together at the
 /// end, counted by reason).
@@ -145,12 +153,12 @@ impl Worker {
             }
         }
         let events = self.load_events(keys, &tasks, &mut conn).await?;
-        let Some(state) = self.fenced_state(&tasks, &mut conn).await? else {
+        let reload_due = || now + CACHE_RELOAD_WAIT.as_millis() as u64 + rand::rng().random_range(0..100);
+        let Some(Fenced { state, complete }) = self.fenced_state(&tasks, &mut conn).await? else {
             // Nothing is sent or cancelled on the word of a cache of another
             // change log: back in a second, without an attempt.
             for (entry, task) in &tasks {
-                let due = now + CACHE_RELOAD_WAIT.as_millis() as u64 + rand::rng().random_range(0..100);
-                b.put_back(&self, entry, task, Park::Defer(due), ParkReason::CacheReloading);
+                b.put_back(&self, entry, task, Park::Defer(reload_due()), ParkReason::CacheReloading);
             }
             return b.flush(&mut conn).await;
         };
@@ -158,16 +166,19 @@ impl Worker {
         let mut fifo = Vec::new();
         for (entry, task) in tasks {
             let cached = SubscriptionId::parse(&task.subscription_id, "sub").ok().and_then(|id| state.get(id)).cloned();
-            let action = match cached.as_ref().map(|c| &c.subscription.state) {
-                None => Some(Park::Cancel(CancelReason::SubscriptionGone)),
-                Some(SubscriptionState::Disabled(_)) => Some(Park::Cancel(CancelReason::SubscriptionDisabled)),
-                Some(SubscriptionState::Paused(_)) => Some(Park::Hold),
+            let put_back = match cached.as_ref().map(|c| &c.subscription.state) {
                 Some(SubscriptionState::Active) => None,
+                Some(SubscriptionState::Paused(_)) => Some((Park::Hold, ParkReason::Paused)),
+                Some(SubscriptionState::Disabled(_)) => {
+                    Some((Park::Cancel(CancelReason::SubscriptionDisabled), ParkReason::Cancelled))
+                }
+                None if complete => Some((Park::Cancel(CancelReason::SubscriptionGone), ParkReason::Cancelled)),
+                None => Some((Park::Defer(reload_due()), ParkReason::CacheBehind)),
             };
-            let (Some(cached), None) = (cached, action) else {
-                let action = action.unwrap_or(Park::Cancel(CancelReason::SubscriptionGone));
-                let why = if action == Park::Hold { ParkReason::Paused } else { ParkReason::Cancelled };
-                b.put_back(&self, &entry, &task, action, why);
+            let (Some(cached), None) = (cached, put_back) else {
+                if let Some((park, why)) = put_back {
+                    b.put_back(&self, &entry, &task, park, why);
+                }
                 continue;
             };
             if cached.subscription.spec.ordering == Ordering::Fifo {
@@ -215,7 +226,7 @@ impl Worker {
         &self,
         tasks: &[(String, DeliveryTask)],
         conn: &mut hookline_queue::RedisConn,
-    ) -> redis::RedisResult<Option<Arc<hookline_watch::CacheState>>> {
+    ) -> redis::RedisResult<Option<Fenced>> {
         let fence = Fence::latest(tasks.iter().map(|(_, t)| &t.fence));
         let reached = |s: &hookline_watch::CacheState| s.is_ready() && fence.reached_by(s.log_id(), s.revision());
         let mut state = self.cache.state();
@@ -233,7 +244,7 @@ impl Worker {
             .any(|(_, t)| SubscriptionId::parse(&t.subscription_id, "sub").ok().and_then(|id| state.get(id)).is_none());
         let vouched = !fence.log_id.is_empty() && fence.reached_by(state.log_id(), state.revision());
         if !unknown && vouched {
-            return Ok(Some(state));
+            return Ok(Some(Fenced { state, complete: true }));
         }
         // Tasks requeued from their records carry no fence, and a
         // subscription the cache does not know may be newer than it: ask
@@ -241,11 +252,19 @@ impl Worker {
         let current = hookline_queue::current_fence(conn, &self.settings.key_prefix).await?;
         let caught_up = |s: &hookline_watch::CacheState| s.is_ready() && current.reached_by(s.log_id(), s.revision());
         if caught_up(&state) {
-            return Ok(Some(state));
+            return Ok(Some(Fenced { state, complete: true }));
         }
         match self.cache.wait(FENCE_TIMEOUT, caught_up).await {
-            Ok(state) => Ok(Some(state)),
-            Err(_) if state.log_id() == current.log_id => Ok(Some(self.cache.state())),
+            Ok(state) => Ok(Some(Fenced { state, complete: true })),
+            Err(_) if state.log_id() == current.log_id => {
+                tracing::warn!(
+                    cache = state.revision(),
+                    log = current.revision,
+                    "the subscription cache is behind the change log (its watch cut off?): tasks of subscriptions it \
+                     does not know wait until it catches up"
+                );
+                Ok(Some(Fenced { state: self.cache.state(), complete: false }))
+            }
             Err(_) => {
                 tracing::warn!(
                     "the subscription cache is of another change log than the current one (the subscription \

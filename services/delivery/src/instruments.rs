@@ -33,10 +33,14 @@ pub(crate) enum ParkReason {
     /// The subscription cache is of another change log than the current
     /// one (the subscription store was emptied): deferred until it reloads.
     CacheReloading,
+    /// The subscription is unknown to a cache that is behind the change log
+    /// (its watch cut off?): deferred until it catches up, never cancelled
+    /// on a guess.
+    CacheBehind,
 }
 
 impl ParkReason {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::Paused,
         Self::Cancelled,
         Self::CircuitOpen,
@@ -47,6 +51,7 @@ impl ParkReason {
         Self::FairShare,
         Self::Unreadable,
         Self::CacheReloading,
+        Self::CacheBehind,
     ];
 
     fn label(self) -> &'static str {
@@ -61,6 +66,7 @@ impl ParkReason {
             Self::FairShare => "fair_share",
             Self::Unreadable => "unreadable",
             Self::CacheReloading => "cache_reloading",
+            Self::CacheBehind => "cache_behind",
         }
     }
 }
@@ -129,7 +135,7 @@ pub(crate) fn describe(tenant_label: bool) {
     );
     describe_counter!(
         "hookline_deliveries_parked_total",
-        "Tasks put back without an attempt, by reason: paused, cancelled, circuit_open, in_flight, waiting_room_full, waited_too_long, rate_limited, fair_share, unreadable, cache_reloading"
+        "Tasks put back without an attempt, by reason: paused, cancelled, circuit_open, in_flight, waiting_room_full, waited_too_long, rate_limited, fair_share, unreadable, cache_reloading, cache_behind"
     );
     describe_counter!(
         "hookline_delivery_tasks_lost_total",

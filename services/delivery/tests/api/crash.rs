@@ -132,3 +132,43 @@ async fn after_redis_restarts_empty_nothing_is_sent_to_subscriptions_it_no_longe
     stack.wait_received("/new", 1).await;
     assert_eq!(stack.receiver.received("/old").len(), 1, "only the event of before the restart");
 }
+
+/// Delivery's watch cut off while fan-out's goes on (each watching its own
+/// subscription service on the same Redis): a task for a subscription
+/// delivery's cache has not seen waits in the retry set (`cache_behind`),
+/// is never cancelled on a guess, and goes once the watch is back.
+#[tokio::test]
+async fn a_subscription_the_delivery_cache_has_not_seen_is_waited_for_not_cancelled() {
+    let mut stack = Stack::start().await;
+    let config = subscriptions_config(&stack.redis);
+    let other = Running::start(|l, stop| hookline_subscriptions::serve(config, l, stop)).await;
+    other.wait_serving().await;
+    stack.move_fanout_to(&other).await;
+    stack.stop_subscriptions().await;
+    let (sub, _) = stack.subscribe("/late", |_| {}).await;
+    stack.publish("a", "{}").await;
+
+    // Delivery waits for its cache (5 s for the task's fence, 5 s for the
+    // log's position), then puts the task back: scheduled, not cancelled.
+    let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
+    let conn = stack.redis.connection().await;
+    let status = || async {
+        let mut conn = conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys.subscription_deliveries(&sub))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let id = ids.first()?;
+        redis::cmd("HGET").arg(keys.delivery(id)).arg("st").query_async::<Option<String>>(&mut conn).await.unwrap()
+    };
+    eventually(Duration::from_secs(30), || async { status().await.is_some() }).await;
+    assert_eq!(status().await.as_deref(), Some("scheduled"), "put back to wait, not cancelled");
+    assert!(stack.receiver.received("/late").is_empty());
+
+    stack.start_subscriptions_again().await;
+    eventually(Duration::from_secs(30), || async { !stack.receiver.received("/late").is_empty() }).await;
+    eventually(WAIT, || async { status().await.as_deref() == Some("succeeded") }).await;
+}

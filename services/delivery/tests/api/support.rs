@@ -31,7 +31,7 @@ pub fn auth() -> AuthConfig {
     AuthConfig { tokens: vec![token(ACME, "acme"), token(GLOBEX, "globex")], service_token: Some(SERVICE.into()) }
 }
 
-fn subscriptions_config(redis: &RedisServer) -> hookline_subscriptions::Config {
+pub fn subscriptions_config(redis: &RedisServer) -> hookline_subscriptions::Config {
     hookline_subscriptions::Config {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         redis_url: redis.url(),
@@ -71,6 +71,22 @@ async fn channel(url: String) -> Channel {
     Channel::from_shared(url).unwrap().connect().await.unwrap()
 }
 
+/// A fanout service on `redis`, watching `subscriptions`, once serving.
+async fn start_fanout(redis: &RedisServer, subscriptions: &Running) -> Running {
+    let config = hookline_fanout::Config {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        redis_url: redis.url(),
+        redis_timeout: Duration::from_secs(1),
+        subscriptions_url: subscriptions.url(),
+        shutdown_grace: Duration::from_secs(1),
+        auth: auth(),
+        ..Default::default()
+    };
+    let fanout = Running::start(|l, stop| hookline_fanout::serve(config, l, stop)).await;
+    fanout.wait_serving().await;
+    fanout
+}
+
 impl Stack {
     pub async fn start() -> Self {
         Self::start_with(|c| c).await
@@ -89,17 +105,7 @@ impl Stack {
         let subs_config = subscriptions_config(&redis);
         let subscriptions = Running::start(|l, stop| hookline_subscriptions::serve(subs_config, l, stop)).await;
         subscriptions.wait_serving().await;
-        let fanout_config = hookline_fanout::Config {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            redis_url: redis.url(),
-            redis_timeout: Duration::from_secs(1),
-            subscriptions_url: subscriptions.url(),
-            shutdown_grace: Duration::from_secs(1),
-            auth: auth(),
-            ..Default::default()
-        };
-        let fanout = Running::start(|l, stop| hookline_fanout::serve(fanout_config, l, stop)).await;
-        fanout.wait_serving().await;
+        let fanout = start_fanout(&redis, &subscriptions).await;
         let token = BearerToken::new(ACME).unwrap();
         let subs = SubscriptionServiceClient::with_interceptor(channel(subscriptions.url()).await, token.clone());
         let events = EventServiceClient::with_interceptor(channel(fanout.url()).await, token.clone());
@@ -108,6 +114,16 @@ impl Stack {
         let deliveries = DeliveryServiceClient::with_interceptor(placeholder, token);
         let receiver = Receiver::start().await;
         Self { redis, subscriptions, fanout, delivery: None, receiver, subs, events, deliveries }
+    }
+
+    /// Moves fan-out and the test's subscription client to `subscriptions`
+    /// (another subscription service on the same Redis).
+    pub async fn move_fanout_to(&mut self, subscriptions: &Running) {
+        self.fanout.halt().await;
+        self.fanout = start_fanout(&self.redis, subscriptions).await;
+        let token = BearerToken::new(ACME).unwrap();
+        self.events = EventServiceClient::with_interceptor(channel(self.fanout.url()).await, token.clone());
+        self.subs = SubscriptionServiceClient::with_interceptor(channel(subscriptions.url()).await, token);
     }
 
     /// Stops the subscription service (the caches keep what they have).
