@@ -172,3 +172,43 @@ async fn a_subscription_the_delivery_cache_has_not_seen_is_waited_for_not_cancel
     eventually(Duration::from_secs(30), || async { !stack.receiver.received("/late").is_empty() }).await;
     eventually(WAIT, || async { status().await.as_deref() == Some("succeeded") }).await;
 }
+
+/// Two live delivery replicas (`claim_idle` 3 s) whose watches are cut
+/// off while fan-out's goes on: the tasks of a new subscription wait for
+/// the caches to catch up, their idle clocks (started when they were read)
+/// running past `claim_idle`, so the other replica claims them meanwhile.
+/// When the watches come back (after 3.5 s, inside the 5 s fence wait) the
+/// task is sent once: a replica holding a task with too little time left
+/// before its claim leaves it to that claim, and a request is cut 1 s
+/// before it. The receiver (1 s a request) sees no message twice at once.
+#[tokio::test]
+async fn tasks_held_past_their_claim_are_never_sent_twice_at_once() {
+    let settings = |c: hookline_delivery::Config| hookline_delivery::Config { claim_idle: Duration::from_secs(3), ..c };
+    let mut stack = Stack::start_with(settings).await;
+    let second = settings(delivery_config(&stack.redis, &stack.subscriptions, &stack.fanout));
+    let second = Running::start(|l, stop| hookline_delivery::serve(second, l, stop)).await;
+    second.wait_serving().await;
+    let config = subscriptions_config(&stack.redis);
+    let other = Running::start(|l, stop| hookline_subscriptions::serve(config, l, stop)).await;
+    other.wait_serving().await;
+    stack.move_fanout_to(&other).await;
+    stack.stop_subscriptions().await;
+
+    stack.receiver.set("/slow", crate::receiver::Behaviour { delay: Duration::from_secs(1), ..Default::default() });
+    // A cut attempt's retry comes long after the test.
+    let later =
+        v1::RetryPolicy { schedule: vec![hookline_proto::Duration { seconds: 60, nanos: 0 }], ..Default::default() };
+    stack.subscribe("/slow", |s| s.retry_policy = Some(later)).await;
+    let mut events = Vec::new();
+    for n in 0..10 {
+        events.push(stack.publish("a", &format!("{{\"n\":{n}}}")).await);
+    }
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    stack.start_subscriptions_again().await;
+
+    let arrived = |stack: &Stack| -> std::collections::HashSet<String> {
+        stack.receiver.received("/slow").iter().filter_map(|r| r.headers.get("webhook-id").cloned()).collect()
+    };
+    eventually(Duration::from_secs(60), || async { events.iter().all(|id| arrived(&stack).contains(id)) }).await;
+    assert_eq!(stack.receiver.max_concurrent_per_message(), 1, "an event was being sent twice at once");
+}

@@ -42,6 +42,33 @@ struct Inner {
     in_flight: AtomicUsize,
     max_in_flight: Mutex<HashMap<String, usize>>,
     current: Mutex<HashMap<String, usize>>,
+    /// Per `webhook-id`: requests in progress now, and the most at once.
+    per_message: Mutex<HashMap<String, (usize, usize)>>,
+}
+
+/// Counts a request of one message as in progress until dropped (a
+/// handler whose client went away is dropped too).
+struct InProgress {
+    inner: Arc<Inner>,
+    id: String,
+}
+
+impl InProgress {
+    fn new(inner: &Arc<Inner>, id: String) -> Self {
+        let mut per_message = inner.per_message.lock().unwrap();
+        let (now, max) = per_message.entry(id.clone()).or_default();
+        *now += 1;
+        *max = (*max).max(*now);
+        Self { inner: inner.clone(), id }
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        if let Some((now, _)) = self.inner.per_message.lock().unwrap().get_mut(&self.id) {
+            *now -= 1;
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -81,6 +108,12 @@ impl Receiver {
         self.inner.max_in_flight.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
+    /// The most requests of one message (`webhook-id`) that were in
+    /// progress at once, over every message.
+    pub fn max_concurrent_per_message(&self) -> usize {
+        self.inner.per_message.lock().unwrap().values().map(|(_, max)| *max).max().unwrap_or(0)
+    }
+
     /// Requests being handled right now, all paths.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::SeqCst)
@@ -104,6 +137,8 @@ async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, b
         let status = if b.statuses.len() > 1 { b.statuses.pop_front() } else { b.statuses.front().copied() };
         (status.unwrap_or(200), b.retry_after.clone(), b.delay)
     };
+    let message = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let _in_progress = InProgress::new(&inner, message);
     inner.in_flight.fetch_add(1, Ordering::SeqCst);
     {
         let mut current = inner.current.lock().unwrap();
