@@ -92,7 +92,7 @@ impl Dev {
             (Some(url), _) => (url.clone(), Backing::External, url.clone()),
             (None, Some(binary)) => {
                 let port = crate::local::free_port()?;
-                let child = crate::local::redis_server(binary, port, false).await?;
+                let child = crate::local::redis_server(binary, port, crate::local::RedisRole::Alone).await?;
                 let url = format!("redis://127.0.0.1:{port}");
                 (url.clone(), Backing::Process(child), format!("a private redis-server at {url}, emptied on exit"))
             }

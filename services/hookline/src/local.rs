@@ -11,19 +11,34 @@ use std::{
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
+/// What a local `redis-server` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RedisRole {
+    Alone,
+    ClusterNode,
+    /// A replica of the server on this port.
+    ReplicaOf(u16),
+}
+
 /// Starts `redis_server` on 127.0.0.1:`port` without persistence, in a
 /// fresh directory of its own (a cluster node keeps its `nodes.conf`
 /// there), killed when the `Child` is dropped; returns once the port
 /// answers.
-pub(crate) async fn redis_server(redis_server: &Path, port: u16, cluster: bool) -> Result<Child, String> {
+pub(crate) async fn redis_server(redis_server: &Path, port: u16, role: RedisRole) -> Result<Child, String> {
     let dir = std::env::temp_dir().join(format!("hookline-redis-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir); // a stale nodes.conf would join an old cluster
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut command = Command::new(redis_server);
     command.current_dir(&dir).stdin(Stdio::null()).stdout(Stdio::null()).kill_on_drop(true);
     command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-    if cluster {
-        command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]);
+    match role {
+        RedisRole::Alone => {}
+        RedisRole::ClusterNode => {
+            command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]);
+        }
+        RedisRole::ReplicaOf(primary) => {
+            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
     }
     let child = command.spawn().map_err(|e| {
         format!("cannot start {}: {e}. Install Redis (apt-get install redis-server)", redis_server.display())

@@ -45,6 +45,11 @@ pub(crate) struct BenchArgs {
     /// instead of a redis-server: how far dev mode goes.
     #[arg(long)]
     embedded: bool,
+    /// One Redis with a replica, and every publish and subscription change
+    /// acknowledged only once the replica holds it (`durability.replicas`
+    /// = 1): what durability costs. The replica's CPU counts as Redis's.
+    #[arg(long, conflicts_with_all = ["cluster", "embedded"])]
+    durable: bool,
     /// Stream partitions (default: 1, or 6 with --cluster).
     #[arg(long)]
     partitions: Option<u16>,
@@ -113,12 +118,14 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let topology = stack::Topology {
         cluster: args.cluster,
         embedded: args.embedded,
+        durable: args.durable,
         partitions: args.partitions.unwrap_or(spread),
         tenants: args.tenants.unwrap_or(spread),
     };
     let backend = match (topology.cluster, topology.embedded) {
         (true, _) => "a 3-master Redis Cluster",
         (_, true) => "the embedded backend (in the bench process)",
+        _ if args.durable => "one Redis and its replica, publishes acknowledged once the replica has them",
         _ => "one Redis",
     };
     line(

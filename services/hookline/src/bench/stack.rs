@@ -16,6 +16,7 @@ use tokio::process::{Child, Command};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use super::BenchError;
+use crate::local::RedisRole;
 
 /// The bench acts as an internal service would: an admin token, naming
 /// the tenant in each request.
@@ -41,6 +42,9 @@ pub(super) struct Topology {
     pub(super) cluster: bool,
     /// The embedded backend in the bench's own process instead of Redis.
     pub(super) embedded: bool,
+    /// One Redis with a replica, and `durability.replicas` = 1: every
+    /// publish and subscription change waits for the replica.
+    pub(super) durable: bool,
     pub(super) partitions: u16,
     /// Tenants the throughput phases spread events over (a tenant's events
     /// all go to one partition).
@@ -105,7 +109,11 @@ impl Stack {
             (Vec::new(), url)
         } else {
             let port = free_port()?;
-            (vec![start_redis(redis_server, port, false).await?], format!("redis://127.0.0.1:{port}"))
+            let mut nodes = vec![start_redis(redis_server, port, RedisRole::Alone).await?];
+            if topology.durable {
+                nodes.push(start_replica(redis_server, port).await?);
+            }
+            (nodes, format!("redis://127.0.0.1:{port}"))
         };
         // A token per tenant makes the tenants known to fanout (it refuses
         // unknown ones); the bench itself calls with the admin token.
@@ -129,6 +137,7 @@ impl Stack {
             ("HOOKLINE_AUTH__TOKENS", format!("[{}]", tokens.join(","))),
             ("HOOKLINE_AUTH__SERVICE_TOKEN", SERVICE_TOKEN.into()),
             ("HOOKLINE_LOG", std::env::var("HOOKLINE_LOG").unwrap_or_else(|_| "warn".into())),
+            ("HOOKLINE_DURABILITY__REPLICAS", if topology.durable { "1" } else { "0" }.into()),
         ]
         .into();
         let single_redis = (!topology.cluster && !topology.embedded).then(|| redis_url.clone());
@@ -229,9 +238,27 @@ impl Process {
     }
 }
 
-async fn start_redis(redis_server: &Path, port: u16, cluster: bool) -> Result<Process, BenchError> {
-    let child = crate::local::redis_server(redis_server, port, cluster).await.map_err(BenchError::Setup)?;
+async fn start_redis(redis_server: &Path, port: u16, role: RedisRole) -> Result<Process, BenchError> {
+    let child = crate::local::redis_server(redis_server, port, role).await.map_err(BenchError::Setup)?;
     Ok(Process { name: "redis-server", child })
+}
+
+/// A replica of the Redis on `primary`, once its link is up.
+async fn start_replica(redis_server: &Path, primary: u16) -> Result<Process, BenchError> {
+    let port = free_port()?;
+    let mut replica = start_redis(redis_server, port, RedisRole::ReplicaOf(primary)).await?;
+    replica.name = "redis-replica";
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let info = Command::new("redis-cli").args(["-p", &port.to_string(), "info", "replication"]).output().await;
+        if info.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("master_link_status:up")) {
+            return Ok(replica);
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup("the replica did not link up with its primary".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Three masters, slots spread by `redis-cli --cluster create`; the URL
@@ -240,7 +267,7 @@ async fn start_cluster(redis_server: &Path) -> Result<(Vec<Process>, String), Be
     let ports: Vec<u16> = (0..CLUSTER_NODES).map(|_| free_port()).collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();
     for port in &ports {
-        nodes.push(start_redis(redis_server, *port, true).await?);
+        nodes.push(start_redis(redis_server, *port, RedisRole::ClusterNode).await?);
     }
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let deadline = Instant::now() + START_TIMEOUT;
