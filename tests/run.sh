@@ -65,6 +65,8 @@ echo "==> hookline bench --smoke (every benchmark phase, small; figures come fro
 cargo run --locked --quiet -p hookline -- bench --smoke
 echo "==> hookline bench --smoke --cluster (the same on a private 3-master Redis Cluster)"
 cargo run --locked --quiet -p hookline -- bench --smoke --cluster
+echo "==> hookline bench --smoke --durable (one Redis and a replica, publishes acknowledged once it has them)"
+cargo run --locked --quiet -p hookline -- bench --smoke --durable
 
 echo "==> helm chart"
 ./tests/helm.sh
