@@ -12,15 +12,24 @@
 //! a Redis Cluster the pipeline goes to the primary of the write's slot.
 //!
 //! `WAIT` blocks the connection it runs on, so a writer with durability on
-//! keeps a connection of its own: the service's other traffic (fan-out,
-//! health checks, reads) never queues behind it.
+//! keeps connections of its own ([`WRITER_CONNECTIONS`], taken in turn):
+//! the service's other traffic (fan-out, health checks, reads) never
+//! queues behind a `WAIT`, and that many writes wait for their replicas at
+//! once (Redis asks its replicas for their offset once per event-loop
+//! round, however many `WAIT`s came in it).
 //!
 //! What it does not do: a write confirmed by too few replicas in time is
 //! still on the primary (it will be fanned out and delivered unless that
 //! primary is lost); the caller gets UNAVAILABLE and retries, with the same
 //! idempotency key for a publish.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use redis::{ErrorKind, FromRedisValue, RedisError, ScriptInvocation, ServerErrorKind};
 use serde::{Deserialize, Serialize};
@@ -76,30 +85,41 @@ pub enum WriteError {
     NotReplicated { confirmed: u32, wanted: u32, timeout: Duration },
 }
 
+/// Connections a [`DurableWriter`] keeps when durability is on: how many
+/// writes wait for replicas at once (each `WAIT` holds its connection for
+/// about one replication round trip).
+pub const WRITER_CONNECTIONS: usize = 8;
+
 /// Runs the scripts whose writes a caller is told about, confirming each
 /// on [`Durability::replicas`] replicas first when that is above 0.
 #[derive(Debug, Clone)]
 pub struct DurableWriter {
-    conn: RedisConn,
+    conns: Arc<[RedisConn]>,
+    next: Arc<AtomicUsize>,
     durability: Durability,
 }
 
 impl DurableWriter {
-    /// With durability off, writes go over `shared`; on, over a connection
-    /// of the writer's own to `url` (see the module documentation), whose
-    /// commands may take `command_timeout` plus the wait.
+    /// With durability off, writes go over `shared`; on, over
+    /// [`WRITER_CONNECTIONS`] connections of the writer's own to `url` (see
+    /// the module documentation), whose commands may take
+    /// `command_timeout` plus the wait.
     pub async fn connect(
         url: &str,
         command_timeout: Duration,
         durability: Durability,
         shared: &RedisConn,
     ) -> Result<Self, RedisError> {
-        let conn = if durability.replicas == 0 {
-            shared.clone()
+        let conns = if durability.replicas == 0 {
+            vec![shared.clone()]
         } else {
-            crate::connect(url, command_timeout + durability.timeout).await?
+            let mut conns = Vec::with_capacity(WRITER_CONNECTIONS);
+            for _ in 0..WRITER_CONNECTIONS {
+                conns.push(crate::connect(url, command_timeout + durability.timeout).await?);
+            }
+            conns
         };
-        Ok(Self { conn, durability })
+        Ok(Self { conns: conns.into(), next: Arc::default(), durability })
     }
 
     pub fn durability(&self) -> Durability {
@@ -109,11 +129,14 @@ impl DurableWriter {
     /// Runs `invocation` (loading the script if Redis lacks it), then
     /// waits for the replicas when durability is on.
     pub async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, WriteError> {
-        let mut conn = self.conn.clone();
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        let mut conn = self.conns[turn].clone();
         let Durability { replicas, timeout } = self.durability;
         if replicas == 0 {
             return Ok(invocation.invoke_async(&mut conn).await?);
         }
+        // One pipeline: the write and its WAIT go over the same connection
+        // to the same primary (a reconnect in between cannot separate them).
         let mut pipe = redis::pipe();
         pipe.invoke_script(invocation).cmd("WAIT").arg(replicas).arg(timeout.as_millis() as u64);
         let reply: Result<(T, u32), RedisError> = pipe.query_async(&mut conn).await;

@@ -28,7 +28,7 @@ mod record;
 mod scripts;
 
 pub use conn::{BlockingReader, RedisConn, RedisTarget, connect};
-pub use durability::{Durability, DurableWriter, WriteError, describe_durability_metrics};
+pub use durability::{Durability, DurableWriter, WRITER_CONNECTIONS, WriteError, describe_durability_metrics};
 pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
 pub use fence::{Fence, current_fence};
 pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};
