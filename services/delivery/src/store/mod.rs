@@ -431,6 +431,27 @@ mod tests {
     const SUB: &str = "sub_01M81H0VK0J0RWH79N4YGFWWSW";
     const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
+    /// What a store test starts from: a private Redis whose deliveries
+    /// group exists, read by `consumer`; the scripts; a one-minute retention.
+    struct Setup {
+        redis: hookline_testkit::RedisServer,
+        conn: redis::aio::MultiplexedConnection,
+        keys: hookline_queue::PartitionKeys,
+        group: ConsumerGroup,
+        scripts: Scripts,
+        retention: Retention,
+    }
+
+    async fn setup(consumer: &str) -> Setup {
+        let redis = hookline_testkit::RedisServer::start();
+        let mut conn = redis.connection().await;
+        let keys = Partitions::new("hookline", 1).get(0);
+        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, consumer);
+        group.ensure(&mut conn).await.unwrap();
+        let retention = Retention { record_secs: 60, stats_secs: 60 };
+        Setup { redis, conn, keys, group, scripts: Scripts::default(), retention }
+    }
+
     async fn recorded(invocation: ScriptInvocation<'_>, conn: &mut impl redis::aio::ConnectionLike) -> Vec<Recorded> {
         let replies: Vec<(i64, i64)> = invocation.invoke_async(conn).await.unwrap();
         replies.into_iter().map(Recorded::from_reply).collect()
@@ -470,13 +491,7 @@ mod tests {
     /// 0 for both.
     #[tokio::test]
     async fn a_park_tells_already_done_from_lost() {
-        let redis = hookline_testkit::RedisServer::start();
-        let mut conn = redis.connection().await;
-        let keys = Partitions::new("hookline", 1).get(0);
-        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "first");
-        group.ensure(&mut conn).await.unwrap();
-        let scripts = Scripts::default();
-        let retention = Retention { record_secs: 60, stats_secs: 60 };
+        let Setup { redis: _redis, mut conn, keys, group, scripts, retention } = setup("first").await;
         let park = |entry: &str, task: &DeliveryTask| {
             let mut pipe = redis::pipe();
             scripts.load(&mut pipe, &[Step::Park]);
@@ -502,14 +517,8 @@ mod tests {
     /// that took the task over: only the first completion may count.
     #[tokio::test]
     async fn a_task_completed_twice_is_recorded_once() {
-        let redis = hookline_testkit::RedisServer::start();
-        let mut conn = redis.connection().await;
-        let keys = Partitions::new("hookline", 1).get(0);
-        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "first");
-        group.ensure(&mut conn).await.unwrap();
+        let Setup { redis: _redis, mut conn, keys, group, scripts, retention } = setup("first").await;
         let (entry, task) = take(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSW", SUB, "1", "").await;
-        let scripts = Scripts::default();
-        let retention = Retention { record_secs: 60, stats_secs: 60 };
         let attempt = |dur: u64| AttemptRecord {
             n: 1,
             at: 900,
@@ -557,13 +566,7 @@ mod tests {
     /// attempt (a manual retry) logs the first one from those fields.
     #[tokio::test]
     async fn a_first_success_stays_compact_and_is_logged_when_a_second_attempt_comes() {
-        let redis = hookline_testkit::RedisServer::start();
-        let mut conn = redis.connection().await;
-        let keys = Partitions::new("hookline", 1).get(0);
-        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "only");
-        group.ensure(&mut conn).await.unwrap();
-        let scripts = Scripts::default();
-        let retention = Retention { record_secs: 60, stats_secs: 60 };
+        let Setup { redis, mut conn, keys, group, scripts, retention } = setup("only").await;
         let id = "dlv_01M81H0VK0J0RWH79N4YGFWWSW";
         let mut attempts = Vec::new();
         for n in ["1", "2"] {
@@ -614,11 +617,7 @@ mod tests {
     /// would: consecutive failures in order, counters summed, every index.
     #[tokio::test]
     async fn a_batch_of_completions_counts_as_each_one_would() {
-        let redis = hookline_testkit::RedisServer::start();
-        let mut conn = redis.connection().await;
-        let keys = Partitions::new("hookline", 1).get(0);
-        let group = ConsumerGroup::new(keys.deliveries(), DELIVERY_GROUP, "only");
-        group.ensure(&mut conn).await.unwrap();
+        let Setup { redis: _redis, mut conn, keys, group, scripts, retention } = setup("only").await;
         let sub = SUB;
         let nexts = [Next::RetryAt(50_000), Next::DeadLetter, Next::Done, Next::RetryAt(60_000)];
         let mut completions = Vec::new();
@@ -644,8 +643,6 @@ mod tests {
                 now_ms: 2_000 + i as u64,
             });
         }
-        let scripts = Scripts::default();
-        let retention = Retention { record_secs: 60, stats_secs: 60 };
         let batch: Vec<&Completion> = completions.iter().collect();
         let replies = recorded(scripts.complete(&keys, &batch, &retention), &mut conn).await;
         let streak = |failures, since_ms| Recorded::Streak(Streak { failures, since_ms });
