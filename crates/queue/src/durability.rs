@@ -122,10 +122,6 @@ impl DurableWriter {
         Ok(Self { conns: conns.into(), next: Arc::default(), durability })
     }
 
-    pub fn durability(&self) -> Durability {
-        self.durability
-    }
-
     /// Runs `invocation` (loading the script if Redis lacks it), then
     /// waits for the replicas when durability is on.
     pub async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, WriteError> {
