@@ -73,9 +73,10 @@ const WAKE_BATCH: usize = 500;
 /// The subscription cache a batch is routed with.
 struct Fenced {
     state: Arc<hookline_watch::CacheState>,
-    /// It has reached the change log's current position, so a subscription
-    /// it does not know is gone; when not, such a task waits.
-    complete: bool,
+    /// A subscription it does not know is gone: it has reached the change
+    /// log's current position (or knows every subscription of the batch).
+    /// When not, such a task waits.
+    unknown_is_gone: bool,
 }
 
 /// What the stages of one batch share: its partition and clock, and the
@@ -154,7 +155,7 @@ impl Worker {
         }
         let events = self.load_events(keys, &tasks, &mut conn).await?;
         let reload_due = || now + CACHE_RELOAD_WAIT.as_millis() as u64 + rand::rng().random_range(0..100);
-        let Some(Fenced { state, complete }) = self.fenced_state(&tasks, &mut conn).await? else {
+        let Some(Fenced { state, unknown_is_gone }) = self.fenced_state(&tasks, &mut conn).await? else {
             // Nothing is sent or cancelled on the word of a cache of another
             // change log: back in a second, without an attempt.
             for (entry, task) in &tasks {
@@ -172,7 +173,7 @@ impl Worker {
                 Some(SubscriptionState::Disabled(_)) => {
                     Some((Park::Cancel(CancelReason::SubscriptionDisabled), ParkReason::Cancelled))
                 }
-                None if complete => Some((Park::Cancel(CancelReason::SubscriptionGone), ParkReason::Cancelled)),
+                None if unknown_is_gone => Some((Park::Cancel(CancelReason::SubscriptionGone), ParkReason::Cancelled)),
                 None => Some((Park::Defer(reload_due()), ParkReason::CacheBehind)),
             };
             let (Some(cached), None) = (cached, put_back) else {
@@ -244,7 +245,7 @@ impl Worker {
             .any(|(_, t)| SubscriptionId::parse(&t.subscription_id, "sub").ok().and_then(|id| state.get(id)).is_none());
         let vouched = !fence.log_id.is_empty() && fence.reached_by(state.log_id(), state.revision());
         if !unknown && vouched {
-            return Ok(Some(Fenced { state, complete: true }));
+            return Ok(Some(Fenced { state, unknown_is_gone: true }));
         }
         // Tasks requeued from their records carry no fence, and a
         // subscription the cache does not know may be newer than it: ask
@@ -252,10 +253,10 @@ impl Worker {
         let current = hookline_queue::current_fence(conn, &self.settings.key_prefix).await?;
         let caught_up = |s: &hookline_watch::CacheState| s.is_ready() && current.reached_by(s.log_id(), s.revision());
         if caught_up(&state) {
-            return Ok(Some(Fenced { state, complete: true }));
+            return Ok(Some(Fenced { state, unknown_is_gone: true }));
         }
         match self.cache.wait(FENCE_TIMEOUT, caught_up).await {
-            Ok(state) => Ok(Some(Fenced { state, complete: true })),
+            Ok(state) => Ok(Some(Fenced { state, unknown_is_gone: true })),
             Err(_) if state.log_id() == current.log_id => {
                 tracing::warn!(
                     cache = state.revision(),
@@ -263,7 +264,7 @@ impl Worker {
                     "the subscription cache is behind the change log (its watch cut off?): tasks of subscriptions it \
                      does not know wait until it catches up"
                 );
-                Ok(Some(Fenced { state: self.cache.state(), complete: false }))
+                Ok(Some(Fenced { state: self.cache.state(), unknown_is_gone: false }))
             }
             Err(_) => {
                 tracing::warn!(
