@@ -80,10 +80,15 @@ impl RedisServer {
             let server = hookline_embedded::EmbeddedRedis::start(([127, 0, 0, 1], 0).into()).unwrap();
             return Self { port: server.addr().port(), persistent, replica_of: None, server: Server::Embedded(server) };
         }
+        Self::process(persistent, None)
+    }
+
+    /// A `redis-server` process on a spare port, in a directory of its own.
+    fn process(persistent: bool, replica_of: Option<u16>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("hookline-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self { port, persistent, replica_of: None, server: Server::Process { dir, child: None } };
+        let mut server = Self { port, persistent, replica_of, server: Server::Process { dir, child: None } };
         server.spawn();
         server
     }
@@ -92,21 +97,12 @@ impl RedisServer {
     /// returned once its link is up and the primary counts it.
     pub fn start_replica_of(primary: &RedisServer) -> Self {
         assert!(primary.is_redis_server(), "a replica needs a real redis-server as its primary");
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("hookline-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self {
-            port,
-            persistent: false,
-            replica_of: Some(primary.port),
-            server: Server::Process { dir, child: None },
-        };
-        server.spawn();
+        let server = Self::process(false, Some(primary.port));
         let deadline = Instant::now() + Duration::from_secs(20);
         while !(info(server.port, "replication").contains("master_link_status:up")
             && info(primary.port, "replication").contains("connected_slaves:1"))
         {
-            assert!(Instant::now() < deadline, "the replica on {port} did not link up with {}", primary.port);
+            assert!(Instant::now() < deadline, "the replica on {} did not link up with {}", server.port, primary.port);
             std::thread::sleep(Duration::from_millis(20));
         }
         server
