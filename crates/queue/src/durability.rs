@@ -80,7 +80,7 @@ pub enum WriteError {
     /// time.
     #[error(
         "the write is on the Redis primary but only {confirmed} of the {wanted} replicas required \
-         (durability.replicas) confirmed it within {timeout:?}; retry"
+         (durability.replicas) confirmed it within {timeout:?}"
     )]
     NotReplicated { confirmed: u32, wanted: u32, timeout: Duration },
 }

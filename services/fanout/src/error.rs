@@ -26,7 +26,7 @@ impl From<hookline_queue::WriteError> for ServiceError {
         match e {
             hookline_queue::WriteError::Redis(error) => Self::Redis(error),
             not_replicated => Self::Unavailable(format!(
-                "{not_replicated}; the event may still be delivered: retry with the same idempotency_key"
+                "{not_replicated}; it may still be delivered: retry with the same idempotency_key"
             )),
         }
     }
