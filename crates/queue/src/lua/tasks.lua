@@ -2,8 +2,9 @@
 -- prefixed to each: `hookline_queue::with_task_functions`). The one Lua
 -- definition of a `DeliveryTask`'s stream fields (read by
 -- `DeliveryTask::parse`; `lua_tasks_are_what_delivery_task_reads` pins
--- the two together) and of a delivery record's identity fields. Written
--- for the hot path: no table is built per task or per record.
+-- the two together), of a delivery record's identity fields and of a FIFO
+-- subscription's promotion of its next delivery. Written for the hot
+-- path: no table is built per task or per record.
 
 -- Puts a delivery task on `stream`. `trigger` and `fence` may be '': then
 -- they are not written.
@@ -42,3 +43,25 @@ local function write_new_record(record, ttl, event, sub, tenant, event_type, tra
   redis.call('EXPIRE', record, ttl)
 end
 
+-- Creates delivery `id`'s record if it has none (from its task's fields)
+-- and lists it in its subscription's and tenant's indexes by fan-out time
+-- (`created`); true when it did. (complete.lua writes a new record with
+-- its outcome in one go and batches the index entries, so it calls
+-- `write_new_record` itself.)
+local function ensure_record(record, sub_index, tenant_index, ttl, id, event, sub, tenant, event_type, traceparent,
+                             created, attempts)
+  if redis.call('EXISTS', record) == 1 then return false end
+  write_new_record(record, ttl, event, sub, tenant, event_type, traceparent, created, attempts)
+  redis.call('ZADD', sub_index, created, id)
+  redis.call('ZADD', tenant_index, created, id)
+  return true
+end
+
+-- FIFO: makes delivery `id`, waiting in `waiting`, its subscription's head
+-- (`head`, with the record retention `ttl`) and puts its next attempt on
+-- `stream`, rebuilt from its record.
+local function promote(stream, record_prefix, head, waiting, id, now, ttl)
+  redis.call('ZREM', waiting, id)
+  redis.call('SET', head, id, 'EX', ttl)
+  enqueue_from_record(stream, record_prefix, id, now, '')
+end

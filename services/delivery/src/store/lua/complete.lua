@@ -80,10 +80,7 @@ local function next_in_line(id, head, waiting, now)
   redis.call('DEL', head)
   local first = redis.call('ZRANGE', waiting, 0, 0)
   if #first == 0 then return end
-  local next_id = first[1]
-  redis.call('ZREM', waiting, next_id)
-  redis.call('SET', head, next_id, 'EX', record_ttl)
-  enqueue_from_record(KEYS[1], record_prefix, next_id, now, '')
+  promote(KEYS[1], record_prefix, head, waiting, first[1], now, record_ttl)
 end
 
 local replies = {}

@@ -19,19 +19,13 @@ if not head and not earlier then
   return 1
 end
 if redis.call('XACK', KEYS[4], ARGV[1], ARGV[2]) == 0 then return -1 end
-if redis.call('EXISTS', KEYS[5]) == 0 then
-  write_new_record(KEYS[5], ARGV[6], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[4], ARGV[13])
-  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[3])
-  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
-end
+ensure_record(KEYS[5], KEYS[6], KEYS[7], ARGV[6], ARGV[3], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[4],
+  ARGV[13])
 redis.call('HSET', KEYS[5], 'st', 'pending', 'u', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[9])
 if not head then
   -- An earlier delivery was waiting: its turn comes now.
-  local next_id = first[1]
-  redis.call('ZREM', KEYS[2], next_id)
-  redis.call('SET', KEYS[1], next_id, 'EX', ARGV[6])
-  enqueue_from_record(KEYS[4], ARGV[7], next_id, ARGV[5], '')
+  promote(KEYS[4], ARGV[7], KEYS[1], KEYS[2], first[1], ARGV[5], ARGV[6])
 end
 return 0

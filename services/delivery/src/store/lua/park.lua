@@ -18,11 +18,8 @@
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return redis.call('EXISTS', KEYS[1]) == 1 and -1 or -2
 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  write_new_record(KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14])
-  redis.call('ZADD', KEYS[6], ARGV[13], ARGV[3])
-  redis.call('ZADD', KEYS[7], ARGV[13], ARGV[3])
-end
+ensure_record(KEYS[2], KEYS[6], KEYS[7], ARGV[7], ARGV[3], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],
+  ARGV[13], ARGV[14])
 redis.call('HSET', KEYS[2], 'u', ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 if ARGV[4] == 'defer' or ARGV[4] == 'await' then
