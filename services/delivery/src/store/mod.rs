@@ -25,7 +25,7 @@ fn record_fields(inv: &mut ScriptInvocation<'_>, task: &DeliveryTask) {
 pub(crate) const MAX_COMPLETIONS: usize = 128;
 /// Keys and arguments `complete.lua` takes per completion.
 const COMPLETION_KEYS: usize = 10;
-const COMPLETION_ARGS: usize = 15 + 2 * ATTEMPT_FIELDS.len();
+const COMPLETION_ARGS: usize = 14 + 2 * ATTEMPT_FIELDS.len();
 
 /// What recording a completion found (`complete.lua`'s reply for it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,6 @@ impl Completion {
         inv.arg(&self.entry)
             .arg(&task.delivery_id)
             .arg(outcome)
-            .arg(serde_json::to_string(&self.attempt).unwrap_or_default())
             .arg(task.attempt)
             .arg(due)
             .arg(self.now_ms)

@@ -16,12 +16,13 @@
 -- ARGV: 1 group, 2 record retention (s), 3 stats retention (s), 4 record
 --       key prefix (`PartitionKeys::delivery("")`),
 --       5 keys per completion, 6 arguments per completion, then per
---       completion (`Completion::args`): entry id, delivery id, outcome
---       ('ok'|'retry'|'dead'), attempt JSON, attempt number, retry due
---       (ms), now (ms), duration (ms), event id, subscription id, tenant,
---       event type, traceparent, enqueued at (ms), '1' for a FIFO
---       subscription, then the record's last-attempt fields and values
---       (`ATTEMPT_FIELDS`: lat, ld, lc, le, lm, lb, lt)
+--       completion (`Completion::add_to`): entry id, delivery id, outcome
+--       ('ok'|'retry'|'dead'), attempt number, retry due (ms), now (ms),
+--       duration (ms), event id, subscription id, tenant, event type,
+--       traceparent, enqueued at (ms), '1' for a FIFO subscription, then
+--       the attempt as the record's last-attempt fields and values
+--       (`ATTEMPT_FIELDS`: lat, ld, lc, le, lm, lb, lt); its attempts-list
+--       JSON is built from those here, only when it is logged
 -- Returns, per completion, {the subscription's consecutive failures, when
 -- that failing streak began (ms; 0 when it is not failing)}, {-1, 0} if it
 -- was already done, or {-2, 0} if the deliveries stream is gone.
@@ -63,14 +64,29 @@ local function hour(key)
   return h
 end
 
--- A record's last attempt as the attempts list holds it (JSON; a record of
--- an older build has it in `la`).
+-- An attempt as the attempts list holds it (JSON, read back as
+-- `AttemptRecord`): its number, then its last-attempt fields' values in
+-- `ATTEMPT_FIELDS` order (a missing one reads as empty, or 0).
+local function attempt_json(n, at, dur, code, err, msg, body, trig)
+  local num = function(v) if v == nil or v == '' then return '0' end return v end
+  local text = function(v) return cjson.encode(v or '') end
+  return '{"n":' .. num(n) .. ',"at":' .. num(at) .. ',"dur":' .. num(dur) .. ',"code":' .. num(code)
+    .. ',"err":' .. text(err) .. ',"msg":' .. text(msg) .. ',"body":' .. text(body) .. ',"trig":' .. text(trig) .. '}'
+end
+
+-- The attempt of the completion whose arguments follow ARGV[a] (its fields
+-- from a + 15, as name, value pairs).
+local function completion_attempt(a, n)
+  return attempt_json(n, ARGV[a + 16], ARGV[a + 18], ARGV[a + 20], ARGV[a + 22], ARGV[a + 24], ARGV[a + 26],
+    ARGV[a + 28])
+end
+
+-- A record's last attempt, for its attempts list (a record of an older
+-- build has it as JSON in `la`).
 local function logged_attempt(record)
   local f = redis.call('HMGET', record, 'la', 'n', 'lat', 'ld', 'lc', 'le', 'lm', 'lb', 'lt')
   if not f[3] then return f[1] end
-  local text = function(v) return cjson.encode(v or '') end
-  return '{"n":' .. (f[2] or '0') .. ',"at":' .. f[3] .. ',"dur":' .. (f[4] or '0') .. ',"code":' .. (f[5] or '0')
-    .. ',"err":' .. text(f[6]) .. ',"msg":' .. text(f[7]) .. ',"body":' .. text(f[8]) .. ',"trig":' .. text(f[9]) .. '}'
+  return attempt_json(f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9])
 end
 
 -- FIFO: when a delivery is finished (not retrying), the next one's turn
@@ -89,9 +105,9 @@ for i = 0, (#KEYS - 2) / nk - 1 do
   local record, attempts, stats, hour_stats = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local sub_index, tenant_index, dead_index = KEYS[k + 5], KEYS[k + 6], KEYS[k + 7]
   local in_flight, fifo_head, fifo_waiting = KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
-  local entry, id, outcome, json = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local n, due, now, dur = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], tonumber(ARGV[a + 8])
-  local fifo = ARGV[a + 15] == '1'
+  local entry, id, outcome = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local n, due, now, dur = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], tonumber(ARGV[a + 7])
+  local fifo = ARGV[a + 14] == '1'
   push(leases, in_flight, id)
   if redis.call('XACK', KEYS[1], group, entry) == 0 then
     -- Done by another consumer, or the stream is gone with its group
@@ -105,21 +121,21 @@ for i = 0, (#KEYS - 2) / nk - 1 do
     elseif not ok then
       state = 'dead'
     end
-    local created = ARGV[a + 14]
+    local created = ARGV[a + 13]
     if redis.call('EXISTS', record) == 0 then
       -- The last attempt's fields, those with a value (a missing one reads
       -- as empty), and the next attempt's time when there is one.
       local last = {}
-      for j = a + 16, a + na, 2 do
+      for j = a + 15, a + na, 2 do
         if ARGV[j + 1] ~= '' then last[#last + 1] = ARGV[j]; last[#last + 1] = ARGV[j + 1] end
       end
       if next_at ~= '' then last[#last + 1] = 'na'; last[#last + 1] = next_at end
-      write_new_record(record, record_ttl, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12], ARGV[a + 13],
+      write_new_record(record, record_ttl, ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12],
         created, n, 'u', now, 'st', state, unpack(last))
       push(adds, sub_index, created, id)
       push(adds, tenant_index, created, id)
       if not (ok and n == '1') then
-        redis.call('RPUSH', attempts, json)
+        redis.call('RPUSH', attempts, completion_attempt(a, n))
         redis.call('EXPIRE', attempts, record_ttl)
       end
     else
@@ -127,9 +143,9 @@ for i = 0, (#KEYS - 2) / nk - 1 do
         local earlier = logged_attempt(record)
         if earlier then redis.call('RPUSH', attempts, earlier) end
       end
-      if redis.call('RPUSH', attempts, json) <= 2 then redis.call('EXPIRE', attempts, record_ttl) end
+      if redis.call('RPUSH', attempts, completion_attempt(a, n)) <= 2 then redis.call('EXPIRE', attempts, record_ttl) end
       local last = {}
-      for j = a + 16, a + na do last[#last + 1] = ARGV[j] end
+      for j = a + 15, a + na do last[#last + 1] = ARGV[j] end
       redis.call('HSET', record, 'n', n, 'u', now, 'st', state, 'na', next_at, unpack(last))
     end
     -- Counters; attempts = succeeded + failed.
