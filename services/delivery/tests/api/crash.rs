@@ -149,7 +149,7 @@ async fn a_subscription_the_delivery_cache_has_not_seen_is_waited_for_not_cancel
     stack.publish("a", "{}").await;
 
     // Delivery waits for its cache (5 s for the task's fence, 5 s for the
-    // log's position), then puts the task back: scheduled, not cancelled.
+    // log's position), then puts the task back to wait, not cancelled.
     let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
     let conn = stack.redis.connection().await;
     let status = || async {
@@ -165,7 +165,13 @@ async fn a_subscription_the_delivery_cache_has_not_seen_is_waited_for_not_cancel
         redis::cmd("HGET").arg(keys.delivery(id)).arg("st").query_async::<Option<String>>(&mut conn).await.unwrap()
     };
     eventually(Duration::from_secs(30), || async { status().await.is_some() }).await;
-    assert_eq!(status().await.as_deref(), Some("scheduled"), "put back to wait, not cancelled");
+    // Scheduled, or pending again once due (it goes round until the cache
+    // catches up); the old routing cancelled it here.
+    let waiting = status().await;
+    assert!(
+        matches!(waiting.as_deref(), Some("scheduled" | "pending")),
+        "put back to wait, not cancelled: {waiting:?}"
+    );
     assert!(stack.receiver.received("/late").is_empty());
 
     stack.start_subscriptions_again().await;
