@@ -26,17 +26,14 @@ async fn wait_summary(stack: &Stack, subscription_id: &str, done: impl Fn(&v1::D
 /// Waits until the subscription is paused for its failures, the reason
 /// saying `says`.
 async fn wait_paused_for_failures(stack: &Stack, subscription_id: &str, says: &str) {
-    eventually(WAIT, || {
-        let mut subs = stack.subs.clone();
-        let id = subscription_id.to_owned();
-        async move {
-            let s = subs.get_subscription(v1::GetSubscriptionRequest { id }).await.unwrap().into_inner();
+    stack
+        .wait_subscription(subscription_id, |s| {
             s.state == v1::SubscriptionState::Paused as i32
                 && s.state_reason
+                    .as_ref()
                     .is_some_and(|r| r.cause == v1::StateCause::Failures as i32 && r.message.contains(says))
-        }
-    })
-    .await;
+        })
+        .await;
 }
 
 async fn publish_many(stack: &mut Stack, n: usize) {

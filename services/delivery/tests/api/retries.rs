@@ -140,15 +140,11 @@ async fn gone_disables_the_subscription_after_one_attempt() {
     let (sub, _) = stack.subscribe("/gone", |s| s.retry_policy = Some(quick_retries(5))).await;
     stack.publish("a", "{}").await;
     stack.wait_status(&sub, v1::DeliveryStatus::DeadLettered, 1).await;
-    eventually(WAIT, || {
-        let mut subs = stack.subs.clone();
-        let id = sub.clone();
-        async move {
-            let s = subs.get_subscription(v1::GetSubscriptionRequest { id }).await.unwrap().into_inner();
+    stack
+        .wait_subscription(&sub, |s| {
             s.state == v1::SubscriptionState::Disabled as i32
-                && s.state_reason.is_some_and(|r| r.cause == v1::StateCause::Gone as i32)
-        }
-    })
-    .await;
+                && s.state_reason.as_ref().is_some_and(|r| r.cause == v1::StateCause::Gone as i32)
+        })
+        .await;
     assert_eq!(stack.receiver.received("/gone").len(), 1, "no retries after 410");
 }

@@ -192,6 +192,16 @@ impl Stack {
         self.subs.get_subscription(v1::GetSubscriptionRequest { id: id.into() }).await.unwrap().into_inner()
     }
 
+    /// Waits until the subscription, as the subscription service has it,
+    /// satisfies `holds`.
+    pub async fn wait_subscription(&self, id: &str, holds: impl Fn(&v1::Subscription) -> bool) {
+        eventually(WAIT, || {
+            let (mut subs, id, holds) = (self.subs.clone(), id.to_owned(), &holds);
+            async move { holds(&subs.get_subscription(v1::GetSubscriptionRequest { id }).await.unwrap().into_inner()) }
+        })
+        .await;
+    }
+
     /// The subscription's deliveries, newest first.
     pub async fn deliveries_of(&mut self, subscription_id: &str) -> Vec<v1::Delivery> {
         self.deliveries
