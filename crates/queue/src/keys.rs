@@ -13,9 +13,11 @@
 //! | `{p:pN}:retry` | zset | delivery | delivery ids waiting for a retry, scored by due time (ms) |
 //! | `{p:pN}:dlv:<delivery id>` | hash | delivery | the delivery record: status, attempt count, last attempt |
 //! | `{p:pN}:attempts:<delivery id>` | list | delivery | every attempt, as JSON |
-//! | `{p:pN}:sub:<sub id>:dlv` | zset | delivery | the subscription's deliveries by creation time |
+//! | `{p:pN}:sub:<sub id>:log` | stream | delivery | the subscription's deliveries, in the order they were recorded ([`crate::DeliveryLog`]) |
+//! | `{p:pN}:sub:<sub id>:dlv` | zset | (older builds) | the same by creation time; read until the retention empties it |
 //! | `{p:pN}:sub:<sub id>:dead` | zset | delivery | its dead-lettered deliveries by time |
-//! | `{p:pN}:tenant:<tenant>:dlv` | zset | delivery | the tenant's deliveries by creation time |
+//! | `{p:pN}:tenant:<tenant>:log` | stream | delivery | the tenant's deliveries, as the subscription's |
+//! | `{p:pN}:tenant:<tenant>:dlv` | zset | (older builds) | the same by creation time; read until the retention empties it |
 //! | `{p:pN}:held:<sub id>` | list | delivery | deliveries held while the subscription is paused |
 //! | `{p:pN}:held` | set | delivery | subscriptions with held deliveries |
 //! | `{p:pN}:stats:<sub id>` | hash | delivery | totals: attempts, succeeded, failed, dead, consecutive failures |
@@ -205,7 +207,14 @@ impl PartitionKeys {
         format!("{}:attempts:{delivery_id}", self.tag)
     }
 
-    pub fn subscription_deliveries(&self, subscription_id: &str) -> String {
+    /// A subscription's delivery log (`DeliveryLog`).
+    pub fn subscription_log(&self, subscription_id: &str) -> String {
+        format!("{}:sub:{subscription_id}:log", self.tag)
+    }
+
+    /// The sorted set older builds listed a subscription's deliveries in,
+    /// read until the retention empties it (`DeliveryLog`).
+    pub fn legacy_subscription_index(&self, subscription_id: &str) -> String {
         format!("{}:sub:{subscription_id}:dlv", self.tag)
     }
 
@@ -213,7 +222,13 @@ impl PartitionKeys {
         format!("{}:sub:{subscription_id}:dead", self.tag)
     }
 
-    pub fn tenant_deliveries(&self, tenant: &str) -> String {
+    /// A tenant's delivery log (`DeliveryLog`).
+    pub fn tenant_log(&self, tenant: &str) -> String {
+        format!("{}:tenant:{tenant}:log", self.tag)
+    }
+
+    /// The sorted set older builds listed a tenant's deliveries in.
+    pub fn legacy_tenant_index(&self, tenant: &str) -> String {
         format!("{}:tenant:{tenant}:dlv", self.tag)
     }
 

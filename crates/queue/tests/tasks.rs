@@ -58,3 +58,92 @@ return enqueue_from_record(KEYS[1], ARGV[1], 'dlv_gone', '1', '') and 1 or 0
         ]
     );
 }
+
+/// `log_delivery` (Lua) writes what `DeliveryLog` reads; a listing pages
+/// through the log and then the sorted set older builds kept, in both
+/// directions, with no delivery twice or missed, and each write trims what
+/// is past the retention.
+#[tokio::test]
+async fn delivery_logs_list_what_log_delivery_wrote_then_the_legacy_index() {
+    use hookline_queue::{DeliveryLog, Partitions, Position, TimeRange};
+
+    let redis = RedisServer::start();
+    let mut conn = redis.connection().await;
+    let keys = Partitions::new("hookline", 1).get(0);
+    let (sub_log, tenant_log) = (DeliveryLog::of_subscription(&keys, "sub_1"), DeliveryLog::of_tenant(&keys, "acme"));
+    // Older builds' index: three deliveries, two sharing a score.
+    for (score, id) in [(1_000, "dlv_a"), (2_000, "dlv_b"), (2_000, "dlv_c")] {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(keys.legacy_subscription_index("sub_1"))
+            .arg(score)
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let now: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let script = redis::Script::new(&with_task_functions(
+        "for i = 1, 5 do log_delivery(KEYS[1], KEYS[2], 'dlv_' .. i, ARGV[1], ARGV[2]) end return 1",
+    ));
+    let _: i64 =
+        script.key(sub_log.key()).key(tenant_log.key()).arg(now).arg(86_400).invoke_async(&mut conn).await.unwrap();
+    let everything = TimeRange { start_ms: 0, end_ms: u64::MAX / 2 };
+    let ids = |items: &[hookline_queue::Listed]| items.iter().map(|l| l.delivery_id.clone()).collect::<Vec<_>>();
+
+    // Newest first, two at a time.
+    let mut seen = Vec::new();
+    let mut after: Option<Position> = None;
+    loop {
+        let batch = sub_log.older(&mut conn, everything, after.as_ref(), 2).await.unwrap();
+        seen.extend(ids(&batch.items));
+        after = batch.items.last().map(|l| l.position.clone());
+        if batch.done {
+            break;
+        }
+        assert!(seen.len() <= 8, "the listing ends: {seen:?}");
+    }
+    assert_eq!(seen, ["dlv_5", "dlv_4", "dlv_3", "dlv_2", "dlv_1", "dlv_c", "dlv_b", "dlv_a"]);
+
+    // Oldest first, three at a time: the legacy index, then the log.
+    let mut seen = Vec::new();
+    let mut after: Option<Position> = None;
+    loop {
+        let batch = sub_log.newer(&mut conn, everything, after.as_ref(), 3).await.unwrap();
+        seen.extend(ids(&batch.items));
+        after = batch.items.last().map(|l| l.position.clone());
+        if batch.done {
+            break;
+        }
+        assert!(seen.len() <= 8, "the listing ends: {seen:?}");
+    }
+    assert_eq!(seen, ["dlv_a", "dlv_b", "dlv_c", "dlv_1", "dlv_2", "dlv_3", "dlv_4", "dlv_5"]);
+
+    // A time range: the legacy scores and the log entries' times.
+    let legacy_only = TimeRange { start_ms: 1_500, end_ms: 2_500 };
+    let batch = sub_log.older(&mut conn, legacy_only, None, 10).await.unwrap();
+    assert_eq!((ids(&batch.items), batch.done), (vec!["dlv_c".to_owned(), "dlv_b".to_owned()], true));
+    let tenant = tenant_log.older(&mut conn, TimeRange { start_ms: now - 1, end_ms: now + 60_000 }, None, 10).await;
+    assert_eq!(ids(&tenant.unwrap().items), ["dlv_5", "dlv_4", "dlv_3", "dlv_2", "dlv_1"]);
+
+    // A write trims entries past the retention: `MINID ~` drops the
+    // stream's nodes (up to 100 entries each) that hold only such entries.
+    let mut pipe = redis::pipe();
+    for i in 1..=300 {
+        pipe.cmd("XADD").arg("trim:sub").arg(format!("1000-{i}")).arg("d").arg(format!("dlv_old{i}")).ignore();
+    }
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+    let one = redis::Script::new(&with_task_functions("log_delivery(KEYS[1], KEYS[2], 'dlv_new', ARGV[1], ARGV[2])"));
+    let _: () = one.key("trim:sub").key("trim:tenant").arg(now).arg(5).invoke_async(&mut conn).await.unwrap();
+    let left: u64 = redis::cmd("XLEN").arg("trim:sub").query_async(&mut conn).await.unwrap();
+    assert!(left <= 101, "entries older than the retention are trimmed as the log is written ({left} left)");
+    let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+        .arg("trim:sub")
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(last[0].1, ["d", "dlv_new"]);
+}

@@ -256,7 +256,10 @@ impl Worker {
     }
 
     /// Drops index entries older than the delivery retention (their records
-    /// have expired) for the subscriptions and tenants of this partition.
+    /// have expired) for the subscriptions and tenants of this partition:
+    /// the delivery logs of those that no longer get deliveries (each new
+    /// entry trims its log), the dead letters, and the sorted sets older
+    /// builds listed deliveries in.
     async fn prune_indexes(&self, keys: &PartitionKeys, conn: &mut RedisConn) -> redis::RedisResult<()> {
         let cutoff = now_ms().saturating_sub(self.settings.retention.record_secs * 1000);
         let state = self.cache.state();
@@ -268,7 +271,8 @@ impl Worker {
                 continue;
             }
             let sub = cached.subscription.id.to_string();
-            pipe.cmd("ZREMRANGEBYSCORE").arg(keys.subscription_deliveries(&sub)).arg("-inf").arg(cutoff).ignore();
+            pipe.cmd("XTRIM").arg(keys.subscription_log(&sub)).arg("MINID").arg("~").arg(cutoff).ignore();
+            pipe.cmd("ZREMRANGEBYSCORE").arg(keys.legacy_subscription_index(&sub)).arg("-inf").arg(cutoff).ignore();
             pipe.cmd("ZREMRANGEBYSCORE").arg(keys.dead_letters(&sub)).arg("-inf").arg(cutoff).ignore();
             tenants.insert(tenant.to_owned());
         }
@@ -276,7 +280,8 @@ impl Worker {
             return Ok(());
         }
         for tenant in tenants {
-            pipe.cmd("ZREMRANGEBYSCORE").arg(keys.tenant_deliveries(&tenant)).arg("-inf").arg(cutoff).ignore();
+            pipe.cmd("XTRIM").arg(keys.tenant_log(&tenant)).arg("MINID").arg("~").arg(cutoff).ignore();
+            pipe.cmd("ZREMRANGEBYSCORE").arg(keys.legacy_tenant_index(&tenant)).arg("-inf").arg(cutoff).ignore();
         }
         pipe.query_async::<()>(conn).await
     }

@@ -43,17 +43,25 @@ local function write_new_record(record, ttl, event, sub, tenant, event_type, tra
   redis.call('EXPIRE', record, ttl)
 end
 
+-- Lists delivery `id` in its subscription's and its tenant's delivery
+-- logs (`DeliveryLog`: one entry per delivery, field `d`), trimming what
+-- is older than the record retention `ttl` (s) as it goes. Called once per
+-- delivery, when its record is made.
+local function log_delivery(sub_log, tenant_log, id, now, ttl)
+  local cutoff = string.format('%.0f', math.max(0, tonumber(now) - tonumber(ttl) * 1000))
+  redis.call('XADD', sub_log, 'MINID', '~', cutoff, '*', 'd', id)
+  redis.call('XADD', tenant_log, 'MINID', '~', cutoff, '*', 'd', id)
+end
+
 -- Creates delivery `id`'s record if it has none (from its task's fields)
--- and lists it in its subscription's and tenant's indexes by fan-out time
--- (`created`); true when it did. (complete.lua writes a new record with
--- its outcome in one go and batches the index entries, so it calls
--- `write_new_record` itself.)
-local function ensure_record(record, sub_index, tenant_index, ttl, id, event, sub, tenant, event_type, traceparent,
-                             created, attempts)
+-- and logs it (`log_delivery`); true when it did. (complete.lua writes a
+-- new record with its outcome in one go, so it calls `write_new_record`
+-- and `log_delivery` itself.)
+local function ensure_record(record, sub_log, tenant_log, ttl, id, event, sub, tenant, event_type, traceparent,
+                             created, attempts, now)
   if redis.call('EXISTS', record) == 1 then return false end
   write_new_record(record, ttl, event, sub, tenant, event_type, traceparent, created, attempts)
-  redis.call('ZADD', sub_index, created, id)
-  redis.call('ZADD', tenant_index, created, id)
+  log_delivery(sub_log, tenant_log, id, now, ttl)
   return true
 end
 

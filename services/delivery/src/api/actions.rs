@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hookline_auth::Principal;
 use hookline_domain::{EventId, EventTypeName, check_json};
 use hookline_proto::{convert::timestamp_from_proto, v1};
+use hookline_queue::{DeliveryLog, TimeRange};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -70,7 +71,8 @@ impl Api {
             return Err(Status::invalid_argument("start_time: must not be after end_time"));
         }
         let keys = self.partitions.of_tenant(sub.subscription.tenant.as_str());
-        let index = keys.subscription_deliveries(&req.subscription_id);
+        let log = DeliveryLog::of_subscription(&keys, &req.subscription_id);
+        let range = TimeRange { start_ms: start, end_ms: end };
         let mut conn = self.redis.clone();
         // One replay per subscription at a time: two at once would each
         // send the same deliveries.
@@ -94,22 +96,12 @@ impl Api {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let mut replayed = 0u64;
-            let mut from = start.to_string();
+            let mut from = None;
             let result: redis::RedisResult<()> = async {
                 loop {
                     let _: i64 = redis::cmd("PEXPIRE").arg(&lock).arg(REPLAY_LOCK_MS).query_async(&mut conn).await?;
-                    let rows: Vec<(String, u64)> = redis::cmd("ZRANGE")
-                        .arg(&index)
-                        .arg(&from)
-                        .arg(end)
-                        .arg("BYSCORE")
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(REPLAY_CHUNK)
-                        .arg("WITHSCORES")
-                        .query_async(&mut conn)
-                        .await?;
-                    let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+                    let batch = log.newer(&mut conn, range, from.as_ref(), REPLAY_CHUNK).await?;
+                    let ids: Vec<String> = batch.items.iter().map(|l| l.delivery_id.clone()).collect();
                     let records = read_records(&mut conn, &keys, &ids).await?;
                     let records: Vec<_> =
                         records.into_iter().filter(|r| convert::status(&r.status) == wanted).collect();
@@ -124,8 +116,8 @@ impl Api {
                         replayed += queued;
                         let _ = tx.send(Ok(v1::ReplayProgress { replayed, total: 0, done: false })).await;
                     }
-                    match rows.last() {
-                        Some((_, score)) if rows.len() == REPLAY_CHUNK => from = format!("({score}"),
+                    match batch.items.into_iter().last() {
+                        Some(last) if !batch.done => from = Some(last.position),
                         _ => return Ok(()),
                     }
                 }

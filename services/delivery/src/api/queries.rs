@@ -6,6 +6,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookline_auth::Principal;
 use hookline_domain::EventId;
 use hookline_proto::{convert::timestamp_from_proto, v1};
+use hookline_queue::{DeliveryLog, Position, TimeRange};
 use tonic::Status;
 
 use super::{Api, convert, storage_error};
@@ -52,18 +53,15 @@ impl Api {
     ) -> Result<v1::ListDeliveriesResponse, Status> {
         let tenant = who.tenant_for(&req.tenant_id)?;
         let size = page_size(req.page_size)?;
-        let (keys, index) = if req.subscription_id.is_empty() {
-            let keys = self.partitions.of_tenant(tenant.as_str());
-            let index = keys.tenant_deliveries(tenant.as_str());
-            (keys, index)
+        let keys = self.partitions.of_tenant(tenant.as_str());
+        let log = if req.subscription_id.is_empty() {
+            DeliveryLog::of_tenant(&keys, tenant.as_str())
         } else {
             let sub = self.subscription(who, &req.subscription_id).await?;
             if sub.subscription.tenant != tenant {
                 return Err(Status::not_found(format!("subscription {} not found", req.subscription_id)));
             }
-            let keys = self.partitions.of_tenant(tenant.as_str());
-            let index = keys.subscription_deliveries(&req.subscription_id);
-            (keys, index)
+            DeliveryLog::of_subscription(&keys, &req.subscription_id)
         };
         let start = ms("start_time", req.start_time.as_ref())?.unwrap_or(0);
         let end = ms("end_time", req.end_time.as_ref())?.unwrap_or(u64::MAX / 2);
@@ -78,48 +76,34 @@ impl Api {
             Ok(s) => Some(s),
             Err(_) => return Err(Status::invalid_argument(format!("status: unknown value {}", req.status))),
         };
-        // Newest first. The cursor is (score, id) of the last one shown.
-        let mut cursor: Option<(u64, String)> = match req.page_token.as_str() {
+        // Newest first. The token is the position of the last one shown.
+        let mut cursor: Option<Position> = match req.page_token.as_str() {
             "" => None,
             token => {
                 let text =
                     URL_SAFE_NO_PAD.decode(token).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad_token)?;
-                let (score, id) = text.split_once(':').ok_or_else(bad_token)?;
-                Some((score.parse().map_err(|_| bad_token())?, id.to_owned()))
+                Some(Position::from_token(&text).ok_or_else(bad_token)?)
             }
         };
+        let range = TimeRange { start_ms: start, end_ms: end };
         let mut conn = self.redis.clone();
         let mut out = Vec::with_capacity(size);
         let chunk = (size * 2).clamp(100, 1000);
         loop {
-            let max = cursor.as_ref().map_or(end, |(score, _)| (*score).min(end));
-            let rows: Vec<(String, u64)> = redis::cmd("ZRANGE")
-                .arg(&index)
-                .arg(max)
-                .arg(start)
-                .arg("BYSCORE")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(chunk)
-                .arg("WITHSCORES")
-                .query_async(&mut conn)
-                .await
-                .map_err(storage_error)?;
-            let exhausted = rows.len() < chunk;
-            let fresh: Vec<(String, u64)> = rows
-                .into_iter()
-                .filter(|(id, score)| cursor.as_ref().is_none_or(|(cs, cid)| *score < *cs || (score == cs && id < cid)))
-                .collect();
-            if fresh.is_empty() {
+            let batch = log.older(&mut conn, range, cursor.as_ref(), chunk).await.map_err(storage_error)?;
+            // (Empty and not done: only legacy members sharing one score
+            // past a whole chunk, which cannot be paged past.)
+            if batch.items.is_empty() {
                 return Ok(v1::ListDeliveriesResponse { deliveries: out, next_page_token: String::new() });
             }
-            let ids: Vec<String> = fresh.iter().map(|(id, _)| id.clone()).collect();
+            let ids: Vec<String> = batch.items.iter().map(|l| l.delivery_id.clone()).collect();
             let records = read_records(&mut conn, &keys, &ids).await.map_err(storage_error)?;
             let by_id: std::collections::HashMap<_, _> = records.iter().map(|r| (r.id.as_str(), r)).collect();
-            for (i, (id, score)) in fresh.iter().enumerate() {
-                cursor = Some((*score, id.clone()));
-                let Some(record) = by_id.get(id.as_str()) else { continue };
+            let listed = batch.items.len();
+            for (i, item) in batch.items.into_iter().enumerate() {
+                cursor = Some(item.position);
+                // A record past its retention is gone before its entry.
+                let Some(record) = by_id.get(item.delivery_id.as_str()) else { continue };
                 let wanted = status.is_none_or(|s| convert::status(&record.status) == s)
                     && (req.event_id.is_empty() || record.event_id == req.event_id);
                 if !wanted {
@@ -127,12 +111,15 @@ impl Api {
                 }
                 out.push(convert::delivery(record));
                 if out.len() == size {
-                    let last = exhausted && i + 1 == fresh.len();
-                    let next = if last { String::new() } else { URL_SAFE_NO_PAD.encode(format!("{score}:{id}")) };
+                    let last = batch.done && i + 1 == listed;
+                    let next = match (&cursor, last) {
+                        (Some(position), false) => URL_SAFE_NO_PAD.encode(position.to_token()),
+                        _ => String::new(),
+                    };
                     return Ok(v1::ListDeliveriesResponse { deliveries: out, next_page_token: next });
                 }
             }
-            if exhausted {
+            if batch.done {
                 return Ok(v1::ListDeliveriesResponse { deliveries: out, next_page_token: String::new() });
             }
         }

@@ -104,8 +104,8 @@ impl Completion {
             .key(keys.attempts(&task.delivery_id))
             .key(keys.stats(&task.subscription_id))
             .key(keys.stats_hour(&task.subscription_id, self.now_ms / 3_600_000))
-            .key(keys.subscription_deliveries(&task.subscription_id))
-            .key(keys.tenant_deliveries(&task.tenant))
+            .key(keys.subscription_log(&task.subscription_id))
+            .key(keys.tenant_log(&task.tenant))
             .key(keys.dead_letters(&task.subscription_id))
             .key(keys.in_flight(&task.subscription_id))
             .key(keys.fifo_head(&task.subscription_id))
@@ -277,8 +277,8 @@ impl Scripts {
             .key(keys.fifo_subscriptions())
             .key(keys.deliveries())
             .key(keys.delivery(&task.delivery_id))
-            .key(keys.subscription_deliveries(&task.subscription_id))
-            .key(keys.tenant_deliveries(&task.tenant))
+            .key(keys.subscription_log(&task.subscription_id))
+            .key(keys.tenant_log(&task.tenant))
             .arg(DELIVERY_GROUP)
             .arg(entry_id)
             .arg(&task.delivery_id)
@@ -315,8 +315,8 @@ impl Scripts {
             .key(keys.retry())
             .key(keys.held(&task.subscription_id))
             .key(keys.held_subscriptions())
-            .key(keys.subscription_deliveries(&task.subscription_id))
-            .key(keys.tenant_deliveries(&task.tenant))
+            .key(keys.subscription_log(&task.subscription_id))
+            .key(keys.tenant_log(&task.tenant))
             .key(keys.endpoint_wait(&task.subscription_id))
             .arg(DELIVERY_GROUP)
             .arg(entry_id)
@@ -675,8 +675,7 @@ mod tests {
         let dead: Vec<String> =
             redis::cmd("ZRANGE").arg(keys.dead_letters(sub)).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
         assert_eq!(dead, vec![ids(1)]);
-        let indexed: usize =
-            redis::cmd("ZCARD").arg(keys.subscription_deliveries(sub)).query_async(&mut conn).await.unwrap();
+        let indexed: usize = redis::cmd("XLEN").arg(keys.subscription_log(sub)).query_async(&mut conn).await.unwrap();
         assert_eq!(indexed, 4);
         let records = read_records(&mut conn, &keys, &(0..4).map(ids).collect::<Vec<_>>()).await.unwrap();
         let states: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();

@@ -154,14 +154,10 @@ async fn a_subscription_the_delivery_cache_has_not_seen_is_waited_for_not_cancel
     let conn = stack.redis.connection().await;
     let status = || async {
         let mut conn = conn.clone();
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(keys.subscription_deliveries(&sub))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let id = ids.first()?;
+        let log = hookline_queue::DeliveryLog::of_subscription(&keys, &sub);
+        let everything = hookline_queue::TimeRange { start_ms: 0, end_ms: u64::MAX / 2 };
+        let listed = log.newer(&mut conn, everything, None, 1).await.unwrap();
+        let id = &listed.items.first()?.delivery_id;
         redis::cmd("HGET").arg(keys.delivery(id)).arg("st").query_async::<Option<String>>(&mut conn).await.unwrap()
     };
     eventually(Duration::from_secs(30), || async { status().await.is_some() }).await;

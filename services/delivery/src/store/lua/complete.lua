@@ -4,14 +4,15 @@
 -- entry (it was claimed while this attempt was slow), nothing is written
 -- for it. XACK replies 0, not an error, on a stream or group that no
 -- longer exists too; the reply then says so.
--- Written for the hot path: the counters and index entries of the whole
--- batch are written once per key at the end, and a delivery that succeeds
+-- Written for the hot path: the counters, retries and dead letters of the
+-- whole batch are written once per key at the end (each delivery's log
+-- entries are its own), and a delivery that succeeds
 -- at its first attempt keeps that attempt in the record's last-attempt
 -- fields only (the attempts list starts when a second attempt comes; the
 -- first is then logged from those fields).
 -- KEYS: 1 deliveries stream, 2 retry zset, then per completion ARGV[5] keys:
---       record, attempts list, stats, hour stats, subscription index,
---       tenant index, dead-letter index, in-flight leases, FIFO head,
+--       record, attempts list, stats, hour stats, subscription log,
+--       tenant log, dead-letter index, in-flight leases, FIFO head,
 --       FIFO waiting zset
 -- ARGV: 1 group, 2 record retention (s), 3 stats retention (s), 4 record
 --       key prefix (`PartitionKeys::delivery("")`),
@@ -103,7 +104,7 @@ local replies = {}
 for i = 0, (#KEYS - 2) / nk - 1 do
   local k, a = 2 + i * nk, 6 + i * na
   local record, attempts, stats, hour_stats = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local sub_index, tenant_index, dead_index = KEYS[k + 5], KEYS[k + 6], KEYS[k + 7]
+  local sub_log, tenant_log, dead_index = KEYS[k + 5], KEYS[k + 6], KEYS[k + 7]
   local in_flight, fifo_head, fifo_waiting = KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
   local entry, id, outcome = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local n, due, now, dur = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], tonumber(ARGV[a + 7])
@@ -132,8 +133,7 @@ for i = 0, (#KEYS - 2) / nk - 1 do
       if next_at ~= '' then last[#last + 1] = 'na'; last[#last + 1] = next_at end
       write_new_record(record, record_ttl, ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12],
         created, n, 'u', now, 'st', state, unpack(last))
-      push(adds, sub_index, created, id)
-      push(adds, tenant_index, created, id)
+      log_delivery(sub_log, tenant_log, id, now, record_ttl)
       if not (ok and n == '1') then
         redis.call('RPUSH', attempts, completion_attempt(a, n))
         redis.call('EXPIRE', attempts, record_ttl)

@@ -6,7 +6,7 @@
 -- closes), 'hold' (subscription paused) or 'cancel' (subscription deleted
 -- or disabled).
 -- KEYS: 1 deliveries stream, 2 record, 3 retry zset, 4 held list,
---       5 held index, 6 subscription index, 7 tenant index,
+--       5 held index, 6 subscription log, 7 tenant log,
 --       8 endpoint-wait zset
 -- ARGV: 1 group, 2 entry id, 3 delivery id, 4 action, 5 due (ms, defer),
 --       6 now (ms), 7 record retention (s), 8 event id, 9 subscription id,
@@ -19,7 +19,7 @@ if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return redis.call('EXISTS', KEYS[1]) == 1 and -1 or -2
 end
 ensure_record(KEYS[2], KEYS[6], KEYS[7], ARGV[7], ARGV[3], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],
-  ARGV[13], ARGV[14])
+  ARGV[13], ARGV[14], ARGV[6])
 redis.call('HSET', KEYS[2], 'u', ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 if ARGV[4] == 'defer' or ARGV[4] == 'await' then
