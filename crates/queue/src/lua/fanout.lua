@@ -28,13 +28,15 @@ for e = 3, #KEYS do
     for i = first, first + 2 * k - 1, 2 do
       enqueue_task(KEYS[2], ARGV[i], event, ARGV[i + 1], tenant, event_type, traceparent, now, '1', '', fence)
     end
-    -- The record may be gone (past its retention); one written by an
-    -- older build is a hash.
-    local kind = redis.call('TYPE', KEYS[e])['ok']
-    if kind == 'string' then
-      redis.call('SETRANGE', KEYS[e], 0, header)
-    elseif kind == 'hash' then
+    -- The header is overwritten in place. A record written by an older
+    -- build is a hash (SETRANGE refuses it: WRONGTYPE); one gone past its
+    -- retention must stay gone (SETRANGE made a bare header of it: a real
+    -- record is longer than its header).
+    local written = redis.pcall('SETRANGE', KEYS[e], 0, header)
+    if type(written) == 'table' then
       redis.call('HSET', KEYS[e], 'st', 'done', 'm', k, 'fa', now)
+    elseif written <= #header then
+      redis.call('DEL', KEYS[e])
     end
     replies[#replies + 1] = k
   end

@@ -175,3 +175,34 @@ async fn an_event_recorded_as_a_hash_by_an_older_build_is_fanned_out_and_shown()
     assert_eq!((got.matched_subscriptions, got.idempotency_key.as_str()), (1, "order-7"));
     assert_eq!(got.payload, br#"{"n":1}"#);
 }
+
+/// An event whose record expired before it was fanned out (fan-out lagging
+/// past the event retention) is still fanned out from its stream entry,
+/// and its record is not brought back as a bare fan-out header.
+#[tokio::test]
+async fn an_event_whose_record_is_gone_is_fanned_out_without_recreating_it() {
+    let mut stack = Stack::without_fanout().await;
+    let sub = stack.subscribe(subscription("https://e.com/a", &["order.paid"])).await;
+    let keys = Partitions::new("hookline", 1).get(0);
+    let mut conn = stack.redis.connection().await;
+    // The stream entry, and no record.
+    let entry = EventEntry {
+        event_id: EventId::generate().to_string(),
+        tenant: "acme".into(),
+        event_type: "order.paid".into(),
+        payload: b"{}".to_vec(),
+        attributes: Default::default(),
+        traceparent: String::new(),
+        fence: hookline_queue::Fence::default(),
+        published_ms: now_ms(),
+    };
+    let fields: Vec<(&str, Vec<u8>)> = entry.fields().into_iter().map(|(k, v)| (k, v.into_owned())).collect();
+    let _: String = redis::cmd("XADD").arg(keys.events()).arg("*").arg(&fields).query_async(&mut conn).await.unwrap();
+
+    stack.start_fanout(|c| c).await;
+    // fanout.lua enqueues the task and settles the record in one step.
+    let tasks = stack.wait_tasks(1).await;
+    assert_eq!(tasks[0].subscription_id, sub);
+    let exists: i64 = redis::cmd("EXISTS").arg(keys.event(&entry.event_id)).query_async(&mut conn).await.unwrap();
+    assert_eq!(exists, 0, "the record stays gone");
+}
