@@ -9,6 +9,8 @@
 
 mod records;
 
+use std::collections::HashMap;
+
 use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, with_task_functions};
 use redis::{Pipeline, Script, ScriptInvocation};
 
@@ -23,9 +25,9 @@ fn record_fields(inv: &mut ScriptInvocation<'_>, task: &DeliveryTask) {
 
 /// At most this many completions go in one `complete.lua` call.
 pub(crate) const MAX_COMPLETIONS: usize = 128;
-/// Keys and arguments `complete.lua` takes per completion.
-const COMPLETION_KEYS: usize = 10;
-const COMPLETION_ARGS: usize = 14 + 2 * ATTEMPT_FIELDS.len();
+/// Arguments `complete.lua` takes per completion (it takes 8 keys per
+/// group of completions and 2 per completion).
+const COMPLETION_ARGS: usize = 15 + ATTEMPT_FIELDS.len();
 
 /// What recording a completion found (`complete.lua`'s reply for it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,26 +93,40 @@ pub(crate) struct Completion {
 }
 
 impl Completion {
-    /// Its `COMPLETION_KEYS` keys and `COMPLETION_ARGS` arguments, in
-    /// `complete.lua`'s order.
-    fn add_to(&self, inv: &mut ScriptInvocation<'_>, keys: &PartitionKeys) {
+    /// The group of completions it shares `complete.lua`'s per-group keys
+    /// with: its subscription, tenant and hour.
+    fn group(&self) -> (&str, &str, u64) {
+        (&self.task.subscription_id, &self.task.tenant, self.now_ms / 3_600_000)
+    }
+
+    /// The group's keys, in `complete.lua`'s order.
+    fn add_group_keys(inv: &mut ScriptInvocation<'_>, keys: &PartitionKeys, (sub, tenant, hour): (&str, &str, u64)) {
+        inv.key(keys.stats(sub))
+            .key(keys.stats_hour(sub, hour))
+            .key(keys.subscription_log(sub))
+            .key(keys.tenant_log(tenant))
+            .key(keys.dead_letters(sub))
+            .key(keys.in_flight(sub))
+            .key(keys.fifo_head(sub))
+            .key(keys.fifo_waiting(sub));
+    }
+
+    /// Its two keys, in `complete.lua`'s order.
+    fn add_keys(&self, inv: &mut ScriptInvocation<'_>, keys: &PartitionKeys) {
+        inv.key(keys.delivery(&self.task.delivery_id)).key(keys.attempts(&self.task.delivery_id));
+    }
+
+    /// Its `COMPLETION_ARGS` arguments, in `complete.lua`'s order, `group`
+    /// being the 1-based place of its group's keys.
+    fn add_args(&self, inv: &mut ScriptInvocation<'_>, group: usize) {
         let task = &self.task;
         let (outcome, due) = match self.next {
             Next::Done => ("ok", 0),
             Next::RetryAt(at) => ("retry", at),
             Next::DeadLetter => ("dead", 0),
         };
-        inv.key(keys.delivery(&task.delivery_id))
-            .key(keys.attempts(&task.delivery_id))
-            .key(keys.stats(&task.subscription_id))
-            .key(keys.stats_hour(&task.subscription_id, self.now_ms / 3_600_000))
-            .key(keys.subscription_log(&task.subscription_id))
-            .key(keys.tenant_log(&task.tenant))
-            .key(keys.dead_letters(&task.subscription_id))
-            .key(keys.in_flight(&task.subscription_id))
-            .key(keys.fifo_head(&task.subscription_id))
-            .key(keys.fifo_waiting(&task.subscription_id));
-        inv.arg(&self.entry)
+        inv.arg(group)
+            .arg(&self.entry)
             .arg(&task.delivery_id)
             .arg(outcome)
             .arg(task.attempt)
@@ -119,8 +135,8 @@ impl Completion {
             .arg(self.attempt.dur);
         record_fields(inv, task);
         inv.arg(task.enqueued_ms).arg(if self.fifo { "1" } else { "0" });
-        for (field, value) in self.attempt.last_attempt_fields() {
-            inv.arg(field).arg(value);
+        for (_, value) in self.attempt.last_attempt_fields() {
+            inv.arg(value);
         }
     }
 }
@@ -246,16 +262,35 @@ impl Scripts {
         retention: &Retention,
     ) -> ScriptInvocation<'a> {
         let mut inv = self.complete.prepare_invoke();
-        inv.key(keys.deliveries())
-            .key(keys.retry())
-            .arg(DELIVERY_GROUP)
+        inv.key(keys.deliveries()).key(keys.retry());
+        // A subscription's keys go once however many of its completions
+        // the batch has (a 1:1 batch: one group for all).
+        let mut groups: HashMap<(&str, &str, u64), usize> = HashMap::new();
+        let places: Vec<usize> = batch
+            .iter()
+            .map(|c| {
+                let next = groups.len() + 1;
+                *groups.entry(c.group()).or_insert_with(|| {
+                    Completion::add_group_keys(&mut inv, keys, c.group());
+                    next
+                })
+            })
+            .collect();
+        for completion in batch {
+            completion.add_keys(&mut inv, keys);
+        }
+        inv.arg(DELIVERY_GROUP)
             .arg(retention.record_secs.max(1))
             .arg(retention.stats_secs.max(1))
             .arg(keys.delivery(""))
-            .arg(COMPLETION_KEYS)
-            .arg(COMPLETION_ARGS);
-        for completion in batch {
-            completion.add_to(&mut inv, keys);
+            .arg(groups.len())
+            .arg(COMPLETION_ARGS)
+            .arg(ATTEMPT_FIELDS.len());
+        for field in ATTEMPT_FIELDS {
+            inv.arg(field);
+        }
+        for (completion, group) in batch.iter().zip(places) {
+            completion.add_args(&mut inv, group);
         }
         inv
     }
@@ -610,6 +645,70 @@ mod tests {
         assert_eq!(logged, attempts, "the first attempt logged from the record's fields, then the second");
         let record = read_records(&mut conn, &keys, &[id.to_owned()]).await.unwrap();
         assert_eq!((record[0].attempts, record[0].last_attempt.as_ref()), (2, Some(&attempts[1])));
+    }
+
+    /// A batch over several subscriptions and hours: each completion's
+    /// counters, log entries and dead letters land in its own
+    /// subscription's and hour's keys, which the call takes once per group.
+    #[tokio::test]
+    async fn a_batch_over_subscriptions_and_hours_writes_each_to_its_own_keys() {
+        const OTHER: &str = "sub_01M81H0VK0J0RWH79N4YGFWWSX";
+        let Setup { redis: _redis, mut conn, keys, group, scripts, retention } = setup("only").await;
+        let hour = 3_600_000;
+        let plan = [
+            (SUB, 1_000, Next::Done),
+            (OTHER, 2_000, Next::DeadLetter),
+            (SUB, hour + 1, Next::Done),
+            (OTHER, 3_000, Next::Done),
+        ];
+        let mut completions = Vec::new();
+        for (i, (sub, now_ms, next)) in plan.into_iter().enumerate() {
+            let id = format!("dlv_01M81H0VK0J0RWH79N4YGFWWS{i}");
+            let (entry, task) = take(&mut conn, &group, &id, sub, "1", "").await;
+            let code = if next == Next::Done { 200 } else { 410 + i as u16 };
+            let attempt =
+                AttemptRecord { n: 1, at: now_ms, dur: 5, code, trig: "scheduled".into(), ..Default::default() };
+            completions.push(Completion { entry, task, next, attempt, fifo: false, now_ms });
+        }
+        let batch: Vec<&Completion> = completions.iter().collect();
+        let invocation = scripts.complete(&keys, &batch, &retention);
+        assert_eq!(recorded(invocation, &mut conn).await.len(), 4);
+
+        let stats = |key: String| {
+            let mut conn = conn.clone();
+            async move {
+                let fields: HashMap<String, String> =
+                    redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.unwrap();
+                let s = Stats::from_fields(&fields);
+                (s.succeeded, s.dead, s.attempts)
+            }
+        };
+        assert_eq!(stats(keys.stats(SUB)).await, (2, 0, 2));
+        assert_eq!(stats(keys.stats(OTHER)).await, (1, 1, 2));
+        assert_eq!(stats(keys.stats_hour(SUB, 0)).await, (1, 0, 1));
+        assert_eq!(stats(keys.stats_hour(SUB, 1)).await, (1, 0, 1));
+        assert_eq!(stats(keys.stats_hour(OTHER, 0)).await, (1, 1, 2));
+        let ids = |i: usize| completions[i].task.delivery_id.clone();
+        let everything = hookline_queue::TimeRange { start_ms: 0, end_ms: u64::MAX / 2 };
+        let listed = |log: hookline_queue::DeliveryLog| {
+            let mut conn = conn.clone();
+            async move {
+                let batch = log.newer(&mut conn, everything, None, 10).await.unwrap();
+                batch.items.into_iter().map(|l| l.delivery_id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed(hookline_queue::DeliveryLog::of_subscription(&keys, SUB)).await, [ids(0), ids(2)]);
+        assert_eq!(listed(hookline_queue::DeliveryLog::of_subscription(&keys, OTHER)).await, [ids(1), ids(3)]);
+        assert_eq!(
+            listed(hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await,
+            (0..4).map(ids).collect::<Vec<_>>()
+        );
+        let dead: Vec<String> =
+            redis::cmd("ZRANGE").arg(keys.dead_letters(OTHER)).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        assert_eq!(dead, [ids(1)]);
+        let records = read_records(&mut conn, &keys, &(0..4).map(ids).collect::<Vec<_>>()).await.unwrap();
+        let codes: Vec<u16> = records.iter().map(|r| r.last_attempt.as_ref().unwrap().code).collect();
+        assert_eq!(codes, [200, 411, 200, 200], "each record has its own attempt");
     }
 
     /// One call records a batch as the same completions one at a time

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// One attempt as logged: JSON in the attempts list, and short fields of
 /// the delivery record for its last attempt (`ATTEMPT_FIELDS`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct AttemptRecord {
     /// Attempt number, from 1.
     pub(crate) n: u32,

@@ -135,6 +135,28 @@ async fn fanout_recovers_by_itself_when_redis_restarts_empty() {
     eventually(WAIT, || async { stack.receivers(&event_id).await == vec![sub.clone()] }).await;
 }
 
+/// Puts an `order.paid` event of acme's on the events stream as Publish
+/// would, without its record: the entry and its fields.
+async fn add_entry(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &hookline_queue::PartitionKeys,
+    payload: &[u8],
+) -> (EventEntry, Vec<(&'static str, Vec<u8>)>) {
+    let entry = EventEntry {
+        event_id: EventId::generate().to_string(),
+        tenant: "acme".into(),
+        event_type: "order.paid".into(),
+        payload: payload.to_vec(),
+        attributes: Default::default(),
+        traceparent: String::new(),
+        fence: hookline_queue::Fence::default(),
+        published_ms: now_ms(),
+    };
+    let fields: Vec<(&'static str, Vec<u8>)> = entry.fields().into_iter().map(|(k, v)| (k, v.into_owned())).collect();
+    let _: String = redis::cmd("XADD").arg(keys.events()).arg("*").arg(&fields).query_async(conn).await.unwrap();
+    (entry, fields)
+}
+
 /// An event published by a build that kept its record as a hash, still in
 /// the stream when this build takes over (a rolling upgrade): it is fanned
 /// out, its record completed, and GetEvent shows it.
@@ -144,20 +166,9 @@ async fn an_event_recorded_as_a_hash_by_an_older_build_is_fanned_out_and_shown()
     let sub = stack.subscribe(subscription("https://e.com/a", &["order.paid"])).await;
     let keys = Partitions::new("hookline", 1).get(0);
     let mut conn = stack.redis.connection().await;
-    let entry = EventEntry {
-        event_id: EventId::generate().to_string(),
-        tenant: "acme".into(),
-        event_type: "order.paid".into(),
-        payload: br#"{"n":1}"#.to_vec(),
-        attributes: Default::default(),
-        traceparent: String::new(),
-        fence: hookline_queue::Fence::default(),
-        published_ms: now_ms(),
-    };
     // What the older publish.lua wrote: the entry, and a hash of its
     // fields plus the record's own.
-    let fields: Vec<(&str, Vec<u8>)> = entry.fields().into_iter().map(|(k, v)| (k, v.into_owned())).collect();
-    let _: String = redis::cmd("XADD").arg(keys.events()).arg("*").arg(&fields).query_async(&mut conn).await.unwrap();
+    let (entry, fields) = add_entry(&mut conn, &keys, br#"{"n":1}"#).await;
     let _: i64 = redis::cmd("HSET")
         .arg(keys.event(&entry.event_id))
         .arg(&fields)
@@ -186,18 +197,7 @@ async fn an_event_whose_record_is_gone_is_fanned_out_without_recreating_it() {
     let keys = Partitions::new("hookline", 1).get(0);
     let mut conn = stack.redis.connection().await;
     // The stream entry, and no record.
-    let entry = EventEntry {
-        event_id: EventId::generate().to_string(),
-        tenant: "acme".into(),
-        event_type: "order.paid".into(),
-        payload: b"{}".to_vec(),
-        attributes: Default::default(),
-        traceparent: String::new(),
-        fence: hookline_queue::Fence::default(),
-        published_ms: now_ms(),
-    };
-    let fields: Vec<(&str, Vec<u8>)> = entry.fields().into_iter().map(|(k, v)| (k, v.into_owned())).collect();
-    let _: String = redis::cmd("XADD").arg(keys.events()).arg("*").arg(&fields).query_async(&mut conn).await.unwrap();
+    let (entry, _) = add_entry(&mut conn, &keys, b"{}").await;
 
     stack.start_fanout(|c| c).await;
     // fanout.lua enqueues the task and settles the record in one step.

@@ -10,25 +10,29 @@
 -- at its first attempt keeps that attempt in the record's last-attempt
 -- fields only (the attempts list starts when a second attempt comes; the
 -- first is then logged from those fields).
--- KEYS: 1 deliveries stream, 2 retry zset, then per completion ARGV[5] keys:
---       record, attempts list, stats, hour stats, subscription log,
---       tenant log, dead-letter index, in-flight leases, FIFO head,
---       FIFO waiting zset
+-- KEYS: 1 deliveries stream, 2 retry zset, then per group of completions
+--       (one subscription, tenant and hour: `Scripts::complete`) 8 keys:
+--       stats, hour stats, subscription log, tenant log, dead-letter
+--       index, in-flight leases, FIFO head, FIFO waiting zset; then per
+--       completion 2 keys: record, attempts list
 -- ARGV: 1 group, 2 record retention (s), 3 stats retention (s), 4 record
---       key prefix (`PartitionKeys::delivery("")`),
---       5 keys per completion, 6 arguments per completion, then per
---       completion (`Completion::add_to`): entry id, delivery id, outcome
---       ('ok'|'retry'|'dead'), attempt number, retry due (ms), now (ms),
---       duration (ms), event id, subscription id, tenant, event type,
---       traceparent, enqueued at (ms), '1' for a FIFO subscription, then
---       the attempt as the record's last-attempt fields and values
---       (`ATTEMPT_FIELDS`: lat, ld, lc, le, lm, lb, lt); its attempts-list
---       JSON is built from those here, only when it is logged
+--       key prefix (`PartitionKeys::delivery("")`), 5 groups, 6 arguments
+--       per completion, 7 m, the number of last-attempt fields, then their
+--       m names (`ATTEMPT_FIELDS`: lat, ld, lc, le, lm, lb, lt), then per
+--       completion (`Completion::add_to`): its group (1-based), entry id,
+--       delivery id, outcome ('ok'|'retry'|'dead'), attempt number, retry
+--       due (ms), now (ms), duration (ms), event id, subscription id,
+--       tenant, event type, traceparent, enqueued at (ms), '1' for a FIFO
+--       subscription, then the attempt's m last-attempt values in that
+--       order; its attempts-list JSON is built from those here, only when
+--       it is logged
 -- Returns, per completion, {the subscription's consecutive failures, when
 -- that failing streak began (ms; 0 when it is not failing)}, {-1, 0} if it
 -- was already done, or {-2, 0} if the deliveries stream is gone.
 local group, record_ttl, stats_ttl, record_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local nk, na = tonumber(ARGV[5]), tonumber(ARGV[6])
+local groups, na, m = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local names = { unpack(ARGV, 8, 7 + m) }
+local GROUP_KEYS, first_key, first_arg = 8, 2 + groups * 8, 7 + m
 
 -- What the batch adds up to, written at the end: zset members by key,
 -- in-flight leases to drop by key, counters by key.
@@ -75,11 +79,11 @@ local function attempt_json(n, at, dur, code, err, msg, body, trig)
     .. ',"err":' .. text(err) .. ',"msg":' .. text(msg) .. ',"body":' .. text(body) .. ',"trig":' .. text(trig) .. '}'
 end
 
--- The attempt of the completion whose arguments follow ARGV[a] (its fields
--- from a + 15, as name, value pairs).
+-- The attempt of the completion whose arguments follow ARGV[a] (its
+-- entry id at a + 1; its last-attempt values from a + 15, in
+-- `ATTEMPT_FIELDS` order).
 local function completion_attempt(a, n)
-  return attempt_json(n, ARGV[a + 16], ARGV[a + 18], ARGV[a + 20], ARGV[a + 22], ARGV[a + 24], ARGV[a + 26],
-    ARGV[a + 28])
+  return attempt_json(n, unpack(ARGV, a + 15, a + 14 + m))
 end
 
 -- A record's last attempt, for its attempts list (a record of an older
@@ -101,11 +105,13 @@ local function next_in_line(id, head, waiting, now)
 end
 
 local replies = {}
-for i = 0, (#KEYS - 2) / nk - 1 do
-  local k, a = 2 + i * nk, 6 + i * na
-  local record, attempts, stats, hour_stats = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local sub_log, tenant_log, dead_index = KEYS[k + 5], KEYS[k + 6], KEYS[k + 7]
-  local in_flight, fifo_head, fifo_waiting = KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
+for i = 0, (#KEYS - first_key) / 2 - 1 do
+  local a = first_arg + i * na
+  local record, attempts = KEYS[first_key + 2 * i + 1], KEYS[first_key + 2 * i + 2]
+  local g = 2 + (tonumber(ARGV[a + 1]) - 1) * GROUP_KEYS
+  local stats, hour_stats, sub_log, tenant_log = KEYS[g + 1], KEYS[g + 2], KEYS[g + 3], KEYS[g + 4]
+  local dead_index, in_flight, fifo_head, fifo_waiting = KEYS[g + 5], KEYS[g + 6], KEYS[g + 7], KEYS[g + 8]
+  a = a + 1 -- past the group: the completion's own arguments follow
   local entry, id, outcome = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local n, due, now, dur = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], tonumber(ARGV[a + 7])
   local fifo = ARGV[a + 14] == '1'
@@ -127,8 +133,9 @@ for i = 0, (#KEYS - 2) / nk - 1 do
       -- The last attempt's fields, those with a value (a missing one reads
       -- as empty), and the next attempt's time when there is one.
       local last = {}
-      for j = a + 15, a + na, 2 do
-        if ARGV[j + 1] ~= '' then last[#last + 1] = ARGV[j]; last[#last + 1] = ARGV[j + 1] end
+      for j = 1, m do
+        local value = ARGV[a + 14 + j]
+        if value ~= '' then last[#last + 1] = names[j]; last[#last + 1] = value end
       end
       if next_at ~= '' then last[#last + 1] = 'na'; last[#last + 1] = next_at end
       write_new_record(record, record_ttl, ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12],
@@ -145,7 +152,7 @@ for i = 0, (#KEYS - 2) / nk - 1 do
       end
       if redis.call('RPUSH', attempts, completion_attempt(a, n)) <= 2 then redis.call('EXPIRE', attempts, record_ttl) end
       local last = {}
-      for j = a + 15, a + na do last[#last + 1] = ARGV[j] end
+      for j = 1, m do last[2 * j - 1] = names[j]; last[2 * j] = ARGV[a + 14 + j] end
       redis.call('HSET', record, 'n', n, 'u', now, 'st', state, 'na', next_at, unpack(last))
     end
     -- Counters; attempts = succeeded + failed.
