@@ -83,7 +83,7 @@ async fn delivery_logs_list_what_log_delivery_wrote_then_the_legacy_index() {
     }
     let now: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let script = redis::Script::new(&with_task_functions(
-        "for i = 1, 5 do log_delivery(KEYS[1], KEYS[2], 'dlv_' .. i, ARGV[1], ARGV[2]) end return 1",
+        "for i = 1, 5 do log_delivery(KEYS[1], KEYS[2], 'dlv_' .. i, log_cutoff(ARGV[1], ARGV[2])) end return 1",
     ));
     let _: i64 =
         script.key(sub_log.key()).key(tenant_log.key()).arg(now).arg(86_400).invoke_async(&mut conn).await.unwrap();
@@ -131,7 +131,9 @@ async fn delivery_logs_list_what_log_delivery_wrote_then_the_legacy_index() {
         pipe.cmd("XADD").arg("trim:sub").arg(format!("1000-{i}")).arg("d").arg(format!("dlv_old{i}")).ignore();
     }
     let _: () = pipe.query_async(&mut conn).await.unwrap();
-    let one = redis::Script::new(&with_task_functions("log_delivery(KEYS[1], KEYS[2], 'dlv_new', ARGV[1], ARGV[2])"));
+    let one = redis::Script::new(&with_task_functions(
+        "log_delivery(KEYS[1], KEYS[2], 'dlv_new', log_cutoff(ARGV[1], ARGV[2]))",
+    ));
     let _: () = one.key("trim:sub").key("trim:tenant").arg(now).arg(5).invoke_async(&mut conn).await.unwrap();
     let left: u64 = redis::cmd("XLEN").arg("trim:sub").query_async(&mut conn).await.unwrap();
     assert!(left <= 101, "entries older than the retention are trimmed as the log is written ({left} left)");

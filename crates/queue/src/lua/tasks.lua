@@ -43,12 +43,18 @@ local function write_new_record(record, ttl, event, sub, tenant, event_type, tra
   redis.call('EXPIRE', record, ttl)
 end
 
+-- The oldest delivery-log time (ms, as text) to keep at `now` (ms) with
+-- the record retention `ttl` (s): `log_delivery`'s `cutoff`. (Formatting
+-- a number costs: a script logging many deliveries computes it once.)
+local function log_cutoff(now, ttl)
+  return string.format('%.0f', math.max(0, tonumber(now) - tonumber(ttl) * 1000))
+end
+
 -- Lists delivery `id` in its subscription's and its tenant's delivery
--- logs (`DeliveryLog`: one entry per delivery, field `d`), trimming what
--- is older than the record retention `ttl` (s) as it goes. Called once per
+-- logs (`DeliveryLog`: one entry per delivery, field `d`), trimming the
+-- entries older than `cutoff` (`log_cutoff`) as it goes. Called once per
 -- delivery, when its record is made.
-local function log_delivery(sub_log, tenant_log, id, now, ttl)
-  local cutoff = string.format('%.0f', math.max(0, tonumber(now) - tonumber(ttl) * 1000))
+local function log_delivery(sub_log, tenant_log, id, cutoff)
   redis.call('XADD', sub_log, 'MINID', '~', cutoff, '*', 'd', id)
   redis.call('XADD', tenant_log, 'MINID', '~', cutoff, '*', 'd', id)
 end
@@ -61,7 +67,7 @@ local function ensure_record(record, sub_log, tenant_log, ttl, id, event, sub, t
                              created, attempts, now)
   if redis.call('EXISTS', record) == 1 then return false end
   write_new_record(record, ttl, event, sub, tenant, event_type, traceparent, created, attempts)
-  log_delivery(sub_log, tenant_log, id, now, ttl)
+  log_delivery(sub_log, tenant_log, id, log_cutoff(now, ttl))
   return true
 end
 

@@ -104,6 +104,8 @@ local function next_in_line(id, head, waiting, now)
   promote(KEYS[1], record_prefix, head, waiting, first[1], now, record_ttl)
 end
 
+-- The delivery logs' trimming point, from the batch's first new record.
+local cutoff
 local replies = {}
 for i = 0, (#KEYS - first_key) / 2 - 1 do
   local a = first_arg + i * na
@@ -140,7 +142,8 @@ for i = 0, (#KEYS - first_key) / 2 - 1 do
       if next_at ~= '' then last[#last + 1] = 'na'; last[#last + 1] = next_at end
       write_new_record(record, record_ttl, ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12],
         created, n, 'u', now, 'st', state, unpack(last))
-      log_delivery(sub_log, tenant_log, id, now, record_ttl)
+      cutoff = cutoff or log_cutoff(now, record_ttl)
+      log_delivery(sub_log, tenant_log, id, cutoff)
       if not (ok and n == '1') then
         redis.call('RPUSH', attempts, completion_attempt(a, n))
         redis.call('EXPIRE', attempts, record_ttl)
