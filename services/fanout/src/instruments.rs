@@ -21,6 +21,10 @@ pub(crate) fn describe() {
         Unit::Count,
         "Delivery tasks not yet acknowledged, per partition, as fan-out sees them for backpressure"
     );
+    describe_counter!(
+        "hookline_fanout_backlog_waits_total",
+        "Fan-out steps that waited because the delivery backlog was at max_delivery_backlog, per partition"
+    );
     for result in ["published", "duplicate"] {
         counter!("hookline_publish_total", "result" => result).absolute(0);
     }

@@ -145,6 +145,8 @@ impl Worker {
         let backlog = p.deliveries.backlog(&mut conn).await?;
         metrics::gauge!("hookline_delivery_backlog", "partition" => p.keys.index().to_string()).set(backlog as f64);
         if backlog >= self.settings.max_delivery_backlog {
+            metrics::counter!("hookline_fanout_backlog_waits_total", "partition" => p.keys.index().to_string())
+                .increment(1);
             if p.last_backlog_warning.elapsed() >= BACKLOG_WARN_EVERY {
                 p.last_backlog_warning = Instant::now();
                 tracing::warn!(
