@@ -593,6 +593,10 @@ mod tests {
         assert_eq!(record.get("n").map(String::as_str), Some("1"));
         assert_eq!(record.get("ld").map(String::as_str), Some("5"), "the first completion's attempt");
         assert_eq!(Stats::from_fields(&stats).attempts, 1);
+        for log in [keys.subscription_log(&task.subscription_id), keys.tenant_log(&task.tenant)] {
+            let entries: u64 = redis::cmd("XLEN").arg(&log).query_async(&mut conn).await.unwrap();
+            assert_eq!(entries, 1, "listed once in {log}");
+        }
     }
 
     /// A first-time success keeps its attempt in the record's short
