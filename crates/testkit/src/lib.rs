@@ -22,6 +22,17 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A free port for a Redis Cluster node: its cluster bus (the port +
+/// 10,000, so the port is at most 55,535) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Which server [`RedisServer::start`] gives: `HOOKLINE_TEST_BACKEND`
 /// `redis` (the default) or `embedded`.
 fn embedded_backend() -> bool {
@@ -231,12 +242,36 @@ impl RedisCluster {
     /// Three masters with `replicas` replicas each; a master that fails is
     /// replaced by one of its replicas about 2 s later
     /// (`cluster-node-timeout` 2000 ms).
+    ///
+    /// Ports are picked free but taken only when the nodes start, so
+    /// another test may take one first (then the node that fails to bind
+    /// is not the one answering): such a start is retried on fresh ports.
     pub fn start_with_replicas(replicas: usize) -> Self {
-        let ports: Vec<u16> = (0..CLUSTER_MASTERS * (1 + replicas)).map(|_| free_port()).collect();
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start(replicas) {
+                Ok(cluster) => return cluster,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("could not start a Redis Cluster: {failures:#?}");
+    }
+
+    fn try_start(replicas: usize) -> Result<Self, String> {
+        let ports: Vec<u16> = (0..CLUSTER_MASTERS * (1 + replicas)).map(|_| free_cluster_port()).collect();
         let dir = std::env::temp_dir().join(format!("hookline-cluster-{}-{}", std::process::id(), ports[0]));
         let mut cluster = Self { ports: ports.clone(), dir, children: ports.iter().map(|_| None).collect() };
         for i in 0..ports.len() {
             cluster.spawn_node(i);
+        }
+        // A node that exited could not bind: whatever answers its port is
+        // not ours.
+        for (port, child) in ports.iter().zip(cluster.children.iter_mut()) {
+            if let Some(child) = child
+                && child.try_wait().ok().flatten().is_some()
+            {
+                return Err(format!("the node for port {port} exited: the port was taken"));
+            }
         }
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
@@ -244,16 +279,20 @@ impl RedisCluster {
             .arg("create")
             .args(&nodes)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdout(Stdio::null())
-            .status()
+            .stderr(Stdio::inherit())
+            .output()
             .expect("redis-cli must be on PATH (it comes with redis-server)");
-        assert!(created.success(), "redis-cli --cluster create failed");
+        if !created.status.success() {
+            return Err(format!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&created.stdout)));
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cluster.is_ok() {
-            assert!(Instant::now() < deadline, "the cluster did not reach cluster_state:ok");
+            if Instant::now() >= deadline {
+                return Err("the cluster did not reach cluster_state:ok in 30 s".into());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        cluster
+        Ok(cluster)
     }
 
     /// Starts node `i` (again: a restarted node keeps its `nodes.conf`, so

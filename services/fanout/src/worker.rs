@@ -105,6 +105,9 @@ impl Worker {
             backoff: Duration::from_millis(100),
         };
         tracing::info!(partition = p.keys.index(), consumer, "fan-out worker started");
+        // Served from the start (at 0), as every documented metric is.
+        metrics::counter!("hookline_fanout_backlog_waits_total", "partition" => p.keys.index().to_string())
+            .increment(0);
         let mut ownership = self.ownership.clone();
         while !*stop.borrow() {
             if !ownership.owns_or_wait(p.keys.index(), &mut stop).await {
