@@ -100,7 +100,8 @@ impl DeliveryLog {
         Self { log: keys.tenant_log(tenant), legacy: keys.legacy_tenant_index(tenant) }
     }
 
-    /// The log's key (for trimming, and tests).
+    /// The log's key (the scripts that write it get it from
+    /// `PartitionKeys`; this is for tests).
     pub fn key(&self) -> &str {
         &self.log
     }
