@@ -119,26 +119,13 @@ impl DeliveryLog {
         let count = count.max(1);
         let mut items = Vec::new();
         if !matches!(after, Some(Position::Legacy { .. })) {
-            let high = match after {
-                Some(Position::Log { ms, seq }) => format!("({ms}-{seq}"),
-                _ => range.end_ms.to_string(),
-            };
-            let rows: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-                .arg(&self.log)
-                .arg(high)
-                .arg(range.start_ms)
-                .arg("COUNT")
-                .arg(count)
-                .query_async(conn)
-                .await?;
-            let full = rows.len() == count;
-            items.extend(rows.into_iter().filter_map(log_row));
-            if full {
-                return Ok(Batch { items, done: false });
+            let log = self.read_log(conn, range, after, count, true).await?;
+            if !log.done {
+                return Ok(log);
             }
+            items = log.items;
         }
-        let want = count - items.len();
-        let legacy = self.legacy(conn, range, after, want, true).await?;
+        let legacy = self.read_legacy(conn, range, after, count - items.len(), true).await?;
         items.extend(legacy.items);
         Ok(Batch { items, done: legacy.done })
     }
@@ -156,36 +143,50 @@ impl DeliveryLog {
         let count = count.max(1);
         let mut items = Vec::new();
         if !matches!(after, Some(Position::Log { .. })) {
-            let legacy = self.legacy(conn, range, after, count, false).await?;
-            items = legacy.items;
+            let legacy = self.read_legacy(conn, range, after, count, false).await?;
             if !legacy.done {
-                return Ok(Batch { items, done: false });
+                return Ok(legacy);
             }
+            items = legacy.items;
         }
-        let low = match after {
-            Some(Position::Log { ms, seq }) => format!("({ms}-{seq}"),
-            _ => range.start_ms.to_string(),
-        };
-        let want = count - items.len();
-        let rows: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(&self.log)
-            .arg(low)
-            .arg(range.end_ms)
-            .arg("COUNT")
-            .arg(want)
-            .query_async(conn)
-            .await?;
-        let done = rows.len() < want;
-        items.extend(rows.into_iter().filter_map(log_row));
-        Ok(Batch { items, done })
+        let log = self.read_log(conn, range, after, count - items.len(), false).await?;
+        items.extend(log.items);
+        Ok(Batch { items, done: log.done })
     }
 
-    /// Up to `want` members of the legacy index within `range`, past
-    /// `after` (a legacy position; any other starts at the range's end),
-    /// newest first when `rev`. Members sharing the cursor's score are
-    /// read in full past it (`ZCOUNT`), so a page boundary between them
-    /// neither repeats nor skips one.
-    async fn legacy<C: ConnectionLike>(
+    /// Up to `want` entries of the log within `range`, newest first when
+    /// `rev`, past `after` when it is a log position (otherwise from the
+    /// end of `range` it starts at).
+    async fn read_log<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+        range: TimeRange,
+        after: Option<&Position>,
+        want: usize,
+        rev: bool,
+    ) -> redis::RedisResult<Batch> {
+        let past = match after {
+            Some(Position::Log { ms, seq }) => Some(format!("({ms}-{seq}")),
+            _ => None,
+        };
+        let mut query = redis::cmd(if rev { "XREVRANGE" } else { "XRANGE" });
+        query.arg(&self.log);
+        if rev {
+            query.arg(past.unwrap_or_else(|| range.end_ms.to_string())).arg(range.start_ms)
+        } else {
+            query.arg(past.unwrap_or_else(|| range.start_ms.to_string())).arg(range.end_ms)
+        };
+        let rows: Vec<(String, Vec<String>)> = query.arg("COUNT").arg(want).query_async(conn).await?;
+        let done = rows.len() < want;
+        Ok(Batch { items: rows.into_iter().filter_map(log_row).collect(), done })
+    }
+
+    /// Up to `want` members of the legacy index within `range`, newest
+    /// first when `rev`, past `after` when it is a legacy position
+    /// (otherwise from the end of `range` it starts at). Members sharing
+    /// the cursor's score are read in full past it (`ZCOUNT`), so a page
+    /// boundary between them neither repeats nor skips one.
+    async fn read_legacy<C: ConnectionLike>(
         &self,
         conn: &mut C,
         range: TimeRange,

@@ -91,8 +91,7 @@ impl Api {
         let chunk = (size * 2).clamp(100, 1000);
         loop {
             let batch = log.older(&mut conn, range, cursor.as_ref(), chunk).await.map_err(storage_error)?;
-            // (Empty and not done: only legacy members sharing one score
-            // past a whole chunk, which cannot be paged past.)
+            // A batch that is not done always holds entries.
             if batch.items.is_empty() {
                 return Ok(v1::ListDeliveriesResponse { deliveries: out, next_page_token: String::new() });
             }
@@ -112,8 +111,8 @@ impl Api {
                 out.push(convert::delivery(record));
                 if out.len() == size {
                     let last = batch.done && i + 1 == listed;
-                    let next = match (&cursor, last) {
-                        (Some(position), false) => URL_SAFE_NO_PAD.encode(position.to_token()),
+                    let next = match &cursor {
+                        Some(position) if !last => URL_SAFE_NO_PAD.encode(position.to_token()),
                         _ => String::new(),
                     };
                     return Ok(v1::ListDeliveriesResponse { deliveries: out, next_page_token: next });
