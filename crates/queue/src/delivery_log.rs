@@ -116,18 +116,7 @@ impl DeliveryLog {
         after: Option<&Position>,
         count: usize,
     ) -> redis::RedisResult<Batch> {
-        let count = count.max(1);
-        let mut items = Vec::new();
-        if !matches!(after, Some(Position::Legacy { .. })) {
-            let log = self.read_log(conn, range, after, count, true).await?;
-            if !log.done {
-                return Ok(log);
-            }
-            items = log.items;
-        }
-        let legacy = self.read_legacy(conn, range, after, count - items.len(), true).await?;
-        items.extend(legacy.items);
-        Ok(Batch { items, done: legacy.done })
+        self.list(conn, range, after, count, true).await
     }
 
     /// Up to `count` deliveries listed within `range`, oldest first, from
@@ -140,18 +129,46 @@ impl DeliveryLog {
         after: Option<&Position>,
         count: usize,
     ) -> redis::RedisResult<Batch> {
+        self.list(conn, range, after, count, false).await
+    }
+
+    /// [`Self::older`] when `rev`, else [`Self::newer`]: the newer part
+    /// (the log) comes first newest first, the older (the legacy index)
+    /// first oldest first; a position in the second part skips the first.
+    async fn list<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+        range: TimeRange,
+        after: Option<&Position>,
+        count: usize,
+        rev: bool,
+    ) -> redis::RedisResult<Batch> {
         let count = count.max(1);
+        let in_second = match after {
+            Some(Position::Legacy { .. }) => rev,
+            Some(Position::Log { .. }) => !rev,
+            None => false,
+        };
         let mut items = Vec::new();
-        if !matches!(after, Some(Position::Log { .. })) {
-            let legacy = self.read_legacy(conn, range, after, count, false).await?;
-            if !legacy.done {
-                return Ok(legacy);
+        if !in_second {
+            let first = if rev {
+                self.read_log(conn, range, after, count, rev).await?
+            } else {
+                self.read_legacy(conn, range, after, count, rev).await?
+            };
+            if !first.done {
+                return Ok(first);
             }
-            items = legacy.items;
+            items = first.items;
         }
-        let log = self.read_log(conn, range, after, count - items.len(), false).await?;
-        items.extend(log.items);
-        Ok(Batch { items, done: log.done })
+        let want = count - items.len();
+        let second = if rev {
+            self.read_legacy(conn, range, after, want, rev).await?
+        } else {
+            self.read_log(conn, range, after, want, rev).await?
+        };
+        items.extend(second.items);
+        Ok(Batch { items, done: second.done })
     }
 
     /// Up to `want` entries of the log within `range`, newest first when
