@@ -30,6 +30,7 @@ fn auth() -> AuthConfig {
     AuthConfig {
         tokens: vec![TokenConfig { token: TOKEN.into(), tenant: Some("bench".into()), admin: false }],
         service_token: Some(SERVICE.into()),
+        portal_key: None,
     }
 }
 

@@ -144,10 +144,19 @@ fn response(outcome: PublishOutcome) -> v1::PublishResponse {
     }
 }
 
+/// Who may publish: the tenant, an operator, or hookline's own services
+/// (operational events); never a subscriber's portal session.
+fn publisher<T>(request: &Request<T>) -> Result<Principal, Status> {
+    match Principal::of(request)? {
+        Principal::Portal(_) => Err(Status::permission_denied("a portal session cannot publish events")),
+        who => Ok(who.clone()),
+    }
+}
+
 #[tonic::async_trait]
 impl EventService for Api {
     async fn publish(&self, request: Request<v1::PublishRequest>) -> Result<Response<v1::PublishResponse>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = publisher(&request)?;
         let trace = traceparent(&request);
         let mut prepared = self.prepare_all(&who, vec![request.into_inner()], &trace)?;
         let mut one = prepared.pop().ok_or_else(|| Status::internal("no request"))??;
@@ -167,7 +176,7 @@ impl EventService for Api {
         &self,
         request: Request<v1::PublishBatchRequest>,
     ) -> Result<Response<v1::PublishBatchResponse>, Status> {
-        let who = Principal::of(&request)?.clone();
+        let who = publisher(&request)?;
         let trace = traceparent(&request);
         let events = request.into_inner().events;
         if events.len() > MAX_BATCH {
@@ -203,9 +212,9 @@ impl EventService for Api {
     async fn get_event(&self, request: Request<v1::GetEventRequest>) -> Result<Response<v1::Event>, Status> {
         let who = Principal::of_user(&request)?.clone();
         let id = EventId::parse(&request.get_ref().id, "id").map_err(ServiceError::from)?.to_string();
-        let candidates: Vec<_> = match &who {
-            Principal::Tenant(tenant) => vec![self.partitions.of_tenant(tenant.as_str())],
-            Principal::Admin | Principal::Service => self.partitions.all().collect(),
+        let candidates: Vec<_> = match who.own_tenant() {
+            Some(tenant) => vec![self.partitions.of_tenant(tenant.as_str())],
+            None => self.partitions.all().collect(),
         };
         // One read per partition (on a cluster they live in different slots).
         let reads = candidates.iter().map(|keys| {
@@ -218,10 +227,7 @@ impl EventService for Api {
             .flatten()
             .flatten()
             .map(record::to_proto)
-            .find(|event| match &who {
-                Principal::Tenant(tenant) => event.tenant_id == tenant.as_str(),
-                _ => true,
-            })
+            .find(|event| who.own_tenant().is_none_or(|tenant| event.tenant_id == tenant.as_str()))
             .ok_or_else(|| Status::not_found(format!("event {id} not found (or past its retention)")))?;
         Ok(Response::new(event))
     }

@@ -20,6 +20,8 @@ pub(crate) const TENANT_TOKEN: &str = "dev-acme-token-000001";
 /// An admin token in dev mode (names the tenant in each request).
 pub(crate) const ADMIN_TOKEN: &str = "dev-admin-token-000001";
 const SERVICE_TOKEN: &str = "dev-service-token-00001";
+/// Signs portal sessions in dev mode (well known, like the tokens).
+const PORTAL_KEY: &str = "dev-portal-key-not-secret-0000000001";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where dev mode keeps its data; by default the embedded backend.
@@ -117,6 +119,7 @@ impl Dev {
                 TokenConfig { token: ADMIN_TOKEN.into(), tenant: None, admin: true },
             ],
             service_token: Some(SERVICE_TOKEN.into()),
+            portal_key: Some(PORTAL_KEY.into()),
         };
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {

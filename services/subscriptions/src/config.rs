@@ -49,9 +49,60 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub auth: AuthConfig,
     pub secrets: SecretsSection,
+    /// Customer-portal sessions (needs `auth.portal_key`).
+    pub portal: PortalSection,
     pub tls: Option<TlsSection>,
     /// gRPC connections: how many at once, keepalive, streams per connection.
     pub connections: ConnectionLimits,
+}
+
+/// How portal links and sessions are made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalSection {
+    /// The portal's public address; links are `<public_url>/enter?code=…`.
+    pub public_url: String,
+    /// How long a link may wait before it is opened.
+    #[serde(with = "humantime_serde")]
+    pub link_ttl: Duration,
+    /// A session's lifetime when CreatePortalSession names none.
+    #[serde(with = "humantime_serde")]
+    pub default_session_lifetime: Duration,
+    /// The longest session CreatePortalSession may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_session_lifetime: Duration,
+}
+
+impl Default for PortalSection {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            link_ttl: Duration::from_secs(15 * 60),
+            default_session_lifetime: Duration::from_secs(3600),
+            max_session_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl PortalSection {
+    fn check(&self) -> Result<(), String> {
+        let url = url::Url::parse(&self.public_url).map_err(|e| format!("portal.public_url: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+            return Err("portal.public_url: must be an http(s) URL without a query".into());
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(7 * 86_400)).contains(&self.link_ttl) {
+            return Err("portal.link_ttl: must be between 1m and 7d".into());
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(30 * 86_400)).contains(&self.max_session_lifetime) {
+            return Err("portal.max_session_lifetime: must be between 1m and 30d".into());
+        }
+        if self.default_session_lifetime < Duration::from_secs(60)
+            || self.default_session_lifetime > self.max_session_lifetime
+        {
+            return Err("portal.default_session_lifetime: must be at least 1m and at most max_session_lifetime".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -87,6 +138,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             auth: AuthConfig::default(),
             secrets: SecretsSection::default(),
+            portal: PortalSection::default(),
             tls: None,
             connections: ConnectionLimits::default(),
         }
@@ -122,6 +174,7 @@ impl ServiceConfig for Config {
         {
             return invalid("secrets.master_key must be the base64 of exactly 32 bytes (openssl rand -base64 32)");
         }
+        self.portal.check().map_err(ConfigError::Invalid)?;
         self.connections.check().map_err(ConfigError::Invalid)?;
         self.durability.check().map_err(ConfigError::Invalid)?;
         checks::auth(&self.auth, false).map_err(ConfigError::Invalid)

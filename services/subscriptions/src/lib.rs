@@ -22,7 +22,7 @@ pub use hookline_server::TlsSection;
 use tokio::{net::TcpListener, sync::watch};
 use tonic::server::NamedService;
 
-pub use config::{Config, SecretsSection};
+pub use config::{Config, PortalSection, SecretsSection};
 pub use hookline_auth::AuthConfig;
 pub use hookline_server::config::{ConfigError, ServiceConfig};
 
@@ -80,6 +80,12 @@ pub async fn serve(
         max_subscriptions_per_tenant: config.max_subscriptions_per_tenant,
         max_subscription_bytes: config.max_subscription_bytes,
         max_page_bytes: config.max_page_bytes,
+        portal: config
+            .auth
+            .portal_key()
+            .transpose()
+            .map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?
+            .map(|key| api::Portal::new(key, config.portal.clone())),
     };
     let api = api::Api::new(store.clone(), policy, stop_rx.clone());
 

@@ -81,9 +81,9 @@ impl Api {
     /// A delivery the caller may see, with its partition.
     async fn delivery(&self, who: &Principal, id: &str) -> Result<(PartitionKeys, DeliveryRecord), Status> {
         let parsed = DeliveryId::parse(id, "id").map_err(|e| Status::invalid_argument(e.to_string()))?.to_string();
-        let candidates: Vec<PartitionKeys> = match who {
-            Principal::Tenant(tenant) => vec![self.partitions.of_tenant(tenant.as_str())],
-            Principal::Admin | Principal::Service => self.partitions.all().collect(),
+        let candidates: Vec<PartitionKeys> = match who.own_tenant() {
+            Some(tenant) => vec![self.partitions.of_tenant(tenant.as_str())],
+            None => self.partitions.all().collect(),
         };
         let mut conn = self.redis.clone();
         for keys in candidates {
@@ -133,6 +133,7 @@ impl DeliveryService for Api {
         request: Request<v1::RetryDeliveryRequest>,
     ) -> Result<Response<v1::Delivery>, Status> {
         let who = Principal::of_user(&request)?.clone();
+        who.check_may_change()?;
         Ok(Response::new(self.retry(&who, &request.get_ref().id).await?))
     }
 
@@ -143,6 +144,7 @@ impl DeliveryService for Api {
         request: Request<v1::ReplayDeliveriesRequest>,
     ) -> Result<Response<Self::ReplayDeliveriesStream>, Status> {
         let who = Principal::of_user(&request)?.clone();
+        who.check_may_change()?;
         Ok(Response::new(self.replay(&who, request.into_inner()).await?))
     }
 
@@ -167,6 +169,7 @@ impl DeliveryService for Api {
         request: Request<v1::SendTestEventRequest>,
     ) -> Result<Response<v1::SendTestEventResponse>, Status> {
         let who = Principal::of_user(&request)?.clone();
+        who.check_may_change()?;
         Ok(Response::new(self.test_event(&who, request.into_inner()).await?))
     }
 }

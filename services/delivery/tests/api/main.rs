@@ -9,6 +9,7 @@ mod hardening;
 mod isolation;
 mod lifecycle;
 mod ordering;
+mod portal;
 mod receiver;
 mod retries;
 mod safety;

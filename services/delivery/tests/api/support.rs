@@ -18,6 +18,8 @@ pub use crate::receiver::{Behaviour, Receiver};
 pub const ACME: &str = "acme-token-000000000001";
 pub const GLOBEX: &str = "globex-token-00000000001";
 pub const SERVICE: &str = "service-token-0000000001";
+/// Signs portal session tokens in every service under test.
+pub const PORTAL_KEY: &str = "portal-key-for-tests-only-00000001";
 pub const WAIT: Duration = Duration::from_secs(15);
 
 type Authed = InterceptedService<Channel, BearerToken>;
@@ -28,7 +30,11 @@ pub type Deliveries = DeliveryServiceClient<Authed>;
 pub fn auth() -> AuthConfig {
     let token =
         |token: &str, tenant: &str| TokenConfig { token: token.into(), tenant: Some(tenant.into()), admin: false };
-    AuthConfig { tokens: vec![token(ACME, "acme"), token(GLOBEX, "globex")], service_token: Some(SERVICE.into()) }
+    AuthConfig {
+        tokens: vec![token(ACME, "acme"), token(GLOBEX, "globex")],
+        service_token: Some(SERVICE.into()),
+        portal_key: Some(PORTAL_KEY.into()),
+    }
 }
 
 pub fn subscriptions_config(redis: &RedisServer) -> hookline_subscriptions::Config {

@@ -274,3 +274,16 @@ async fn the_service_token_publishes_only_operational_events() {
     let err = hookline.get_event(v1::GetEventRequest { id: hookline_domain::EventId::generate().to_string() }).await;
     assert_eq!(err.unwrap_err().code(), Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn a_portal_session_cannot_publish() {
+    let mut stack = Stack::start().await;
+    stack.subscribe(subscription("https://e.com/a", &["*"])).await;
+    let mut portal = stack.events(&hookline_testkit::portal_token(PORTAL_KEY, "acme", false)).await;
+    let err = portal.publish(event("a", "{}")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("portal session"), "{}", err.message());
+    let batch = v1::PublishBatchRequest { events: vec![event("a", "{}")] };
+    assert_eq!(portal.publish_batch(batch).await.unwrap_err().code(), Code::PermissionDenied);
+    assert!(stack.tasks().await.is_empty(), "nothing was published");
+}

@@ -16,6 +16,8 @@ pub const ACME: &str = "acme-token-000000000001";
 pub const GLOBEX: &str = "globex-token-00000000001";
 pub const ADMIN: &str = "admin-token-000000000001";
 pub const SERVICE: &str = "service-token-0000000001";
+/// Signs portal session tokens in every service under test.
+pub const PORTAL_KEY: &str = "portal-key-for-tests-only-00000001";
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub type Subs = SubscriptionServiceClient<InterceptedService<Channel, BearerToken>>;
@@ -30,6 +32,7 @@ fn auth() -> hookline_auth::AuthConfig {
     hookline_auth::AuthConfig {
         tokens: vec![token(ACME, Some("acme")), token(GLOBEX, Some("globex")), token(ADMIN, None)],
         service_token: Some(SERVICE.into()),
+        portal_key: Some(PORTAL_KEY.into()),
     }
 }
 

@@ -8,6 +8,8 @@
 mod catalog;
 mod lifecycle;
 mod page;
+mod portal;
+pub(crate) use portal::Portal;
 mod subscriptions;
 mod watch;
 
@@ -32,6 +34,8 @@ pub(crate) struct Policy {
     pub(crate) max_subscriptions_per_tenant: u64,
     pub(crate) max_subscription_bytes: usize,
     pub(crate) max_page_bytes: usize,
+    /// Unset without `auth.portal_key`: CreatePortalSession is refused.
+    pub(crate) portal: Option<portal::Portal>,
 }
 
 #[derive(Debug)]
@@ -126,6 +130,19 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     Principal::of_user(request).cloned()
 }
 
+/// The caller of a change a read-only portal session may not make.
+fn changer<T>(request: &Request<T>) -> Result<Principal, Status> {
+    let who = principal(request)?;
+    who.check_may_change()?;
+    Ok(who)
+}
+
+/// The caller of a call only the tenant (or an operator) may make: the
+/// catalog and the tenant's settings, never a portal session.
+fn owner<T>(request: &Request<T>) -> Result<Principal, Status> {
+    Principal::of_owner(request).cloned()
+}
+
 /// The caller of one of the calls hookline's services make with the
 /// service token (watch, pause for failures, disable on 410 Gone).
 fn principal_or_service<T>(request: &Request<T>) -> Result<Principal, Status> {
@@ -140,7 +157,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::CreateSubscriptionRequest>,
     ) -> Result<Response<v1::CreateSubscriptionResponse>, Status> {
-        let who = principal(&request)?;
+        let who = changer(&request)?;
         Ok(Response::new(self.create(&who, request.into_inner()).await?))
     }
 
@@ -164,7 +181,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::UpdateSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
-        let who = principal(&request)?;
+        let who = changer(&request)?;
         Ok(Response::new(self.update(&who, request.into_inner()).await?))
     }
 
@@ -172,7 +189,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::DeleteSubscriptionRequest>,
     ) -> Result<Response<()>, Status> {
-        let who = principal(&request)?;
+        let who = changer(&request)?;
         self.delete(&who, request.into_inner()).await?;
         Ok(Response::new(()))
     }
@@ -182,6 +199,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::PauseSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal_or_service(&request)?;
+        who.check_may_change()?;
         Ok(Response::new(self.pause(&who, request.into_inner()).await?))
     }
 
@@ -189,7 +207,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::ResumeSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
-        let who = principal(&request)?;
+        let who = changer(&request)?;
         Ok(Response::new(self.resume(&who, request.into_inner()).await?))
     }
 
@@ -198,6 +216,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         request: Request<v1::DisableSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
         let who = principal_or_service(&request)?;
+        who.check_may_change()?;
         Ok(Response::new(self.disable(&who, request.into_inner()).await?))
     }
 
@@ -205,7 +224,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::RotateSecretRequest>,
     ) -> Result<Response<v1::RotateSecretResponse>, Status> {
-        let who = principal(&request)?;
+        let who = changer(&request)?;
         Ok(Response::new(self.rotate(&who, request.into_inner()).await?))
     }
 
@@ -213,7 +232,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::GetSubscriptionSecretRequest>,
     ) -> Result<Response<v1::GetSubscriptionSecretResponse>, Status> {
-        let who = principal(&request)?;
+        let who = changer(&request)?;
         Ok(Response::new(self.secret(&who, request.into_inner()).await?))
     }
 
@@ -221,7 +240,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::CreateEventTypeRequest>,
     ) -> Result<Response<v1::EventType>, Status> {
-        let who = principal(&request)?;
+        let who = owner(&request)?;
         Ok(Response::new(self.create_event_type(&who, request.into_inner()).await?))
     }
 
@@ -237,7 +256,7 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::ArchiveEventTypeRequest>,
     ) -> Result<Response<v1::EventType>, Status> {
-        let who = principal(&request)?;
+        let who = owner(&request)?;
         Ok(Response::new(self.archive_event_type(&who, request.into_inner()).await?))
     }
 
@@ -253,8 +272,24 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         &self,
         request: Request<v1::UpdateTenantSettingsRequest>,
     ) -> Result<Response<v1::TenantSettings>, Status> {
-        let who = principal(&request)?;
+        let who = owner(&request)?;
         Ok(Response::new(self.update_settings(&who, request.into_inner()).await?))
+    }
+
+    async fn create_portal_session(
+        &self,
+        request: Request<v1::CreatePortalSessionRequest>,
+    ) -> Result<Response<v1::CreatePortalSessionResponse>, Status> {
+        let who = owner(&request)?;
+        Ok(Response::new(self.create_portal_session(&who, request.into_inner())?))
+    }
+
+    async fn exchange_portal_code(
+        &self,
+        request: Request<v1::ExchangePortalCodeRequest>,
+    ) -> Result<Response<v1::PortalSession>, Status> {
+        let link = Principal::link_of(&request)?.clone();
+        Ok(Response::new(self.exchange_portal_code(link).await?))
     }
 
     type WatchSubscriptionsStream = WatchStream;

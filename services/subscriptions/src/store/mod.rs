@@ -160,6 +160,15 @@ pub(crate) trait SubscriptionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<LogPosition, StoreError>> + Send;
 
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks a portal link's session as opened; `false` when it already
+    /// was. The mark lasts `for_at_least` (the link's remaining life), so
+    /// a link can never be opened twice while it is valid.
+    fn claim_portal_link(
+        &self,
+        session: &str,
+        for_at_least: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 impl From<hookline_queue::WriteError> for StoreError {

@@ -81,6 +81,9 @@ impl Keys {
     fn changes(&self) -> String {
         format!("{}:changes", self.base)
     }
+    fn portal_link(&self, session: &str) -> String {
+        format!("{}:portal:opened:{session}", self.base)
+    }
     fn log_id(&self) -> String {
         hookline_queue::subscriptions_log_id_key(&self.prefix)
     }
@@ -590,5 +593,18 @@ impl SubscriptionStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
         Ok(())
+    }
+
+    async fn claim_portal_link(&self, session: &str, for_at_least: Duration) -> Result<bool, StoreError> {
+        let ms = u64::try_from(for_at_least.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.portal_link(session))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(set.is_some())
     }
 }

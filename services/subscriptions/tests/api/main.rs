@@ -9,6 +9,7 @@ mod crud;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod portal;
 mod resilience;
 mod support;
 mod tls;

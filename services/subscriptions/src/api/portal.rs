@@ -1,0 +1,110 @@
+//! Customer-portal sessions: magic links and their one exchange.
+//!
+//! CreatePortalSession signs a [`PortalLink`] (nothing is stored); the
+//! portal trades it once with ExchangePortalCode, which marks the session
+//! opened in Redis (so a second exchange is refused) and signs the
+//! session token every service then checks on its own.
+
+use std::time::{Duration, SystemTime};
+
+use hookline_auth::{PortalKey, PortalLink, Principal};
+use hookline_proto::v1;
+use tonic::Status;
+
+use super::{Api, now, store_error};
+use crate::{config::PortalSection, error::ServiceError, store::SubscriptionStore};
+
+/// The key and rules portal links are made with.
+#[derive(Debug, Clone)]
+pub(crate) struct Portal {
+    key: PortalKey,
+    section: PortalSection,
+}
+
+impl Portal {
+    pub(crate) fn new(key: PortalKey, section: PortalSection) -> Self {
+        Self { key, section }
+    }
+}
+
+fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(t)
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl<S: SubscriptionStore> Api<S> {
+    fn portal(&self) -> Result<&Portal, ServiceError> {
+        self.policy.portal.as_ref().ok_or_else(|| {
+            ServiceError::FailedPrecondition(
+                "portal sessions are not enabled: set auth.portal_key (the same in every service)".into(),
+            )
+        })
+    }
+
+    pub(super) fn create_portal_session(
+        &self,
+        who: &Principal,
+        req: v1::CreatePortalSessionRequest,
+    ) -> Result<v1::CreatePortalSessionResponse, ServiceError> {
+        let tenant = who.tenant_for(&req.tenant_id).map_err(|s| ServiceError::from_status(&s))?;
+        let portal = self.portal()?;
+        let lifetime = match req.session_lifetime {
+            None => portal.section.default_session_lifetime,
+            Some(d) => Duration::try_from(d)
+                .ok()
+                .filter(|d| (Duration::from_secs(60)..=portal.section.max_session_lifetime).contains(d))
+                .ok_or_else(|| {
+                    ServiceError::BadRequest(format!(
+                        "session_lifetime: must be between 1m and {} (portal.max_session_lifetime)",
+                        humantime_serde::re::humantime::format_duration(portal.section.max_session_lifetime)
+                    ))
+                })?,
+        };
+        let link_expires = now() + portal.section.link_ttl;
+        let link = PortalLink {
+            session: format!("ps_{}", ulid::Ulid::new()),
+            tenant,
+            read_only: req.read_only,
+            expires: unix_seconds(link_expires),
+            session_seconds: lifetime.as_secs(),
+        };
+        let code = portal.key.sign_link(&link);
+        let mut url = url::Url::parse(&portal.section.public_url)
+            .map_err(|e| ServiceError::Internal(format!("portal.public_url: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| ServiceError::Internal("portal.public_url cannot be a base".into()))?
+            .pop_if_empty()
+            .push("enter");
+        url.query_pairs_mut().append_pair("code", &code);
+        tracing::info!(session = %link.session, tenant = %link.tenant, read_only = link.read_only, "portal link created");
+        Ok(v1::CreatePortalSessionResponse {
+            url: url.into(),
+            code,
+            link_expire_time: Some(timestamp(link.expire_time())),
+            session_id: link.session,
+        })
+    }
+
+    pub(super) async fn exchange_portal_code(&self, link: PortalLink) -> Result<v1::PortalSession, Status> {
+        let portal = self.portal()?;
+        let at = now();
+        let remaining = link.expire_time().duration_since(at).unwrap_or_default();
+        if !self.store.claim_portal_link(&link.session, remaining).await.map_err(store_error)? {
+            return Err(Status::unauthenticated(
+                "this portal link has already been used; ask for a new one (each link opens once)",
+            ));
+        }
+        let grant = link.open(at);
+        tracing::info!(session = %grant.session, tenant = %grant.tenant, "portal session opened");
+        Ok(v1::PortalSession {
+            token: portal.key.sign(&grant),
+            session_id: grant.session.clone(),
+            tenant_id: grant.tenant.to_string(),
+            read_only: grant.read_only,
+            expire_time: Some(timestamp(grant.expire_time())),
+        })
+    }
+}
