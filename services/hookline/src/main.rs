@@ -53,6 +53,9 @@ enum Command {
     /// The tenant's catalog of event types.
     #[command(subcommand)]
     EventTypes(cli::EventTypes),
+    /// Customer-portal magic links.
+    #[command(subcommand)]
+    Portal(cli::Portal),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completion { shell: clap_complete::Shell },
 }
@@ -67,6 +70,7 @@ async fn main() -> ExitCode {
         Command::Events(command) => cli::events(cli.connection, command).await,
         Command::Deliveries(command) => cli::deliveries(cli.connection, command).await,
         Command::EventTypes(command) => cli::event_types(cli.connection, command).await,
+        Command::Portal(command) => cli::portal(cli.connection, command).await,
         Command::Completion { shell } => {
             clap_complete::generate(
                 shell,

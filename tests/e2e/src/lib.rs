@@ -24,6 +24,8 @@ use tonic::transport::Channel;
 
 pub const TOKEN: &str = "e2e-acme-token-00000001";
 pub const SERVICE: &str = "e2e-service-token-000001";
+/// Signs portal sessions, the same in every service.
+pub const PORTAL_KEY: &str = "e2e-portal-key-000000000000000001";
 pub const WAIT: Duration = Duration::from_secs(30);
 
 pub fn binary(name: &str) -> PathBuf {
@@ -208,6 +210,7 @@ pub fn service_env(
         ("HOOKLINE_AUTO_PAUSE_FAILING_FOR", "0s".into()),
         ("HOOKLINE_AUTH__TOKENS", format!("[{{token=\"{TOKEN}\",tenant=\"acme\"}}]")),
         ("HOOKLINE_AUTH__SERVICE_TOKEN", SERVICE.into()),
+        ("HOOKLINE_AUTH__PORTAL_KEY", PORTAL_KEY.into()),
         ("HOOKLINE_LOG", "warn".into()),
     ]
     .into_iter()

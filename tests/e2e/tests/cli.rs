@@ -7,6 +7,7 @@
 use std::{process::Output, time::Duration};
 
 use hookline_e2e::*;
+use hookline_proto::v1;
 use hookline_testkit::eventually;
 use serde_json::Value;
 
@@ -162,4 +163,38 @@ async fn attempts_replay_of_dead_letters_update_and_the_catalog() {
     };
     assert_eq!(names(json(&stack, &["event-types", "list"]).await), ["order.paid"]);
     assert_eq!(names(json(&stack, &["event-types", "list", "--archived"]).await).len(), 2);
+}
+
+#[tokio::test]
+async fn a_portal_link_opens_a_session_the_other_services_honour() {
+    let stack = Stack::start().await;
+    json(&stack, &["subscriptions", "create", "--url", "https://shop.example/hooks", "--event-type", "order.paid"])
+        .await;
+    let link = json(&stack, &["portal", "link", "--read-only", "--lifetime", "10m"]).await;
+    let url = link["url"].as_str().unwrap();
+    let code = url.split_once("code=").unwrap().1;
+    assert!(link["session_id"].as_str().unwrap().starts_with("ps_"), "{link}");
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", stack.subscriptions.addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut exchange = v1::subscription_service_client::SubscriptionServiceClient::with_interceptor(
+        channel,
+        hookline_auth::BearerToken::new(code).unwrap(),
+    );
+    let session = exchange.exchange_portal_code(v1::ExchangePortalCodeRequest {}).await.unwrap().into_inner();
+    assert!(session.read_only);
+    // Every service checks the session token on its own.
+    let listed = hookline(&stack, Some(&session.token), &["--output", "json", "subscriptions", "list"]).await;
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap().as_array().unwrap().len(), 1);
+    let deliveries = hookline(&stack, Some(&session.token), &["--output", "json", "deliveries", "list"]).await;
+    assert!(deliveries.status.success(), "{}", String::from_utf8_lossy(&deliveries.stderr));
+    let publish = hookline(&stack, Some(&session.token), &["events", "publish", "order.paid", "{}"]).await;
+    assert_eq!(publish.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&publish.stderr).contains("portal session"));
+    let again = exchange.exchange_portal_code(v1::ExchangePortalCodeRequest {}).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::Unauthenticated);
 }

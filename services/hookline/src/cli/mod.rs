@@ -175,6 +175,24 @@ pub(crate) enum EventTypes {
     Archive { name: String },
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Portal {
+    /// A one-time magic link into the customer portal for one of the
+    /// tenant's subscribers (a tenant token, or an admin token with --tenant).
+    Link {
+        /// The tenant (with an admin token; a tenant token names its own).
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// The session may look but not change anything.
+        #[arg(long)]
+        read_only: bool,
+        /// How long the session lasts once opened ("30m", "2h"); default:
+        /// the service's (1 h).
+        #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+        lifetime: Option<std::time::Duration>,
+    },
+}
+
 fn parse_header(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -385,6 +403,23 @@ pub(crate) async fn event_types(conn: Connection, command: EventTypes) -> ExitCo
             conn.run(url, |c| async move { Ok(client(c).archive_event_type(request).await?.into_inner()) }).await
         }
     }
+}
+
+pub(crate) async fn portal(conn: Connection, command: Portal) -> ExitCode {
+    let url = &conn.subscriptions_url.clone();
+    let Portal::Link { tenant, read_only, lifetime } = command;
+    let session_lifetime = match lifetime.map(prost_types::Duration::try_from).transpose() {
+        Ok(lifetime) => lifetime,
+        Err(e) => {
+            eprintln!("error: --lifetime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let request = v1::CreatePortalSessionRequest { tenant_id: tenant, read_only, session_lifetime };
+    conn.run(url, |c| async move {
+        Ok(SubscriptionServiceClient::new(c).create_portal_session(request).await?.into_inner())
+    })
+    .await
 }
 
 pub(crate) async fn events(conn: Connection, command: Events) -> ExitCode {

@@ -113,6 +113,22 @@ impl Render for v1::CreateSubscriptionResponse {
     }
 }
 
+impl Render for v1::CreatePortalSessionResponse {
+    fn json(&self) -> Value {
+        json!({
+            "url": self.url,
+            "session_id": self.session_id,
+            "link_expire_time": time(self.link_expire_time.as_ref()),
+        })
+    }
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        (
+            vec!["SESSION", "LINK EXPIRES", "URL (opens once)"],
+            vec![vec![self.session_id.clone(), time(self.link_expire_time.as_ref()), self.url.clone()]],
+        )
+    }
+}
+
 impl Render for v1::PublishResponse {
     fn json(&self) -> Value {
         json!({ "event_id": self.event_id, "duplicate": self.duplicate })
