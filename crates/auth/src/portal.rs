@@ -52,19 +52,13 @@ impl PortalGrant {
     }
 }
 
-/// A magic link's claims: the session it opens, until when it may be
-/// opened, and how long that session lasts.
+/// A magic link's claims: the session it opens (whose `expires` is, here,
+/// the last moment the link may be opened), and how long that session
+/// lasts once it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortalLink {
-    #[serde(rename = "sid")]
-    pub session: String,
-    #[serde(rename = "t")]
-    pub tenant: TenantId,
-    #[serde(rename = "ro")]
-    pub read_only: bool,
-    /// Unix seconds after which the link is refused.
-    #[serde(rename = "exp")]
-    pub expires: u64,
+    #[serde(flatten)]
+    pub opens: PortalGrant,
     /// Seconds the session lasts once the link is opened.
     #[serde(rename = "life")]
     pub session_seconds: u64,
@@ -74,16 +68,7 @@ impl PortalLink {
     /// The session this link opens at `now`.
     pub fn open(&self, now: SystemTime) -> PortalGrant {
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        PortalGrant {
-            session: self.session.clone(),
-            tenant: self.tenant.clone(),
-            read_only: self.read_only,
-            expires: now.saturating_add(self.session_seconds),
-        }
-    }
-
-    pub fn expire_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.expires)
+        PortalGrant { expires: now.saturating_add(self.session_seconds), ..self.opens.clone() }
     }
 }
 
@@ -141,7 +126,7 @@ impl PortalKey {
     /// The claims of a link this key signed, if it may still be opened.
     pub fn verify_link(&self, code: &str, now: SystemTime) -> Result<PortalLink, Status> {
         let link: PortalLink = self.open_sealed(LINK_PREFIX, code, "this is not a valid portal link")?;
-        if now >= link.expire_time() {
+        if link.opens.is_expired(now) {
             return Err(Status::unauthenticated("this portal link has expired; ask for a new one"));
         }
         Ok(link)
@@ -218,13 +203,7 @@ mod tests {
     #[test]
     fn a_link_is_not_a_session_nor_a_session_a_link() {
         let key = PortalKey::new(&"k".repeat(32)).expect("key");
-        let link = PortalLink {
-            session: "ps_1".into(),
-            tenant: TenantId::parse("acme").expect("tenant"),
-            read_only: false,
-            expires: 1_000,
-            session_seconds: 3_600,
-        };
+        let link = PortalLink { opens: PortalGrant { read_only: false, ..grant(1_000) }, session_seconds: 3_600 };
         let code = key.sign_link(&link);
         let at = |s| UNIX_EPOCH + Duration::from_secs(s);
         assert_eq!(key.verify_link(&code, at(999)).expect("valid"), link);

@@ -105,7 +105,7 @@ async fn client(addr: SocketAddr) -> Result<Client, String> {
 pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     let _telemetry = hookline_telemetry::init_with("hookline-demo", "error");
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let dev = match Dev::start(&args.backend, any, [any; 3]).await {
+    let dev = match Dev::start(&args.backend, any, [any; 4]).await {
         Ok(dev) => dev,
         Err(error) => {
             eprintln!("hookline demo: {error}");

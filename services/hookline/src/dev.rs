@@ -1,6 +1,6 @@
-//! `hookline dev`: subscriptions, fanout and delivery in this one process,
-//! each still behind its own gRPC server and talking to the others only
-//! over gRPC and the streams, exactly as when deployed apart.
+//! `hookline dev`: subscriptions, fanout, delivery and the customer portal in
+//! this one process, each still behind its own server and talking to the
+//! others only over gRPC and the streams, exactly as when deployed apart.
 //!
 //! The data lives in the embedded backend (`hookline-embedded`: in this
 //! process, in memory, gone on exit) unless `--redis-url` names a Redis or
@@ -65,14 +65,19 @@ pub(crate) struct DevArgs {
     /// gRPC address of the delivery service.
     #[arg(long, default_value = "127.0.0.1:50053")]
     delivery_addr: SocketAddr,
+    /// HTTP address of the customer portal.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    portal_addr: SocketAddr,
 }
 
-/// The three services running in this process.
+/// The services running in this process.
 #[derive(Debug)]
 pub(crate) struct Dev {
     pub(crate) subscriptions: SocketAddr,
     pub(crate) fanout: SocketAddr,
     pub(crate) delivery: SocketAddr,
+    /// The customer portal (HTTP).
+    pub(crate) portal: SocketAddr,
     /// Where the data is, in words.
     pub(crate) data: String,
     stop: watch::Sender<bool>,
@@ -83,12 +88,12 @@ pub(crate) struct Dev {
 
 impl Dev {
     /// Starts the backend (unless a Redis is given; the embedded one on
-    /// `embedded_addr`) and the three services on `addrs` (port 0: any free
+    /// `embedded_addr`) and the services on `addrs` (port 0: any free
     /// port), and waits until all three are SERVING.
     pub(crate) async fn start(
         backend: &BackendArgs,
         embedded_addr: SocketAddr,
-        addrs: [SocketAddr; 3],
+        addrs: [SocketAddr; 4],
     ) -> Result<Self, String> {
         let (redis_url, backing, data) = match (&backend.redis_url, &backend.redis_server) {
             (Some(url), _) => (url.clone(), Backing::External, url.clone()),
@@ -113,6 +118,7 @@ impl Dev {
         let (subscriptions_listener, subscriptions) = bind(addrs[0]).await?;
         let (fanout_listener, fanout) = bind(addrs[1]).await?;
         let (delivery_listener, delivery) = bind(addrs[2]).await?;
+        let (portal_listener, portal) = bind(addrs[3]).await?;
         let auth = AuthConfig {
             tokens: vec![
                 TokenConfig { token: TENANT_TOKEN.into(), tenant: Some("acme".into()), admin: false },
@@ -134,6 +140,10 @@ impl Dev {
             redis_url: redis_url.clone(),
             auth: auth.clone(),
             listen_addr: subscriptions,
+            portal: hookline_subscriptions::PortalSection {
+                public_url: format!("http://{portal}"),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let serving = hookline_subscriptions::serve(config, subscriptions_listener, shutdown());
@@ -162,14 +172,24 @@ impl Dev {
         };
         services.push(("delivery", spawn(hookline_delivery::serve(config, delivery_listener, shutdown()))));
 
-        let dev = Self { subscriptions, fanout, delivery, data, stop, services, _backing: backing };
+        let config = hookline_portal::Config {
+            listen_addr: portal,
+            subscriptions_url: format!("http://{subscriptions}"),
+            delivery_url: format!("http://{delivery}"),
+            // Plain HTTP on this machine: a Secure cookie would not be kept.
+            secure_cookies: false,
+            ..Default::default()
+        };
+        services.push(("portal", spawn(hookline_portal::serve(config, portal_listener, shutdown()))));
+
+        let dev = Self { subscriptions, fanout, delivery, portal, data, stop, services, _backing: backing };
         for (name, addr) in [("subscriptions", subscriptions), ("fanout", fanout), ("delivery", delivery)] {
             crate::local::wait_serving(name, addr, START_TIMEOUT).await?;
         }
         Ok(dev)
     }
 
-    /// Shuts the three services down (each drains as on SIGTERM); the first
+    /// Shuts the services down (each drains as on SIGTERM); the first
     /// error any of them ended with.
     pub(crate) async fn stop(self) -> Result<(), String> {
         let _ = self.stop.send(true);
@@ -207,7 +227,7 @@ pub(crate) async fn run(args: DevArgs) -> ExitCode {
         hookline_server::shutdown_signal().await;
         let _ = signalled.send(true);
     });
-    let addrs = [args.subscriptions_addr, args.fanout_addr, args.delivery_addr];
+    let addrs = [args.subscriptions_addr, args.fanout_addr, args.delivery_addr, args.portal_addr];
     let started = tokio::select! {
         started = Dev::start(&args.backend, args.embedded_addr, addrs) => started,
         _ = signal.wait_for(|s| *s) => return ExitCode::SUCCESS,
@@ -220,12 +240,13 @@ pub(crate) async fn run(args: DevArgs) -> ExitCode {
         }
     };
     println!(
-        "hookline dev: subscriptions on {}, fanout on {}, delivery on {}\n\
+        "hookline dev: subscriptions on {}, fanout on {}, delivery on {}, portal on http://{}\n\
          data:  {}\n\
          tokens: {TENANT_TOKEN} (tenant acme), {ADMIN_TOKEN} (admin)\n\
          try:   export HOOKLINE_TOKEN={TENANT_TOKEN}; hookline subscriptions create --url http://127.0.0.1:8088/hook --event-type '*'\n\
+         portal: hookline portal link (prints a one-time link to open in a browser)\n\
          stop:  Ctrl-C",
-        dev.subscriptions, dev.fanout, dev.delivery, dev.data
+        dev.subscriptions, dev.fanout, dev.delivery, dev.portal, dev.data
     );
     let _ = signal.wait_for(|s| *s).await;
     match dev.stop().await {

@@ -46,10 +46,11 @@ async fn the_demo_runs_the_same_on_a_real_redis() {
 #[tokio::test]
 async fn dev_mode_serves_the_cli_delivers_to_loopback_and_stops_on_sigterm() {
     let ports = [free_port(), free_port(), free_port()];
+    let portal_port = free_port();
     let addr = |port: u16| format!("127.0.0.1:{port}");
     let mut dev = tokio::process::Command::new(binary("hookline"))
         .args(["dev", "--subscriptions-addr", &addr(ports[0]), "--fanout-addr", &addr(ports[1])])
-        .args(["--delivery-addr", &addr(ports[2])])
+        .args(["--delivery-addr", &addr(ports[2]), "--portal-addr", &addr(portal_port)])
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -77,6 +78,16 @@ async fn dev_mode_serves_the_cli_delivers_to_loopback_and_stops_on_sigterm() {
     let event: serde_json::Value = serde_json::from_slice(&published.stdout).unwrap();
     let event = event["event_id"].as_str().unwrap().to_owned();
     eventually(WAIT, || async { receiver.delivered_ids() == [event.clone()] }).await;
+
+    // Dev mode's portal opens the links its subscription service makes.
+    let link = cli(&["portal", "link"]).output().await.unwrap();
+    assert!(link.status.success(), "{}", String::from_utf8_lossy(&link.stderr));
+    let link: serde_json::Value = serde_json::from_slice(&link.stdout).unwrap();
+    let url = link["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("http://{}/enter?code=", addr(portal_port))), "{url}");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let opened = http.get(url).send().await.unwrap();
+    assert_eq!(opened.status(), reqwest::StatusCode::SEE_OTHER, "{:?}", opened.text().await);
 
     let pid = dev.id().unwrap().to_string();
     tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();

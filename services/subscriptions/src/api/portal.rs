@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use hookline_auth::{PortalKey, PortalLink, Principal};
+use hookline_auth::{PortalGrant, PortalKey, PortalLink, Principal};
 use hookline_proto::v1;
 use tonic::Status;
 
@@ -65,10 +65,12 @@ impl<S: SubscriptionStore> Api<S> {
         };
         let link_expires = now() + portal.section.link_ttl;
         let link = PortalLink {
-            session: format!("ps_{}", ulid::Ulid::new()),
-            tenant,
-            read_only: req.read_only,
-            expires: unix_seconds(link_expires),
+            opens: PortalGrant {
+                session: format!("ps_{}", ulid::Ulid::new()),
+                tenant,
+                read_only: req.read_only,
+                expires: unix_seconds(link_expires),
+            },
             session_seconds: lifetime.as_secs(),
         };
         let code = portal.key.sign_link(&link);
@@ -79,20 +81,21 @@ impl<S: SubscriptionStore> Api<S> {
             .pop_if_empty()
             .push("enter");
         url.query_pairs_mut().append_pair("code", &code);
-        tracing::info!(session = %link.session, tenant = %link.tenant, read_only = link.read_only, "portal link created");
+        let opens = &link.opens;
+        tracing::info!(session = %opens.session, tenant = %opens.tenant, read_only = opens.read_only, "portal link created");
         Ok(v1::CreatePortalSessionResponse {
             url: url.into(),
             code,
-            link_expire_time: Some(timestamp(link.expire_time())),
-            session_id: link.session,
+            link_expire_time: Some(timestamp(link.opens.expire_time())),
+            session_id: link.opens.session,
         })
     }
 
     pub(super) async fn exchange_portal_code(&self, link: PortalLink) -> Result<v1::PortalSession, Status> {
         let portal = self.portal()?;
         let at = now();
-        let remaining = link.expire_time().duration_since(at).unwrap_or_default();
-        if !self.store.claim_portal_link(&link.session, remaining).await.map_err(store_error)? {
+        let remaining = link.opens.expire_time().duration_since(at).unwrap_or_default();
+        if !self.store.claim_portal_link(&link.opens.session, remaining).await.map_err(store_error)? {
             return Err(Status::unauthenticated(
                 "this portal link has already been used; ask for a new one (each link opens once)",
             ));
