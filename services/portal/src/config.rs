@@ -87,3 +87,26 @@ impl ServiceConfig for Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_names_and_frame_ancestors_are_checked() {
+        assert!(Config::default().validate().is_ok());
+        let with = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate().is_err()
+        };
+        assert!(with(|c| c.brand.primary_color = "red; } body { display: none".into()));
+        assert!(with(|c| c.brand.primary_color = "#12345".into()));
+        assert!(with(|c| c.brand.name = String::new()));
+        assert!(with(|c| c.frame_ancestors = vec!["https://a.example.com; script-src *".into()]));
+        assert!(with(|c| c.frame_ancestors = vec!["https://a.example.com/path".into()]));
+        assert!(with(|c| c.delivery_url = "127.0.0.1:50053".into()));
+        let ok = Config { frame_ancestors: vec!["https://app.example.com".into()], ..Config::default() };
+        assert!(ok.validate().is_ok());
+    }
+}

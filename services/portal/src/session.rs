@@ -83,3 +83,34 @@ pub(crate) fn clear_cookie(secure: bool) -> HeaderValue {
         HeaderValue::from_static("hookline_portal=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_session_is_read_from_its_cookie_among_others() {
+        let request = axum::http::Request::builder()
+            .header(header::COOKIE, "theme=dark; hookline_portal=hlp1.abc.def")
+            .header(header::COOKIE, "other=1")
+            .body(())
+            .expect("request");
+        let (mut parts, ()) = request.into_parts();
+        let session = <Session as OptionalFromRequestParts<()>>::from_request_parts(&mut parts, &())
+            .await
+            .expect("infallible")
+            .expect("a session");
+        assert_eq!(session.token, "hlp1.abc.def");
+        let (mut none, ()) = axum::http::Request::builder().body(()).expect("request").into_parts();
+        let missing = <Session as OptionalFromRequestParts<()>>::from_request_parts(&mut none, &()).await;
+        assert!(missing.expect("infallible").is_none());
+    }
+
+    #[test]
+    fn the_csrf_token_belongs_to_one_session() {
+        let a = Session { token: "hlp1.a.a".into() };
+        let b = Session { token: "hlp1.b.b".into() };
+        assert!(a.csrf_matches(&a.csrf()));
+        assert!(!a.csrf_matches(&b.csrf()) && !a.csrf_matches("") && !a.csrf_matches(&a.csrf()[1..]));
+    }
+}
