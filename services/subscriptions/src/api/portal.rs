@@ -8,7 +8,10 @@
 use std::time::{Duration, SystemTime};
 
 use hookline_auth::{PortalGrant, PortalKey, PortalLink, Principal};
-use hookline_proto::v1;
+use hookline_proto::{
+    convert::{duration_from_proto, timestamp},
+    v1,
+};
 use tonic::Status;
 
 use super::{Api, now, store_error};
@@ -25,10 +28,6 @@ impl Portal {
     pub(crate) fn new(key: PortalKey, section: PortalSection) -> Self {
         Self { key, section }
     }
-}
-
-fn timestamp(t: SystemTime) -> prost_types::Timestamp {
-    prost_types::Timestamp::from(t)
 }
 
 fn unix_seconds(t: SystemTime) -> u64 {
@@ -51,10 +50,9 @@ impl<S: SubscriptionStore> Api<S> {
     ) -> Result<v1::CreatePortalSessionResponse, ServiceError> {
         let tenant = who.tenant_for(&req.tenant_id).map_err(|s| ServiceError::from_status(&s))?;
         let portal = self.portal()?;
-        let lifetime = match req.session_lifetime {
+        let lifetime = match duration_from_proto("session_lifetime", req.session_lifetime.as_ref())? {
             None => portal.section.default_session_lifetime,
-            Some(d) => Duration::try_from(d)
-                .ok()
+            Some(d) => Some(d)
                 .filter(|d| (Duration::from_secs(60)..=portal.section.max_session_lifetime).contains(d))
                 .ok_or_else(|| {
                     ServiceError::BadRequest(format!(
