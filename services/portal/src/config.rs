@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use axum::http::HeaderValue;
 use hookline_server::config::{ConfigError, ServiceConfig};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,29 @@ pub struct Config {
     /// `["https://app.example.com"]`; empty: nobody.
     pub frame_ancestors: Vec<String>,
     pub brand: Brand,
+    /// How often one client may open links (`/enter`).
+    pub enter_limit: EnterLimit,
+}
+
+/// The rate limit on opening links, per client address. A code cannot be
+/// guessed (it carries a MAC), but each try costs the services a call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnterLimit {
+    /// Links opened per minute, sustained, by one client address.
+    pub per_minute: u32,
+    /// Opened at once before the sustained rate applies.
+    pub burst: u32,
+    /// Take the client's address from the last `X-Forwarded-For` hop (set
+    /// it behind a proxy or ingress that writes that header; otherwise
+    /// every subscriber shares the proxy's address).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for EnterLimit {
+    fn default() -> Self {
+        Self { per_minute: 30, burst: 10, trust_forwarded_for: false }
+    }
 }
 
 /// What the pages look like.
@@ -34,11 +58,39 @@ pub struct Brand {
     pub name: String,
     /// `#rrggbb`: links, buttons and the header's rule.
     pub primary_color: String,
+    /// A PNG, SVG, JPEG or WebP file (at most 256 KiB) shown in the header,
+    /// served by the portal itself (`/logo`): nothing is fetched from
+    /// another host. Unset: the name only.
+    pub logo_path: Option<std::path::PathBuf>,
 }
+
+/// Largest logo file.
+const MAX_LOGO: u64 = 256 * 1024;
 
 impl Default for Brand {
     fn default() -> Self {
-        Self { name: "Webhooks".into(), primary_color: "#2457c5".into() }
+        Self { name: "Webhooks".into(), primary_color: "#2457c5".into(), logo_path: None }
+    }
+}
+
+impl Brand {
+    /// The logo's content type and bytes, read once at start.
+    pub(crate) fn load_logo(&self) -> Result<Option<(HeaderValue, Vec<u8>)>, ConfigError> {
+        let Some(path) = &self.logo_path else { return Ok(None) };
+        let invalid = |m: String| ConfigError::Invalid(format!("brand.logo_path: {}: {m}", path.display()));
+        let content_type = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("png") => "image/png",
+            Some("svg") => "image/svg+xml",
+            Some("jpg" | "jpeg") => "image/jpeg",
+            Some("webp") => "image/webp",
+            _ => return Err(invalid("must end in .png, .svg, .jpg, .jpeg or .webp".into())),
+        };
+        let size = std::fs::metadata(path).map_err(|e| invalid(e.to_string()))?.len();
+        if size > MAX_LOGO {
+            return Err(invalid(format!("{size} bytes; at most {MAX_LOGO}")));
+        }
+        let bytes = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+        Ok(Some((HeaderValue::from_static(content_type), bytes)))
     }
 }
 
@@ -52,6 +104,7 @@ impl Default for Config {
             secure_cookies: true,
             frame_ancestors: Vec::new(),
             brand: Brand::default(),
+            enter_limit: EnterLimit::default(),
         }
     }
 }
@@ -77,6 +130,9 @@ impl ServiceConfig for Config {
         }
         if self.brand.name.is_empty() || self.brand.name.len() > 64 {
             return invalid("brand.name: 1 to 64 characters".into());
+        }
+        if self.enter_limit.per_minute == 0 || self.enter_limit.burst == 0 {
+            return invalid("enter_limit: per_minute and burst must be at least 1".into());
         }
         for origin in &self.frame_ancestors {
             let parsed = url::Url::parse(origin).ok().filter(|u| u.path() == "/" && u.query().is_none());
@@ -106,6 +162,7 @@ mod tests {
         assert!(with(|c| c.frame_ancestors = vec!["https://a.example.com; script-src *".into()]));
         assert!(with(|c| c.frame_ancestors = vec!["https://a.example.com/path".into()]));
         assert!(with(|c| c.delivery_url = "127.0.0.1:50053".into()));
+        assert!(with(|c| c.enter_limit.burst = 0));
         let ok = Config { frame_ancestors: vec!["https://app.example.com".into()], ..Config::default() };
         assert!(ok.validate().is_ok());
     }

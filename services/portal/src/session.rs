@@ -38,6 +38,13 @@ impl Session {
         digest[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// Whether the session may only look. Read from the token's claims
+    /// without the key, to leave out forms it could not use; the services
+    /// enforce it whatever this says.
+    pub(crate) fn read_only(&self) -> bool {
+        hookline_auth::PortalGrant::read_unverified(&self.token).is_some_and(|g| g.read_only)
+    }
+
     pub(crate) fn csrf_matches(&self, sent: &str) -> bool {
         let expected = self.csrf();
         // Constant time: compare every byte whatever differs first.

@@ -102,7 +102,7 @@ async fn a_magic_link_opens_the_tenants_pages_once_and_escapes_what_they_show() 
     assert!(!body.contains("<script>") && !body.contains("a=<b>"), "user data rendered as markup: {body}");
     assert!(body.contains("Acme Webhooks") && body.contains("active"), "{body}");
 
-    let id = body.split("href=\"/endpoints/").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let id = format!("sub_{}", body.split("href=\"/endpoints/sub_").nth(1).unwrap().split('"').next().unwrap());
     let (status, detail) = portal.page(&format!("/endpoints/{id}"), Some(&token)).await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     assert!(detail.contains("order.paid") && detail.contains("succeeded") && detail.contains("HTTP 200"), "{detail}");

@@ -104,7 +104,8 @@ impl Api {
                 // A record past its retention is gone before its entry.
                 let Some(record) = by_id.get(item.delivery_id.as_str()) else { continue };
                 let wanted = status.is_none_or(|s| convert::status(&record.status) == s)
-                    && (req.event_id.is_empty() || record.event_id == req.event_id);
+                    && (req.event_id.is_empty() || record.event_id == req.event_id)
+                    && (req.event_type.is_empty() || record.event_type == req.event_type);
                 if !wanted {
                     continue;
                 }

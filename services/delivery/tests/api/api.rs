@@ -116,14 +116,26 @@ async fn bad_ids_other_tenants_and_bad_ranges_get_clear_statuses() {
 }
 
 #[tokio::test]
-async fn list_deliveries_pages_newest_first_and_filters_by_event() {
+async fn list_deliveries_pages_newest_first_and_filters_by_event_and_type() {
     let mut stack = Stack::start().await;
     let (sub, _) = stack.subscribe("/many", |_| {}).await;
     let mut events = Vec::new();
     for i in 0..7 {
         events.push(stack.publish("a", &format!("{{\"n\":{i}}}")).await);
     }
-    stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 7).await;
+    let other = stack.publish("b", "{}").await;
+    stack.wait_status(&sub, v1::DeliveryStatus::Succeeded, 8).await;
+    let of_b = stack
+        .deliveries
+        .list_deliveries(v1::ListDeliveriesRequest {
+            subscription_id: sub.clone(),
+            event_type: "b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(of_b.deliveries.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(), [other.as_str()]);
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
@@ -138,7 +150,7 @@ async fn list_deliveries_pages_newest_first_and_filters_by_event() {
             .await
             .unwrap()
             .into_inner();
-        seen.extend(page.deliveries.into_iter().map(|d| d.event_id));
+        seen.extend(page.deliveries.into_iter().map(|d| d.event_id).filter(|id| *id != other));
         if page.next_page_token.is_empty() {
             break;
         }
