@@ -3,12 +3,14 @@
 # integration tests against real Redis servers (each test starts a private
 # `redis-server` on a spare port, so the machine's own Redis is never
 # touched), the services' suites once more on the embedded backend, and
-# the Helm chart's offline validation (tests/helm.sh).
+# the customer portal in headless Chromium (tests/browser), and the Helm
+# chart's offline validation (tests/helm.sh).
 #
 #   ./tests/run.sh
 #
-# Installs `redis-server` with apt and the Python package `standardwebhooks`
-# with pip when they are missing (apt needs root or sudo).
+# Installs `redis-server` and `chromium` with apt and the Python package
+# `standardwebhooks` with pip when they are missing (apt needs root or
+# sudo), and the browser tests' npm packages from tests/browser's lockfile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,8 +35,24 @@ need_python_tools() {
   python3 -m pip install --quiet --disable-pip-version-check standardwebhooks
 }
 
+need_browser_tools() {
+  # The portal's browser tests: Debian's chromium, driven by playwright-core
+  # (tests/browser, installed from its lockfile; never `playwright install`).
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "==> chromium not found; installing it (Debian package chromium)"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  command -v node >/dev/null 2>&1 || { echo "node (20 or later) is needed for the browser tests" >&2; return 1; }
+  echo "==> npm ci (tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 need_redis_server
 need_python_tools
+need_browser_tools
 echo "==> redis-server: $(redis-server --version | head -c 80)"
 
 echo "==> cargo fmt --check"
@@ -61,6 +79,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   HOOKLINE_TEST_BACKEND=embedded cargo test --locked --no-fail-fast "${embedded_suites[@]}"
 fi
+echo "==> the customer portal in a real browser (chromium + playwright-core; screenshots in target/portal-browser)"
+(cd tests/browser && CHROMIUM="$(command -v chromium)" npm test)
 echo "==> hookline bench --smoke (every benchmark phase, small; figures come from a release run)"
 cargo run --locked --quiet -p hookline -- bench --smoke
 echo "==> hookline bench --smoke --cluster (the same on a private 3-master Redis Cluster)"

@@ -81,9 +81,9 @@ pub(crate) async fn summary(State(app): State<App>, mut user: User, Query(q): Qu
             li { span.swatch.failed {} "failed attempts" }
             li { span.swatch.dead {} "dead-lettered" }
         }
-        h2 id="daily" { "Per day, the last 30 days" }
+        h2 id="daily" { "Per day (UTC), the last 30 days" }
         (chart("daily", &daily, |t| format_time(t, "%m-%d"), 5))
-        h2 id="hourly" { "Per hour, the last 48 hours" }
+        h2 id="hourly" { "Per hour (UTC), the last 48 hours" }
         (chart("hourly", &hourly, |t| format_time(t, "%H:00"), 6))
     };
     Ok(app.page(Page::of(&user, Section::Summary, "Summary", body)))

@@ -232,6 +232,10 @@ dt {{ font-weight: 600; margin-top: .5rem; }}
 dd {{ margin-left: 0; }}
 small, .hint {{ color: #555; }}
 label {{ display: block; font-weight: 600; margin-top: 1rem; }}
+form small {{ display: block; }}
+.actions label {{ margin-top: 0; }}
+.actions select {{ width: auto; }}
+.actions button {{ white-space: nowrap; }}
 fieldset {{ border: 1px solid #ccc; margin-top: 1rem; }}
 fieldset label {{ display: flex; gap: .5rem; font-weight: normal; margin-top: .25rem; }}
 legend {{ font-weight: 600; }}

@@ -50,6 +50,9 @@ pub(crate) enum Subscriptions {
         event_types: Vec<String>,
         #[arg(long, default_value = "")]
         name: String,
+        /// Attempts per delivery, the first included (1..=30); 0: the default (15 over about a day).
+        #[arg(long, default_value_t = 0)]
+        max_attempts: u32,
     },
     /// Change some fields of a subscription (only the flags given).
     #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
@@ -279,8 +282,10 @@ pub(crate) async fn subscriptions(conn: Connection, command: Subscriptions) -> E
     let url = &conn.subscriptions_url.clone();
     let client = SubscriptionServiceClient::new;
     match command {
-        Subscriptions::Create { url: endpoint, event_types, name } => {
-            let subscription = v1::Subscription { url: endpoint, event_types, name, ..Default::default() };
+        Subscriptions::Create { url: endpoint, event_types, name, max_attempts } => {
+            let retry_policy = (max_attempts > 0).then(|| v1::RetryPolicy { max_attempts, ..Default::default() });
+            let subscription =
+                v1::Subscription { url: endpoint, event_types, name, retry_policy, ..Default::default() };
             let request = v1::CreateSubscriptionRequest { subscription: Some(subscription), ..Default::default() };
             conn.run(url, |c| async move { Ok(client(c).create_subscription(request).await?.into_inner()) }).await
         }
