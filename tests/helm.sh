@@ -57,6 +57,21 @@ grep -q '"hookline:p0:{s2739}:deliveries"' "$out/cluster.yaml"
 grep -q '"hookline:p5:{s480}:events"' "$out/cluster.yaml"
 grep -q "redis-cluster-streams" "$out/cluster.yaml"
 
+echo "==> the portal: Deployment, Service, HPA, PDB, Ingress, NetworkPolicy; links point at its public URL"
+for kind in Deployment Service HorizontalPodAutoscaler PodDisruptionBudget Ingress NetworkPolicy; do
+  python3 - "$out/production.yaml" "$kind" <<'PY'
+import sys
+docs = open(sys.argv[1]).read().split("\n---")
+assert any(f"kind: {sys.argv[2]}\n" in d and "name: hookline-portal\n" in d for d in docs), f"no {sys.argv[2]} hookline-portal"
+PY
+done
+grep -q 'https://webhooks.example.com' "$out/production.yaml"
+grep -q 'HOOKLINE_PORTAL__PUBLIC_URL' "$out/production.yaml"
+if grep -q 'hookline-portal' "$out/cluster.yaml"; then
+  echo "the portal rendered although portal.enabled is false" >&2
+  exit 1
+fi
+
 echo "==> a values file the schema must reject"
 if "$HELM" template hookline "$CHART" -f "$CHART/ci/values-invalid.yaml" > "$out/invalid.txt" 2>&1; then
   echo "ci/values-invalid.yaml was accepted; the schema must reject it" >&2

@@ -58,6 +58,11 @@ app.kubernetes.io/component: {{ .component }}
 subscriptions fanout delivery
 {{- end }}
 
+{{/* Every component that runs replicas: the three services and the portal when enabled (HPA, PDB). */}}
+{{- define "hookline.scaledComponents" -}}
+subscriptions fanout delivery{{ if .Values.portal.enabled }} portal{{ end }}
+{{- end }}
+
 {{/* The Redis URL when it is not a Secret: given, or the dev Redis. */}}
 {{- define "hookline.redisUrl" -}}
 {{- if .Values.redis.url }}
