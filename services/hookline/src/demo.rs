@@ -35,6 +35,13 @@ const EVENTS: [(&str, &str); 3] = [
 pub(crate) struct DemoArgs {
     #[command(flatten)]
     backend: crate::dev::BackendArgs,
+    /// HTTP address of the customer portal the demo leaves open.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    portal_addr: SocketAddr,
+    /// Exit once the story is told, instead of keeping the services and the
+    /// customer portal running until Ctrl-C (for scripts).
+    #[arg(long)]
+    exit: bool,
 }
 
 /// One request the receiver got, and what it answered.
@@ -105,7 +112,7 @@ async fn client(addr: SocketAddr) -> Result<Client, String> {
 pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     let _telemetry = hookline_telemetry::init_with("hookline-demo", "error");
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let dev = match Dev::start(&args.backend, any, [any; 4]).await {
+    let dev = match Dev::start(&args.backend, any, [any, any, any, args.portal_addr]).await {
         Ok(dev) => dev,
         Err(error) => {
             eprintln!("hookline demo: {error}");
@@ -117,7 +124,10 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         "1. Started the three services in this process: subscriptions on {}, fanout on {}, delivery on {}.\n   Data: {}.",
         dev.subscriptions, dev.fanout, dev.delivery, dev.data
     );
-    let outcome = story(&dev).await;
+    let mut outcome = story(&dev).await;
+    if outcome.is_ok() && !args.exit {
+        outcome = keep_portal_open(&dev).await;
+    }
     let stopped = dev.stop().await;
     match (outcome, stopped) {
         (Ok(()), Ok(())) => ExitCode::SUCCESS,
@@ -241,5 +251,24 @@ async fn story(dev: &Dev) -> Result<(), String> {
          \x20 hookline events publish order.paid '{{\"order_id\":\"ord_1\"}}'\n\
          \x20 hookline deliveries list    # then: deliveries attempts <id>, deliveries replay --subscription <id>"
     );
+    Ok(())
+}
+
+/// Prints a magic link into the customer portal, then serves until Ctrl-C:
+/// the demo's endpoints, deliveries and receiver stay there to try.
+async fn keep_portal_open(dev: &Dev) -> Result<(), String> {
+    let mut subscriptions = SubscriptionServiceClient::new(client(dev.subscriptions).await?);
+    let link = subscriptions
+        .create_portal_session(v1::CreatePortalSessionRequest::default())
+        .await
+        .map_err(|s| format!("creating a portal link: {}", s.message()))?
+        .into_inner();
+    println!(
+        "\n7. The customer portal (what your customers would see) is at http://{portal}. Open this link once, within 15 minutes:\n         \x20  {url}\n         \x20  Another link: HOOKLINE_TOKEN={TENANT_TOKEN} hookline --subscriptions-url http://{subs} portal link\n         \x20  Everything keeps running until Ctrl-C.",
+        portal = dev.portal,
+        url = link.url,
+        subs = dev.subscriptions,
+    );
+    hookline_server::shutdown_signal().await;
     Ok(())
 }

@@ -14,7 +14,7 @@ use hookline_testkit::{eventually, free_port, health};
 /// Runs `hookline demo` with `args`; its output, checked.
 async fn demo(args: &[&str], path: &str) -> String {
     let out = tokio::process::Command::new(binary("hookline"))
-        .arg("demo")
+        .args(["demo", "--exit"])
         .args(args)
         .env("PATH", path)
         .output()
@@ -41,6 +41,45 @@ async fn the_demo_runs_the_same_on_a_real_redis() {
     let redis = hookline_testkit::RedisServer::start_redis_server();
     let story = demo(&["--redis-url", &redis.url()], &std::env::var("PATH").unwrap_or_default()).await;
     assert!(story.contains(&redis.url()), "{story}");
+}
+
+#[tokio::test]
+async fn the_demo_leaves_a_customer_portal_open_behind_the_link_it_prints_until_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let mut demo = tokio::process::Command::new(binary("hookline"))
+        .arg("demo")
+        .env("PATH", "")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let link = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(at) = line.find("http://") {
+                if line.contains("/enter?code=") {
+                    return line[at..].trim().to_owned();
+                }
+            }
+        }
+        panic!("the demo ended without printing a portal link");
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let opened = http.get(&link).send().await.unwrap();
+    assert_eq!(opened.status(), reqwest::StatusCode::SEE_OTHER, "{link}");
+    let cookie = opened.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let base = &link[..link.find("/enter").unwrap()];
+    let page = http.get(format!("{base}/endpoints")).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("orders") && page.contains("flaky"), "the demo's endpoints are there: {page}");
+
+    let pid = demo.id().unwrap().to_string();
+    tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), demo.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0), "a clean stop");
 }
 
 #[tokio::test]
