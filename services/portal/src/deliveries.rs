@@ -104,12 +104,8 @@ pub(crate) fn table(deliveries: &[v1::Delivery], caption: &str) -> Markup {
 }
 
 pub(crate) async fn log(State(app): State<App>, mut user: User, Query(filter): Query<Filter>) -> Answer {
-    let subs = app.answer(
-        user.subs.list_subscriptions(v1::ListSubscriptionsRequest { page_size: 1000, ..Default::default() }).await,
-    )?;
-    let types = app.answer(
-        user.subs.list_event_types(v1::ListEventTypesRequest { page_size: 1000, ..Default::default() }).await,
-    )?;
+    let endpoints = user.all_endpoints(&app).await?;
+    let types = user.catalog(&app).await?;
     let request = v1::ListDeliveriesRequest {
         page_size: LOG_PAGE,
         page_token: filter.page.clone(),
@@ -123,15 +119,7 @@ pub(crate) async fn log(State(app): State<App>, mut user: User, Query(filter): Q
     let body = html! {
         h1 { "Deliveries" }
         form.filters method="get" action="/deliveries" {
-            div {
-                label for="f-endpoint" { "Endpoint" }
-                select id="f-endpoint" name="endpoint" {
-                    option value="" { "every endpoint" }
-                    @for s in &subs.subscriptions {
-                        option value=(s.id) selected[s.id == filter.endpoint] { (pages::endpoint_name(s)) }
-                    }
-                }
-            }
+            (pages::endpoint_picker("f-endpoint", &endpoints, &filter.endpoint))
             div {
                 label for="f-status" { "Status" }
                 select id="f-status" name="status" {
@@ -145,7 +133,7 @@ pub(crate) async fn log(State(app): State<App>, mut user: User, Query(filter): Q
                 label for="f-type" { "Event type" }
                 select id="f-type" name="event_type" {
                     option value="" { "every type" }
-                    @for t in &types.event_types {
+                    @for t in &types {
                         option value=(t.name) selected[t.name == filter.event_type] { (t.name) }
                     }
                 }

@@ -25,8 +25,6 @@ use crate::{
 const LIST_PAGE: i32 = 50;
 /// Deliveries on an endpoint's page (the log has the rest).
 const RECENT: i32 = 10;
-/// Event types read for the form and the test event (one page).
-const CATALOG_PAGE: i32 = 1000;
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct ListQuery {
@@ -90,12 +88,6 @@ pub(crate) async fn list(State(app): State<App>, mut user: User, Query(q): Query
     Ok(app.page(Page::of(&user, Section::Endpoints, "Endpoints", body)))
 }
 
-/// The tenant's current (not archived) event types.
-async fn catalog(app: &App, user: &mut User) -> Result<Vec<v1::EventType>, Refusal> {
-    let request = v1::ListEventTypesRequest { page_size: CATALOG_PAGE, ..Default::default() };
-    Ok(app.answer(user.subs.list_event_types(request).await)?.event_types)
-}
-
 async fn subscription(app: &App, user: &mut User, id: &str) -> Result<v1::Subscription, Refusal> {
     app.answer(user.subs.get_subscription(v1::GetSubscriptionRequest { id: id.to_owned() }).await)
 }
@@ -145,14 +137,14 @@ fn form(user: &User, action: &str, draft: &Draft, catalog: &[v1::EventType], pro
 }
 
 pub(crate) async fn new(State(app): State<App>, mut user: User) -> Answer {
-    let catalog = catalog(&app, &mut user).await?;
+    let catalog = user.catalog(&app).await?;
     let body = html! { h1 { "Add an endpoint" } (form(&user, "/endpoints", &Draft::default(), &catalog, None)) };
     Ok(app.page(Page::of(&user, Section::Endpoints, "Add an endpoint", body)))
 }
 
 /// The form again, with what was typed and what to fix.
 async fn form_again(app: &App, user: &mut User, action: &str, draft: &Draft, problem: &str) -> Answer {
-    let catalog = catalog(app, user).await?;
+    let catalog = user.catalog(app).await?;
     let title = if draft.version == 0 { "Add an endpoint" } else { "Edit the endpoint" };
     let body = html! { h1 { (title) } (form(user, action, draft, &catalog, Some(problem))) };
     Ok(app.page(Page::of(user, Section::Endpoints, title, body).with_status(StatusCode::BAD_REQUEST)))
@@ -184,7 +176,7 @@ pub(crate) async fn create(State(app): State<App>, mut user: User, form: Fields)
 
 pub(crate) async fn edit(State(app): State<App>, mut user: User, Path(id): Path<String>) -> Answer {
     let s = subscription(&app, &mut user, &id).await?;
-    let catalog = catalog(&app, &mut user).await?;
+    let catalog = user.catalog(&app).await?;
     let names: Vec<String> = catalog.iter().map(|t| t.name.clone()).collect();
     let draft = Draft::from_subscription(&s, &names);
     let body = html! {
@@ -239,7 +231,7 @@ pub(crate) async fn show(
     Query(q): Query<Done>,
 ) -> Answer {
     let s = subscription(&app, &mut user, &id).await?;
-    let catalog = catalog(&app, &mut user).await?;
+    let catalog = user.catalog(&app).await?;
     let summary_request = v1::GetDeliverySummaryRequest { subscription_id: id.clone(), ..Default::default() };
     let summary = app.answer(user.deliveries.get_delivery_summary(summary_request).await)?;
     let recent_request =

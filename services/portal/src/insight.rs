@@ -14,20 +14,18 @@ use crate::{
 };
 
 pub(crate) async fn catalog(State(app): State<App>, mut user: User) -> Answer {
-    let types = app.answer(
-        user.subs.list_event_types(v1::ListEventTypesRequest { page_size: 1000, ..Default::default() }).await,
-    )?;
+    let types = user.catalog(&app).await?;
     let body = html! {
         h1 { "Event types" }
         p { "What your endpoints can subscribe to." }
-        @if types.event_types.is_empty() {
+        @if types.is_empty() {
             p { "The catalog is empty: endpoints can name any event type." }
         } @else {
             table {
                 caption { "Event types you can receive" }
                 thead { tr { th scope="col" { "Name" } th scope="col" { "What it means" } } }
                 tbody {
-                    @for t in &types.event_types {
+                    @for t in &types {
                         tr { td { code { (t.name) } } td { (t.description) } }
                     }
                 }
@@ -47,9 +45,7 @@ const DAY: u64 = 86_400;
 const HOUR: u64 = 3_600;
 
 pub(crate) async fn summary(State(app): State<App>, mut user: User, Query(q): Query<SummaryQuery>) -> Answer {
-    let subs = app.answer(
-        user.subs.list_subscriptions(v1::ListSubscriptionsRequest { page_size: 1000, ..Default::default() }).await,
-    )?;
+    let endpoints = user.all_endpoints(&app).await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let stats = |granularity: v1::StatsGranularity, start: u64| v1::GetDeliveryStatsRequest {
         subscription_id: q.endpoint.clone(),
@@ -65,15 +61,7 @@ pub(crate) async fn summary(State(app): State<App>, mut user: User, Query(q): Qu
     let body = html! {
         h1 { "Summary" }
         form.filters method="get" action="/summary" {
-            div {
-                label for="s-endpoint" { "Endpoint" }
-                select id="s-endpoint" name="endpoint" {
-                    option value="" { "every endpoint" }
-                    @for s in &subs.subscriptions {
-                        option value=(s.id) selected[s.id == q.endpoint] { (pages::endpoint_name(s)) }
-                    }
-                }
-            }
+            (pages::endpoint_picker("s-endpoint", &endpoints, &q.endpoint))
             div { button type="submit" { "Show" } }
         }
         ul.legend {

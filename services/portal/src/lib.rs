@@ -166,7 +166,22 @@ impl FromRequestParts<App> for User {
     }
 }
 
+/// Endpoints and event types read for pickers: one page of each.
+const PICKER_PAGE: i32 = 1000;
+
 impl User {
+    /// The tenant's endpoints (up to 1,000), for filters.
+    async fn all_endpoints(&mut self, app: &App) -> Result<Vec<v1::Subscription>, Refusal> {
+        let request = v1::ListSubscriptionsRequest { page_size: PICKER_PAGE, ..Default::default() };
+        Ok(app.answer(self.subs.list_subscriptions(request).await)?.subscriptions)
+    }
+
+    /// The tenant's current (not archived) event types.
+    async fn catalog(&mut self, app: &App) -> Result<Vec<v1::EventType>, Refusal> {
+        let request = v1::ListEventTypesRequest { page_size: PICKER_PAGE, ..Default::default() };
+        Ok(app.answer(self.subs.list_event_types(request).await)?.event_types)
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     fn check(&self, app: &App, form: &Fields) -> Result<(), Refusal> {
         if self.session.csrf_matches(form.get("csrf")) {

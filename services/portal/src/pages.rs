@@ -131,6 +131,21 @@ pub(crate) fn notice(done: Option<&str>) -> Markup {
     html! { p.notice role="status" { (text) } }
 }
 
+/// A filter's endpoint choice: every endpoint, or one.
+pub(crate) fn endpoint_picker(id: &str, endpoints: &[v1::Subscription], selected: &str) -> Markup {
+    html! {
+        div {
+            label for=(id) { "Endpoint" }
+            select id=(id) name="endpoint" {
+                option value="" { "every endpoint" }
+                @for s in endpoints {
+                    option value=(s.id) selected[s.id == selected] { (endpoint_name(s)) }
+                }
+            }
+        }
+    }
+}
+
 /// An error to fix in a form.
 pub(crate) fn problem(text: Option<&str>) -> Markup {
     html! { @if let Some(text) = text { p.problem role="alert" { (text) } } }
