@@ -293,6 +293,30 @@ describe("the customer portal", () => {
     await other.context().close();
   });
 
+  it("keeps a session limited to one account within it", async () => {
+    const twelve = await (await browser.newContext()).newPage();
+    await twelve.goto(await stack.link("acme", "--scope", "account_id=12"));
+    await twelve.getByText("This session covers only").waitFor();
+    assert.equal(await twelve.getByRole("link", { name: "Orders (EU)" }).count(), 0, "a tenant-wide endpoint is outside");
+    assert.equal((await twelve.goto(`${stack.portal}/endpoints/${state.orders}`)).status(), 404);
+    await twelve.goto(`${stack.portal}/endpoints/new`);
+    assert.equal(await twelve.getByLabel("Scope").inputValue(), "account_id = 12");
+    await twelve.getByLabel("Name").fill("Account 12 CRM");
+    await twelve.getByLabel("URL").fill(receiver.url("/account-12"));
+    await twelve.getByRole("checkbox", { name: "Every event type" }).check();
+    await twelve.getByRole("button", { name: "Save" }).click();
+    await twelve.getByText("The endpoint was created").waitFor();
+    const id = new URL(twelve.url()).pathname.split("/")[2];
+    await twelve.screenshot({ path: join(OUT, "screenshots", "17-limited-session.png"), fullPage: true });
+    // Another account's session sees none of it.
+    const thirteen = await (await browser.newContext()).newPage();
+    await thirteen.goto(await stack.link("acme", "--scope", "account_id=13"));
+    await thirteen.getByText("No endpoints yet").waitFor();
+    assert.equal((await thirteen.goto(`${stack.portal}/endpoints/${id}`)).status(), 404);
+    await twelve.context().close();
+    await thirteen.context().close();
+  });
+
   it("refuses a form without the session's CSRF token, then signs out", async () => {
     const forged = await page.request.post(`${stack.portal}/endpoints/${state.orders}/pause`, { form: { csrf: "0".repeat(32) } });
     assert.equal(forged.status(), 403);

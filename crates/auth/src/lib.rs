@@ -19,7 +19,7 @@ pub mod portal;
 
 use std::{collections::HashMap, fmt, time::SystemTime};
 
-use hookline_domain::TenantId;
+use hookline_domain::{Scope, TenantId};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status, metadata::MetadataValue, service::Interceptor};
@@ -85,6 +85,39 @@ impl Principal {
 
     pub fn is_service(&self) -> bool {
         matches!(self, Self::Service)
+    }
+
+    /// Whether this caller may see a subscription with `scope`: always,
+    /// except for a portal session limited to part of its tenant, which
+    /// sees only subscriptions whose scope lies within its own (so another
+    /// account's subscription is NOT_FOUND, exactly like another tenant's).
+    pub fn sees_scope(&self, scope: &Scope) -> bool {
+        match self {
+            Self::Portal(grant) => scope.within(&grant.scope),
+            _ => true,
+        }
+    }
+
+    /// The scope a limited portal session is held to; `None` for every
+    /// other caller (who sees whole tenants).
+    pub fn scope_limit(&self) -> Option<&Scope> {
+        match self {
+            Self::Portal(grant) if !grant.scope.is_empty() => Some(&grant.scope),
+            _ => None,
+        }
+    }
+
+    /// The scope a subscription this caller creates or changes gets: as
+    /// given, or for a limited portal session, narrowed into the session's
+    /// (labels it leaves out are filled in); a value outside the session's
+    /// answers PERMISSION_DENIED.
+    pub fn narrow_scope(&self, scope: &Scope) -> Result<Scope, Status> {
+        match self {
+            Self::Portal(grant) if !grant.scope.is_empty() => scope
+                .narrowed_to(&grant.scope)
+                .map_err(|e| Status::permission_denied(format!("{e} (this portal session's scope)"))),
+            _ => Ok(scope.clone()),
+        }
     }
 
     /// The principal a request was authenticated as, for the calls the
@@ -396,7 +429,13 @@ mod tests {
         let key = PortalKey::new(&"p".repeat(32)).expect("key");
         let a = auth().with_portal_key(key.clone());
         let acme = TenantId::parse("acme").expect("tenant");
-        let grant = PortalGrant { session: "ps_1".into(), tenant: acme.clone(), read_only: true, expires: u64::MAX };
+        let grant = PortalGrant {
+            session: "ps_1".into(),
+            tenant: acme.clone(),
+            read_only: true,
+            expires: u64::MAX,
+            scope: Default::default(),
+        };
         let who = a.authenticate(Some(&format!("Bearer {}", key.sign(&grant)))).expect("portal token");
         assert_eq!(who, Principal::Portal(grant.clone()));
         assert_eq!(who.tenant_for("").expect("own"), acme);
@@ -411,7 +450,13 @@ mod tests {
         // Without the key, portal tokens are refused, not looked up.
         let token = format!(
             "Bearer {}",
-            key.sign(&PortalGrant { session: "ps_2".into(), tenant: acme, read_only: false, expires: u64::MAX })
+            key.sign(&PortalGrant {
+                session: "ps_2".into(),
+                tenant: acme,
+                read_only: false,
+                expires: u64::MAX,
+                scope: Default::default(),
+            })
         );
         assert_eq!(auth().authenticate(Some(&token)).expect_err("disabled").code(), tonic::Code::Unauthenticated);
     }

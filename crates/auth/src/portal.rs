@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
-use hookline_domain::TenantId;
+use hookline_domain::{Scope, TenantId};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tonic::Status;
@@ -40,6 +40,11 @@ pub struct PortalGrant {
     /// Unix seconds after which the token is refused.
     #[serde(rename = "exp")]
     pub expires: u64,
+    /// The part of the tenant the session is limited to: it sees and
+    /// makes only subscriptions whose scope lies within this one
+    /// (`account_id ∈ {12}`). Empty: the whole tenant.
+    #[serde(rename = "sc", default, skip_serializing_if = "Scope::is_empty")]
+    pub scope: Scope,
 }
 
 impl PortalGrant {
@@ -180,6 +185,7 @@ mod tests {
             tenant: TenantId::parse("acme").expect("tenant"),
             read_only: true,
             expires,
+            scope: Scope::default(),
         }
     }
 

@@ -64,6 +64,36 @@ impl Scope {
         self.0.is_empty()
     }
 
+    /// Whether every event this scope lets through is also in `outer`: for
+    /// each label of `outer`, this scope names it and allows only values
+    /// `outer` allows (a scope without the label would let any value in).
+    pub fn within(&self, outer: &Scope) -> bool {
+        outer.0.iter().all(|(label, allowed)| self.0.get(label).is_some_and(|values| values.is_subset(allowed)))
+    }
+
+    /// This scope narrowed into `outer`: labels `outer` has and this one
+    /// lacks are added with `outer`'s values. Refused (naming the label)
+    /// when this scope allows a value `outer` does not.
+    pub fn narrowed_to(&self, outer: &Scope) -> Result<Scope, ValidationError> {
+        let mut labels = self.0.clone();
+        for (label, allowed) in &outer.0 {
+            match labels.get(label) {
+                None => {
+                    labels.insert(label.clone(), allowed.clone());
+                }
+                Some(values) if !values.is_subset(allowed) => {
+                    let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+                    return Err(ValidationError::new(
+                        format!("scope.{label}"),
+                        format!("may only hold {} here", allowed.join(", ")),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Scope::new(labels)
+    }
+
     pub fn matches(&self, attributes: &HashMap<String, String>) -> bool {
         self.0.iter().all(|(label, allowed)| attributes.get(label).is_some_and(|v| allowed.contains(v)))
     }
@@ -263,6 +293,24 @@ mod tests {
         assert!(s.matches(&attrs(&[("team_id", "2"), ("account_id", "9"), ("other", "x")])));
         assert!(!s.matches(&attrs(&[("team_id", "3"), ("account_id", "9")])));
         assert!(!s.matches(&attrs(&[("team_id", "1")])), "a missing label does not match");
+    }
+
+    #[test]
+    fn a_scope_is_within_another_only_if_it_lets_no_other_value_through() {
+        let outer = scope(&[("account_id", &["12", "13"])]);
+        assert!(scope(&[("account_id", &["12"]), ("team", &["a"])]).within(&outer));
+        assert!(!scope(&[("account_id", &["12", "14"])]).within(&outer));
+        assert!(!Scope::default().within(&outer), "no label: every account");
+        assert!(Scope::default().within(&Scope::default()));
+        let filled = Scope::default().narrowed_to(&outer).expect("filled in");
+        assert_eq!(filled, outer);
+        let kept = scope(&[("account_id", &["13"])]).narrowed_to(&outer).expect("already within");
+        assert_eq!(kept, scope(&[("account_id", &["13"])]));
+        let refused = scope(&[("account_id", &["99"])]).narrowed_to(&outer).expect_err("outside");
+        assert!(
+            refused.to_string().contains("scope.account_id") && refused.to_string().contains("12, 13"),
+            "{refused}"
+        );
     }
 
     #[test]

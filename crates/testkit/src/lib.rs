@@ -509,9 +509,22 @@ pub async fn health(addr: std::net::SocketAddr) -> i32 {
 /// hour, as `ExchangePortalCode` would hand out: for suites that test what
 /// the other services let a portal session do.
 pub fn portal_token(key: &str, tenant: &str, read_only: bool) -> String {
+    portal_token_within(key, tenant, read_only, &[])
+}
+
+/// [`portal_token`] for a session limited to part of the tenant: `scope`
+/// is (label, allowed values) pairs.
+pub fn portal_token_within(key: &str, tenant: &str, read_only: bool, scope: &[(&str, &[&str])]) -> String {
     let key = hookline_auth::PortalKey::new(key).expect("portal key of at least 32 characters");
     let expires =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs() + 3600;
     let tenant = hookline_domain::TenantId::parse(tenant).expect("tenant id");
-    key.sign(&hookline_auth::PortalGrant { session: "ps_test".into(), tenant, read_only, expires })
+    let scope = hookline_domain::Scope::new(
+        scope
+            .iter()
+            .map(|(label, values)| ((*label).to_owned(), values.iter().map(|v| (*v).to_owned()).collect()))
+            .collect(),
+    )
+    .expect("valid scope");
+    key.sign(&hookline_auth::PortalGrant { session: "ps_test".into(), tenant, read_only, expires, scope })
 }

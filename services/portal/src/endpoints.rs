@@ -17,7 +17,7 @@ use maud::{Markup, PreEscaped, html};
 
 use crate::{
     Answer, App, Refusal, User,
-    forms::{Draft, Fields},
+    forms::{self, Draft, Fields},
     pages::{self, Page, Section},
 };
 
@@ -52,6 +52,10 @@ pub(crate) async fn list(State(app): State<App>, mut user: User, Query(q): Query
     let body = html! {
         (pages::notice(q.done.as_deref()))
         h1 { "Endpoints" }
+        @let scope = session_scope(&user);
+        @if !scope.is_empty() {
+            p.hint { "This session covers only " @for line in scope.lines() { code { (line) } " " } "." }
+        }
         @if can_change { p { a.button href="/endpoints/new" { "Add an endpoint" } } }
         @if list.subscriptions.is_empty() {
             p { "No endpoints yet." }
@@ -136,9 +140,18 @@ fn form(user: &User, action: &str, draft: &Draft, catalog: &[v1::EventType], pro
     }
 }
 
+/// A limited session's scope as the form writes it ("" for a whole tenant).
+fn session_scope(user: &User) -> String {
+    user.session.claims().map_or_else(String::new, |grant| {
+        forms::scope_text(grant.scope.labels().iter().map(|(k, v)| (k.as_str(), v.iter().cloned().collect())))
+    })
+}
+
 pub(crate) async fn new(State(app): State<App>, mut user: User) -> Answer {
     let catalog = user.catalog(&app).await?;
-    let body = html! { h1 { "Add an endpoint" } (form(&user, "/endpoints", &Draft::default(), &catalog, None)) };
+    // A limited session's endpoints are within its scope: start from it.
+    let draft = Draft { scope: session_scope(&user), ..Draft::default() };
+    let body = html! { h1 { "Add an endpoint" } (form(&user, "/endpoints", &draft, &catalog, None)) };
     Ok(app.page(Page::of(&user, Section::Endpoints, "Add an endpoint", body)))
 }
 

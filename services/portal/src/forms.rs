@@ -85,8 +85,7 @@ impl Draft {
     pub(crate) fn from_subscription(s: &v1::Subscription, catalog: &[String]) -> Self {
         let (ticked, other): (Vec<String>, Vec<String>) =
             s.event_types.iter().cloned().partition(|t| t == "*" || catalog.contains(t));
-        let mut scope: Vec<_> = s.scope.iter().map(|(k, v)| format!("{k} = {}", v.values.join(", "))).collect();
-        scope.sort();
+        let scope = scope_text(s.scope.iter().map(|(k, v)| (k.as_str(), v.values.clone())));
         let mut headers: Vec<_> = s.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         headers.sort();
         Self {
@@ -96,7 +95,7 @@ impl Draft {
             other_types: other.join(", "),
             headers: headers.join("\n"),
             filters: s.filters.iter().map(filter_line).collect::<Vec<_>>().join("\n"),
-            scope: scope.join("\n"),
+            scope,
             version: s.version,
         }
     }
@@ -135,6 +134,13 @@ impl Draft {
             ..Default::default()
         })
     }
+}
+
+/// A scope as the form writes it: `label = value, value` per line, sorted.
+pub(crate) fn scope_text<'a>(labels: impl Iterator<Item = (&'a str, Vec<String>)>) -> String {
+    let mut lines: Vec<String> = labels.map(|(label, values)| format!("{label} = {}", values.join(", "))).collect();
+    lines.sort();
+    lines.join("\n")
 }
 
 /// Non-empty lines, numbered from 1.

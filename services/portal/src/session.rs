@@ -42,7 +42,13 @@ impl Session {
     /// without the key, to leave out forms it could not use; the services
     /// enforce it whatever this says.
     pub(crate) fn read_only(&self) -> bool {
-        hookline_auth::PortalGrant::read_unverified(&self.token).is_some_and(|g| g.read_only)
+        self.claims().is_some_and(|g| g.read_only)
+    }
+
+    /// The session's claims, read the same way and for the same use only:
+    /// what to show (its scope, its forms), never who may do what.
+    pub(crate) fn claims(&self) -> Option<hookline_auth::PortalGrant> {
+        hookline_auth::PortalGrant::read_unverified(&self.token)
     }
 
     pub(crate) fn csrf_matches(&self, sent: &str) -> bool {

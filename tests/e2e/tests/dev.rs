@@ -56,10 +56,8 @@ async fn the_demo_leaves_a_customer_portal_open_behind_the_link_it_prints_until_
     let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
     let link = tokio::time::timeout(WAIT, async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("http://") {
-                if line.contains("/enter?code=") {
-                    return line[at..].trim().to_owned();
-                }
+            if let Some(at) = line.find("http://").filter(|_| line.contains("/enter?code=")) {
+                return line[at..].trim().to_owned();
             }
         }
         panic!("the demo ended without printing a portal link");

@@ -11,7 +11,7 @@ mod time;
 
 pub use catalog::{event_type_to_proto, settings_to_proto};
 pub use subscription::{
-    secrets_from_proto, secrets_to_proto, spec_from_proto, state_cause_from_proto, state_to_proto,
-    subscription_from_proto, subscription_to_proto,
+    scope_from_proto, scope_to_proto, secrets_from_proto, secrets_to_proto, spec_from_proto, state_cause_from_proto,
+    state_to_proto, subscription_from_proto, subscription_to_proto,
 };
 pub use time::{MAX_UNIX_MS, duration_from_proto, timestamp, timestamp_from_proto, timestamp_from_unix_ms};

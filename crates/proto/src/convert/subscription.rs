@@ -1,6 +1,9 @@
 //! Subscriptions, their specs, states and secrets.
 
-use std::{collections::BTreeSet, time::SystemTime};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::SystemTime,
+};
 
 use hookline_domain::{
     EndpointUrl, EventTypePattern, ExtraHeaders, FilterOp, Metadata, Ordering, PayloadFilter, PayloadFormat, RateLimit,
@@ -11,13 +14,22 @@ use hookline_domain::{
 use super::{duration_from_proto, timestamp, timestamp_from_proto};
 use crate::v1;
 
+/// A wire scope (label -> values), validated.
+pub fn scope_from_proto(scope: &HashMap<String, v1::ScopeValues>) -> Result<Scope, ValidationError> {
+    Scope::new(
+        scope.iter().map(|(label, v)| (label.clone(), v.values.iter().cloned().collect::<BTreeSet<_>>())).collect(),
+    )
+}
+
+pub fn scope_to_proto(scope: &Scope) -> HashMap<String, v1::ScopeValues> {
+    scope.labels().iter().map(|(k, vs)| (k.clone(), v1::ScopeValues { values: vs.iter().cloned().collect() })).collect()
+}
+
 /// The client-settable part of a wire subscription, fully validated.
 /// Output-only fields (`id`, `state`, times, `version`) are ignored.
 pub fn spec_from_proto(p: &v1::Subscription) -> Result<SubscriptionSpec, ValidationError> {
     let event_types = p.event_types.iter().map(|t| EventTypePattern::parse(t)).collect::<Result<_, _>>()?;
-    let scope = Scope::new(
-        p.scope.iter().map(|(label, v)| (label.clone(), v.values.iter().cloned().collect::<BTreeSet<_>>())).collect(),
-    )?;
+    let scope = scope_from_proto(&p.scope)?;
     let filters = p
         .filters
         .iter()
@@ -113,12 +125,7 @@ fn spec_into_proto(spec: &SubscriptionSpec, out: &mut v1::Subscription) {
     out.name.clone_from(&spec.name);
     out.url = spec.url.to_string();
     out.event_types = spec.event_types.iter().map(|p| p.as_str().to_owned()).collect();
-    out.scope = spec
-        .scope
-        .labels()
-        .iter()
-        .map(|(k, vs)| (k.clone(), v1::ScopeValues { values: vs.iter().cloned().collect() }))
-        .collect();
+    out.scope = scope_to_proto(&spec.scope);
     out.filters = spec
         .filters
         .iter()

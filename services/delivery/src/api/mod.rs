@@ -73,9 +73,20 @@ impl Api {
         }
         state
             .get(parsed)
-            .filter(|c| who.can_access(&c.subscription.tenant))
+            .filter(|c| who.can_access(&c.subscription.tenant) && who.sees_scope(&c.subscription.spec.scope))
             .cloned()
             .ok_or_else(|| Status::not_found(format!("subscription {id} not found")))
+    }
+
+    /// Whether `who` may see deliveries to subscription `id`: anyone who
+    /// sees its tenant, except a limited portal session, which sees only
+    /// subscriptions (still known to the cache) within its scope.
+    fn sees_subscription_of(&self, who: &Principal, id: &str) -> bool {
+        let Some(limit) = who.scope_limit() else { return true };
+        SubscriptionId::parse(id, "subscription_id")
+            .ok()
+            .and_then(|id| self.cache.state().get(id).map(|c| c.subscription.spec.scope.within(limit)))
+            .unwrap_or(false)
     }
 
     /// A delivery the caller may see, with its partition.
@@ -89,7 +100,8 @@ impl Api {
         for keys in candidates {
             let found = read_records(&mut conn, &keys, std::slice::from_ref(&parsed)).await.map_err(storage_error)?;
             if let Some(record) = found.into_iter().next() {
-                let visible = hookline_domain::TenantId::parse(&record.tenant).is_ok_and(|t| who.can_access(&t));
+                let visible = hookline_domain::TenantId::parse(&record.tenant).is_ok_and(|t| who.can_access(&t))
+                    && self.sees_subscription_of(who, &record.subscription_id);
                 if visible {
                     return Ok((keys, record));
                 }

@@ -103,7 +103,8 @@ impl Api {
                 cursor = Some(item.position);
                 // A record past its retention is gone before its entry.
                 let Some(record) = by_id.get(item.delivery_id.as_str()) else { continue };
-                let wanted = status.is_none_or(|s| convert::status(&record.status) == s)
+                let wanted = self.sees_subscription_of(who, &record.subscription_id)
+                    && status.is_none_or(|s| convert::status(&record.status) == s)
                     && (req.event_id.is_empty() || record.event_id == req.event_id)
                     && (req.event_type.is_empty() || record.event_type == req.event_type);
                 if !wanted {
@@ -171,7 +172,14 @@ impl Api {
             return Ok((sub.subscription.tenant.to_string(), vec![subscription_id.to_owned()]));
         }
         let tenant = who.tenant_for(tenant_id)?;
-        let ids = self.cache.state().for_tenant(&tenant).iter().map(|c| c.subscription.id.to_string()).collect();
+        let ids = self
+            .cache
+            .state()
+            .for_tenant(&tenant)
+            .iter()
+            .filter(|c| who.sees_scope(&c.subscription.spec.scope))
+            .map(|c| c.subscription.id.to_string())
+            .collect();
         Ok((tenant.to_string(), ids))
     }
 

@@ -193,14 +193,20 @@ pub(crate) enum Portal {
         /// the service's (1 h).
         #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
         lifetime: Option<std::time::Duration>,
+        /// Limit the session to part of the tenant, `label=value[,value]`
+        /// (e.g. `account_id=12`); repeat for more labels. It then sees and
+        /// makes only subscriptions within that scope.
+        #[arg(long = "scope", value_parser = parse_header)]
+        scope: Vec<(String, String)>,
     },
 }
 
+/// `name=value`: a header (`Name=value`) or a scope label (`label=a,b`).
 fn parse_header(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("`{text}`: write a header as Name=value"))
+        .ok_or_else(|| format!("`{text}`: write it as name=value"))
 }
 
 /// The delivery states a replay can pick.
@@ -412,7 +418,7 @@ pub(crate) async fn event_types(conn: Connection, command: EventTypes) -> ExitCo
 
 pub(crate) async fn portal(conn: Connection, command: Portal) -> ExitCode {
     let url = &conn.subscriptions_url.clone();
-    let Portal::Link { tenant, read_only, lifetime } = command;
+    let Portal::Link { tenant, read_only, lifetime, scope } = command;
     let session_lifetime = match lifetime.map(prost_types::Duration::try_from).transpose() {
         Ok(lifetime) => lifetime,
         Err(e) => {
@@ -420,7 +426,14 @@ pub(crate) async fn portal(conn: Connection, command: Portal) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let request = v1::CreatePortalSessionRequest { tenant_id: tenant, read_only, session_lifetime };
+    let scope = scope
+        .into_iter()
+        .map(|(label, values)| {
+            let values = values.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+            (label, v1::ScopeValues { values })
+        })
+        .collect();
+    let request = v1::CreatePortalSessionRequest { tenant_id: tenant, read_only, session_lifetime, scope };
     conn.run(url, |c| async move {
         Ok(SubscriptionServiceClient::new(c).create_portal_session(request).await?.into_inner())
     })

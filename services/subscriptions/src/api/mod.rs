@@ -56,11 +56,17 @@ impl<S: SubscriptionStore> Api<S> {
     }
 
     /// The subscription, if it exists and the caller may see it. Another
-    /// tenant's subscription is NOT_FOUND, exactly like a missing one.
+    /// tenant's subscription is NOT_FOUND, exactly like a missing one (and
+    /// so is one outside a limited portal session's scope).
     async fn load(&self, principal: &Principal, id: &str) -> Result<StoredSubscription, ServiceError> {
         let id = SubscriptionId::parse(id, "id")?;
         match self.store.get(id).await.map_err(store_error)? {
-            Some(rec) if principal.can_access(&rec.subscription.tenant) => Ok(rec),
+            Some(rec)
+                if principal.can_access(&rec.subscription.tenant)
+                    && principal.sees_scope(&rec.subscription.spec.scope) =>
+            {
+                Ok(rec)
+            }
             _ => Err(ServiceError::NotFound(format!("subscription {id}"))),
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use hookline_auth::{PortalGrant, PortalKey, PortalLink, Principal};
 use hookline_proto::{
-    convert::{duration_from_proto, timestamp},
+    convert::{duration_from_proto, scope_from_proto, scope_to_proto, timestamp},
     v1,
 };
 use tonic::Status;
@@ -61,6 +61,7 @@ impl<S: SubscriptionStore> Api<S> {
                     ))
                 })?,
         };
+        let scope = scope_from_proto(&req.scope)?;
         let link_expires = now() + portal.section.link_ttl;
         let link = PortalLink {
             opens: PortalGrant {
@@ -68,6 +69,7 @@ impl<S: SubscriptionStore> Api<S> {
                 tenant,
                 read_only: req.read_only,
                 expires: unix_seconds(link_expires),
+                scope,
             },
             session_seconds: lifetime.as_secs(),
         };
@@ -106,6 +108,7 @@ impl<S: SubscriptionStore> Api<S> {
             tenant_id: grant.tenant.to_string(),
             read_only: grant.read_only,
             expire_time: Some(timestamp(grant.expire_time())),
+            scope: scope_to_proto(&grant.scope),
         })
     }
 }

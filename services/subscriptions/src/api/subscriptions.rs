@@ -45,7 +45,8 @@ impl<S: SubscriptionStore> Api<S> {
     ) -> Result<v1::CreateSubscriptionResponse, ServiceError> {
         let proto = req.subscription.ok_or_else(|| ServiceError::BadRequest("subscription: is required".into()))?;
         let tenant = who.tenant_for(&proto.tenant_id).map_err(|s| ServiceError::from_status(&s))?;
-        let spec = spec_from_proto(&proto)?;
+        let mut spec = spec_from_proto(&proto)?;
+        spec.scope = who.narrow_scope(&spec.scope).map_err(|s| ServiceError::from_status(&s))?;
         self.check_spec(&tenant, &spec, &spec.event_types.iter().collect::<Vec<_>>()).await?;
         let secret = if req.secret.is_empty() { SigningSecret::generate() } else { SigningSecret::parse(&req.secret)? };
         let at = now();
@@ -108,7 +109,8 @@ impl<S: SubscriptionStore> Api<S> {
             return Err(ServiceError::BadRequest("scope_value: needs scope_label".into()));
         }
         let wanted = |s: &Subscription| {
-            event_type.as_ref().is_none_or(|t| s.spec.event_types.iter().any(|p| p.matches(t.as_str())))
+            who.sees_scope(&s.spec.scope)
+                && event_type.as_ref().is_none_or(|t| s.spec.event_types.iter().any(|p| p.matches(t.as_str())))
                 && state.is_none_or(|st| state_to_proto(&s.state) == st)
                 && (req.scope_label.is_empty()
                     || s.spec
@@ -185,7 +187,8 @@ impl<S: SubscriptionStore> Api<S> {
             for path in &paths {
                 merge_field(&mut merged, &proto, path);
             }
-            let spec = spec_from_proto(&merged)?;
+            let mut spec = spec_from_proto(&merged)?;
+            spec.scope = who.narrow_scope(&spec.scope).map_err(|s| ServiceError::from_status(&s))?;
             let added: Vec<_> = spec.event_types.iter().filter(|p| !sub.spec.event_types.contains(p)).collect();
             self.check_spec(&sub.tenant, &spec, &added).await?;
             let next = StoredSubscription {

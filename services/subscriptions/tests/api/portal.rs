@@ -150,3 +150,56 @@ async fn session_lifetimes_are_bounded_and_portals_can_be_off() {
     let err = off.client(&session.token).await.list_subscriptions(v1::ListSubscriptionsRequest::default()).await;
     assert_eq!(err.unwrap_err().code(), Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn a_session_limited_to_an_account_sees_and_makes_only_that_accounts_subscriptions() {
+    let (_redis, service, mut acme) = setup().await;
+    let scoped = |url: &str, account: &str| v1::Subscription {
+        scope: [("account_id".to_owned(), v1::ScopeValues { values: vec![account.into()] })].into(),
+        ..subscription(url, &["a"])
+    };
+    let mine = create(&mut acme, scoped("https://acme.example/12", "12")).await.unwrap().subscription.unwrap();
+    let other = create(&mut acme, scoped("https://acme.example/13", "13")).await.unwrap().subscription.unwrap();
+    let whole =
+        create(&mut acme, subscription("https://acme.example/all", &["a"])).await.unwrap().subscription.unwrap();
+    let request = v1::CreatePortalSessionRequest {
+        scope: [("account_id".to_owned(), v1::ScopeValues { values: vec!["12".into()] })].into(),
+        ..Default::default()
+    };
+    let created = acme.create_portal_session(request).await.unwrap().into_inner();
+    let session = exchange(&service, &created.code).await.unwrap();
+    assert_eq!(session.scope["account_id"].values, ["12"]);
+    let mut portal = service.client(&session.token).await;
+
+    let listed = portal.list_subscriptions(v1::ListSubscriptionsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(listed.subscriptions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [mine.id.as_str()]);
+    // Another account's, and the tenant-wide one (it receives every
+    // account's events), are not there at all.
+    for id in [&other.id, &whole.id] {
+        let err = portal.get_subscription(v1::GetSubscriptionRequest { id: id.clone() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        let err = portal.pause_subscription(v1::PauseSubscriptionRequest { id: id.clone(), ..Default::default() });
+        assert_eq!(err.await.unwrap_err().code(), Code::NotFound);
+    }
+    // What it creates is within its scope: filled in when left out...
+    let made = create(&mut portal, subscription("https://acme.example/new", &["a"])).await.unwrap();
+    assert_eq!(made.subscription.unwrap().scope["account_id"].values, ["12"]);
+    // ...refused when it names another account, on create and on update.
+    let err = create(&mut portal, scoped("https://acme.example/x", "13")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("scope.account_id"), "{}", err.message());
+    let update = v1::UpdateSubscriptionRequest {
+        subscription: Some(v1::Subscription { id: mine.id.clone(), ..scoped("https://acme.example/12", "13") }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["scope".into()] }),
+        ..Default::default()
+    };
+    assert_eq!(portal.update_subscription(update).await.unwrap_err().code(), Code::PermissionDenied);
+    // Clearing the scope puts the session's back rather than widening it.
+    let update = v1::UpdateSubscriptionRequest {
+        subscription: Some(v1::Subscription { id: mine.id.clone(), ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["scope".into()] }),
+        ..Default::default()
+    };
+    let updated = portal.update_subscription(update).await.unwrap().into_inner();
+    assert_eq!(updated.scope["account_id"].values, ["12"]);
+}
