@@ -321,8 +321,13 @@ describe("the customer portal", () => {
     const forged = await page.request.post(`${stack.portal}/endpoints/${state.orders}/pause`, { form: { csrf: "0".repeat(32) } });
     assert.equal(forged.status(), 403);
     await page.goto(`${stack.portal}/endpoints`);
+    const cookie = (await page.context().cookies()).find((c) => c.name === "hookline_portal");
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByText("You have left the webhooks portal").waitFor();
     assert.equal((await page.goto(`${stack.portal}/endpoints`)).status(), 401);
+    // Signing out ended the session for every service, not only this cookie.
+    await page.context().addCookies([cookie]);
+    assert.equal((await page.goto(`${stack.portal}/endpoints`)).status(), 401);
+    await page.getByText("Your session has ended").waitFor();
   });
 });

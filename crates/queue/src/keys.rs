@@ -30,6 +30,7 @@
 //! | `{p:owners:<group>}:members` | zset | fanout, delivery | live replicas of a consumer group, scored by expiry (ms) |
 //! | `{p:owners:<group>}:leases` | hash | fanout, delivery | partition → `<consumer> <expiry ms>`: which replica works it |
 //! | `{p:subs}:revision` | counter | subscriptions | the subscription change-log revision (read by fanout to fence) |
+//! | `{p:subs}:portal:ended:<tenant>:<session>` | string | subscriptions | a portal session ended early (EndPortalSession); subscriptions and delivery refuse its token while the key lives (as long as the session could) |
 
 /// The consumer group of fan-out workers on each events stream.
 pub const FANOUT_GROUP: &str = "fanout";
@@ -41,6 +42,22 @@ pub const DELIVERY_GROUP: &str = "delivery";
 /// the event was published.
 pub fn subscriptions_revision_key(prefix: &str) -> String {
     format!("{{{prefix}:subs}}:revision")
+}
+
+/// A portal session ended before its token expired. Namespaced by tenant,
+/// so a tenant can end only its own customers' sessions.
+pub fn portal_session_ended_key(prefix: &str, tenant: &str, session: &str) -> String {
+    format!("{{{prefix}:subs}}:portal:ended:{tenant}:{session}")
+}
+
+/// Whether a portal session was ended (see [`portal_session_ended_key`]).
+pub async fn portal_session_ended(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    tenant: &str,
+    session: &str,
+) -> redis::RedisResult<bool> {
+    redis::cmd("EXISTS").arg(portal_session_ended_key(prefix, tenant, session)).query_async(conn).await
 }
 
 /// The identity of the subscription service's change log: a random id,

@@ -36,8 +36,8 @@ pub use fence::{Fence, current_fence};
 pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};
 pub use group::{ConsumerGroup, StreamMessage, is_missing_group};
 pub use keys::{
-    DELIVERY_GROUP, FANOUT_GROUP, OwnershipKeys, PartitionKeys, Partitions, slot_tags, subscriptions_log_id_key,
-    subscriptions_revision_key,
+    DELIVERY_GROUP, FANOUT_GROUP, OwnershipKeys, PartitionKeys, Partitions, portal_session_ended,
+    portal_session_ended_key, slot_tags, subscriptions_log_id_key, subscriptions_revision_key,
 };
 pub use ownership::{LiveMembers, Ownership, OwnershipMode, OwnershipSettings};
 pub use record::{EventRecord, FanoutState, RECORD_HEADER_LEN, RecordError, RecordMeta, read_event_records};

@@ -11,11 +11,13 @@ mod admin;
 mod binary;
 pub mod config;
 mod incoming;
+mod sessions;
 mod telemetry;
 
 pub use admin::{Readiness, metrics_handle, serve_admin, spawn_admin};
 pub use binary::{ServiceArgs, run_binary};
 pub use incoming::{ConnectionLimits, Limited, incoming};
+pub use sessions::{EndedCheck, EndedSessionGuard};
 pub use telemetry::{GrpcTelemetry, GrpcTelemetryLayer};
 
 use std::{future::Future, path::PathBuf, time::Duration};

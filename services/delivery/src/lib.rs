@@ -184,10 +184,12 @@ pub async fn serve(
         })
         .await;
     });
-    let router =
-        hookline_server::builder(config.tls.as_ref(), &config.connections)?.add_service(health_service).add_service(
+    let router = hookline_server::builder(config.tls.as_ref(), &config.connections)?
+        .add_service(health_service)
+        .add_service(hookline_server::EndedSessionGuard::new(
             tonic::service::interceptor::InterceptedService::new(DeliveryServiceServer::new(api), authenticator),
-        );
+            ended_sessions(redis.clone(), partitions.prefix().to_owned()),
+        ));
     let router = hookline_server::with_reflection(router, &[<DeliveryServiceServer<api::Api> as NamedService>::NAME])?;
     tracing::info!(addr = %listener.local_addr().map_err(ServerError::from)?, partitions = partitions.count(), "delivery service listening");
     hookline_server::serve(router, listener, &config.connections, shutdown, stop_tx, config.shutdown_grace).await?;
@@ -203,4 +205,18 @@ pub async fn serve(
 fn default_consumer_name() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "delivery".into());
     format!("{host}-{}", std::process::id())
+}
+
+/// Whether a portal session was ended (EndPortalSession, in the subscription
+/// service's keys): such a session's calls are refused before the API.
+fn ended_sessions<C>(conn: C, prefix: String) -> hookline_server::EndedCheck
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    std::sync::Arc::new(move |tenant, session| {
+        let (mut conn, prefix) = (conn.clone(), prefix.clone());
+        Box::pin(async move {
+            hookline_queue::portal_session_ended(&mut conn, &prefix, &tenant, &session).await.unwrap_or(false)
+        })
+    })
 }

@@ -317,9 +317,16 @@ async fn enter(
     }
 }
 
-/// Ends the session in this browser (the token expires on its own).
-async fn logout(State(app): State<App>, user: User, form: Fields) -> Answer {
+/// Ends the session: for every service (EndPortalSession), and in this
+/// browser (the cookie is cleared).
+async fn logout(State(app): State<App>, mut user: User, form: Fields) -> Answer {
     user.check(&app, &form)?;
+    if let Err(status) = user.subs.end_portal_session(v1::EndPortalSessionRequest::default()).await {
+        // Already ended or expired: signing out is done all the same.
+        if status.code() != Code::Unauthenticated {
+            return Err(app.refused(&status));
+        }
+    }
     let mut response = app.page(Page::signed_out());
     response.headers_mut().insert(header::SET_COOKIE, session::clear_cookie(app.config.secure_cookies));
     Ok(response)

@@ -104,7 +104,10 @@ pub async fn serve(
 
     let router = hookline_server::builder(config.tls.as_ref(), &config.connections)?
         .add_service(health_service)
-        .add_service(SubscriptionServiceServer::with_interceptor(api, authenticator));
+        .add_service(hookline_server::EndedSessionGuard::new(
+            SubscriptionServiceServer::with_interceptor(api, authenticator),
+            ended_sessions(store.clone()),
+        ));
     let router = hookline_server::with_reflection(
         router,
         &[<SubscriptionServiceServer<api::Api<RedisStore>> as NamedService>::NAME],
@@ -112,4 +115,12 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr().map_err(ServerError::from)?, tls = config.tls.is_some(), "subscription service listening");
     hookline_server::serve(router, listener, &config.connections, shutdown, stop_tx, config.shutdown_grace).await?;
     Ok(())
+}
+
+/// The guard's check: whether a portal session was ended (EndPortalSession).
+fn ended_sessions(store: Arc<RedisStore>) -> hookline_server::EndedCheck {
+    Arc::new(move |tenant, session| {
+        let store = store.clone();
+        Box::pin(async move { store.portal_session_ended(&tenant, &session).await.unwrap_or(false) })
+    })
 }

@@ -197,4 +197,14 @@ async fn a_portal_link_opens_a_session_the_other_services_honour() {
     assert!(String::from_utf8_lossy(&publish.stderr).contains("portal session"));
     let again = exchange.exchange_portal_code(v1::ExchangePortalCodeRequest {}).await.unwrap_err();
     assert_eq!(again.code(), tonic::Code::Unauthenticated);
+
+    // The tenant ends the session: subscriptions and delivery both refuse it.
+    let sid = link["session_id"].as_str().unwrap();
+    let ended = hookline(&stack, Some(TOKEN), &["portal", "end", sid]).await;
+    assert!(ended.status.success(), "{}", String::from_utf8_lossy(&ended.stderr));
+    for command in [["subscriptions", "list"], ["deliveries", "list"]] {
+        let refused = hookline(&stack, Some(&session.token), &command).await;
+        assert_eq!(refused.status.code(), Some(1), "{command:?}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("has been ended"), "{command:?}");
+    }
 }

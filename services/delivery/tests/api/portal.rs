@@ -101,3 +101,17 @@ async fn a_session_limited_to_an_account_sees_only_that_accounts_deliveries_and_
     let summary = portal.get_delivery_summary(v1::GetDeliverySummaryRequest::default()).await.unwrap().into_inner();
     assert_eq!((summary.subscriptions, summary.succeeded), (1, 1));
 }
+
+#[tokio::test]
+async fn an_ended_session_is_refused_here_too() {
+    let stack = Stack::start().await;
+    let token = portal_token(PORTAL_KEY, "acme", false);
+    let mut portal = stack.client_for(&token).await;
+    portal.list_deliveries(v1::ListDeliveriesRequest::default()).await.unwrap();
+    // The session ends itself, as the portal's sign-out does.
+    let mut subs = stack.subs_client_for(&token).await;
+    subs.end_portal_session(v1::EndPortalSessionRequest::default()).await.unwrap();
+    let err = portal.list_deliveries(v1::ListDeliveriesRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("has been ended"), "{}", err.message());
+}

@@ -153,6 +153,14 @@ impl Stack {
         self.delivery = Some(running);
     }
 
+    /// The subscription service, as `token`.
+    pub async fn subs_client_for(&self, token: &str) -> Subs {
+        SubscriptionServiceClient::with_interceptor(
+            channel(self.subscriptions.url()).await,
+            BearerToken::new(token).unwrap(),
+        )
+    }
+
     pub async fn client_for(&self, token: &str) -> Deliveries {
         let url = self.delivery.as_ref().unwrap().url();
         DeliveryServiceClient::with_interceptor(channel(url).await, BearerToken::new(token).unwrap())

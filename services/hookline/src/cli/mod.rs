@@ -199,6 +199,15 @@ pub(crate) enum Portal {
         #[arg(long = "scope", value_parser = parse_header)]
         scope: Vec<(String, String)>,
     },
+    /// End a portal session now (its link too, if not yet opened): every
+    /// service refuses it from then on.
+    End {
+        /// The session's id ("ps_...", printed by `portal link`).
+        session_id: String,
+        /// The tenant (with an admin token; a tenant token names its own).
+        #[arg(long, default_value = "")]
+        tenant: String,
+    },
 }
 
 /// `name=value`: a header (`Name=value`) or a scope label (`label=a,b`).
@@ -418,7 +427,18 @@ pub(crate) async fn event_types(conn: Connection, command: EventTypes) -> ExitCo
 
 pub(crate) async fn portal(conn: Connection, command: Portal) -> ExitCode {
     let url = &conn.subscriptions_url.clone();
-    let Portal::Link { tenant, read_only, lifetime, scope } = command;
+    let (tenant, read_only, lifetime, scope) = match command {
+        Portal::Link { tenant, read_only, lifetime, scope } => (tenant, read_only, lifetime, scope),
+        Portal::End { session_id, tenant } => {
+            let request = v1::EndPortalSessionRequest { session_id: session_id.clone(), tenant_id: tenant };
+            return conn
+                .run(url, |c| async move {
+                    SubscriptionServiceClient::new(c).end_portal_session(request).await?;
+                    Ok(output::Ended(session_id))
+                })
+                .await;
+        }
+    };
     let session_lifetime = match lifetime.map(prost_types::Duration::try_from).transpose() {
         Ok(lifetime) => lifetime,
         Err(e) => {

@@ -204,6 +204,18 @@ impl Render for Deleted {
     }
 }
 
+/// An ended portal session's id.
+pub(crate) struct Ended(pub(crate) String);
+
+impl Render for Ended {
+    fn json(&self) -> Value {
+        json!({ "ended": self.0 })
+    }
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        (vec!["ENDED SESSION"], vec![vec![self.0.clone()]])
+    }
+}
+
 impl Render for v1::RotateSecretResponse {
     fn json(&self) -> Value {
         json!({ "secret": self.secret, "previous_secret_expire_time": time(self.previous_secret_expire_time.as_ref()) })

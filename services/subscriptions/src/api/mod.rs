@@ -298,6 +298,12 @@ impl<S: SubscriptionStore> SubscriptionService for Api<S> {
         Ok(Response::new(self.exchange_portal_code(link).await?))
     }
 
+    async fn end_portal_session(&self, request: Request<v1::EndPortalSessionRequest>) -> Result<Response<()>, Status> {
+        let who = principal(&request)?;
+        self.end_portal_session(&who, request.into_inner()).await?;
+        Ok(Response::new(()))
+    }
+
     type WatchSubscriptionsStream = WatchStream;
 
     async fn watch_subscriptions(

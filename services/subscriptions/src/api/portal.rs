@@ -91,9 +91,50 @@ impl<S: SubscriptionStore> Api<S> {
         })
     }
 
+    /// Ends a session early (see `EndPortalSession`).
+    pub(super) async fn end_portal_session(
+        &self,
+        who: &Principal,
+        req: v1::EndPortalSessionRequest,
+    ) -> Result<(), ServiceError> {
+        let portal = self.portal()?;
+        let (tenant, session, lasts) = match who {
+            // A session ends itself; its token says how long it could last.
+            Principal::Portal(grant) => {
+                if !req.session_id.is_empty() && req.session_id != grant.session {
+                    return Err(ServiceError::PermissionDenied(
+                        "a portal session can end only itself; use the tenant's token to end another".into(),
+                    ));
+                }
+                let lasts = grant.expire_time().duration_since(now()).unwrap_or_default();
+                (grant.tenant.clone(), grant.session.clone(), lasts)
+            }
+            _ => {
+                let tenant = who.tenant_for(&req.tenant_id).map_err(|s| ServiceError::from_status(&s))?;
+                let well_formed =
+                    req.session_id.strip_prefix("ps_").is_some_and(|u| ulid::Ulid::from_string(u).is_ok());
+                if !well_formed {
+                    return Err(ServiceError::BadRequest(
+                        "session_id: a portal session id (\"ps_\" + ULID) from CreatePortalSession".into(),
+                    ));
+                }
+                // Unknown here: as long as any of its links or sessions could live.
+                let lasts = portal.section.link_ttl + portal.section.max_session_lifetime;
+                (tenant, req.session_id, lasts)
+            }
+        };
+        self.store.end_portal_session(&tenant, &session, lasts).await.map_err(store_error)?;
+        tracing::info!(%session, %tenant, "portal session ended");
+        Ok(())
+    }
+
     pub(super) async fn exchange_portal_code(&self, link: PortalLink) -> Result<v1::PortalSession, Status> {
         let portal = self.portal()?;
         let at = now();
+        let opens = &link.opens;
+        if self.store.portal_session_ended(opens.tenant.as_str(), &opens.session).await.map_err(store_error)? {
+            return Err(Status::unauthenticated("this portal link has been withdrawn; ask for a new one"));
+        }
         let remaining = link.opens.expire_time().duration_since(at).unwrap_or_default();
         if !self.store.claim_portal_link(&link.opens.session, remaining).await.map_err(store_error)? {
             return Err(Status::unauthenticated(

@@ -169,6 +169,22 @@ pub(crate) trait SubscriptionStore: Send + Sync + 'static {
         session: &str,
         for_at_least: std::time::Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records that a tenant's portal session has ended, for `for_at_least`
+    /// (as long as its token or link could still be used).
+    fn end_portal_session(
+        &self,
+        tenant: &TenantId,
+        session: &str,
+        for_at_least: std::time::Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether a tenant's portal session was ended.
+    fn portal_session_ended(
+        &self,
+        tenant: &str,
+        session: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 impl From<hookline_queue::WriteError> for StoreError {

@@ -607,4 +607,20 @@ impl SubscriptionStore for RedisStore {
             .await?;
         Ok(set.is_some())
     }
+
+    async fn end_portal_session(
+        &self,
+        tenant: &TenantId,
+        session: &str,
+        for_at_least: Duration,
+    ) -> Result<(), StoreError> {
+        let ms = u64::try_from(for_at_least.as_millis()).unwrap_or(u64::MAX).max(1);
+        let key = hookline_queue::portal_session_ended_key(&self.keys.prefix, tenant.as_str(), session);
+        let _: () = redis::cmd("SET").arg(key).arg(1).arg("PX").arg(ms).query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn portal_session_ended(&self, tenant: &str, session: &str) -> Result<bool, StoreError> {
+        Ok(hookline_queue::portal_session_ended(&mut self.conn.clone(), &self.keys.prefix, tenant, session).await?)
+    }
 }

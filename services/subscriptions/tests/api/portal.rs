@@ -203,3 +203,41 @@ async fn a_session_limited_to_an_account_sees_and_makes_only_that_accounts_subsc
     let updated = portal.update_subscription(update).await.unwrap().into_inner();
     assert_eq!(updated.scope["account_id"].values, ["12"]);
 }
+
+#[tokio::test]
+async fn a_session_can_be_ended_by_itself_or_by_its_tenant_and_a_link_withdrawn() {
+    let (_redis, service, mut acme) = setup().await;
+    let mut globex = service.client(GLOBEX).await;
+    let list = v1::ListSubscriptionsRequest::default;
+
+    // Signing out: the session ends itself; its token is refused from then on.
+    let session = exchange(&service, &link(&mut acme, false).await.code).await.unwrap();
+    let mut portal = service.client(&session.token).await;
+    portal.list_subscriptions(list()).await.unwrap();
+    portal.end_portal_session(v1::EndPortalSessionRequest::default()).await.unwrap();
+    let err = portal.list_subscriptions(list()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("has been ended"), "{}", err.message());
+
+    // The tenant ends a customer's session by id; another tenant cannot.
+    let session = exchange(&service, &link(&mut acme, true).await.code).await.unwrap();
+    let mut portal = service.client(&session.token).await;
+    let end = |id: &str| v1::EndPortalSessionRequest { session_id: id.into(), ..Default::default() };
+    globex.end_portal_session(end(&session.session_id)).await.unwrap();
+    portal.list_subscriptions(list()).await.unwrap();
+    assert_eq!(
+        portal.end_portal_session(end("ps_01J00000000000000000000000")).await.unwrap_err().code(),
+        Code::PermissionDenied,
+        "a session ends only itself"
+    );
+    acme.end_portal_session(end(&session.session_id)).await.unwrap();
+    assert_eq!(portal.list_subscriptions(list()).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(acme.end_portal_session(end("sub_x")).await.unwrap_err().code(), Code::InvalidArgument);
+
+    // A link ended before it was opened does not open.
+    let unopened = link(&mut acme, false).await;
+    acme.end_portal_session(end(&unopened.session_id)).await.unwrap();
+    let err = exchange(&service, &unopened.code).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("withdrawn"), "{}", err.message());
+}
