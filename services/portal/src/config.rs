@@ -166,4 +166,21 @@ mod tests {
         let ok = Config { frame_ancestors: vec!["https://app.example.com".into()], ..Config::default() };
         assert!(ok.validate().is_ok());
     }
+
+    #[test]
+    fn a_logo_is_read_once_with_its_type_and_bounded_in_size() {
+        let dir = std::env::temp_dir().join(format!("hookline-portal-logo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let logo = |name: &str, bytes: usize| {
+            let path = dir.join(name);
+            std::fs::write(&path, vec![b'x'; bytes]).expect("write");
+            Brand { logo_path: Some(path), ..Brand::default() }.load_logo()
+        };
+        let (content_type, bytes) = logo("logo.svg", 10).expect("readable").expect("a logo");
+        assert_eq!((content_type.to_str().expect("ascii"), bytes.len()), ("image/svg+xml", 10));
+        assert!(logo("logo.gif", 10).is_err(), "unknown type");
+        assert!(logo("big.png", 256 * 1024 + 1).is_err(), "too large");
+        assert!(Brand::default().load_logo().expect("no logo").is_none());
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
