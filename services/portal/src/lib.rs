@@ -258,6 +258,13 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let readiness = hookline_server::Readiness::default();
     hookline_server::spawn_admin(app.config.admin_addr, readiness.clone(), stop_rx);
+    metrics::describe_counter!(
+        "hookline_portal_links_total",
+        "Magic links presented at /enter, by result: opened, refused (used, expired, ended or invalid), rate_limited"
+    );
+    for result in ["opened", "refused", "rate_limited"] {
+        metrics::counter!("hookline_portal_links_total", "result" => result).absolute(0);
+    }
     readiness.set(true);
     tracing::info!(addr = %listener.local_addr()?, "portal listening");
     axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())

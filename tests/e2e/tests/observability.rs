@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookline_e2e::*;
 use hookline_proto::v1::{self, event_service_client::EventServiceClient};
-use hookline_testkit::{RedisServer, eventually};
+use hookline_testkit::{RedisServer, eventually, free_port};
 
 const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
 
@@ -164,8 +164,26 @@ async fn every_service_serves_its_metrics_and_probes() {
     );
     assert!(!delivery.contains("tenant="), "no per-tenant label unless asked for");
 
+    // The portal serves its own.
+    let portal_port = free_port();
+    let portal = Process::start(
+        "hookline-portal",
+        [
+            ("HOOKLINE_LISTEN_ADDR", format!("127.0.0.1:{portal_port}")),
+            ("HOOKLINE_ADMIN_ADDR", format!("127.0.0.1:{}", free_port())),
+            ("HOOKLINE_SUBSCRIPTIONS_URL", format!("http://{}", stack.subscriptions.addr())),
+            ("HOOKLINE_DELIVERY_URL", format!("http://{}", stack.delivery.addr())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+    );
+    let ready = format!("{}/readyz", portal.admin_url());
+    eventually(WAIT, || async { reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success()) }).await;
+    let (_, portal) = get(metrics(&portal)).await;
+
     // Every metric the dashboard plots and OPERATIONS.md documents exists.
-    let served: std::collections::BTreeSet<String> = format!("{fanout}{delivery}{subscriptions}")
+    let served: std::collections::BTreeSet<String> = format!("{fanout}{delivery}{subscriptions}{portal}")
         .lines()
         .filter(|l| !l.starts_with('#'))
         .flat_map(|l| metric_names(l).into_iter().take(1))
