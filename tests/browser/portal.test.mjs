@@ -308,6 +308,11 @@ describe("the customer portal", () => {
     await twelve.getByText("The endpoint was created").waitFor();
     const id = new URL(twelve.url()).pathname.split("/")[2];
     await twelve.screenshot({ path: join(OUT, "screenshots", "17-limited-session.png"), fullPage: true });
+    // Widening it to another account is refused in the form, naming why.
+    await twelve.goto(`${stack.portal}/endpoints/${id}/edit`);
+    await twelve.getByLabel("Scope").fill("account_id = 13");
+    await twelve.getByRole("button", { name: "Save" }).click();
+    await twelve.getByRole("alert").getByText("scope.account_id").waitFor();
     // Another account's session sees none of it.
     const thirteen = await (await browser.newContext()).newPage();
     await thirteen.goto(await stack.link("acme", "--scope", "account_id=13"));

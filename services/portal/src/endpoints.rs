@@ -166,7 +166,11 @@ async fn form_again(app: &App, user: &mut User, action: &str, draft: &Draft, pro
 /// A refusal the person can fix in the form.
 fn fixable(status: &tonic::Status) -> bool {
     use tonic::Code;
-    matches!(status.code(), Code::InvalidArgument | Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted)
+    // PERMISSION_DENIED here is a scope outside a limited session's.
+    matches!(
+        status.code(),
+        Code::InvalidArgument | Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted | Code::PermissionDenied
+    )
 }
 
 pub(crate) async fn create(State(app): State<App>, mut user: User, form: Fields) -> Answer {

@@ -54,10 +54,21 @@ pub(crate) async fn summary(State(app): State<App>, mut user: User, Query(q): Qu
         end_time: Some((UNIX_EPOCH + Duration::from_secs(now)).into()),
         ..Default::default()
     };
-    let daily_request = stats(v1::StatsGranularity::Day, (now / DAY - 29) * DAY);
-    let daily = app.answer(user.deliveries.get_delivery_stats(daily_request).await)?.buckets;
-    let hourly_request = stats(v1::StatsGranularity::Hour, (now / HOUR - 47) * HOUR);
-    let hourly = app.answer(user.deliveries.get_delivery_stats(hourly_request).await)?.buckets;
+    // A tenant with many endpoints may be refused the whole tenant's 30
+    // days at once (the service bounds what one request reads): then the
+    // page asks for one endpoint instead of failing.
+    let mut too_much = None;
+    let mut read = async |granularity, start| match user.deliveries.get_delivery_stats(stats(granularity, start)).await
+    {
+        Ok(answer) => Ok(answer.into_inner().buckets),
+        Err(status) if status.code() == tonic::Code::InvalidArgument && q.endpoint.is_empty() => {
+            too_much = Some(status.message().to_owned());
+            Ok(Vec::new())
+        }
+        Err(status) => Err(app.refused(&status)),
+    };
+    let daily = read(v1::StatsGranularity::Day, (now / DAY - 29) * DAY).await?;
+    let hourly = read(v1::StatsGranularity::Hour, (now / HOUR - 47) * HOUR).await?;
     let body = html! {
         h1 { "Summary" }
         form.filters method="get" action="/summary" {
@@ -69,10 +80,15 @@ pub(crate) async fn summary(State(app): State<App>, mut user: User, Query(q): Qu
             li { span.swatch.failed {} "failed attempts" }
             li { span.swatch.dead {} "dead-lettered" }
         }
-        h2 id="daily" { "Per day (UTC), the last 30 days" }
-        (chart("daily", &daily, |t| format_time(t, "%m-%d"), 5))
-        h2 id="hourly" { "Per hour (UTC), the last 48 hours" }
-        (chart("hourly", &hourly, |t| format_time(t, "%H:00"), 6))
+        @if let Some(reason) = &too_much {
+            @let text = format!("Choose one endpoint: every endpoint at once is too much to read ({reason}).");
+            (pages::problem(Some(&text)))
+        } @else {
+            h2 id="daily" { "Per day (UTC), the last 30 days" }
+            (chart("daily", &daily, |t| format_time(t, "%m-%d"), 5))
+            h2 id="hourly" { "Per hour (UTC), the last 48 hours" }
+            (chart("hourly", &hourly, |t| format_time(t, "%H:00"), 6))
+        }
     };
     Ok(app.page(Page::of(&user, Section::Summary, "Summary", body)))
 }
