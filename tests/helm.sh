@@ -72,6 +72,43 @@ if grep -q 'hookline-portal' "$out/cluster.yaml"; then
   exit 1
 fi
 
+echo "==> the portal binary starts with the environment the chart gives it"
+PORTAL_BIN="${HOOKLINE_BIN_DIR:-target/debug}/hookline-portal"
+if [ -x "$PORTAL_BIN" ]; then
+  "$TOOLS/venv/bin/python" - "$out/production.yaml" "$PORTAL_BIN" <<'PY'
+import os, socket, subprocess, sys, tempfile, time, urllib.request, yaml
+def free():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+portal = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "hookline-portal")
+env = {e["name"]: str(e["value"]) for e in portal["spec"]["template"]["spec"]["containers"][0]["env"]}
+brand = tempfile.mkdtemp()
+open(os.path.join(brand, "logo.svg"), "w").write('<svg xmlns="http://www.w3.org/2000/svg"/>')
+http, admin = free(), free()
+env.update(HOOKLINE_LISTEN_ADDR=f"127.0.0.1:{http}", HOOKLINE_ADMIN_ADDR=f"127.0.0.1:{admin}",
+           HOOKLINE_BRAND__LOGO_PATH=os.path.join(brand, "logo.svg"))
+env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+child = subprocess.Popen([sys.argv[2]], env={**env, "PATH": os.environ["PATH"]}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+try:
+    for _ in range(100):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1).status == 200:
+                break
+        except OSError:
+            if child.poll() is not None:
+                sys.exit("hookline-portal refused the chart's environment:\n" + child.stdout.read().decode())
+            time.sleep(0.1)
+    else:
+        sys.exit("hookline-portal did not become ready with the chart's environment")
+    logo = urllib.request.urlopen(f"http://127.0.0.1:{http}/logo", timeout=2)
+    assert logo.headers["content-type"] == "image/svg+xml", logo.headers
+finally:
+    child.terminate(); child.wait()
+PY
+else
+  echo "   (skipped: $PORTAL_BIN not built; tests/run.sh builds it first)"
+fi
+
 echo "==> a values file the schema must reject"
 if "$HELM" template hookline "$CHART" -f "$CHART/ci/values-invalid.yaml" > "$out/invalid.txt" 2>&1; then
   echo "ci/values-invalid.yaml was accepted; the schema must reject it" >&2
