@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { AxeBuilder } from "@axe-core/playwright";
 import { Webhook } from "standardwebhooks";
-import { OUT, eventually, expiredLink, startReceiver, startStack } from "./stack.mjs";
+import { OUT, eventually, expiredLink, startEmbedder, startReceiver, startStack } from "./stack.mjs";
 
 const CHROMIUM_ARGS = [
   "--headless",
@@ -23,7 +23,7 @@ const CHROMIUM_ARGS = [
 ];
 const HOSTILE_NAME = "<script>window.__pwned=1</script> Orders";
 
-let stack, receiver, browser, page, link;
+let stack, receiver, embedder, stranger, browser, page, link;
 const state = {};
 
 async function shot(name) {
@@ -63,7 +63,10 @@ const rows = (p) => p.locator("main table tbody tr");
 describe("the customer portal", () => {
   before(async () => {
     receiver = await startReceiver();
-    stack = await startStack();
+    // One app may embed the portal; another may not.
+    embedder = await startEmbedder();
+    stranger = await startEmbedder();
+    stack = await startStack({ frameAncestors: [embedder.origin] });
     await stack.cli("acme", "event-types", "create", "order.paid", "--description", "An order was paid in full");
     await stack.cli("acme", "event-types", "create", "order.refunded", "--description", "Money went back to the buyer");
     browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
@@ -75,6 +78,8 @@ describe("the customer portal", () => {
     await browser?.close();
     stack?.stop();
     receiver?.close();
+    embedder?.close();
+    stranger?.close();
   });
 
   it("opens a magic link into the tenant's endpoints, keyboard first", async () => {
@@ -254,12 +259,28 @@ describe("the customer portal", () => {
     assert.equal(gone.status(), 404);
   });
 
+  it("shows in the iframe of an app it allows, and in no other", async () => {
+    for (const app of [embedder, stranger]) app.embed(`${stack.portal}/endpoints`);
+    await page.goto(embedder.origin);
+    const frame = page.frameLocator('iframe[title="Webhooks"]');
+    await frame.getByRole("heading", { name: "Endpoints" }).waitFor();
+    await frame.getByRole("link", { name: "Orders (EU)" }).waitFor();
+    await shot("16-embedded");
+    await page.goto(stranger.origin);
+    await page.getByRole("heading", { name: "Acme app" }).waitFor();
+    // Chromium replaces a frame that CSP frame-ancestors refuses with its error page.
+    const child = await eventually("the frame to be refused", async () =>
+      page.frames().find((f) => f !== page.mainFrame() && f.url().startsWith("chrome-error:")),
+    );
+    assert.equal(await child.getByRole("link", { name: "Orders (EU)" }).count(), 0, "CSP frame-ancestors kept it out");
+  });
+
   it("refuses a used link and an expired one, saying which", async () => {
     const other = await (await browser.newContext()).newPage();
     let response = await other.goto(link);
     assert.equal(response.status(), 410);
     await other.getByText("already been used").waitFor();
-    await other.screenshot({ path: join(OUT, "screenshots", "16-link-used.png") });
+    await other.screenshot({ path: join(OUT, "screenshots", "17-link-used.png") });
     response = await other.goto(expiredLink(stack.portal));
     assert.equal(response.status(), 410);
     await other.getByText("expired").waitFor();
@@ -307,7 +328,7 @@ describe("the customer portal", () => {
     await twelve.getByRole("button", { name: "Save" }).click();
     await twelve.getByText("The endpoint was created").waitFor();
     const id = new URL(twelve.url()).pathname.split("/")[2];
-    await twelve.screenshot({ path: join(OUT, "screenshots", "17-limited-session.png"), fullPage: true });
+    await twelve.screenshot({ path: join(OUT, "screenshots", "18-limited-session.png"), fullPage: true });
     // Widening it to another account is refused in the form, naming why.
     await twelve.goto(`${stack.portal}/endpoints/${id}/edit`);
     await twelve.getByLabel("Scope").fill("account_id = 13");

@@ -71,7 +71,19 @@ export async function startReceiver() {
   return { url: (path) => `http://127.0.0.1:${port}${path}`, requests, modes, close: () => server.close() };
 }
 
-export async function startStack() {
+/** Pages of another site's app that embed `url` in an iframe. */
+export async function startEmbedder() {
+  let target = "";
+  const server = createServer((req, res) => {
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end(`<!doctype html><html lang="en"><title>Acme app</title><h1>Acme app</h1><iframe title="Webhooks" src="${target}" width="900" height="600"></iframe></html>`);
+  });
+  const port = await freePort();
+  await new Promise((ok) => server.listen(port, "127.0.0.1", ok));
+  return { origin: `http://127.0.0.1:${port}`, embed: (url) => { target = url; }, close: () => server.close() };
+}
+
+export async function startStack({ frameAncestors = [] } = {}) {
   mkdirSync(join(OUT, "logs"), { recursive: true });
   mkdirSync(join(OUT, "screenshots"), { recursive: true });
   const children = [];
@@ -118,6 +130,7 @@ export async function startStack() {
     HOOKLINE_SUBSCRIPTIONS_URL: common.HOOKLINE_SUBSCRIPTIONS_URL,
     HOOKLINE_DELIVERY_URL: common.HOOKLINE_DELIVERY_URL,
     HOOKLINE_SECURE_COOKIES: "false",
+    HOOKLINE_FRAME_ANCESTORS: JSON.stringify(frameAncestors),
     HOOKLINE_BRAND__NAME: "Acme Webhooks",
     HOOKLINE_BRAND__PRIMARY_COLOR: "#8a2be2",
     HOOKLINE_LOG: "warn",
