@@ -59,14 +59,6 @@ local function log_delivery(sub_log, tenant_log, id, cutoff)
   redis.call('XADD', tenant_log, 'MINID', '~', cutoff, '*', 'd', id)
 end
 
--- A delivery log lives as long as its newest entry's record may: written
--- to, it expires `ttl` (s) later, so the log of a subscription that is
--- deleted (or gets nothing more) goes once all it lists has expired.
--- complete.lua calls it once per log per batch.
-local function keep_log(log, ttl)
-  redis.call('EXPIRE', log, ttl)
-end
-
 -- Creates delivery `id`'s record if it has none (from its task's fields)
 -- and logs it (`log_delivery`); true when it did. (complete.lua writes a
 -- new record with its outcome in one go, so it calls `write_new_record`
@@ -76,8 +68,6 @@ local function ensure_record(record, sub_log, tenant_log, ttl, id, event, sub, t
   if redis.call('EXISTS', record) == 1 then return false end
   write_new_record(record, ttl, event, sub, tenant, event_type, traceparent, created, attempts)
   log_delivery(sub_log, tenant_log, id, log_cutoff(now, ttl))
-  keep_log(sub_log, ttl)
-  keep_log(tenant_log, ttl)
   return true
 end
 

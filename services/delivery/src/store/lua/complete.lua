@@ -104,10 +104,8 @@ local function next_in_line(id, head, waiting, now)
   promote(KEYS[1], record_prefix, head, waiting, first[1], now, record_ttl)
 end
 
--- The delivery logs' trimming point, from the batch's first new record,
--- and the logs written (their expiry is renewed once each, at the end).
+-- The delivery logs' trimming point, from the batch's first new record.
 local cutoff
-local logs = {}
 local replies = {}
 for i = 0, (#KEYS - first_key) / 2 - 1 do
   local a = first_arg + i * na
@@ -146,7 +144,6 @@ for i = 0, (#KEYS - first_key) / 2 - 1 do
         created, n, 'u', now, 'st', state, unpack(last))
       cutoff = cutoff or log_cutoff(now, record_ttl)
       log_delivery(sub_log, tenant_log, id, cutoff)
-      logs[sub_log], logs[tenant_log] = true, true
       if not (ok and n == '1') then
         redis.call('RPUSH', attempts, completion_attempt(a, n))
         redis.call('EXPIRE', attempts, record_ttl)
@@ -185,7 +182,6 @@ for i = 0, (#KEYS - first_key) / 2 - 1 do
   end
 end
 
-for key in pairs(logs) do keep_log(key, record_ttl) end
 for key, members in pairs(leases) do redis.call('ZREM', key, unpack(members)) end
 for key, pairs_ in pairs(adds) do redis.call('ZADD', key, unpack(pairs_)) end
 for key, t in pairs(totals) do
