@@ -157,16 +157,11 @@ pub(crate) async fn log(State(app): State<App>, mut user: User, Query(filter): Q
     Ok(app.page(Page::of(&user, Section::Deliveries, "Deliveries", body)))
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-pub(crate) struct Done {
-    done: Option<String>,
-}
-
 pub(crate) async fn show(
     State(app): State<App>,
     mut user: User,
     Path(id): Path<String>,
-    Query(q): Query<Done>,
+    Query(q): Query<pages::Done>,
 ) -> Answer {
     let d = app.answer(user.deliveries.get_delivery(v1::GetDeliveryRequest { id: id.clone() }).await)?;
     let attempts = app.answer(
@@ -184,7 +179,7 @@ pub(crate) async fn show(
             Ok(v1::DeliveryStatus::Pending | v1::DeliveryStatus::Held)
         );
     let body = html! {
-        (pages::notice(q.done.as_deref()))
+        (pages::notice(&q))
         p { a href={ "/deliveries?endpoint=" (d.subscription_id) } { "← Deliveries to this endpoint" } }
         h1 { (d.event_type) " " (pages::status_badge(d.status)) }
         dl {

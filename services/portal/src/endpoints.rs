@@ -30,12 +30,8 @@ const RECENT: i32 = 10;
 pub(crate) struct ListQuery {
     #[serde(default)]
     page: String,
-    done: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-pub(crate) struct Done {
-    done: Option<String>,
+    #[serde(flatten)]
+    done: pages::Done,
 }
 
 pub(crate) async fn list(State(app): State<App>, mut user: User, Query(q): Query<ListQuery>) -> Answer {
@@ -50,7 +46,7 @@ pub(crate) async fn list(State(app): State<App>, mut user: User, Query(q): Query
     .await;
     let can_change = !user.session.read_only();
     let body = html! {
-        (pages::notice(q.done.as_deref()))
+        (pages::notice(&q.done))
         h1 { "Endpoints" }
         @let scope = session_scope(&user);
         @if !scope.is_empty() {
@@ -245,7 +241,7 @@ pub(crate) async fn show(
     State(app): State<App>,
     mut user: User,
     Path(id): Path<String>,
-    Query(q): Query<Done>,
+    Query(q): Query<pages::Done>,
 ) -> Answer {
     let s = subscription(&app, &mut user, &id).await?;
     let catalog = user.catalog(&app).await?;
@@ -257,7 +253,7 @@ pub(crate) async fn show(
     let can_change = !user.session.read_only();
     let paused = s.state == v1::SubscriptionState::Paused as i32;
     let body = html! {
-        (pages::notice(q.done.as_deref()))
+        (pages::notice(&q))
         p { a href="/endpoints" { "← All endpoints" } }
         h1 { (pages::endpoint_name(&s)) }
         p {

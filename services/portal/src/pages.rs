@@ -116,10 +116,16 @@ pub(crate) fn csrf(user: &User) -> Markup {
     html! { input type="hidden" name="csrf" value=(user.session.csrf()); }
 }
 
-/// What a redirect after a change reports (`?done=`): fixed sentences, so
-/// nothing from the URL is reflected.
-pub(crate) fn notice(done: Option<&str>) -> Markup {
-    let text = match done {
+/// What a redirect after a change reports: `?done=<what>`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct Done {
+    done: Option<String>,
+}
+
+/// The notice for a [`Done`]: fixed sentences, so nothing from the URL is
+/// reflected.
+pub(crate) fn notice(done: &Done) -> Markup {
+    let text = match done.done.as_deref() {
         Some("created") => "The endpoint was created. Reveal its signing secret below to verify deliveries.",
         Some("saved") => "Your changes were saved.",
         Some("paused") => "The endpoint is paused: new deliveries wait until you resume it.",
