@@ -40,6 +40,16 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     text.chars().take(200).collect()
 }
 
+/// The trace context an attempt continues: its task's (the fan-out's, or
+/// the attempt before), else its event's publish (the task was rebuilt
+/// from a finished delivery's record, which keeps none).
+fn parent_of<'a>(task: &'a DeliveryTask, event: Option<&'a EventData>) -> &'a str {
+    match event {
+        Some(event) if task.traceparent.is_empty() => &event.traceparent,
+        _ => &task.traceparent,
+    }
+}
+
 impl Worker {
     /// One attempt; if it panics, its delivery is dead-lettered with the
     /// reason rather than left pending to panic again at every claim.
@@ -58,7 +68,7 @@ impl Worker {
     /// One attempt, in its own span of the event's trace.
     async fn attempt(&self, work: &Work) {
         let span = span::attempt_span(&work.task, &work.cached);
-        let traceparent = hookline_telemetry::continue_trace(&span, &work.task.traceparent);
+        let traceparent = hookline_telemetry::continue_trace(&span, parent_of(&work.task, work.event.as_deref()));
         self.run_attempt(work, traceparent).instrument(span).await
     }
 
@@ -220,4 +230,36 @@ pub(crate) fn request<'a>(
         Err(Undeliverable(format!("hookline could not build this request (internal error: {})", panic_text(&panic))))
     })?;
     Ok(Outgoing { url: &sub.spec.url, body: payload, headers, timeout })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_continues_its_task_trace_else_its_event_publish() {
+        let mut task = DeliveryTask {
+            delivery_id: "dlv_1".into(),
+            event_id: "evt_1".into(),
+            subscription_id: "sub_1".into(),
+            tenant: "acme".into(),
+            event_type: "lead_closed".into(),
+            traceparent: "00-aaaa-fanout-01".into(),
+            enqueued_ms: 0,
+            attempt: 1,
+            trigger: String::new(),
+            fence: Default::default(),
+        };
+        let event = EventData {
+            payload: b"{}".to_vec(),
+            variants: Default::default(),
+            occurred_ms: 0,
+            published_ms: 0,
+            traceparent: "00-aaaa-publish-01".into(),
+        };
+        assert_eq!(parent_of(&task, Some(&event)), "00-aaaa-fanout-01");
+        task.traceparent.clear();
+        assert_eq!(parent_of(&task, Some(&event)), "00-aaaa-publish-01", "a task rebuilt from a finished record");
+        assert_eq!(parent_of(&task, None), "", "no event, nothing to continue");
+    }
 }

@@ -301,6 +301,7 @@ impl Worker {
                     variants: meta.variants,
                     occurred_ms: meta.occurred_ms,
                     published_ms: entry.published_ms,
+                    traceparent: entry.traceparent,
                 };
                 Some((id.to_owned(), Arc::new(event)))
             })

@@ -20,6 +20,9 @@ pub(crate) struct EventData {
     pub(crate) occurred_ms: u64,
     /// When it was published (Unix ms; 0 if unknown), for latency metrics.
     pub(crate) published_ms: u64,
+    /// The publish's W3C `traceparent` (empty: none): what an attempt
+    /// continues when its task carries none.
+    pub(crate) traceparent: String,
 }
 
 /// Why a request cannot be built for an event: it can never be delivered,
@@ -138,6 +141,7 @@ mod tests {
             variants: [("legacy".to_owned(), r#"{"old":1}"#.to_owned())].into(),
             occurred_ms: 1_700_000_000_000,
             published_ms: 0,
+            traceparent: String::new(),
         }
     }
 

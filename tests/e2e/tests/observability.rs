@@ -9,7 +9,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookline_e2e::*;
-use hookline_proto::v1::{self, event_service_client::EventServiceClient};
+use hookline_proto::v1::{
+    self, delivery_service_client::DeliveryServiceClient, event_service_client::EventServiceClient,
+};
 use hookline_testkit::{RedisServer, eventually, free_port};
 
 const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
@@ -96,6 +98,50 @@ async fn one_event_is_one_trace_across_the_three_services() {
     let line =
         log.lines().find(|l| l.contains(&format!("\"trace_id\":\"{trace}\""))).expect("a log line with the trace id");
     assert!(attempts.iter().any(|a| line.contains(&format!("\"span_id\":\"{}\"", a.span_id))), "{line}");
+
+    // A first-time success keeps no trace context in its record (the task's
+    // is the fan-out's): retried by hand, its attempt continues the event's
+    // Publish span, still in the event's trace.
+    let second = format!("{:032x}", SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+    let mut request = tonic::Request::new(publish_request(2));
+    request.metadata_mut().insert("traceparent", format!("00-{second}-{PRODUCER_SPAN}-01").parse().unwrap());
+    let second_event = events.publish(request).await.unwrap().into_inner().event_id;
+    eventually(WAIT, || async { receiver.ids().len() >= 3 }).await;
+    let mut deliveries = stack.client(stack.delivery.addr(), DeliveryServiceClient::with_interceptor).await;
+    let listed = || {
+        let mut deliveries = deliveries.clone();
+        let event_id = second_event.clone();
+        async move {
+            let request = v1::ListDeliveriesRequest { event_id, page_size: 10, ..Default::default() };
+            deliveries.list_deliveries(request).await.unwrap().into_inner().deliveries
+        }
+    };
+    eventually(WAIT, || async { listed().await.len() == 1 }).await;
+    let delivery = listed().await.remove(0);
+    assert_eq!(delivery.attempt_count, 1, "a first-time success: {delivery:?}");
+    deliveries.retry_delivery(v1::RetryDeliveryRequest { id: delivery.id }).await.unwrap();
+    eventually(WAIT, || async { receiver.ids().len() >= 4 }).await;
+    let in_second =
+        || -> Vec<ExportedSpan> { collector.spans().into_iter().filter(|s| s.trace_id == second).collect() };
+    let exported = |name: &str| in_second().iter().filter(|s| s.name == name).count();
+    eventually(WAIT, || async {
+        exported("POST") >= 2 && exported("hookline.v1.EventService/Publish") == 1 && exported("fanout process") == 1
+    })
+    .await;
+    let spans = in_second();
+    let publish = spans.iter().find(|s| s.name == "hookline.v1.EventService/Publish").expect("a Publish span");
+    let fanout = spans.iter().find(|s| s.name == "fanout process").expect("a fan-out span");
+    let mut parents: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "POST")
+        .map(|s| (s.attr("hookline.attempt").to_owned(), s.parent_span_id.clone()))
+        .collect();
+    parents.sort();
+    assert_eq!(
+        parents,
+        [("1".to_owned(), fanout.span_id.clone()), ("2".to_owned(), publish.span_id.clone())],
+        "the first attempt under the fan-out, the retry by hand under Publish"
+    );
 }
 
 #[tokio::test]

@@ -36,10 +36,16 @@ end
 -- Writes a new delivery record (the caller checked it has none, and
 -- indexes it): its identity (the id is the key's), when it was created,
 -- the attempts made, then any more (field, value) pairs, with the record's
--- retention. A field left out reads as empty.
+-- retention. A field left out reads as empty. `traceparent` may be '':
+-- then the record has none (a finished delivery: see complete.lua), and an
+-- attempt rebuilt from it continues the event's own trace context.
 local function write_new_record(record, ttl, event, sub, tenant, event_type, traceparent, created, attempts, ...)
-  redis.call('HSET', record, 'evt', event, 'sub', sub, 't', tenant, 'et', event_type, 'tp', traceparent,
-    'c', created, 'n', attempts, ...)
+  if traceparent == '' then
+    redis.call('HSET', record, 'evt', event, 'sub', sub, 't', tenant, 'et', event_type, 'c', created, 'n', attempts, ...)
+  else
+    redis.call('HSET', record, 'evt', event, 'sub', sub, 't', tenant, 'et', event_type, 'tp', traceparent,
+      'c', created, 'n', attempts, ...)
+  end
   redis.call('EXPIRE', record, ttl)
 end
 

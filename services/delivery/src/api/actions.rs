@@ -160,7 +160,13 @@ impl Api {
                 .map_err(|e| Status::invalid_argument(format!("payload: {e}")))?;
             req.payload
         };
-        let event = EventData { payload, variants: Default::default(), occurred_ms: now_ms(), published_ms: 0 };
+        let event = EventData {
+            payload,
+            variants: Default::default(),
+            occurred_ms: now_ms(),
+            published_ms: 0,
+            traceparent: String::new(),
+        };
         let timeout = sub.spec.timeout.min(self.claim_idle);
         let outgoing = crate::attempt::request(&cached, &event_id, &event_type, &event, "", timeout)
             .map_err(|e| Status::invalid_argument(e.0))?;

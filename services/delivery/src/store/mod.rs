@@ -643,6 +643,9 @@ mod tests {
                 assert_eq!(log, 0, "no attempts list for a first-time success");
                 let only = read_records(&mut conn, &keys, &[id.to_owned()]).await.unwrap();
                 assert_eq!(only[0].last_attempt.as_ref(), Some(&attempts[0]));
+                let fields: HashMap<String, String> =
+                    redis::cmd("HGETALL").arg(keys.delivery(id)).query_async(&mut conn).await.unwrap();
+                assert!(!fields.contains_key("tp"), "no trace context is kept for a first-time success: {fields:?}");
             }
         }
         let logged = read_attempts(&mut conn, &keys, id, 0, -1).await.unwrap();
@@ -725,7 +728,7 @@ mod tests {
         let mut completions = Vec::new();
         for (i, next) in nexts.into_iter().enumerate() {
             let id = format!("dlv_01M81H0VK0J0RWH79N4YGFWWS{i}");
-            let (entry, task) = take(&mut conn, &group, &id, sub, "1", "").await;
+            let (entry, task) = take(&mut conn, &group, &id, sub, "1", TRACEPARENT).await;
             let ok = next == Next::Done;
             completions.push(Completion {
                 entry,
@@ -783,6 +786,18 @@ mod tests {
         let records = read_records(&mut conn, &keys, &(0..4).map(ids).collect::<Vec<_>>()).await.unwrap();
         let states: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
         assert_eq!(states, ["scheduled", "dead", "succeeded", "scheduled"]);
+        let mut traceparents = Vec::new();
+        for i in 0..4 {
+            let tp: Option<String> =
+                redis::cmd("HGET").arg(keys.delivery(&ids(i))).arg("tp").query_async(&mut conn).await.unwrap();
+            traceparents.push(tp);
+        }
+        let kept = Some(TRACEPARENT.to_owned());
+        assert_eq!(
+            traceparents,
+            [kept.clone(), None, None, kept],
+            "only a record its next attempt is rebuilt from keeps the task's trace context"
+        );
         let pending: redis::streams::StreamPendingReply =
             redis::cmd("XPENDING").arg(keys.deliveries()).arg(DELIVERY_GROUP).query_async(&mut conn).await.unwrap();
         assert_eq!(pending.count(), 0, "every task acknowledged");

@@ -140,7 +140,11 @@ for i = 0, (#KEYS - first_key) / 2 - 1 do
         if value ~= '' then last[#last + 1] = names[j]; last[#last + 1] = value end
       end
       if next_at ~= '' then last[#last + 1] = 'na'; last[#last + 1] = next_at end
-      write_new_record(record, record_ttl, ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12],
+      -- No traceparent (~60 bytes: a size class of the record) unless its
+      -- next attempt will be rebuilt from it; a finished delivery retried
+      -- or replayed by hand continues the event's own trace context.
+      local traceparent = state == 'scheduled' and ARGV[a + 12] or ''
+      write_new_record(record, record_ttl, ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], traceparent,
         created, n, 'u', now, 'st', state, unpack(last))
       cutoff = cutoff or log_cutoff(now, record_ttl)
       log_delivery(sub_log, tenant_log, id, cutoff)
