@@ -445,7 +445,19 @@ impl Running {
         Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
         E: std::fmt::Debug,
     {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        // Starting again where it was, the port may be held for a moment
+        // (by a connection of another test, or the old listener closing):
+        // try again for a few seconds before failing.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot listen on {addr}: {e}"),
+            }
+        };
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let future = serve(
