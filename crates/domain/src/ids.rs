@@ -91,6 +91,53 @@ prefixed_id!(
     "dlv"
 );
 
+/// Where a delivery finished at its first attempt is kept: an entry of its
+/// tenant's delivery log (`hookline_queue::DeliveryLog`), which is all it
+/// has (no record of its own). Its public id is that place, written as a
+/// ULID: the entry's millisecond as the time, then a marker byte, the
+/// tenant's tag and the entry's sequence number as the "random" part.
+/// The tag lets a caller who may see several tenants find the log to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LogEntryPlace {
+    /// [`tenant_tag`] of its tenant.
+    pub tenant_tag: u32,
+    pub ms: u64,
+    pub seq: u64,
+}
+
+/// The marker byte that tells a [`LogEntryPlace`]'s id from a generated
+/// one. A generated ULID carries it by chance once in 256; such an id is
+/// looked up as a record first (every generated id the API shows has
+/// one), and as a place it names no entry (its sequence would be ~2^39).
+const LOG_ENTRY_MARKER: u128 = 0xFF;
+const SEQ_BITS: u32 = 40;
+
+/// A tenant's 32-bit tag in [`LogEntryPlace`] ids: FNV-1a of its name.
+pub fn tenant_tag(tenant: &str) -> u32 {
+    tenant.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+impl DeliveryId {
+    /// The id of the delivery kept as entry `ms-seq` of `tenant`'s log.
+    pub fn of_log_entry(tenant: &str, ms: u64, seq: u64) -> Self {
+        let random = (LOG_ENTRY_MARKER << 72)
+            | (u128::from(tenant_tag(tenant)) << SEQ_BITS)
+            | u128::from(seq & ((1 << SEQ_BITS) - 1));
+        Self(Ulid::from_parts(ms, random))
+    }
+
+    /// The log entry this id names, if it has the form
+    /// [`Self::of_log_entry`] makes.
+    pub fn log_entry(&self) -> Option<LogEntryPlace> {
+        let random = self.0.random();
+        (random >> 72 == LOG_ENTRY_MARKER).then(|| LogEntryPlace {
+            tenant_tag: (random >> SEQ_BITS) as u32,
+            ms: self.0.timestamp_ms(),
+            seq: (random & ((1 << SEQ_BITS) - 1)) as u64,
+        })
+    }
+}
+
 /// A tenant: the owner of subscriptions and events. Tenants are named by
 /// the operator in the auth configuration (`acme`, `org-42`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -146,6 +193,21 @@ mod tests {
     fn ids_made_in_a_row_sort_in_that_order_even_within_a_millisecond() {
         let ids: Vec<String> = (0..10_000).map(|_| DeliveryId::generate().to_string()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids must sort in creation order");
+    }
+
+    #[test]
+    fn a_log_entry_id_names_its_entry_and_its_tenant() {
+        let id = DeliveryId::of_log_entry("acme", 1_764_000_000_123, 7);
+        let text = id.to_string();
+        assert!(text.starts_with("dlv_") && text.len() == 30, "{text}");
+        let place = DeliveryId::parse(&text, "id").ok().and_then(|id| id.log_entry());
+        assert_eq!(place, Some(LogEntryPlace { tenant_tag: tenant_tag("acme"), ms: 1_764_000_000_123, seq: 7 }));
+        assert_ne!(tenant_tag("acme"), tenant_tag("acmf"));
+        // Ids of two places differ, and sort by time.
+        let later = DeliveryId::of_log_entry("acme", 1_764_000_000_124, 0);
+        assert!(id < later && id != DeliveryId::of_log_entry("acme", 1_764_000_000_123, 8));
+        // FNV-1a 32 of "a" (the published test vector).
+        assert_eq!(tenant_tag("a"), 0xe40c_292c);
     }
 
     #[test]

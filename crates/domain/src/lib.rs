@@ -22,7 +22,7 @@ pub use catalog::{EventType, EventTypeName, TenantSettings};
 pub use error::ValidationError;
 pub use filter::{FilterOp, PayloadFilter, Scope, TextGlob};
 pub use headers::ExtraHeaders;
-pub use ids::{DeliveryId, EventId, SubscriptionId, TenantId};
+pub use ids::{DeliveryId, EventId, LogEntryPlace, SubscriptionId, TenantId, tenant_tag};
 pub use pattern::{EventTypePattern, patterns_overlap};
 pub use payload::{MAX_DEPTH as MAX_PAYLOAD_DEPTH, PayloadError, check_json};
 pub use retry::{RateLimit, RetryPolicy, RetrySchedule};

@@ -2,14 +2,25 @@
 //! had (`{p:pN}:sub:<sub>:log`, `{p:pN}:tenant:<t>:log`), for
 //! ListDeliveries and ReplayDeliveries.
 //!
-//! Each log is a stream with one entry per delivery (`d`: its id), added
-//! when its record is made (its first attempt ends, or it first waits):
-//! `log_delivery` in `lua/tasks.lua` writes it, [`DeliveryLog`] reads it.
-//! A stream keeps an entry in ~45 bytes where a sorted-set member costs
-//! ~135 (a skiplist node, its hash-table entry and the member twice), and
-//! its ids are unique and time-ordered, so a page boundary never falls
-//! between two entries of the same millisecond. Each write trims what is
-//! older than the delivery retention (`XADD … MINID ~`).
+//! Each log is a stream with one entry per delivery, added when the
+//! delivery is first recorded (its first attempt ends, or it first waits),
+//! so ordered by that time; each write trims what is older than the
+//! delivery retention (`XADD … MINID ~`). An entry is one of:
+//!
+//! - `d` = a delivery id: the delivery has a record of its own
+//!   (`{p:pN}:dlv:<id>`; `log_delivery` in `lua/tasks.lua` writes it);
+//! - in the tenant's log, the fields of a [`FinishedEntry`]: a delivery
+//!   that succeeded at its first attempt, which is all it keeps (no
+//!   record, no attempts list: `log_finished`); its public id is the
+//!   entry's place ([`DeliveryId::of_log_entry`]);
+//! - in a subscription's log, `d` = `@<entry id>`: such a delivery of the
+//!   subscription, kept in its tenant's log.
+//!
+//! [`DeliveryLog`] reads all three (a pointer is followed to its entry).
+//! A stream keeps an entry in ~45 bytes (~130 with a finished delivery's
+//! fields) where a record costs ~370 and a sorted-set member ~135, and its
+//! ids are unique and time-ordered, so a page boundary never falls between
+//! two entries of the same millisecond.
 //!
 //! Builds before this one kept the same lists as sorted sets scored by
 //! creation time (`…:dlv`, the *legacy index*). They are still read,
@@ -18,10 +29,82 @@
 
 use redis::aio::ConnectionLike;
 
+use hookline_domain::DeliveryId;
+
 use crate::PartitionKeys;
 
-/// The field of a log entry that holds the delivery id.
+/// The field of a log entry that holds the delivery id (or, as `@<entry
+/// id>`, the place of its [`FinishedEntry`] in the tenant's log).
 pub const LOG_FIELD: &str = "d";
+
+/// A delivery that succeeded at its first attempt, as its entry in its
+/// tenant's log holds it: written by `log_finished` (`lua/tasks.lua`), the
+/// fields in [`FinishedEntry::FIELDS`]' order, read by
+/// [`FinishedEntry::from_fields`]. It has no other record: its status is
+/// `succeeded`, its attempt count 1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinishedEntry {
+    pub event_id: String,
+    pub subscription_id: String,
+    pub event_type: String,
+    /// When the delivery was fanned out, Unix ms.
+    pub created_ms: u64,
+    /// When its attempt started, Unix ms.
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    pub status_code: u16,
+    /// The attempt's error class, message and response-body start
+    /// (base64), as a record's last-attempt fields hold them.
+    pub error: String,
+    pub message: String,
+    pub body: String,
+    /// What made the attempt (`scheduled`, …).
+    pub trigger: String,
+}
+
+impl FinishedEntry {
+    /// The entry's fields, in the order `log_finished` writes them: the
+    /// record's identity, `w` (ms from creation to the attempt's start),
+    /// and the attempt's (the record's last-attempt names; `lt` empty
+    /// for `scheduled`).
+    pub const FIELDS: [&'static str; 11] = ["evt", "sub", "et", "c", "w", "ld", "lc", "le", "lm", "lb", "lt"];
+
+    /// From an entry's field-value pairs; `None` when it is not one.
+    pub fn from_fields(fields: &[String]) -> Option<Self> {
+        let get = |name: &str| fields.chunks_exact(2).find(|p| p[0] == name).map(|p| p[1].as_str());
+        let num = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let created_ms = num("c").max(0) as u64;
+        Some(Self {
+            event_id: get("evt")?.to_owned(),
+            subscription_id: get("sub").unwrap_or_default().to_owned(),
+            event_type: get("et").unwrap_or_default().to_owned(),
+            created_ms,
+            started_ms: created_ms.saturating_add_signed(num("w")),
+            duration_ms: num("ld").max(0) as u64,
+            status_code: u16::try_from(num("lc")).unwrap_or(0),
+            error: get("le").unwrap_or_default().to_owned(),
+            message: get("lm").unwrap_or_default().to_owned(),
+            body: get("lb").unwrap_or_default().to_owned(),
+            trigger: match get("lt").unwrap_or_default() {
+                "" => "scheduled".to_owned(),
+                other => other.to_owned(),
+            },
+        })
+    }
+
+    /// The entry at `place` of `tenant`'s log, if it is still there.
+    pub async fn read<C: ConnectionLike>(
+        conn: &mut C,
+        keys: &PartitionKeys,
+        tenant: &str,
+        place: (u64, u64),
+    ) -> redis::RedisResult<Option<Self>> {
+        let id = format!("{}-{}", place.0, place.1);
+        let rows: Vec<(String, Vec<String>)> =
+            redis::cmd("XRANGE").arg(keys.tenant_log(tenant)).arg(&id).arg(&id).query_async(conn).await?;
+        Ok(rows.first().and_then(|(_, fields)| Self::from_fields(fields)))
+    }
+}
 
 /// A point in a listing: the last entry handed out, which the next call
 /// continues strictly past (towards older entries for [`DeliveryLog::older`],
@@ -64,6 +147,10 @@ fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub delivery_id: String,
+    /// All there is of a delivery that succeeded at its first attempt
+    /// (unless a retry since gave it a record); `None` for one that has a
+    /// record.
+    pub finished: Option<FinishedEntry>,
     /// When it was listed: the log entry's time, or the legacy score.
     pub at_ms: u64,
     pub position: Position,
@@ -82,6 +169,10 @@ pub struct Batch {
 pub struct DeliveryLog {
     log: String,
     legacy: String,
+    /// Whose deliveries these are, and that tenant's log (where a
+    /// subscription log's pointers lead).
+    tenant: String,
+    tenant_log: String,
 }
 
 /// Times in ms, both ends included.
@@ -92,12 +183,23 @@ pub struct TimeRange {
 }
 
 impl DeliveryLog {
-    pub fn of_subscription(keys: &PartitionKeys, subscription_id: &str) -> Self {
-        Self { log: keys.subscription_log(subscription_id), legacy: keys.legacy_subscription_index(subscription_id) }
+    /// The log of subscription `subscription_id` of `tenant`.
+    pub fn of_subscription(keys: &PartitionKeys, tenant: &str, subscription_id: &str) -> Self {
+        Self {
+            log: keys.subscription_log(subscription_id),
+            legacy: keys.legacy_subscription_index(subscription_id),
+            tenant: tenant.to_owned(),
+            tenant_log: keys.tenant_log(tenant),
+        }
     }
 
     pub fn of_tenant(keys: &PartitionKeys, tenant: &str) -> Self {
-        Self { log: keys.tenant_log(tenant), legacy: keys.legacy_tenant_index(tenant) }
+        Self {
+            log: keys.tenant_log(tenant),
+            legacy: keys.legacy_tenant_index(tenant),
+            tenant: tenant.to_owned(),
+            tenant_log: keys.tenant_log(tenant),
+        }
     }
 
     /// The log's key (the scripts that write it get it from
@@ -195,7 +297,38 @@ impl DeliveryLog {
         };
         let rows: Vec<(String, Vec<String>)> = query.arg("COUNT").arg(want).query_async(conn).await?;
         let done = rows.len() < want;
-        Ok(Batch { items: rows.into_iter().filter_map(log_row).collect(), done })
+        let rows: Vec<Row> = rows.into_iter().filter_map(|row| Row::parse(row, self.log == self.tenant_log)).collect();
+        // A subscription log's pointers, followed to their entries in one
+        // round trip (one gone with the retention is skipped).
+        let mut pipe = redis::pipe();
+        for row in &rows {
+            if let Entry::Pointer(ms, seq) = row.entry {
+                let id = format!("{ms}-{seq}");
+                pipe.cmd("XRANGE").arg(&self.tenant_log).arg(&id).arg(&id);
+            }
+        }
+        let mut followed: std::vec::IntoIter<Vec<(String, Vec<String>)>> =
+            if pipe.is_empty() { Vec::new() } else { pipe.query_async(conn).await? }.into_iter();
+        let mut items = Vec::with_capacity(rows.len());
+        for Row { ms, seq, entry } in rows {
+            let position = Position::Log { ms, seq };
+            let (delivery_id, finished) = match entry {
+                Entry::Id(id) => (id, None),
+                Entry::Finished(finished) => {
+                    (DeliveryId::of_log_entry(&self.tenant, ms, seq).to_string(), Some(*finished))
+                }
+                Entry::Pointer(at, at_seq) => {
+                    let found = followed.next().unwrap_or_default();
+                    let Some(finished) = found.first().and_then(|(_, fields)| FinishedEntry::from_fields(fields))
+                    else {
+                        continue;
+                    };
+                    (DeliveryId::of_log_entry(&self.tenant, at, at_seq).to_string(), Some(finished))
+                }
+            };
+            items.push(Listed { delivery_id, finished, at_ms: ms, position });
+        }
+        Ok(Batch { items, done })
     }
 
     /// Up to `want` members of the legacy index within `range`, newest
@@ -247,17 +380,44 @@ impl DeliveryLog {
     }
 }
 
-/// A log entry as a listed delivery; `None` for an entry without the
-/// field (never written so; skipped rather than failing the listing).
-fn log_row((id, fields): (String, Vec<String>)) -> Option<Listed> {
-    let (ms, seq) = parse_stream_id(&id)?;
-    let mut pairs = fields.chunks_exact(2);
-    let delivery_id = pairs.find(|pair| pair[0] == LOG_FIELD).map(|pair| pair[1].clone())?;
-    Some(Listed { delivery_id, at_ms: ms, position: Position::Log { ms, seq } })
+/// What a log entry says of its delivery.
+enum Entry {
+    /// It has a record, under this id.
+    Id(String),
+    /// A finished delivery kept in this entry (of a tenant's log).
+    Finished(Box<FinishedEntry>),
+    /// A finished delivery kept in the tenant's log, at this place.
+    Pointer(u64, u64),
+}
+
+struct Row {
+    ms: u64,
+    seq: u64,
+    entry: Entry,
+}
+
+impl Row {
+    /// A log entry; `None` for one that is none of [`Entry`] (never
+    /// written so; skipped rather than failing the listing). Finished
+    /// deliveries are read only from a tenant's log (`in_tenant_log`).
+    fn parse((id, fields): (String, Vec<String>), in_tenant_log: bool) -> Option<Self> {
+        let (ms, seq) = parse_stream_id(&id)?;
+        let delivery = fields.chunks_exact(2).find(|pair| pair[0] == LOG_FIELD).map(|pair| pair[1].as_str());
+        let entry = match delivery {
+            Some(place) if place.starts_with('@') => {
+                let (at, at_seq) = parse_stream_id(&place[1..])?;
+                Entry::Pointer(at, at_seq)
+            }
+            Some(id) => Entry::Id(id.to_owned()),
+            None if in_tenant_log => Entry::Finished(Box::new(FinishedEntry::from_fields(&fields)?)),
+            None => return None,
+        };
+        Some(Self { ms, seq, entry })
+    }
 }
 
 fn legacy_row((id, score): (String, u64)) -> Listed {
-    Listed { delivery_id: id.clone(), at_ms: score, position: Position::Legacy { score, id } }
+    Listed { delivery_id: id.clone(), finished: None, at_ms: score, position: Position::Legacy { score, id } }
 }
 
 #[cfg(test)]

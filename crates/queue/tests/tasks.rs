@@ -59,6 +59,75 @@ return enqueue_from_record(KEYS[1], ARGV[1], 'dlv_gone', '1', '') and 1 or 0
     );
 }
 
+/// `log_finished` (Lua) writes what `FinishedEntry` reads, in its
+/// `FIELDS` order; a subscription's log leads to the tenant's entry, and
+/// both list it under the id naming that entry.
+#[tokio::test]
+async fn finished_deliveries_are_what_log_finished_wrote() {
+    use hookline_queue::{DeliveryLog, FinishedEntry, Partitions, Position, TimeRange};
+
+    let redis = RedisServer::start();
+    let mut conn = redis.connection().await;
+    let keys = Partitions::new("hookline", 1).get(0);
+    let (sub_log, tenant_log) =
+        (DeliveryLog::of_subscription(&keys, "acme", "sub_1"), DeliveryLog::of_tenant(&keys, "acme"));
+    let script = redis::Script::new(&with_task_functions(
+        r"
+log_finished(KEYS[1], KEYS[2], '0', 'evt_1', 'sub_1', 'order.paid', '1000', '1015', '12', '200', 'none', '', 'b2s=',
+  'scheduled')
+log_finished(KEYS[1], KEYS[2], '0', 'evt_2', 'sub_1', 'order.paid', '2000', '1990', '3', '204', 'none', 'hi', '',
+  'replay')
+return 1
+",
+    ));
+    let _: i64 = script.key(sub_log.key()).key(tenant_log.key()).invoke_async(&mut conn).await.unwrap();
+    let everything = TimeRange { start_ms: 0, end_ms: u64::MAX / 2 };
+    let by_tenant = tenant_log.newer(&mut conn, everything, None, 10).await.unwrap().items;
+    let by_sub = sub_log.newer(&mut conn, everything, None, 10).await.unwrap().items;
+    let expected = [
+        FinishedEntry {
+            event_id: "evt_1".into(),
+            subscription_id: "sub_1".into(),
+            event_type: "order.paid".into(),
+            created_ms: 1000,
+            started_ms: 1015,
+            duration_ms: 12,
+            status_code: 200,
+            error: "none".into(),
+            message: String::new(),
+            body: "b2s=".into(),
+            trigger: "scheduled".into(),
+        },
+        FinishedEntry {
+            event_id: "evt_2".into(),
+            subscription_id: "sub_1".into(),
+            event_type: "order.paid".into(),
+            created_ms: 2000,
+            // A clock behind the one that made the delivery.
+            started_ms: 1990,
+            duration_ms: 3,
+            status_code: 204,
+            error: "none".into(),
+            message: "hi".into(),
+            body: String::new(),
+            trigger: "replay".into(),
+        },
+    ];
+    assert_eq!(by_tenant.iter().map(|l| l.finished.clone().unwrap()).collect::<Vec<_>>(), expected);
+    for (tenant_item, sub_item) in by_tenant.iter().zip(&by_sub) {
+        let Position::Log { ms, seq } = tenant_item.position else { panic!("a log entry") };
+        let id = hookline_domain::DeliveryId::of_log_entry("acme", ms, seq).to_string();
+        assert_eq!((&tenant_item.delivery_id, &sub_item.delivery_id), (&id, &id));
+        assert_eq!(sub_item.finished, tenant_item.finished);
+        let read = FinishedEntry::read(&mut conn, &keys, "acme", (ms, seq)).await.unwrap();
+        assert_eq!(read.as_ref(), tenant_item.finished.as_ref());
+    }
+    let raw: Vec<(String, Vec<String>)> =
+        redis::cmd("XRANGE").arg(tenant_log.key()).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    let names: Vec<&str> = raw[0].1.iter().step_by(2).map(String::as_str).collect();
+    assert_eq!(names, FinishedEntry::FIELDS, "every field, in the one order");
+}
+
 /// `log_delivery` (Lua) writes what `DeliveryLog` reads; a listing pages
 /// through the log and then the sorted set older builds kept, in both
 /// directions, with no delivery twice or missed, and each write trims what
@@ -70,7 +139,8 @@ async fn delivery_logs_list_what_log_delivery_wrote_then_the_legacy_index() {
     let redis = RedisServer::start();
     let mut conn = redis.connection().await;
     let keys = Partitions::new("hookline", 1).get(0);
-    let (sub_log, tenant_log) = (DeliveryLog::of_subscription(&keys, "sub_1"), DeliveryLog::of_tenant(&keys, "acme"));
+    let (sub_log, tenant_log) =
+        (DeliveryLog::of_subscription(&keys, "acme", "sub_1"), DeliveryLog::of_tenant(&keys, "acme"));
     // Older builds' index: three deliveries, two sharing a score.
     for (score, id) in [(1_000, "dlv_a"), (2_000, "dlv_b"), (2_000, "dlv_c")] {
         let _: i64 = redis::cmd("ZADD")

@@ -163,6 +163,7 @@ pub async fn serve(
         scripts: Arc::new(store::Scripts::default()),
         sender,
         claim_idle: config.claim_idle,
+        record_retention_secs: config.delivery_retention.as_secs(),
         test_limits: api::TestLimits {
             max_payload_bytes: config.max_test_payload_bytes,
             rate: hookline_domain::RateLimit {

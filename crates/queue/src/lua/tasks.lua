@@ -65,6 +65,22 @@ local function log_delivery(sub_log, tenant_log, id, cutoff)
   redis.call('XADD', tenant_log, 'MINID', '~', cutoff, '*', 'd', id)
 end
 
+-- A delivery that succeeded at its first attempt has no record: it is
+-- kept as an entry of its tenant's delivery log (`FinishedEntry`: the
+-- record's identity fields, `w` the wait from creation to the attempt, and
+-- the attempt's fields, `lt` empty for 'scheduled'; always all of them, in
+-- this order, so the stream stores each entry's values only), and its
+-- subscription's log points at that entry (`d` = '@' .. its id). Its
+-- public id is the entry's place (`DeliveryId::of_log_entry`).
+local function log_finished(sub_log, tenant_log, cutoff, event, sub, event_type, created, at, dur, code, err, msg,
+                            body, trigger)
+  if trigger == 'scheduled' then trigger = '' end
+  local place = redis.call('XADD', tenant_log, 'MINID', '~', cutoff, '*', 'evt', event, 'sub', sub, 'et', event_type,
+    'c', created, 'w', string.format('%.0f', tonumber(at) - tonumber(created)), 'ld', dur, 'lc', code, 'le', err,
+    'lm', msg, 'lb', body, 'lt', trigger)
+  redis.call('XADD', sub_log, 'MINID', '~', cutoff, '*', 'd', '@' .. place)
+end
+
 -- Creates delivery `id`'s record if it has none (from its task's fields)
 -- and logs it (`log_delivery`); true when it did. (complete.lua writes a
 -- new record with its outcome in one go, so it calls `write_new_record`

@@ -13,7 +13,7 @@ use tonic::Status;
 use super::{Api, ReplayStream, convert, storage_error};
 use crate::{
     request::EventData,
-    store::{AttemptRecord, Requeue, Step, read_records},
+    store::{AttemptRecord, Requeue, Step, read_listed},
 };
 
 const REPLAY_CHUNK: usize = 500;
@@ -35,7 +35,10 @@ impl Api {
             return Err(Status::failed_precondition("the delivery is already queued for its next attempt"));
         }
         let mut pipe = redis::pipe();
-        self.scripts.load(&mut pipe, &[Step::Requeue]);
+        self.scripts.load(&mut pipe, &[Step::Restore, Step::Requeue]);
+        // Kept in its tenant's log only: it gets a record to attempt from.
+        self.scripts.restore(&mut pipe, &keys, &record.tenant, &[&record], self.record_retention_secs);
+        pipe.ignore();
         let ids = [record.id.clone()];
         self.scripts.requeue(&mut pipe, &keys, Requeue::Ids { ids: &ids, status: None }, "manual", now_ms(), 1);
         let (_queued,): (usize,) = pipe.query_async(&mut self.redis.clone()).await.map_err(storage_error)?;
@@ -71,7 +74,9 @@ impl Api {
             return Err(Status::invalid_argument("start_time: must not be after end_time"));
         }
         let keys = self.partitions.of_tenant(sub.subscription.tenant.as_str());
-        let log = DeliveryLog::of_subscription(&keys, &req.subscription_id);
+        let tenant = sub.subscription.tenant.to_string();
+        let log = DeliveryLog::of_subscription(&keys, &tenant, &req.subscription_id);
+        let retention_secs = self.record_retention_secs;
         let range = TimeRange { start_ms: start, end_ms: end };
         let mut conn = self.redis.clone();
         // One replay per subscription at a time: two at once would each
@@ -101,15 +106,22 @@ impl Api {
                 loop {
                     let _: i64 = redis::cmd("PEXPIRE").arg(&lock).arg(REPLAY_LOCK_MS).query_async(&mut conn).await?;
                     let batch = log.newer(&mut conn, range, from.as_ref(), REPLAY_CHUNK).await?;
-                    let ids: Vec<String> = batch.items.iter().map(|l| l.delivery_id.clone()).collect();
-                    let records = read_records(&mut conn, &keys, &ids).await?;
+                    let records = read_listed(&mut conn, &keys, &tenant, &batch.items).await?;
                     let records: Vec<_> =
                         records.into_iter().filter(|r| convert::status(&r.status) == wanted).collect();
                     let status = records.first().map(|r| r.status.clone()).unwrap_or_default();
-                    let chosen: Vec<String> = records.into_iter().map(|r| r.id).collect();
+                    let kept_in_log: std::collections::HashSet<&str> =
+                        batch.items.iter().filter(|l| l.finished.is_some()).map(|l| l.delivery_id.as_str()).collect();
+                    let restored: Vec<_> = records.iter().filter(|r| kept_in_log.contains(r.id.as_str())).collect();
+                    let chosen: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
                     if !chosen.is_empty() {
                         let mut pipe = redis::pipe();
-                        scripts.load(&mut pipe, &[Step::Requeue]);
+                        scripts.load(&mut pipe, &[Step::Restore, Step::Requeue]);
+                        // Those kept in the tenant's log get records first.
+                        if !restored.is_empty() {
+                            scripts.restore(&mut pipe, &keys, &tenant, &restored, retention_secs);
+                            pipe.ignore();
+                        }
                         let from = Requeue::Ids { ids: &chosen, status: Some(&status) };
                         scripts.requeue(&mut pipe, &keys, from, "replay", now_ms(), chosen.len());
                         let (queued,): (u64,) = pipe.query_async(&mut conn).await?;

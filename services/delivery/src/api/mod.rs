@@ -16,7 +16,7 @@ use hookline_auth::Principal;
 use hookline_domain::{DeliveryId, SubscriptionId};
 use hookline_proto::v1::{self, delivery_service_server::DeliveryService};
 use hookline_queue::RedisConn;
-use hookline_queue::{PartitionKeys, Partitions, subscriptions_revision_key};
+use hookline_queue::{FinishedEntry, PartitionKeys, Partitions, subscriptions_revision_key};
 use hookline_watch::{CachedSubscription, SubscriptionCache};
 use tonic::{Request, Response, Status};
 
@@ -34,6 +34,8 @@ pub(crate) struct Api {
     pub(crate) sender: Sender,
     pub(crate) claim_idle: Duration,
     pub(crate) test_limits: TestLimits,
+    /// `delivery_retention`: what a record made for a retry keeps.
+    pub(crate) record_retention_secs: u64,
 }
 
 /// What bounds `SendTestEvent`, so it is no way around the limits of real
@@ -89,20 +91,42 @@ impl Api {
             .unwrap_or(false)
     }
 
-    /// A delivery the caller may see, with its partition.
+    /// A delivery the caller may see, with its partition: its record, or
+    /// (one that succeeded at its first attempt, whose id names its place
+    /// in its tenant's log) that entry.
     async fn delivery(&self, who: &Principal, id: &str) -> Result<(PartitionKeys, DeliveryRecord), Status> {
-        let parsed = DeliveryId::parse(id, "id").map_err(|e| Status::invalid_argument(e.to_string()))?.to_string();
-        let candidates: Vec<PartitionKeys> = match who.own_tenant() {
+        let parsed = DeliveryId::parse(id, "id").map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let text = parsed.to_string();
+        let visible = |record: &DeliveryRecord| {
+            hookline_domain::TenantId::parse(&record.tenant).is_ok_and(|t| who.can_access(&t))
+                && self.sees_subscription_of(who, &record.subscription_id)
+        };
+        let mut conn = self.redis.clone();
+        // Its record: every generated id the API shows has one, and a
+        // retry gives one to a delivery kept in its tenant's log.
+        let partitions: Vec<PartitionKeys> = match who.own_tenant() {
             Some(tenant) => vec![self.partitions.of_tenant(tenant.as_str())],
             None => self.partitions.all().collect(),
         };
-        let mut conn = self.redis.clone();
-        for keys in candidates {
-            let found = read_records(&mut conn, &keys, std::slice::from_ref(&parsed)).await.map_err(storage_error)?;
-            if let Some(record) = found.into_iter().next() {
-                let visible = hookline_domain::TenantId::parse(&record.tenant).is_ok_and(|t| who.can_access(&t))
-                    && self.sees_subscription_of(who, &record.subscription_id);
-                if visible {
+        for keys in partitions {
+            let found = read_records(&mut conn, &keys, std::slice::from_ref(&text)).await.map_err(storage_error)?;
+            if let Some(record) = found.into_iter().next().filter(&visible) {
+                return Ok((keys, record));
+            }
+        }
+        // Kept in its tenant's log: the tenants whose tag the id carries.
+        if let Some(place) = parsed.log_entry() {
+            let tenants: std::collections::BTreeSet<String> = match who.own_tenant() {
+                Some(tenant) => [tenant.to_string()].into(),
+                None => self.cache.state().subscriptions().map(|c| c.subscription.tenant.to_string()).collect(),
+            };
+            for tenant in tenants.iter().filter(|t| hookline_domain::tenant_tag(t) == place.tenant_tag) {
+                let keys = self.partitions.of_tenant(tenant);
+                let entry = FinishedEntry::read(&mut conn, &keys, tenant, (place.ms, place.seq))
+                    .await
+                    .map_err(storage_error)?;
+                let record = entry.map(|f| DeliveryRecord::from_finished(&text, tenant, &f));
+                if let Some(record) = record.filter(&visible) {
                     return Ok((keys, record));
                 }
             }

@@ -10,7 +10,7 @@ use hookline_queue::{DeliveryLog, Position, TimeRange};
 use tonic::Status;
 
 use super::{Api, convert, storage_error};
-use crate::store::{Stats, read_attempts, read_records};
+use crate::store::{Stats, read_attempts, read_listed};
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
@@ -61,7 +61,7 @@ impl Api {
             if sub.subscription.tenant != tenant {
                 return Err(Status::not_found(format!("subscription {} not found", req.subscription_id)));
             }
-            DeliveryLog::of_subscription(&keys, &req.subscription_id)
+            DeliveryLog::of_subscription(&keys, tenant.as_str(), &req.subscription_id)
         };
         let start = ms("start_time", req.start_time.as_ref())?.unwrap_or(0);
         let end = ms("end_time", req.end_time.as_ref())?.unwrap_or(u64::MAX / 2);
@@ -95,8 +95,7 @@ impl Api {
             if batch.items.is_empty() {
                 return Ok(v1::ListDeliveriesResponse { deliveries: out, next_page_token: String::new() });
             }
-            let ids: Vec<String> = batch.items.iter().map(|l| l.delivery_id.clone()).collect();
-            let records = read_records(&mut conn, &keys, &ids).await.map_err(storage_error)?;
+            let records = read_listed(&mut conn, &keys, tenant.as_str(), &batch.items).await.map_err(storage_error)?;
             let by_id: std::collections::HashMap<_, _> = records.iter().map(|r| (r.id.as_str(), r)).collect();
             let listed = batch.items.len();
             for (i, item) in batch.items.into_iter().enumerate() {

@@ -15,7 +15,7 @@ use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, with_task_func
 use redis::{Pipeline, Script, ScriptInvocation};
 
 use records::ATTEMPT_FIELDS;
-pub(crate) use records::{AttemptRecord, DeliveryRecord, Stats, read_attempts, read_records};
+pub(crate) use records::{AttemptRecord, DeliveryRecord, Stats, read_attempts, read_listed, read_records};
 
 /// The fields a script needs to create a delivery's record if it does not
 /// exist yet, in the order every script takes them.
@@ -209,6 +209,7 @@ pub(crate) struct Scripts {
     lease: Script,
     fifo_gate: Script,
     wake: Script,
+    restore: Script,
 }
 
 impl Default for Scripts {
@@ -220,6 +221,7 @@ impl Default for Scripts {
             lease: Script::new(include_str!("lua/lease.lua")),
             fifo_gate: Script::new(&with_task_functions(include_str!("lua/fifo_gate.lua"))),
             wake: Script::new(include_str!("lua/wake.lua")),
+            restore: Script::new(&with_task_functions(include_str!("lua/restore.lua"))),
         }
     }
 }
@@ -231,6 +233,7 @@ pub(crate) enum Step {
     Requeue,
     Lease,
     FifoGate,
+    Restore,
 }
 
 impl Scripts {
@@ -246,6 +249,7 @@ impl Scripts {
                 Step::Requeue => &self.requeue,
                 Step::Lease => &self.lease,
                 Step::FifoGate => &self.fifo_gate,
+                Step::Restore => &self.restore,
             };
             pipe.load_script(script).ignore();
         }
@@ -382,6 +386,35 @@ impl Scripts {
     }
 
     /// Replies how many deliveries were queued.
+    /// Gives each of `records` (deliveries of `tenant` kept only in its
+    /// log, `DeliveryRecord::from_finished`) a record of its own unless it
+    /// has one, so a requeue can rebuild its next attempt from it.
+    pub(crate) fn restore(
+        &self,
+        pipe: &mut Pipeline,
+        keys: &PartitionKeys,
+        tenant: &str,
+        records: &[&DeliveryRecord],
+        retention_secs: u64,
+    ) {
+        const PER_RECORD: usize = 5 + 2 * ATTEMPT_FIELDS.len();
+        let mut inv = self.restore.prepare_invoke();
+        inv.arg(retention_secs.max(1)).arg(PER_RECORD).arg(tenant);
+        for record in records {
+            inv.key(keys.delivery(&record.id))
+                .arg(&record.event_id)
+                .arg(&record.subscription_id)
+                .arg(&record.event_type)
+                .arg(record.created_ms)
+                .arg(record.updated_ms);
+            let attempt = record.last_attempt.clone().unwrap_or_default();
+            for (field, value) in attempt.last_attempt_fields() {
+                inv.arg(field).arg(value);
+            }
+        }
+        pipe.invoke_script(&inv);
+    }
+
     pub(crate) fn requeue(
         &self,
         pipe: &mut Pipeline,
@@ -586,12 +619,11 @@ mod tests {
         let _: i64 = redis::cmd("DEL").arg(keys.deliveries()).query_async(&mut conn).await.unwrap();
         let lost = recorded(scripts.complete(&keys, &[&second], &retention), &mut conn).await;
         assert_eq!(lost, vec![Recorded::Lost]);
-        let record: HashMap<String, String> =
-            redis::cmd("HGETALL").arg(keys.delivery(&task.delivery_id)).query_async(&mut conn).await.unwrap();
         let stats: HashMap<String, String> =
             redis::cmd("HGETALL").arg(keys.stats(&task.subscription_id)).query_async(&mut conn).await.unwrap();
-        assert_eq!(record.get("n").map(String::as_str), Some("1"));
-        assert_eq!(record.get("ld").map(String::as_str), Some("5"), "the first completion's attempt");
+        let kept = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await;
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].finished.as_ref().map(|f| f.duration_ms), Some(5), "the first completion's attempt");
         assert_eq!(Stats::from_fields(&stats).attempts, 1);
         for log in [keys.subscription_log(&task.subscription_id), keys.tenant_log(&task.tenant)] {
             let entries: u64 = redis::cmd("XLEN").arg(&log).query_async(&mut conn).await.unwrap();
@@ -599,16 +631,27 @@ mod tests {
         }
     }
 
-    /// A first-time success keeps its attempt in the record's short
-    /// fields only, and the record in Redis's compact encoding; a later
-    /// attempt (a manual retry) logs the first one from those fields.
+    /// Every delivery listed in a log, oldest first.
+    async fn listed_in(
+        conn: &mut (impl redis::aio::ConnectionLike + Send),
+        log: hookline_queue::DeliveryLog,
+    ) -> Vec<hookline_queue::Listed> {
+        let everything = hookline_queue::TimeRange { start_ms: 0, end_ms: u64::MAX / 2 };
+        log.newer(conn, everything, None, 100).await.unwrap().items
+    }
+
+    /// A first-time success has no record and no attempts list: it is
+    /// kept as an entry of its tenant's log, which its subscription's log
+    /// points at, under an id naming that entry. A later attempt (a
+    /// manual retry) gives it a record (`restore.lua`, in Redis's compact
+    /// encoding) and logs the first attempt from that record's fields.
     #[tokio::test]
-    async fn a_first_success_stays_compact_and_is_logged_when_a_second_attempt_comes() {
+    async fn a_first_success_is_a_log_entry_and_is_logged_when_a_second_attempt_comes() {
         let Setup { redis, mut conn, keys, group, scripts, retention } = setup("only").await;
-        let id = "dlv_01M81H0VK0J0RWH79N4YGFWWSW";
+        let mut id = "dlv_01M81H0VK0J0RWH79N4YGFWWSW".to_owned();
         let mut attempts = Vec::new();
         for n in ["1", "2"] {
-            let (entry, task) = take(&mut conn, &group, id, SUB, n, TRACEPARENT).await;
+            let (entry, task) = take(&mut conn, &group, &id, SUB, n, TRACEPARENT).await;
             let attempt = AttemptRecord {
                 n: task.attempt,
                 at: 1_764_590_000_000 + u64::from(task.attempt),
@@ -630,27 +673,52 @@ mod tests {
             recorded(scripts.complete(&keys, &[&completion], &retention), &mut conn).await;
             attempts.push(attempt);
             if n == "1" {
+                for key in [keys.delivery(&id), keys.attempts(&id)] {
+                    let exists: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+                    assert_eq!(exists, 0, "no record or attempts list for a first-time success: {key}");
+                }
+                let by_tenant = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await;
+                let by_sub =
+                    listed_in(&mut conn, hookline_queue::DeliveryLog::of_subscription(&keys, "acme", SUB)).await;
+                assert_eq!(by_tenant.len(), 1);
+                assert_eq!(by_sub, by_tenant, "the subscription's log leads to the tenant's entry");
+                let hookline_queue::Position::Log { ms, seq } = by_tenant[0].position else { panic!("a log entry") };
+                let public = hookline_domain::DeliveryId::of_log_entry("acme", ms, seq).to_string();
+                assert_eq!(by_tenant[0].delivery_id, public, "its id names its entry");
+                let only = read_listed(&mut conn, &keys, "acme", &by_tenant).await.unwrap();
+                assert_eq!(only[0].last_attempt.as_ref(), Some(&attempts[0]));
+                assert_eq!(
+                    (only[0].status.as_str(), only[0].attempts, only[0].event_id.as_str(), only[0].created_ms),
+                    ("succeeded", 1, task.event_id.as_str(), 1)
+                );
+                // A retry: a record made from the entry, once.
+                for made in [1, 0] {
+                    let mut pipe = redis::pipe();
+                    scripts.load(&mut pipe, &[Step::Restore]);
+                    scripts.restore(&mut pipe, &keys, "acme", &[&only[0]], retention.record_secs);
+                    let (restored,): (i64,) = pipe.query_async(&mut conn).await.unwrap();
+                    assert_eq!(restored, made);
+                }
                 if redis.is_redis_server() {
                     let encoding: String = redis::cmd("OBJECT")
                         .arg("ENCODING")
-                        .arg(keys.delivery(id))
+                        .arg(keys.delivery(&public))
                         .query_async(&mut conn)
                         .await
                         .unwrap();
-                    assert_eq!(encoding, "listpack", "the record of a first-time success is compact");
+                    assert_eq!(encoding, "listpack", "a record made for a retry is compact");
                 }
-                let log: i64 = redis::cmd("EXISTS").arg(keys.attempts(id)).query_async(&mut conn).await.unwrap();
-                assert_eq!(log, 0, "no attempts list for a first-time success");
-                let only = read_records(&mut conn, &keys, &[id.to_owned()]).await.unwrap();
-                assert_eq!(only[0].last_attempt.as_ref(), Some(&attempts[0]));
+                let restored = read_records(&mut conn, &keys, std::slice::from_ref(&public)).await.unwrap();
+                assert_eq!(restored[0].last_attempt.as_ref(), Some(&attempts[0]));
                 let fields: HashMap<String, String> =
-                    redis::cmd("HGETALL").arg(keys.delivery(id)).query_async(&mut conn).await.unwrap();
+                    redis::cmd("HGETALL").arg(keys.delivery(&public)).query_async(&mut conn).await.unwrap();
                 assert!(!fields.contains_key("tp"), "no trace context is kept for a first-time success: {fields:?}");
+                id = public;
             }
         }
-        let logged = read_attempts(&mut conn, &keys, id, 0, -1).await.unwrap();
+        let logged = read_attempts(&mut conn, &keys, &id, 0, -1).await.unwrap();
         assert_eq!(logged, attempts, "the first attempt logged from the record's fields, then the second");
-        let record = read_records(&mut conn, &keys, &[id.to_owned()]).await.unwrap();
+        let record = read_records(&mut conn, &keys, std::slice::from_ref(&id)).await.unwrap();
         assert_eq!((record[0].attempts, record[0].last_attempt.as_ref()), (2, Some(&attempts[1])));
     }
 
@@ -696,26 +764,26 @@ mod tests {
         assert_eq!(stats(keys.stats_hour(SUB, 1)).await, (1, 0, 1));
         assert_eq!(stats(keys.stats_hour(OTHER, 0)).await, (1, 1, 2));
         let ids = |i: usize| completions[i].task.delivery_id.clone();
-        let everything = hookline_queue::TimeRange { start_ms: 0, end_ms: u64::MAX / 2 };
-        let listed = |log: hookline_queue::DeliveryLog| {
-            let mut conn = conn.clone();
-            async move {
-                let batch = log.newer(&mut conn, everything, None, 10).await.unwrap();
-                batch.items.into_iter().map(|l| l.delivery_id).collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(listed(hookline_queue::DeliveryLog::of_subscription(&keys, SUB)).await, [ids(0), ids(2)]);
-        assert_eq!(listed(hookline_queue::DeliveryLog::of_subscription(&keys, OTHER)).await, [ids(1), ids(3)]);
-        assert_eq!(
-            listed(hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await,
-            (0..4).map(ids).collect::<Vec<_>>()
-        );
+        let by_tenant = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await;
+        let listed_ids = |items: &[hookline_queue::Listed]| items.iter().map(|l| l.delivery_id.clone()).collect();
+        // The successes are kept in the tenant's log (under ids naming
+        // their entries), the dead letter has a record.
+        let public: Vec<String> = listed_ids(&by_tenant);
+        assert_eq!(public[1], ids(1));
+        assert!(by_tenant.iter().enumerate().all(|(i, l)| l.finished.is_some() == (i != 1)));
+        for (sub, expected) in [(SUB, [0, 2]), (OTHER, [1, 3])] {
+            let log = hookline_queue::DeliveryLog::of_subscription(&keys, "acme", sub);
+            let listed: Vec<String> = listed_ids(&listed_in(&mut conn, log).await);
+            assert_eq!(listed, expected.map(|i| public[i].clone()), "{sub}");
+        }
         let dead: Vec<String> =
             redis::cmd("ZRANGE").arg(keys.dead_letters(OTHER)).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
         assert_eq!(dead, [ids(1)]);
-        let records = read_records(&mut conn, &keys, &(0..4).map(ids).collect::<Vec<_>>()).await.unwrap();
+        let records = read_listed(&mut conn, &keys, "acme", &by_tenant).await.unwrap();
         let codes: Vec<u16> = records.iter().map(|r| r.last_attempt.as_ref().unwrap().code).collect();
-        assert_eq!(codes, [200, 411, 200, 200], "each record has its own attempt");
+        assert_eq!(codes, [200, 411, 200, 200], "each delivery has its own attempt");
+        let subs: Vec<&str> = records.iter().map(|r| r.subscription_id.as_str()).collect();
+        assert_eq!(subs, [SUB, OTHER, SUB, OTHER]);
     }
 
     /// One call records a batch as the same completions one at a time
@@ -783,7 +851,8 @@ mod tests {
         assert_eq!(dead, vec![ids(1)]);
         let indexed: usize = redis::cmd("XLEN").arg(keys.subscription_log(sub)).query_async(&mut conn).await.unwrap();
         assert_eq!(indexed, 4);
-        let records = read_records(&mut conn, &keys, &(0..4).map(ids).collect::<Vec<_>>()).await.unwrap();
+        let listed = listed_in(&mut conn, hookline_queue::DeliveryLog::of_subscription(&keys, "acme", sub)).await;
+        let records = read_listed(&mut conn, &keys, "acme", &listed).await.unwrap();
         let states: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
         assert_eq!(states, ["scheduled", "dead", "succeeded", "scheduled"]);
         let mut traceparents = Vec::new();

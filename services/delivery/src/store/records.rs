@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use hookline_queue::PartitionKeys;
+use hookline_queue::{FinishedEntry, Listed, PartitionKeys};
 use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +138,60 @@ impl DeliveryRecord {
             status_reason: get("sr"),
         })
     }
+}
+
+impl DeliveryRecord {
+    /// A delivery that succeeded at its first attempt, kept only as entry
+    /// `finished` of `tenant`'s log, under its public id `id`.
+    pub(crate) fn from_finished(id: &str, tenant: &str, finished: &FinishedEntry) -> Self {
+        let attempt = AttemptRecord {
+            n: 1,
+            at: finished.started_ms,
+            dur: finished.duration_ms,
+            code: finished.status_code,
+            err: finished.error.clone(),
+            msg: finished.message.clone(),
+            body: finished.body.clone(),
+            trig: finished.trigger.clone(),
+        };
+        Self {
+            id: id.to_owned(),
+            event_id: finished.event_id.clone(),
+            subscription_id: finished.subscription_id.clone(),
+            tenant: tenant.to_owned(),
+            event_type: finished.event_type.clone(),
+            status: "succeeded".into(),
+            attempts: 1,
+            next_attempt_ms: None,
+            created_ms: finished.created_ms,
+            updated_ms: finished.started_ms + finished.duration_ms,
+            last_attempt: Some(attempt),
+            status_reason: String::new(),
+        }
+    }
+}
+
+/// The deliveries of a listing, in order: each from its record, or, for
+/// one kept only in its tenant's log, from that entry (a record made for
+/// it since, by a retry, comes first); those gone with the retention are
+/// skipped.
+pub(crate) async fn read_listed(
+    conn: &mut impl ConnectionLike,
+    keys: &PartitionKeys,
+    tenant: &str,
+    listed: &[Listed],
+) -> redis::RedisResult<Vec<DeliveryRecord>> {
+    let ids: Vec<String> = listed.iter().map(|l| l.delivery_id.clone()).collect();
+    let mut records: HashMap<String, DeliveryRecord> =
+        read_records(conn, keys, &ids).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+    Ok(listed
+        .iter()
+        .filter_map(|l| {
+            records
+                .remove(&l.delivery_id)
+                .or_else(|| l.finished.as_ref().map(|f| DeliveryRecord::from_finished(&l.delivery_id, tenant, f)))
+        })
+        .collect())
 }
 
 /// Records of these ids (missing ones skipped), in order.

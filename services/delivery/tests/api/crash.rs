@@ -154,7 +154,7 @@ async fn a_subscription_the_delivery_cache_has_not_seen_is_waited_for_not_cancel
     let conn = stack.redis.connection().await;
     let status = || async {
         let mut conn = conn.clone();
-        let log = hookline_queue::DeliveryLog::of_subscription(&keys, &sub);
+        let log = hookline_queue::DeliveryLog::of_subscription(&keys, "acme", &sub);
         let everything = hookline_queue::TimeRange { start_ms: 0, end_ms: u64::MAX / 2 };
         let listed = log.newer(&mut conn, everything, None, 1).await.unwrap();
         let id = &listed.items.first()?.delivery_id;

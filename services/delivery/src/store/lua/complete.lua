@@ -6,10 +6,12 @@
 -- longer exists too; the reply then says so.
 -- Written for the hot path: the counters, retries and dead letters of the
 -- whole batch are written once per key at the end (each delivery's log
--- entries are its own), and a delivery that succeeds
--- at its first attempt keeps that attempt in the record's last-attempt
--- fields only (the attempts list starts when a second attempt comes; the
--- first is then logged from those fields).
+-- entries are its own). A delivery that succeeds at its first attempt,
+-- with no record yet, gets none: it is kept as an entry of its tenant's
+-- log (`log_finished`). Otherwise a delivery's first attempt is kept in
+-- its record's last-attempt fields only when it succeeded (the attempts
+-- list starts when a second attempt comes; the first is then logged from
+-- those fields).
 -- KEYS: 1 deliveries stream, 2 retry zset, then per group of completions
 --       (one subscription, tenant and hour: `Scripts::complete`) 8 keys:
 --       stats, hour stats, subscription log, tenant log, dead-letter
@@ -131,7 +133,14 @@ for i = 0, (#KEYS - first_key) / 2 - 1 do
       state = 'dead'
     end
     local created = ARGV[a + 13]
-    if redis.call('EXISTS', record) == 0 then
+    local fresh = redis.call('EXISTS', record) == 0
+    if fresh and ok and n == '1' then
+      -- Succeeded at its first attempt, never recorded before: all it
+      -- keeps is an entry of its tenant's log (`log_finished`).
+      cutoff = cutoff or log_cutoff(now, record_ttl)
+      log_finished(sub_log, tenant_log, cutoff, ARGV[a + 8], ARGV[a + 9], ARGV[a + 11], created,
+        unpack(ARGV, a + 15, a + 14 + m))
+    elseif fresh then
       -- The last attempt's fields, those with a value (a missing one reads
       -- as empty), and the next attempt's time when there is one.
       local last = {}
@@ -148,10 +157,8 @@ for i = 0, (#KEYS - first_key) / 2 - 1 do
         created, n, 'u', now, 'st', state, unpack(last))
       cutoff = cutoff or log_cutoff(now, record_ttl)
       log_delivery(sub_log, tenant_log, id, cutoff)
-      if not (ok and n == '1') then
-        redis.call('RPUSH', attempts, completion_attempt(a, n))
-        redis.call('EXPIRE', attempts, record_ttl)
-      end
+      redis.call('RPUSH', attempts, completion_attempt(a, n))
+      redis.call('EXPIRE', attempts, record_ttl)
     else
       if redis.call('EXISTS', attempts) == 0 then
         local earlier = logged_attempt(record)
