@@ -131,6 +131,10 @@ async fn retry_delivery_sends_it_again_now() {
     .await;
     let manual = v1::AttemptTrigger::ManualRetry as i32;
     assert_eq!(attempts_of(&stack, done[0].id.clone()).await, [(1, scheduled), (2, manual)], "both attempts logged");
+    // Listed once still, as it is now (a first-time success is kept in its
+    // tenant's log; the retry gave it a record, which the listing reads).
+    let listed = stack.deliveries_of(&sub).await;
+    assert_eq!(listed.iter().map(|d| (d.id.clone(), d.attempt_count)).collect::<Vec<_>>(), [(done[0].id.clone(), 2)]);
 }
 
 #[tokio::test]

@@ -145,6 +145,10 @@ pub(super) fn rows(label: &str, before: &Snapshot, after: &Snapshot, deliveries:
     rows
 }
 
+/// The key shapes kept for the delivery retention (the rest goes with the
+/// event retention or when the streams are trimmed).
+const RETAINED: &[&str] = &["*:dlv:*", "*:attempts:*", "*:sub:*:log", "*:tenant:*:log", "*:sub:*:dead", "*:stats:*"];
+
 /// Key shapes, as `SCAN MATCH` patterns, and what each is.
 const SHAPES: &[(&str, &str)] = &[
     ("*:event:*", "event records"),
@@ -165,7 +169,7 @@ const SHAPES: &[(&str, &str)] = &[
 pub(super) async fn breakdown(stack: &Stack, deliveries: u64) -> Vec<String> {
     let Some(mut conn) = redis(stack).await else { return Vec::new() };
     let mut parts = Vec::new();
-    let mut total = 0u64;
+    let (mut total, mut retained) = (0u64, 0u64);
     for (pattern, what) in SHAPES {
         let mut cursor = 0u64;
         let (mut keys, mut bytes) = (0u64, 0u64);
@@ -193,15 +197,25 @@ pub(super) async fn breakdown(stack: &Stack, deliveries: u64) -> Vec<String> {
         }
         if keys > 0 {
             total += bytes;
+            if RETAINED.contains(pattern) {
+                retained += bytes;
+            }
             parts.push(format!("{what} {:.0} ({keys} keys)", bytes as f64 / deliveries.max(1) as f64));
         }
     }
     if parts.is_empty() {
         return Vec::new();
     }
-    vec![format!(
-        "| Redis bytes per delivery by key shape, after both throughput phases | {:.0} B in all: {} |",
-        total as f64 / deliveries.max(1) as f64,
-        parts.join(", ")
-    )]
+    let per = |bytes: u64| bytes as f64 / deliveries.max(1) as f64;
+    vec![
+        format!(
+            "| Redis bytes per delivery by key shape, after both throughput phases | {:.0} B in all: {} |",
+            per(total),
+            parts.join(", ")
+        ),
+        format!(
+            "| … of which kept for the delivery retention (records, attempt logs, delivery logs, dead letters, counters) | {:.0} B |",
+            per(retained)
+        ),
+    ]
 }
