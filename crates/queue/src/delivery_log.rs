@@ -17,6 +17,12 @@
 //!   subscription, kept in its tenant's log.
 //!
 //! [`DeliveryLog`] reads all three (a pointer is followed to its entry).
+//!
+//! A log lives [`log_ttl_secs`] past its last renewal: the write that
+//! creates it sets that, and the delivery service's retention worker
+//! renews it for the live subscriptions and their tenants (every 10
+//! minutes), so the log of a deleted subscription, or of a tenant left
+//! with none, goes by itself once its newest entry is past the retention.
 //! A stream keeps an entry in ~45 bytes (~130 with a finished delivery's
 //! fields) where a record costs ~370 and a sorted-set member ~135, and its
 //! ids are unique and time-ordered, so a page boundary never falls between
@@ -32,6 +38,19 @@ use redis::aio::ConnectionLike;
 use hookline_domain::DeliveryId;
 
 use crate::PartitionKeys;
+
+/// How long a delivery log outlives the delivery retention since its TTL
+/// was last set: longer than the retention worker takes between renewals,
+/// many times over, so a live log never expires with entries still within
+/// the retention (`with_task_functions` hands it to the Lua side as
+/// `LOG_TTL_MARGIN`).
+pub const LOG_TTL_MARGIN_SECS: u64 = 3600;
+
+/// The TTL a delivery log gets when it is created or renewed, for the
+/// record retention `record_secs`.
+pub fn log_ttl_secs(record_secs: u64) -> u64 {
+    record_secs.saturating_add(LOG_TTL_MARGIN_SECS)
+}
 
 /// The field of a log entry that holds the delivery id (or, as `@<entry
 /// id>`, the place of its [`FinishedEntry`] in the tenant's log).

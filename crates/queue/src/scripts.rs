@@ -28,7 +28,11 @@ impl Default for Scripts {
 /// `write_new_record`) before it: every script that writes them, here and in
 /// delivery, is built with this, so their format is written once.
 pub fn with_task_functions(script: &str) -> String {
-    format!("{}{script}", include_str!("lua/tasks.lua"))
+    format!(
+        "local LOG_TTL_MARGIN = {}\n{}{script}",
+        crate::delivery_log::LOG_TTL_MARGIN_SECS,
+        include_str!("lua/tasks.lua")
+    )
 }
 
 /// What publishing one event did.

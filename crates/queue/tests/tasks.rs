@@ -73,9 +73,9 @@ async fn finished_deliveries_are_what_log_finished_wrote() {
         (DeliveryLog::of_subscription(&keys, "acme", "sub_1"), DeliveryLog::of_tenant(&keys, "acme"));
     let script = redis::Script::new(&with_task_functions(
         r"
-log_finished(KEYS[1], KEYS[2], '0', 'evt_1', 'sub_1', 'order.paid', '1000', '1015', '12', '200', 'none', '', 'b2s=',
+log_finished(KEYS[1], KEYS[2], '0', '86400', 'evt_1', 'sub_1', 'order.paid', '1000', '1015', '12', '200', 'none', '', 'b2s=',
   'scheduled')
-log_finished(KEYS[1], KEYS[2], '0', 'evt_2', 'sub_1', 'order.paid', '2000', '1990', '3', '204', 'none', 'hi', '',
+log_finished(KEYS[1], KEYS[2], '0', '86400', 'evt_2', 'sub_1', 'order.paid', '2000', '1990', '3', '204', 'none', 'hi', '',
   'replay')
 return 1
 ",
@@ -153,7 +153,7 @@ async fn delivery_logs_list_what_log_delivery_wrote_then_the_legacy_index() {
     }
     let now: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let script = redis::Script::new(&with_task_functions(
-        "for i = 1, 5 do log_delivery(KEYS[1], KEYS[2], 'dlv_' .. i, log_cutoff(ARGV[1], ARGV[2])) end return 1",
+        "for i = 1, 5 do log_delivery(KEYS[1], KEYS[2], 'dlv_' .. i, log_cutoff(ARGV[1], ARGV[2]), ARGV[2]) end return 1",
     ));
     let _: i64 =
         script.key(sub_log.key()).key(tenant_log.key()).arg(now).arg(86_400).invoke_async(&mut conn).await.unwrap();
@@ -202,7 +202,7 @@ async fn delivery_logs_list_what_log_delivery_wrote_then_the_legacy_index() {
     }
     let _: () = pipe.query_async(&mut conn).await.unwrap();
     let one = redis::Script::new(&with_task_functions(
-        "log_delivery(KEYS[1], KEYS[2], 'dlv_new', log_cutoff(ARGV[1], ARGV[2]))",
+        "log_delivery(KEYS[1], KEYS[2], 'dlv_new', log_cutoff(ARGV[1], ARGV[2]), ARGV[2])",
     ));
     let _: () = one.key("trim:sub").key("trim:tenant").arg(now).arg(5).invoke_async(&mut conn).await.unwrap();
     let left: u64 = redis::cmd("XLEN").arg("trim:sub").query_async(&mut conn).await.unwrap();

@@ -210,7 +210,8 @@ impl Worker {
     /// longer paused, back onto the stream.
     pub(crate) async fn schedule(self: Arc<Self>, keys: PartitionKeys, mut stop: watch::Receiver<bool>) {
         let mut last_release = Instant::now();
-        let mut last_prune = Instant::now();
+        // Pruned first when the partition is taken, then every PRUNE_EVERY.
+        let mut last_prune: Option<Instant> = None;
         let mut backoff = Duration::from_millis(100);
         let mut ownership = self.ownership.clone();
         while !*stop.borrow() {
@@ -218,8 +219,8 @@ impl Worker {
                 continue;
             }
             let step = async {
-                if last_prune.elapsed() >= PRUNE_EVERY && self.cache.state().is_ready() {
-                    last_prune = Instant::now();
+                if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) && self.cache.state().is_ready() {
+                    last_prune = Some(Instant::now());
                     self.prune_indexes(&keys, &mut self.redis.clone()).await?;
                 }
                 let mut conn = self.redis.clone();
@@ -262,6 +263,9 @@ impl Worker {
     /// builds listed deliveries in.
     async fn prune_indexes(&self, keys: &PartitionKeys, conn: &mut RedisConn) -> redis::RedisResult<()> {
         let cutoff = now_ms().saturating_sub(self.settings.retention.record_secs * 1000);
+        // The logs of live subscriptions (and their tenants) are renewed;
+        // the others expire by themselves (`log_ttl_secs`).
+        let log_ttl = hookline_queue::log_ttl_secs(self.settings.retention.record_secs);
         let state = self.cache.state();
         let mut pipe = redis::pipe();
         let mut tenants = std::collections::BTreeSet::new();
@@ -271,7 +275,9 @@ impl Worker {
                 continue;
             }
             let sub = cached.subscription.id.to_string();
-            pipe.cmd("XTRIM").arg(keys.subscription_log(&sub)).arg("MINID").arg("~").arg(cutoff).ignore();
+            let log = keys.subscription_log(&sub);
+            pipe.cmd("XTRIM").arg(&log).arg("MINID").arg("~").arg(cutoff).ignore();
+            pipe.cmd("EXPIRE").arg(&log).arg(log_ttl).ignore();
             pipe.cmd("ZREMRANGEBYSCORE").arg(keys.legacy_subscription_index(&sub)).arg("-inf").arg(cutoff).ignore();
             pipe.cmd("ZREMRANGEBYSCORE").arg(keys.dead_letters(&sub)).arg("-inf").arg(cutoff).ignore();
             tenants.insert(tenant.to_owned());
@@ -280,7 +286,9 @@ impl Worker {
             return Ok(());
         }
         for tenant in tenants {
-            pipe.cmd("XTRIM").arg(keys.tenant_log(&tenant)).arg("MINID").arg("~").arg(cutoff).ignore();
+            let log = keys.tenant_log(&tenant);
+            pipe.cmd("XTRIM").arg(&log).arg("MINID").arg("~").arg(cutoff).ignore();
+            pipe.cmd("EXPIRE").arg(&log).arg(log_ttl).ignore();
             pipe.cmd("ZREMRANGEBYSCORE").arg(keys.legacy_tenant_index(&tenant)).arg("-inf").arg(cutoff).ignore();
         }
         pipe.query_async::<()>(conn).await

@@ -56,13 +56,26 @@ local function log_cutoff(now, ttl)
   return string.format('%.0f', math.max(0, tonumber(now) - tonumber(ttl) * 1000))
 end
 
+-- Appends an entry (field-value pairs `...`) to delivery log `log`,
+-- trimming the entries older than `cutoff` (`log_cutoff`) as it goes;
+-- returns its id. A log it creates lives `ttl` (the record retention, s)
+-- plus LOG_TTL_MARGIN (`log_ttl_secs`: the retention worker renews it
+-- while its subscription lives), so a log no longer written goes by
+-- itself. (NOMKSTREAM: an existing log costs one call, as before.)
+local function log_append(log, cutoff, ttl, ...)
+  local place = redis.call('XADD', log, 'NOMKSTREAM', 'MINID', '~', cutoff, '*', ...)
+  if place then return place end
+  place = redis.call('XADD', log, 'MINID', '~', cutoff, '*', ...)
+  redis.call('EXPIRE', log, tonumber(ttl) + LOG_TTL_MARGIN)
+  return place
+end
+
 -- Lists delivery `id` in its subscription's and its tenant's delivery
--- logs (`DeliveryLog`: one entry per delivery, field `d`), trimming the
--- entries older than `cutoff` (`log_cutoff`) as it goes. Called once per
+-- logs (`DeliveryLog`: one entry per delivery, field `d`). Called once per
 -- delivery, when its record is made.
-local function log_delivery(sub_log, tenant_log, id, cutoff)
-  redis.call('XADD', sub_log, 'MINID', '~', cutoff, '*', 'd', id)
-  redis.call('XADD', tenant_log, 'MINID', '~', cutoff, '*', 'd', id)
+local function log_delivery(sub_log, tenant_log, id, cutoff, ttl)
+  log_append(sub_log, cutoff, ttl, 'd', id)
+  log_append(tenant_log, cutoff, ttl, 'd', id)
 end
 
 -- A delivery that succeeded at its first attempt has no record: it is
@@ -72,13 +85,13 @@ end
 -- this order, so the stream stores each entry's values only), and its
 -- subscription's log points at that entry (`d` = '@' .. its id). Its
 -- public id is the entry's place (`DeliveryId::of_log_entry`).
-local function log_finished(sub_log, tenant_log, cutoff, event, sub, event_type, created, at, dur, code, err, msg,
-                            body, trigger)
+local function log_finished(sub_log, tenant_log, cutoff, ttl, event, sub, event_type, created, at, dur, code, err,
+                            msg, body, trigger)
   if trigger == 'scheduled' then trigger = '' end
-  local place = redis.call('XADD', tenant_log, 'MINID', '~', cutoff, '*', 'evt', event, 'sub', sub, 'et', event_type,
-    'c', created, 'w', string.format('%.0f', tonumber(at) - tonumber(created)), 'ld', dur, 'lc', code, 'le', err,
-    'lm', msg, 'lb', body, 'lt', trigger)
-  redis.call('XADD', sub_log, 'MINID', '~', cutoff, '*', 'd', '@' .. place)
+  local place = log_append(tenant_log, cutoff, ttl, 'evt', event, 'sub', sub, 'et', event_type, 'c', created,
+    'w', string.format('%.0f', tonumber(at) - tonumber(created)), 'ld', dur, 'lc', code, 'le', err, 'lm', msg,
+    'lb', body, 'lt', trigger)
+  log_append(sub_log, cutoff, ttl, 'd', '@' .. place)
 end
 
 -- Creates delivery `id`'s record if it has none (from its task's fields)
@@ -89,7 +102,7 @@ local function ensure_record(record, sub_log, tenant_log, ttl, id, event, sub, t
                              created, attempts, now)
   if redis.call('EXISTS', record) == 1 then return false end
   write_new_record(record, ttl, event, sub, tenant, event_type, traceparent, created, attempts)
-  log_delivery(sub_log, tenant_log, id, log_cutoff(now, ttl))
+  log_delivery(sub_log, tenant_log, id, log_cutoff(now, ttl), ttl)
   return true
 end
 

@@ -176,3 +176,56 @@ async fn a_subscription_created_just_before_a_publish_is_delivered_not_cancelled
         stack.wait_received(&path, 1).await;
     }
 }
+
+/// A delivery log expires by itself unless its subscription lives: the
+/// write that makes a log gives it the delivery retention plus a margin,
+/// and the retention worker (first run when delivery takes the partition)
+/// renews the logs of live subscriptions and their tenants, not those of
+/// deleted ones, nor logs older builds left without a TTL for them.
+#[tokio::test]
+async fn delivery_logs_live_as_long_as_their_subscription_and_the_retention() {
+    let retention = Duration::from_secs(86_400);
+    let mut stack = Stack::start_with(|c| hookline_delivery::Config { delivery_retention: retention, ..c }).await;
+    let (kept, _) = stack.subscribe("/kept", |_| {}).await;
+    let (deleted, _) = stack.subscribe("/deleted", |_| {}).await;
+    stack.publish("a", "{}").await;
+    stack.wait_received("/kept", 1).await;
+    stack.wait_received("/deleted", 1).await;
+
+    let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
+    let logs = [
+        hookline_queue::DeliveryLog::of_subscription(&keys, "acme", &kept),
+        hookline_queue::DeliveryLog::of_subscription(&keys, "acme", &deleted),
+        hookline_queue::DeliveryLog::of_tenant(&keys, "acme"),
+    ];
+    let mut conn = stack.redis.connection().await;
+    let full = hookline_queue::log_ttl_secs(retention.as_secs()) as i64;
+    // Both deliveries are listed once their completions are written.
+    for sub in [&kept, &deleted] {
+        stack.wait_status(sub, v1::DeliveryStatus::Succeeded, 1).await;
+    }
+    for log in &logs {
+        let ttl: i64 = redis::cmd("TTL").arg(log.key()).query_async(&mut conn).await.unwrap();
+        assert!(full - 60 <= ttl && ttl <= full, "{}: TTL {ttl}, not ~{full}", log.key());
+    }
+
+    // As older builds left them: no TTL. Then `deleted` goes, and a
+    // delivery service starts again.
+    for log in &logs {
+        let _: i64 = redis::cmd("PERSIST").arg(log.key()).query_async(&mut conn).await.unwrap();
+    }
+    stack.subs.delete_subscription(v1::DeleteSubscriptionRequest { id: deleted.clone(), version: 0 }).await.unwrap();
+    stack.delivery.take().unwrap().halt().await;
+    let config = delivery_config(&stack.redis, &stack.subscriptions, &stack.fanout);
+    stack.start_delivery(hookline_delivery::Config { delivery_retention: retention, ..config }).await;
+
+    let ttl = |key: String| {
+        let mut conn = conn.clone();
+        async move { redis::cmd("TTL").arg(key).query_async::<i64>(&mut conn).await.unwrap() }
+    };
+    let (kept_log, deleted_log, tenant_log) = (logs[0].key(), logs[1].key(), logs[2].key());
+    eventually(WAIT, || async { ttl(kept_log.to_string()).await > full - 60 }).await;
+    // One pipeline renews them all: the tenant's log in the same step.
+    assert!(ttl(tenant_log.to_string()).await > full - 60, "the tenant's log is renewed");
+    assert_eq!(ttl(deleted_log.to_string()).await, -1, "the deleted subscription's log is not renewed");
+}

@@ -138,7 +138,7 @@ for i = 0, (#KEYS - first_key) / 2 - 1 do
       -- Succeeded at its first attempt, never recorded before: all it
       -- keeps is an entry of its tenant's log (`log_finished`).
       cutoff = cutoff or log_cutoff(now, record_ttl)
-      log_finished(sub_log, tenant_log, cutoff, ARGV[a + 8], ARGV[a + 9], ARGV[a + 11], created,
+      log_finished(sub_log, tenant_log, cutoff, record_ttl, ARGV[a + 8], ARGV[a + 9], ARGV[a + 11], created,
         unpack(ARGV, a + 15, a + 14 + m))
     elseif fresh then
       -- The last attempt's fields, those with a value (a missing one reads
@@ -156,7 +156,7 @@ for i = 0, (#KEYS - first_key) / 2 - 1 do
       write_new_record(record, record_ttl, ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], traceparent,
         created, n, 'u', now, 'st', state, unpack(last))
       cutoff = cutoff or log_cutoff(now, record_ttl)
-      log_delivery(sub_log, tenant_log, id, cutoff)
+      log_delivery(sub_log, tenant_log, id, cutoff, record_ttl)
       redis.call('RPUSH', attempts, completion_attempt(a, n))
       redis.call('EXPIRE', attempts, record_ttl)
     else
