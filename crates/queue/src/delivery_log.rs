@@ -20,8 +20,8 @@
 //!
 //! A log lives [`log_ttl_secs`] past its last renewal: the write that
 //! creates it sets that, and the delivery service's retention worker
-//! renews it for the live subscriptions and their tenants (every 10
-//! minutes), so the log of a deleted subscription, or of a tenant left
+//! renews it for the live subscriptions and their tenants (when it takes
+//! a partition, then every 10 minutes), so the log of a deleted subscription, or of a tenant left
 //! with none, goes by itself once its newest entry is past the retention.
 //! A stream keeps an entry in ~45 bytes (~130 with a finished delivery's
 //! fields) where a record costs ~370 and a sorted-set member ~135, and its
@@ -44,7 +44,7 @@ use crate::PartitionKeys;
 /// many times over, so a live log never expires with entries still within
 /// the retention (`with_task_functions` hands it to the Lua side as
 /// `LOG_TTL_MARGIN`).
-pub const LOG_TTL_MARGIN_SECS: u64 = 3600;
+pub(crate) const LOG_TTL_MARGIN_SECS: u64 = 3600;
 
 /// The TTL a delivery log gets when it is created or renewed, for the
 /// record retention `record_secs`.

@@ -29,9 +29,7 @@ mod record;
 mod scripts;
 
 pub use conn::{BlockingReader, RedisConn, RedisTarget, connect};
-pub use delivery_log::{
-    Batch, DeliveryLog, FinishedEntry, LOG_FIELD, LOG_TTL_MARGIN_SECS, Listed, Position, TimeRange, log_ttl_secs,
-};
+pub use delivery_log::{Batch, DeliveryLog, FinishedEntry, LOG_FIELD, Listed, Position, TimeRange, log_ttl_secs};
 pub use durability::{Durability, DurableWriter, WRITER_CONNECTIONS, WriteError, describe_durability_metrics};
 pub use entry::{DeliveryTask, EntryError, EventEntry, FORMAT_VERSION};
 pub use fence::{Fence, current_fence};

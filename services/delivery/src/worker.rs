@@ -260,7 +260,7 @@ impl Worker {
     /// have expired) for the subscriptions and tenants of this partition:
     /// the delivery logs of those that no longer get deliveries (each new
     /// entry trims its log), the dead letters, and the sorted sets older
-    /// builds listed deliveries in.
+    /// builds listed deliveries in; and renews those logs' TTL.
     async fn prune_indexes(&self, keys: &PartitionKeys, conn: &mut RedisConn) -> redis::RedisResult<()> {
         let cutoff = now_ms().saturating_sub(self.settings.retention.record_secs * 1000);
         // The logs of live subscriptions (and their tenants) are renewed;
