@@ -9,13 +9,17 @@
 //!   nothing connects anywhere otherwise (`OTEL_SDK_DISABLED=true` or
 //!   `OTEL_TRACES_EXPORTER=none` turn it off explicitly).
 //!
-//! Trace ids exist either way: the OpenTelemetry layer is always installed,
-//! so [`continue_trace`] can join a span to the trace named by a stored W3C
-//! `traceparent`, hand out the span's own `traceparent` for the next hop,
-//! and put `trace_id` / `span_id` on the span so every log line inside it
-//! carries them. Only spans at `info` and above become OpenTelemetry spans,
-//! whatever the log filter says, so `RUST_LOG=warn` does not cut traces.
+//! Trace ids exist either way: when exporting, the OpenTelemetry layer
+//! builds each span; when not, a layer that keeps only each span's ids
+//! (`ids`) stands in for it, so no span is built just to be dropped.
+//! With either, [`continue_trace`] joins a span to the trace named by a
+//! stored W3C `traceparent`, hands out the span's own `traceparent` for
+//! the next hop, and puts `trace_id` / `span_id` on the span so every log
+//! line inside it carries them. Only spans at `info` and above are in
+//! traces, whatever the log filter says, so `RUST_LOG=warn` does not cut
+//! them.
 
+mod ids;
 mod propagation;
 
 pub use propagation::{continue_trace, traceparent_of};
@@ -67,18 +71,23 @@ pub fn init_with(service: &'static str, default_filter: &str) -> TelemetryGuard 
         },
         false => (None, None),
     };
-    let tracer = provider.clone().unwrap_or_else(|| provider_builder(service).build()).tracer("hookline");
-    // Lean spans: no busy/idle timing, thread, source-location or target
-    // attributes, and no OpenTelemetry context switch on every poll (hops
-    // are continued explicitly with `continue_trace`).
-    let traces = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_tracked_inactivity(false)
-        .with_threads(false)
-        .with_location(false)
-        .with_target(false)
-        .with_context_activation(false)
-        .with_filter(LevelFilter::INFO);
+    // Exporting: lean OpenTelemetry spans (no busy/idle timing, thread,
+    // source-location or target attributes, and no OpenTelemetry context
+    // switch on every poll: hops are continued explicitly with
+    // `continue_trace`). Not exporting: only the ids, which is all that is
+    // used of a span then (the `traceparent` sent on, the ids in logs).
+    let traces = match &provider {
+        Some(provider) => tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("hookline"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_target(false)
+            .with_context_activation(false)
+            .with_filter(LevelFilter::INFO)
+            .boxed(),
+        None => ids::TraceIdLayer.with_filter(LevelFilter::INFO).boxed(),
+    };
     let json = std::env::var("HOOKLINE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let logs = if json {
         fmt::layer().json().flatten_event(true).with_filter(log_filter(default_filter)).boxed()

@@ -144,6 +144,38 @@ async fn one_event_is_one_trace_across_the_three_services() {
     );
 }
 
+/// Not exporting (no OTLP endpoint), spans are not built, but the trace
+/// goes on all the same: the receiver gets a `traceparent` in the
+/// producer's trace, and the attempt's log lines carry its ids.
+#[tokio::test]
+async fn without_an_exporter_the_trace_still_reaches_the_receiver_and_the_logs() {
+    let trace = format!("{:032x}", SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+    let trace = trace.as_str();
+    let env = [("HOOKLINE_LOG", "warn,hookline_delivery=debug".to_owned()), ("HOOKLINE_LOG_FORMAT", "json".to_owned())];
+    let stack = Stack::with_env(RedisServer::start(), &env).await;
+    let (receiver, port) = Receiver::start(&[200], Duration::ZERO).await;
+    stack.subscribe(format!("http://127.0.0.1:{port}/hook"), None, 0).await;
+
+    let mut events = stack.client(stack.fanout.addr(), EventServiceClient::with_interceptor).await;
+    let mut request = tonic::Request::new(publish_request(1));
+    request.metadata_mut().insert("traceparent", format!("00-{trace}-{PRODUCER_SPAN}-01").parse().unwrap());
+    events.publish(request).await.unwrap();
+    eventually(WAIT, || async { !receiver.ids().is_empty() }).await;
+
+    let got = receiver.got.lock().unwrap().clone();
+    let parts: Vec<String> = got[0].0["traceparent"].split('-').map(str::to_owned).collect();
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    assert_eq!((parts[0].as_str(), parts[1].as_str(), parts[3].as_str()), ("00", trace, "01"), "the producer's trace");
+    assert_eq!(parts[2].len(), 16);
+    assert_ne!(parts[2], PRODUCER_SPAN, "the attempt's own span");
+    let line = format!("\"span_id\":\"{}\"", parts[2]);
+    let logged = || {
+        let log = std::fs::read_to_string(stack.delivery.log_path()).unwrap();
+        log.lines().any(|l| l.contains(&format!("\"trace_id\":\"{trace}\"")) && l.contains(&line))
+    };
+    eventually(WAIT, || async { logged() }).await;
+}
+
 #[tokio::test]
 async fn every_service_serves_its_metrics_and_probes() {
     let stack = Stack::start().await;
