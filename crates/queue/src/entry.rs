@@ -1,7 +1,9 @@
 //! Stream entry formats, version 1.
 //!
 //! An entry is a flat field map. Every entry has `v` (format version); a
-//! reader refuses versions it does not know rather than guess. Entries carry
+//! reader refuses versions it does not know rather than guess, and leaves
+//! such an entry pending for a build that knows it
+//! ([`EntryError::is_unknown_version`]). Entries carry
 //! ids, never whole subscriptions; the event entry carries the payload
 //! because fan-out filters need it, delivery tasks do not (delivery reads it
 //! once per event from the event record).
@@ -49,6 +51,32 @@ pub enum EntryError {
     Version { id: String, version: String },
     #[error("entry {id}: field `{field}` is missing or malformed")]
     Field { id: String, field: &'static str },
+}
+
+impl EntryError {
+    /// Whether the entry is of a format version this build does not know:
+    /// a newer build wrote it (a rolling upgrade is under way) and will
+    /// read it. Its reader leaves it pending, unacknowledged, for such a
+    /// build to claim, rather than skip it: see ARCHITECTURE.md,
+    /// "Upgrading the stream formats".
+    pub fn is_unknown_version(&self) -> bool {
+        matches!(self, Self::Version { .. })
+    }
+}
+
+/// Counter of entries a consumer read and left pending because a newer
+/// build wrote them (each read counts: such an entry is read again at
+/// every claim until a newer build takes it).
+pub const LEFT_FOR_NEWER_BUILD: &str = "hookline_entries_left_for_newer_build_total";
+
+/// Describes [`LEFT_FOR_NEWER_BUILD`] (Prometheus `# HELP`) and sets it to
+/// zero, so the series exists from the first scrape.
+pub fn describe_left_for_newer_build() {
+    metrics::describe_counter!(
+        LEFT_FOR_NEWER_BUILD,
+        "Stream entries of a newer format than this build reads, left pending for a newer build (each read counts)"
+    );
+    metrics::counter!(LEFT_FOR_NEWER_BUILD).absolute(0);
 }
 
 fn text(map: &HashMap<String, Value>, entry: &str, field: &'static str) -> Result<String, EntryError> {

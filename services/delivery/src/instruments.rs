@@ -168,6 +168,7 @@ pub(crate) fn describe(tenant_label: bool) {
     counter!("hookline_delivery_outcomes_lost_total").absolute(0);
     counter!("hookline_delivery_tasks_lost_total").absolute(0);
     counter!("hookline_delivery_panics_total").absolute(0);
+    hookline_queue::describe_left_for_newer_build();
     hookline_watch::describe_metrics();
     hookline_queue::describe_stream_gauges();
 }

@@ -32,4 +32,5 @@ pub(crate) fn describe() {
     counter!("hookline_fanout_tasks_total").absolute(0);
     hookline_queue::describe_stream_gauges();
     hookline_queue::describe_durability_metrics();
+    hookline_queue::describe_left_for_newer_build();
 }

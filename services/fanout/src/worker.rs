@@ -253,10 +253,17 @@ impl Worker {
                     span.record("hookline.matched", tasks.len());
                     matched.push((message.id.as_str(), event, traceparent, tasks, span));
                 }
+                Err(error) if error.is_unknown_version() => {
+                    // Written by a newer build (a rolling upgrade is under
+                    // way): left pending, unacknowledged, for one that reads
+                    // it to take over when this consumer goes.
+                    tracing::warn!(entry = %message.id, %error, "an event entry of a newer format than this build reads: left pending for a newer build");
+                    metrics::counter!(hookline_queue::LEFT_FOR_NEWER_BUILD).increment(1);
+                }
                 Err(error) => {
-                    // Unreadable by this build: acknowledge it so it does not
-                    // block the partition; it stays in the stream (until
-                    // trimmed) for inspection.
+                    // Malformed: acknowledge it so it does not block the
+                    // partition; it stays in the stream (until trimmed) for
+                    // inspection.
                     tracing::error!(entry = %message.id, %error, "skipping an event entry this build cannot read");
                     pipe.cmd("XACK").arg(p.events.stream.as_str()).arg(FANOUT_GROUP).arg(&message.id).ignore();
                 }

@@ -230,3 +230,41 @@ async fn delivery_logs_live_as_long_as_their_subscription_and_the_retention() {
     assert!(ttl(kept_log.to_string()).await > full - 60, "the live subscription's log is renewed");
     assert_eq!(ttl(deleted_log.to_string()).await, -1, "the deleted subscription's log is not renewed");
 }
+
+/// A task of a newer format than this build reads (written by a newer
+/// build during a rolling upgrade) is left pending for a newer build to
+/// take over, not acknowledged and skipped; the tasks after it go on.
+#[tokio::test]
+async fn a_task_of_a_newer_format_is_left_pending_and_the_rest_delivered() {
+    let mut stack = Stack::without_delivery().await;
+    stack.subscribe("/alive", |_| {}).await;
+    let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
+    let mut conn = stack.redis.connection().await;
+    let newer: String = redis::cmd("XADD")
+        .arg(keys.deliveries())
+        .arg("*")
+        .arg(&[("v", "2"), ("d", "a packed task this build cannot read")])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let event = stack.publish("b", "{}").await;
+    let config = delivery_config(&stack.redis, &stack.subscriptions, &stack.fanout);
+    stack.start_delivery(config).await;
+    let got = stack.wait_received("/alive", 1).await;
+    assert_eq!(got[0].headers["webhook-id"], event);
+    // Read, and still pending: the newer task alone.
+    let pending = || {
+        let mut conn = conn.clone();
+        let stream = keys.deliveries();
+        async move {
+            let summary: (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+                .arg(stream)
+                .arg(hookline_queue::DELIVERY_GROUP)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (summary.0, summary.1)
+        }
+    };
+    eventually(WAIT, || async { pending().await == (1, Some(newer.clone())) }).await;
+}

@@ -206,3 +206,46 @@ async fn an_event_whose_record_is_gone_is_fanned_out_without_recreating_it() {
     let exists: i64 = redis::cmd("EXISTS").arg(keys.event(&entry.event_id)).query_async(&mut conn).await.unwrap();
     assert_eq!(exists, 0, "the record stays gone");
 }
+
+/// An event entry of a newer format than this build reads (a newer build's
+/// Publish during a rolling upgrade) is left pending for a newer build,
+/// not acknowledged and skipped; the entries after it are fanned out.
+#[tokio::test]
+async fn an_event_entry_of_a_newer_format_is_left_pending_and_the_rest_fanned_out() {
+    let mut stack = Stack::without_fanout().await;
+    let sub = stack.subscribe(subscription("https://e.com/a", &["order.paid"])).await;
+    let keys = Partitions::new("hookline", 1).get(0);
+    let mut conn = stack.redis.connection().await;
+    let newer: String = redis::cmd("XADD")
+        .arg(keys.events())
+        .arg("*")
+        .arg(&[("v", "2"), ("d", "a packed event this build cannot read")])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (entry, _) = add_entry(&mut conn, &keys, b"{}").await;
+
+    stack.start_fanout(|c| c).await;
+    // Read, and still pending: the newer entry alone (the other one is
+    // fanned out and acknowledged; nothing is left unread).
+    let pending = || {
+        let mut conn = conn.clone();
+        let stream = keys.events();
+        async move {
+            let summary: (u64, Option<String>, Option<String>, redis::Value) =
+                redis::cmd("XPENDING").arg(stream).arg(FANOUT_GROUP).query_async(&mut conn).await.unwrap();
+            (summary.0, summary.1)
+        }
+    };
+    let group = ConsumerGroup::new(keys.events(), FANOUT_GROUP, "test");
+    eventually(WAIT, || async {
+        pending().await == (1, Some(newer.clone())) && group.backlog(&mut conn.clone()).await.unwrap() == 1
+    })
+    .await;
+    let tasks = stack.tasks().await;
+    assert_eq!(tasks.len(), 1, "{tasks:#?}");
+    assert_eq!(
+        (tasks[0].event_id.as_str(), tasks[0].subscription_id.as_str()),
+        (entry.event_id.as_str(), sub.as_str())
+    );
+}
