@@ -9,12 +9,9 @@ use std::{
 };
 
 use redis::{
-    RedisError, RedisResult, Value,
+    FromRedisValue, ParsingError, RedisError, RedisResult, Value,
     aio::ConnectionLike,
-    streams::{
-        StreamAutoClaimReply, StreamClaimReply, StreamInfoGroupsReply, StreamPendingCountReply, StreamPendingReply,
-        StreamReadReply,
-    },
+    streams::{StreamInfoGroupsReply, StreamPendingCountReply, StreamPendingReply},
 };
 
 /// One entry read from a stream.
@@ -22,6 +19,100 @@ use redis::{
 pub struct StreamMessage {
     pub id: String,
     pub fields: HashMap<String, Value>,
+}
+
+/// Entries as a stream command returns them, `[[id, [field, value, …]], …]`
+/// (`XRANGE`, `XCLAIM`, and each stream of an `XREADGROUP`), moved out of
+/// the reply. (redis-rs's own stream replies copy the whole reply first
+/// and build nested maps: a tenth of fan-out's CPU.)
+struct Entries(Vec<StreamMessage>);
+
+fn unexpected(what: &str, value: &Value) -> ParsingError {
+    ParsingError::from(format!("{what}: unexpected {value:?}"))
+}
+
+fn text(value: Value) -> Result<String, ParsingError> {
+    match value {
+        Value::BulkString(bytes) => Ok(String::from_utf8(bytes)?),
+        Value::SimpleString(text) => Ok(text),
+        other => Err(unexpected("stream entry id or field", &other)),
+    }
+}
+
+fn items(value: Value) -> Result<Vec<Value>, ParsingError> {
+    match value {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(unexpected("stream entries", &other)),
+    }
+}
+
+impl FromRedisValue for Entries {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let mut out = Vec::new();
+        for entry in items(v)? {
+            let mut parts = items(entry)?.into_iter();
+            let (Some(id), fields) = (parts.next(), parts.next()) else { continue };
+            let mut map = HashMap::new();
+            match fields {
+                Some(Value::Map(pairs)) => {
+                    for (field, value) in pairs {
+                        map.insert(text(field)?, value);
+                    }
+                }
+                Some(fields) => {
+                    let mut fields = items(fields)?.into_iter();
+                    while let (Some(field), Some(value)) = (fields.next(), fields.next()) {
+                        map.insert(text(field)?, value);
+                    }
+                }
+                None => {}
+            }
+            out.push(StreamMessage { id: text(id)?, fields: map });
+        }
+        Ok(Self(out))
+    }
+}
+
+/// An `XREADGROUP` reply: nothing (`Nil` after a block), or each stream
+/// read with its entries (an array of `[key, entries]`, or a map in RESP3).
+struct ReadReply(Vec<StreamMessage>);
+
+impl FromRedisValue for ReadReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let mut out = Vec::new();
+        match v {
+            Value::Map(streams) => {
+                for (_key, entries) in streams {
+                    out.extend(Entries::from_redis_value(entries)?.0);
+                }
+            }
+            other => {
+                for stream in items(other)? {
+                    let mut parts = items(stream)?.into_iter();
+                    if let (Some(_key), Some(entries)) = (parts.next(), parts.next()) {
+                        out.extend(Entries::from_redis_value(entries)?.0);
+                    }
+                }
+            }
+        }
+        Ok(Self(out))
+    }
+}
+
+/// An `XAUTOCLAIM` reply: `[next cursor, entries, deleted ids]`.
+struct AutoClaimReply {
+    cursor: String,
+    claimed: Vec<StreamMessage>,
+}
+
+impl FromRedisValue for AutoClaimReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let mut parts = items(v)?.into_iter();
+        let cursor = text(parts.next().unwrap_or(Value::Nil))?;
+        let claimed = Entries::from_redis_value(parts.next().unwrap_or(Value::Nil))?.0;
+        Ok(Self { cursor, claimed })
+    }
 }
 
 /// Whether an error means the stream or its group does not exist (Redis
@@ -68,7 +159,7 @@ impl ConsumerGroup {
         count: usize,
         block: Duration,
     ) -> RedisResult<Vec<StreamMessage>> {
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+        let reply: ReadReply = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&self.group)
             .arg(&self.consumer)
@@ -81,12 +172,7 @@ impl ConsumerGroup {
             .arg(">")
             .query_async(conn)
             .await?;
-        Ok(reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .map(|id| StreamMessage { id: id.id, fields: id.map })
-            .collect())
+        Ok(reply.0)
     }
 
     /// Takes over up to `count` entries pending longer than `min_idle` with
@@ -100,7 +186,7 @@ impl ConsumerGroup {
         cursor: &str,
         count: usize,
     ) -> RedisResult<(Vec<StreamMessage>, String)> {
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        let reply: AutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&self.stream)
             .arg(&self.group)
             .arg(&self.consumer)
@@ -110,12 +196,11 @@ impl ConsumerGroup {
             .arg(count)
             .query_async(conn)
             .await?;
-        let messages: Vec<StreamMessage> =
-            reply.claimed.into_iter().map(|id| StreamMessage { id: id.id, fields: id.map }).collect();
+        let messages = reply.claimed;
         if !messages.is_empty() {
             tracing::info!(stream = %self.stream, count = messages.len(), "claimed entries idle past claim_idle");
         }
-        Ok((messages, reply.next_stream_id))
+        Ok((messages, reply.cursor))
     }
 
     /// Takes over up to `count` entries pending with consumers that are not
@@ -156,7 +241,7 @@ impl ConsumerGroup {
                 .await?;
             if !idle.ids.is_empty() {
                 let ids: Vec<&str> = idle.ids.iter().map(|p| p.id.as_str()).collect();
-                let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+                let claimed: Entries = redis::cmd("XCLAIM")
                     .arg(&self.stream)
                     .arg(&self.group)
                     .arg(&self.consumer)
@@ -164,7 +249,7 @@ impl ConsumerGroup {
                     .arg(&ids)
                     .query_async(conn)
                     .await?;
-                taken.extend(claimed.ids.into_iter().map(|id| StreamMessage { id: id.id, fields: id.map }));
+                taken.extend(claimed.0);
             }
             if idle.ids.len() < wanted {
                 let _: i64 =
@@ -250,5 +335,49 @@ mod tests {
         assert!(stream_id_less("9-5", "10-0"));
         assert!(stream_id_less("10-1", "10-2"));
         assert!(!stream_id_less("10-0", "9-9"));
+    }
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[(&str, &str)]) -> Value {
+        Value::Array(vec![bulk(id), Value::Array(fields.iter().flat_map(|(f, v)| [bulk(f), bulk(v)]).collect())])
+    }
+
+    fn fields(message: &StreamMessage) -> Vec<(String, String)> {
+        let mut out: Vec<_> = message
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_redis_value(v.clone()).unwrap_or_default()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn stream_replies_are_read_in_resp2_and_resp3_shapes() {
+        let entries = Value::Array(vec![entry("1-0", &[("v", "1"), ("id", "a")]), entry("2-0", &[("v", "1")])]);
+        let read = |v: Value| ReadReply::from_redis_value(v).unwrap().0;
+        for reply in [
+            Value::Array(vec![Value::Array(vec![bulk("s"), entries.clone()])]),
+            Value::Map(vec![(bulk("s"), entries.clone())]),
+        ] {
+            let got = read(reply);
+            assert_eq!(got.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["1-0", "2-0"]);
+            assert_eq!(fields(&got[0]), [("id".into(), "a".into()), ("v".into(), "1".into())]);
+        }
+        assert!(read(Value::Nil).is_empty(), "a block that timed out");
+        // RESP3 may answer an entry's fields as a map.
+        let mapped = Value::Array(vec![Value::Array(vec![bulk("3-0"), Value::Map(vec![(bulk("v"), bulk("1"))])])]);
+        assert_eq!(fields(&Entries::from_redis_value(mapped).unwrap().0[0]), [("v".into(), "1".into())]);
+        // An entry deleted while pending comes back without fields.
+        let deleted = Value::Array(vec![Value::Array(vec![bulk("4-0"), Value::Nil])]);
+        let got = Entries::from_redis_value(deleted).unwrap().0;
+        assert_eq!((got[0].id.as_str(), got[0].fields.len()), ("4-0", 0));
+        let claimed = Value::Array(vec![bulk("5-0"), entries, Value::Array(vec![bulk("0-1")])]);
+        let reply = AutoClaimReply::from_redis_value(claimed).unwrap();
+        assert_eq!((reply.cursor.as_str(), reply.claimed.len()), ("5-0", 2));
+        assert!(ReadReply::from_redis_value(Value::Int(3)).is_err());
     }
 }

@@ -205,6 +205,18 @@ impl RedisServer {
     }
 }
 
+/// How many entries of `stream` are pending (read, not acknowledged) in
+/// `group`, and the first of them (`XPENDING`'s summary form).
+pub async fn pending_entries(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> (u64, Option<String>) {
+    let (count, first, _last, _consumers): (u64, Option<String>, Option<String>, redis::Value) =
+        redis::cmd("XPENDING").arg(stream).arg(group).query_async(conn).await.unwrap();
+    (count, first)
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();

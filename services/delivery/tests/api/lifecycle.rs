@@ -256,15 +256,7 @@ async fn a_task_of_a_newer_format_is_left_pending_and_the_rest_delivered() {
     let pending = || {
         let mut conn = conn.clone();
         let stream = keys.deliveries();
-        async move {
-            let summary: (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
-                .arg(stream)
-                .arg(hookline_queue::DELIVERY_GROUP)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            (summary.0, summary.1)
-        }
+        async move { hookline_testkit::pending_entries(&mut conn, &stream, hookline_queue::DELIVERY_GROUP).await }
     };
     eventually(WAIT, || async { pending().await == (1, Some(newer.clone())) }).await;
 }

@@ -228,18 +228,11 @@ async fn an_event_entry_of_a_newer_format_is_left_pending_and_the_rest_fanned_ou
     stack.start_fanout(|c| c).await;
     // Read, and still pending: the newer entry alone (the other one is
     // fanned out and acknowledged; nothing is left unread).
-    let pending = || {
-        let mut conn = conn.clone();
-        let stream = keys.events();
-        async move {
-            let summary: (u64, Option<String>, Option<String>, redis::Value) =
-                redis::cmd("XPENDING").arg(stream).arg(FANOUT_GROUP).query_async(&mut conn).await.unwrap();
-            (summary.0, summary.1)
-        }
-    };
     let group = ConsumerGroup::new(keys.events(), FANOUT_GROUP, "test");
     eventually(WAIT, || async {
-        pending().await == (1, Some(newer.clone())) && group.backlog(&mut conn.clone()).await.unwrap() == 1
+        let mut conn = conn.clone();
+        hookline_testkit::pending_entries(&mut conn, &keys.events(), FANOUT_GROUP).await == (1, Some(newer.clone()))
+            && group.backlog(&mut conn).await.unwrap() == 1
     })
     .await;
     let tasks = stack.tasks().await;
