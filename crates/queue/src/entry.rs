@@ -45,6 +45,9 @@ use crate::Fence;
 
 pub const FORMAT_VERSION: &str = "1";
 
+/// An entry's fields as read from its stream (`StreamMessage::fields`).
+type Fields = HashMap<String, Value>;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EntryError {
     #[error("entry {id}: format version `{version}` is not supported (this build reads `1`)")]
@@ -79,32 +82,35 @@ pub fn describe_left_for_newer_build() {
     metrics::counter!(LEFT_FOR_NEWER_BUILD).absolute(0);
 }
 
-fn text(map: &HashMap<String, Value>, entry: &str, field: &'static str) -> Result<String, EntryError> {
-    match map.get(field) {
+// The readers below take each field out of the entry's map (each is read
+// once): its bytes become the value read, with no copy.
+
+fn text(map: &mut Fields, entry: &str, field: &'static str) -> Result<String, EntryError> {
+    match map.remove(field) {
         Some(Value::BulkString(bytes)) => {
-            String::from_utf8(bytes.clone()).map_err(|_| EntryError::Field { id: entry.into(), field })
+            String::from_utf8(bytes).map_err(|_| EntryError::Field { id: entry.into(), field })
         }
-        Some(Value::SimpleString(s)) => Ok(s.clone()),
+        Some(Value::SimpleString(s)) => Ok(s),
         _ => Err(EntryError::Field { id: entry.into(), field }),
     }
 }
 
-fn bytes(map: &HashMap<String, Value>, entry: &str, field: &'static str) -> Result<Vec<u8>, EntryError> {
-    match map.get(field) {
-        Some(Value::BulkString(bytes)) => Ok(bytes.clone()),
+fn bytes(map: &mut Fields, entry: &str, field: &'static str) -> Result<Vec<u8>, EntryError> {
+    match map.remove(field) {
+        Some(Value::BulkString(bytes)) => Ok(bytes),
         _ => Err(EntryError::Field { id: entry.into(), field }),
     }
 }
 
-fn number(map: &HashMap<String, Value>, entry: &str, field: &'static str) -> Result<u64, EntryError> {
+fn number(map: &mut Fields, entry: &str, field: &'static str) -> Result<u64, EntryError> {
     text(map, entry, field)?.parse().map_err(|_| EntryError::Field { id: entry.into(), field })
 }
 
-fn fence(map: &HashMap<String, Value>, entry: &str) -> Result<Fence, EntryError> {
+fn fence(map: &mut Fields, entry: &str) -> Result<Fence, EntryError> {
     Fence::parse(&text(map, entry, "f")?).ok_or_else(|| EntryError::Field { id: entry.into(), field: "f" })
 }
 
-fn check_version(map: &HashMap<String, Value>, entry: &str) -> Result<(), EntryError> {
+fn check_version(map: &mut Fields, entry: &str) -> Result<(), EntryError> {
     let version = text(map, entry, "v")?;
     if version == FORMAT_VERSION { Ok(()) } else { Err(EntryError::Version { id: entry.into(), version }) }
 }
@@ -150,7 +156,8 @@ impl EventEntry {
     }
 
     /// Reads an entry; `entry` is its stream id, for error messages.
-    pub fn parse(entry: &str, map: &HashMap<String, Value>) -> Result<Self, EntryError> {
+    pub fn parse(entry: &str, mut fields: Fields) -> Result<Self, EntryError> {
+        let map = &mut fields;
         check_version(map, entry)?;
         let raw_attributes = bytes(map, entry, "a")?;
         let attributes = if raw_attributes.is_empty() {
@@ -194,7 +201,8 @@ pub struct DeliveryTask {
 }
 
 impl DeliveryTask {
-    pub fn parse(entry: &str, map: &HashMap<String, Value>) -> Result<Self, EntryError> {
+    pub fn parse(entry: &str, mut fields: Fields) -> Result<Self, EntryError> {
+        let map = &mut fields;
         check_version(map, entry)?;
         Ok(Self {
             delivery_id: text(map, entry, "id")?,
@@ -232,14 +240,14 @@ mod tests {
             fence: Fence::new("01JLOG", 42),
             published_ms: 1_700_000_000_000,
         };
-        assert_eq!(EventEntry::parse("1-0", &as_map(entry.fields())), Ok(entry));
+        assert_eq!(EventEntry::parse("1-0", as_map(entry.fields())), Ok(entry));
     }
 
     #[test]
     fn unknown_versions_and_missing_fields_are_refused() {
         let mut map = as_map(vec![("v", Cow::Borrowed(&b"2"[..]))]);
-        assert!(matches!(EventEntry::parse("1-0", &map), Err(EntryError::Version { .. })));
+        assert!(matches!(EventEntry::parse("1-0", map.clone()), Err(EntryError::Version { .. })));
         map.insert("v".into(), Value::BulkString(b"1".to_vec()));
-        assert!(matches!(DeliveryTask::parse("1-0", &map), Err(EntryError::Field { field: "id", .. })));
+        assert!(matches!(DeliveryTask::parse("1-0", map.clone()), Err(EntryError::Field { field: "id", .. })));
     }
 }

@@ -53,7 +53,7 @@ impl FromRedisValue for Entries {
         for entry in items(v)? {
             let mut parts = items(entry)?.into_iter();
             let (Some(id), fields) = (parts.next(), parts.next()) else { continue };
-            let mut map = HashMap::new();
+            let mut map = HashMap::with_capacity(16);
             match fields {
                 Some(Value::Map(pairs)) => {
                     for (field, value) in pairs {
@@ -327,6 +327,7 @@ fn stream_id_less(a: &str, b: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -27,7 +27,7 @@ return enqueue_from_record(KEYS[1], ARGV[1], 'dlv_gone', '1', '') and 1 or 0
     let gone: i64 = script.key("tasks").key("record:dlv_2").arg("record:").invoke_async(&mut conn).await.unwrap();
     assert_eq!(gone, 0, "no record, no task");
     let read = group.read_new(&mut conn, 10, Duration::from_millis(10)).await.unwrap();
-    let tasks: Vec<DeliveryTask> = read.iter().map(|m| DeliveryTask::parse(&m.id, &m.fields).unwrap()).collect();
+    let tasks: Vec<DeliveryTask> = read.into_iter().map(|m| DeliveryTask::parse(&m.id, m.fields).unwrap()).collect();
     assert_eq!(
         tasks,
         [

@@ -43,8 +43,13 @@ impl SpanIds {
     /// it is malformed or names no trace, as the OpenTelemetry propagator
     /// would refuse it.
     pub(crate) fn parent_of(traceparent: &str) -> Option<(u128, u8)> {
-        let parts: Vec<&str> = traceparent.trim().split('-').collect();
-        let [version, trace, span, flags, rest @ ..] = parts.as_slice() else { return None };
+        let mut parts = traceparent.trim().splitn(5, '-');
+        let (Some(version), Some(trace), Some(span), Some(flags)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let rest = parts.next();
         let hex = |s: &str, len: usize| {
             (s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(())
         };
@@ -54,7 +59,7 @@ impl SpanIds {
         hex(flags, 2)?;
         // Version 00 has exactly four parts; `ff` is invalid; a later
         // version may add parts after the four it shares with 00.
-        if *version == "ff" || (*version == "00" && !rest.is_empty()) {
+        if version == "ff" || (version == "00" && rest.is_some()) {
             return None;
         }
         let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;

@@ -145,7 +145,7 @@ impl Worker {
         let mut tasks = Vec::with_capacity(batch.len());
         let mut newer = Vec::new();
         for message in batch {
-            match DeliveryTask::parse(&message.id, &message.fields) {
+            match DeliveryTask::parse(&message.id, message.fields) {
                 Ok(task) => tasks.push((message.id, task)),
                 // Written by a newer build (a rolling upgrade is under way):
                 // left pending, unacknowledged, for one that reads it to take

@@ -231,7 +231,13 @@ impl Worker {
         if batch.is_empty() {
             return Ok(());
         }
-        let parsed: Vec<_> = batch.iter().map(|m| (m, EventEntry::parse(&m.id, &m.fields))).collect();
+        let parsed: Vec<_> = batch
+            .into_iter()
+            .map(|StreamMessage { id, fields }| {
+                let entry = EventEntry::parse(&id, fields);
+                (id, entry)
+            })
+            .collect();
         let fence = Fence::latest(parsed.iter().filter_map(|(_, e)| e.as_ref().ok()).map(|e| &e.fence));
         let state = self.fenced_state(fence).await?;
         let now_ms = unix_ms(SystemTime::now());
@@ -239,10 +245,10 @@ impl Worker {
         pipe.ignore_errors();
         self.scripts.load(&mut pipe);
         let mut matched = Vec::with_capacity(parsed.len());
-        for (message, entry) in &parsed {
+        for (id, entry) in &parsed {
             match entry {
                 Ok(event) => {
-                    let span = fanout_span(&p.events.stream, &message.id, event);
+                    let span = fanout_span(&p.events.stream, id, event);
                     let traceparent = hookline_telemetry::continue_trace(&span, &event.traceparent);
                     let tasks: Vec<_> = span.in_scope(|| {
                         matching_subscriptions(&state, event)
@@ -251,21 +257,21 @@ impl Worker {
                             .collect()
                     });
                     span.record("hookline.matched", tasks.len());
-                    matched.push((message.id.as_str(), event, traceparent, tasks, span));
+                    matched.push((id.as_str(), event, traceparent, tasks, span));
                 }
                 Err(error) if error.is_unknown_version() => {
                     // Written by a newer build (a rolling upgrade is under
                     // way): left pending, unacknowledged, for one that reads
                     // it to take over when this consumer goes.
-                    tracing::warn!(entry = %message.id, %error, "an event entry of a newer format than this build reads: left pending for a newer build");
+                    tracing::warn!(entry = %id, %error, "an event entry of a newer format than this build reads: left pending for a newer build");
                     metrics::counter!(hookline_queue::LEFT_FOR_NEWER_BUILD).increment(1);
                 }
                 Err(error) => {
                     // Malformed: acknowledge it so it does not block the
                     // partition; it stays in the stream (until trimmed) for
                     // inspection.
-                    tracing::error!(entry = %message.id, %error, "skipping an event entry this build cannot read");
-                    pipe.cmd("XACK").arg(p.events.stream.as_str()).arg(FANOUT_GROUP).arg(&message.id).ignore();
+                    tracing::error!(entry = %id, %error, "skipping an event entry this build cannot read");
+                    pipe.cmd("XACK").arg(p.events.stream.as_str()).arg(FANOUT_GROUP).arg(id).ignore();
                 }
             }
         }

@@ -549,7 +549,7 @@ mod tests {
         let _: String =
             redis::cmd("XADD").arg(keys.deliveries()).arg("*").arg(&fields[..]).query_async(conn).await.unwrap();
         let taken = group.read_new(conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
-        let task = DeliveryTask::parse(&taken[0].id, &taken[0].fields).unwrap();
+        let task = DeliveryTask::parse(&taken[0].id, taken[0].fields.clone()).unwrap();
         (taken[0].id.clone(), task)
     }
 

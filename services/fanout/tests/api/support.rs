@@ -124,7 +124,7 @@ impl Stack {
         let mut conn = self.redis.connection().await;
         let reply: redis::streams::StreamRangeReply =
             redis::cmd("XRANGE").arg(keys.deliveries()).arg("-").arg("+").query_async(&mut conn).await.unwrap();
-        reply.ids.iter().map(|e| DeliveryTask::parse(&e.id, &e.map).unwrap()).collect()
+        reply.ids.iter().map(|e| DeliveryTask::parse(&e.id, e.map.clone()).unwrap()).collect()
     }
 
     /// Whether every event published so far is fanned out: the `fanout`
