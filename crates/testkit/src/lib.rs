@@ -205,6 +205,18 @@ impl RedisServer {
     }
 }
 
+/// Adds to `stream` an entry of a format version this build does not
+/// know (as a newer build would write it); returns its id.
+pub async fn add_newer_format_entry(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> String {
+    redis::cmd("XADD")
+        .arg(stream)
+        .arg("*")
+        .arg(&[("v", "2"), ("d", "an entry packed as this build cannot read it")])
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
 /// How many entries of `stream` are pending (read, not acknowledged) in
 /// `group`, and the first of them (`XPENDING`'s summary form).
 pub async fn pending_entries(

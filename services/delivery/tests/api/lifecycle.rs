@@ -240,13 +240,7 @@ async fn a_task_of_a_newer_format_is_left_pending_and_the_rest_delivered() {
     stack.subscribe("/alive", |_| {}).await;
     let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
     let mut conn = stack.redis.connection().await;
-    let newer: String = redis::cmd("XADD")
-        .arg(keys.deliveries())
-        .arg("*")
-        .arg(&[("v", "2"), ("d", "a packed task this build cannot read")])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let newer = hookline_testkit::add_newer_format_entry(&mut conn, &keys.deliveries()).await;
     let event = stack.publish("b", "{}").await;
     let config = delivery_config(&stack.redis, &stack.subscriptions, &stack.fanout);
     stack.start_delivery(config).await;

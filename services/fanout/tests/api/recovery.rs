@@ -216,13 +216,7 @@ async fn an_event_entry_of_a_newer_format_is_left_pending_and_the_rest_fanned_ou
     let sub = stack.subscribe(subscription("https://e.com/a", &["order.paid"])).await;
     let keys = Partitions::new("hookline", 1).get(0);
     let mut conn = stack.redis.connection().await;
-    let newer: String = redis::cmd("XADD")
-        .arg(keys.events())
-        .arg("*")
-        .arg(&[("v", "2"), ("d", "a packed event this build cannot read")])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let newer = hookline_testkit::add_newer_format_entry(&mut conn, &keys.events()).await;
     let (entry, _) = add_entry(&mut conn, &keys, b"{}").await;
 
     stack.start_fanout(|c| c).await;
