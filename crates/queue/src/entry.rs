@@ -70,7 +70,7 @@ impl EntryError {
 /// Counter of entries a consumer read and left pending because a newer
 /// build wrote them (each read counts: such an entry is read again at
 /// every claim until a newer build takes it).
-pub const LEFT_FOR_NEWER_BUILD: &str = "hookline_entries_left_for_newer_build_total";
+const LEFT_FOR_NEWER_BUILD: &str = "hookline_entries_left_for_newer_build_total";
 
 /// Describes [`LEFT_FOR_NEWER_BUILD`] (Prometheus `# HELP`) and sets it to
 /// zero, so the series exists from the first scrape.
@@ -80,6 +80,33 @@ pub fn describe_left_for_newer_build() {
         "Stream entries of a newer format than this build reads, left pending for a newer build (each read counts)"
     );
     metrics::counter!(LEFT_FOR_NEWER_BUILD).absolute(0);
+}
+
+/// The entries of one read that a reader leaves pending for a newer build
+/// ([`EntryError::is_unknown_version`]): counted, and logged once for the
+/// read rather than once an entry (a rolling upgrade can leave thousands,
+/// read again at every claim).
+#[derive(Debug, Default)]
+pub struct LeftForNewerBuild {
+    count: u64,
+    first: Option<String>,
+}
+
+impl LeftForNewerBuild {
+    pub fn add(&mut self, error: &EntryError) {
+        self.count += 1;
+        self.first.get_or_insert_with(|| error.to_string());
+    }
+
+    /// Logs and counts what was left of `stream`'s read, if anything.
+    pub fn report(self, stream: &str) {
+        let Some(first) = self.first else { return };
+        tracing::warn!(
+            stream, count = self.count, first = %first,
+            "stream entries of a newer format than this build reads: left pending for a newer build"
+        );
+        metrics::counter!(LEFT_FOR_NEWER_BUILD).increment(self.count);
+    }
 }
 
 // The readers below take each field out of the entry's map (each is read

@@ -53,21 +53,25 @@ impl FromRedisValue for Entries {
         for entry in items(v)? {
             let mut parts = items(entry)?.into_iter();
             let (Some(id), fields) = (parts.next(), parts.next()) else { continue };
-            let mut map = HashMap::with_capacity(16);
-            match fields {
+            let map = match fields {
                 Some(Value::Map(pairs)) => {
+                    let mut map = HashMap::with_capacity(pairs.len());
                     for (field, value) in pairs {
                         map.insert(text(field)?, value);
                     }
+                    map
                 }
                 Some(fields) => {
-                    let mut fields = items(fields)?.into_iter();
+                    let fields = items(fields)?;
+                    let mut map = HashMap::with_capacity(fields.len() / 2);
+                    let mut fields = fields.into_iter();
                     while let (Some(field), Some(value)) = (fields.next(), fields.next()) {
                         map.insert(text(field)?, value);
                     }
+                    map
                 }
-                None => {}
-            }
+                None => HashMap::new(),
+            };
             out.push(StreamMessage { id: text(id)?, fields: map });
         }
         Ok(Self(out))

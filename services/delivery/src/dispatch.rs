@@ -143,14 +143,14 @@ impl Worker {
         let now = b.now;
         let mut conn = self.redis.clone();
         let mut tasks = Vec::with_capacity(batch.len());
-        let mut newer = Vec::new();
+        let mut newer = hookline_queue::LeftForNewerBuild::default();
         for message in batch {
             match DeliveryTask::parse(&message.id, message.fields) {
                 Ok(task) => tasks.push((message.id, task)),
                 // Written by a newer build (a rolling upgrade is under way):
                 // left pending, unacknowledged, for one that reads it to take
                 // over when this consumer goes (or to claim once idle).
-                Err(error) if error.is_unknown_version() => newer.push(error),
+                Err(error) if error.is_unknown_version() => newer.add(&error),
                 Err(error) => {
                     tracing::error!(entry = %message.id, %error, "skipping a delivery task this build cannot read");
                     b.park.cmd("XACK").arg(keys.deliveries()).arg(DELIVERY_GROUP).arg(&message.id).ignore();
@@ -158,13 +158,7 @@ impl Worker {
                 }
             }
         }
-        if let Some(first) = newer.first() {
-            tracing::warn!(
-                partition = keys.index(), count = newer.len(), %first,
-                "delivery tasks of a newer format than this build reads: left pending for a newer build"
-            );
-            metrics::counter!(hookline_queue::LEFT_FOR_NEWER_BUILD).increment(newer.len() as u64);
-        }
+        newer.report(&keys.deliveries());
         let events = self.load_events(keys, &tasks, &mut conn).await?;
         let reload_due = || now + CACHE_RELOAD_WAIT.as_millis() as u64 + rand::rng().random_range(0..100);
         let Some(Fenced { state, unknown_is_gone }) = self.fenced_state(&tasks, &mut conn).await? else {

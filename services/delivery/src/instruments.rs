@@ -28,7 +28,8 @@ pub(crate) enum ParkReason {
     RateLimited,
     /// Over its fair share of this process's slots.
     FairShare,
-    /// A task this build cannot read (acknowledged and skipped).
+    /// A malformed task (acknowledged and skipped; one of a newer format
+    /// is left pending instead: `hookline_queue::LeftForNewerBuild`).
     Unreadable,
     /// The subscription cache is of another change log than the current
     /// one (the subscription store was emptied): deferred until it reloads.

@@ -245,6 +245,7 @@ impl Worker {
         pipe.ignore_errors();
         self.scripts.load(&mut pipe);
         let mut matched = Vec::with_capacity(parsed.len());
+        let mut newer = hookline_queue::LeftForNewerBuild::default();
         for (id, entry) in &parsed {
             match entry {
                 Ok(event) => {
@@ -259,13 +260,10 @@ impl Worker {
                     span.record("hookline.matched", tasks.len());
                     matched.push((id.as_str(), event, traceparent, tasks, span));
                 }
-                Err(error) if error.is_unknown_version() => {
-                    // Written by a newer build (a rolling upgrade is under
-                    // way): left pending, unacknowledged, for one that reads
-                    // it to take over when this consumer goes.
-                    tracing::warn!(entry = %id, %error, "an event entry of a newer format than this build reads: left pending for a newer build");
-                    metrics::counter!(hookline_queue::LEFT_FOR_NEWER_BUILD).increment(1);
-                }
+                // Written by a newer build (a rolling upgrade is under way):
+                // left pending, unacknowledged, for one that reads it to take
+                // over when this consumer goes.
+                Err(error) if error.is_unknown_version() => newer.add(error),
                 Err(error) => {
                     // Malformed: acknowledge it so it does not block the
                     // partition; it stays in the stream (until trimmed) for
@@ -275,6 +273,7 @@ impl Worker {
                 }
             }
         }
+        newer.report(&p.events.stream);
         let items: Vec<FanoutItem<'_>> = matched
             .iter()
             .map(|(entry_id, event, traceparent, tasks, _)| FanoutItem { entry_id, event, traceparent, tasks })
