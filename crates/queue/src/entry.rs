@@ -1,4 +1,4 @@
-//! Stream entry formats, version 1.
+//! Stream entry formats.
 //!
 //! An entry is a flat field map. Every entry has `v` (format version); a
 //! reader refuses versions it does not know rather than guess, and leaves
@@ -8,34 +8,57 @@
 //! because fan-out filters need it, delivery tasks do not (delivery reads it
 //! once per event from the event record).
 //!
-//! Event entry (`{p:pN}:events`):
+//! This build writes version 2 and reads versions 1 and 2 (version 1 is
+//! what builds before 2026-12-04 wrote; such entries may still be in the
+//! streams). Version 2 packs an entry's short fields into one value,
+//! separated by single spaces, in a fixed order: each value of a stream
+//! reply is parsed on its own (by the client, and built by Redis), so an
+//! entry of 3 values costs a fraction of one of 20. No packed field may
+//! hold a space but the event's last (`a`): they are ids, tenants, event
+//! types, numbers, a `traceparent` and a fence, none of which can
+//! (`packed_fields_cannot_hold_the_separator` pins it); a value that
+//! splits into the wrong number of fields is malformed, never shifted.
+//!
+//! Event entry (`{p:pN}:events`), version 2:
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `v` | `1` |
+//! | `v` | `2` |
+//! | `e` | `<id> <t> <et> <tp> <f> <ts> <a>`: see below |
+//! | `p` | payload, UTF-8 JSON bytes |
+//!
+//! | packed | meaning |
+//! |---|---|
 //! | `id` | event id (`evt_…`) |
 //! | `t` | tenant |
 //! | `et` | event type |
-//! | `p` | payload, UTF-8 JSON bytes |
-//! | `a` | attributes, JSON object of strings (empty: none) |
 //! | `tp` | W3C `traceparent` of the publish (empty: none) |
 //! | `f` | subscription revision fence: fan-out waits until its cache has it |
 //! | `ts` | publish time, Unix ms |
+//! | `a` | attributes, JSON object of strings (empty: none); the rest of the value |
 //!
-//! Delivery task (`{p:pN}:deliveries`), written by `fanout.lua`:
+//! Delivery task (`{p:pN}:deliveries`), version 2, written by `tasks.lua`
+//! (`enqueue_task`):
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `v` | `1` |
+//! | `v` | `2` |
+//! | `d` | `<id> <sub> <evt> <t> <et> <tp> <ts> <n> <tr> <f>`: see below |
+//!
+//! | packed | meaning |
+//! |---|---|
 //! | `id` | delivery id (`dlv_…`) |
-//! | `evt` | event id; the payload is in `{p:pN}:event:<evt>` |
 //! | `sub` | subscription id |
+//! | `evt` | event id; the payload is in `{p:pN}:event:<evt>` |
 //! | `t`, `et` | tenant, event type |
 //! | `tp` | `traceparent` to continue (empty: none) |
 //! | `ts` | enqueue time, Unix ms |
 //! | `n` | the attempt this task is for, from 1 |
-//! | `tr` | optional: what queued it (`manual`, `replay`); absent: the schedule |
-//! | `f` | optional: the subscription revision the event was matched at; delivery's cache reaches it before routing the task (absent in tasks requeued from their record) |
+//! | `tr` | what queued it (`manual`, `replay`); empty: the schedule |
+//! | `f` | the subscription revision the event was matched at; delivery's cache reaches it before routing the task (empty in tasks requeued from their record) |
+//!
+//! Version 1 had each of these as a field of its own, under the same
+//! names (`tr` and `f` of a task left out when empty).
 
 use std::{borrow::Cow, collections::HashMap};
 
@@ -43,14 +66,21 @@ use redis::Value;
 
 use crate::Fence;
 
-pub const FORMAT_VERSION: &str = "1";
+/// The format version this build writes.
+pub const FORMAT_VERSION: &str = "2";
+
+/// The format of builds before 2026-12-04, still read.
+const FORMAT_V1: &str = "1";
+
+/// Separates the fields packed into one value (version 2).
+const SEPARATOR: char = ' ';
 
 /// An entry's fields as read from its stream (`StreamMessage::fields`).
 type Fields = HashMap<String, Value>;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EntryError {
-    #[error("entry {id}: format version `{version}` is not supported (this build reads `1`)")]
+    #[error("entry {id}: format version `{version}` is not supported (this build reads `1` and `2`)")]
     Version { id: String, version: String },
     #[error("entry {id}: field `{field}` is missing or malformed")]
     Field { id: String, field: &'static str },
@@ -129,17 +159,55 @@ fn bytes(map: &mut Fields, entry: &str, field: &'static str) -> Result<Vec<u8>, 
     }
 }
 
-fn number(map: &mut Fields, entry: &str, field: &'static str) -> Result<u64, EntryError> {
-    text(map, entry, field)?.parse().map_err(|_| EntryError::Field { id: entry.into(), field })
+fn number<T: std::str::FromStr>(map: &mut Fields, entry: &str, field: &'static str) -> Result<T, EntryError> {
+    parse_number(&text(map, entry, field)?, entry, field)
 }
 
-fn fence(map: &mut Fields, entry: &str) -> Result<Fence, EntryError> {
-    Fence::parse(&text(map, entry, "f")?).ok_or_else(|| EntryError::Field { id: entry.into(), field: "f" })
-}
-
-fn check_version(map: &mut Fields, entry: &str) -> Result<(), EntryError> {
+/// The entry's format version: one this build reads, or
+/// [`EntryError::Version`].
+fn version(map: &mut Fields, entry: &str) -> Result<u8, EntryError> {
     let version = text(map, entry, "v")?;
-    if version == FORMAT_VERSION { Ok(()) } else { Err(EntryError::Version { id: entry.into(), version }) }
+    match version.as_str() {
+        FORMAT_VERSION => Ok(2),
+        FORMAT_V1 => Ok(1),
+        _ => Err(EntryError::Version { id: entry.into(), version }),
+    }
+}
+
+/// The `N` fields packed into `field` (version 2), in order. With `rest`,
+/// the last one is the rest of the value (it may hold the separator);
+/// otherwise a value of more or fewer fields than `N` is malformed.
+fn unpack<const N: usize>(
+    map: &mut Fields,
+    entry: &str,
+    field: &'static str,
+    rest: bool,
+) -> Result<[String; N], EntryError> {
+    let packed = text(map, entry, field)?;
+    let mut parts = packed.splitn(N, SEPARATOR);
+    let mut out: [String; N] = std::array::from_fn(|_| String::new());
+    for slot in &mut out {
+        *slot = parts.next().ok_or_else(|| EntryError::Field { id: entry.into(), field })?.to_owned();
+    }
+    if !rest && out[N - 1].contains(SEPARATOR) {
+        return Err(EntryError::Field { id: entry.into(), field });
+    }
+    Ok(out)
+}
+
+fn parse_number<T: std::str::FromStr>(text: &str, entry: &str, field: &'static str) -> Result<T, EntryError> {
+    text.parse().map_err(|_| EntryError::Field { id: entry.into(), field })
+}
+
+fn parse_fence(text: &str, entry: &str) -> Result<Fence, EntryError> {
+    Fence::parse(text).ok_or_else(|| EntryError::Field { id: entry.into(), field: "f" })
+}
+
+fn parse_attributes(raw: &[u8], entry: &str) -> Result<HashMap<String, String>, EntryError> {
+    if raw.is_empty() {
+        return Ok(HashMap::new());
+    }
+    serde_json::from_slice(raw).map_err(|_| EntryError::Field { id: entry.into(), field: "a" })
 }
 
 /// A published event as the events stream carries it.
@@ -163,43 +231,55 @@ impl EventEntry {
     /// The fields to XADD, in order. Borrowed where the entry holds them:
     /// the payload is not copied on its way to Redis.
     pub fn fields(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
-        let attributes = if self.attributes.is_empty() {
-            Vec::new()
-        } else {
-            serde_json::to_vec(&self.attributes).unwrap_or_default()
-        };
-        let text = |s: &str| Cow::Owned(s.as_bytes().to_vec());
+        let mut packed = format!(
+            "{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}",
+            self.event_id,
+            self.tenant,
+            self.event_type,
+            self.traceparent,
+            self.fence.encode(),
+            self.published_ms
+        )
+        .into_bytes();
+        if !self.attributes.is_empty() {
+            // A map of strings always serializes.
+            packed.extend(serde_json::to_vec(&self.attributes).unwrap_or_default());
+        }
         vec![
             ("v", Cow::Borrowed(FORMAT_VERSION.as_bytes())),
-            ("id", Cow::Borrowed(self.event_id.as_bytes())),
-            ("t", Cow::Borrowed(self.tenant.as_bytes())),
-            ("et", Cow::Borrowed(self.event_type.as_bytes())),
+            ("e", Cow::Owned(packed)),
             (Self::PAYLOAD, Cow::Borrowed(self.payload.as_slice())),
-            ("a", Cow::Owned(attributes)),
-            ("tp", Cow::Borrowed(self.traceparent.as_bytes())),
-            ("f", text(&self.fence.encode())),
-            ("ts", text(&self.published_ms.to_string())),
         ]
     }
 
     /// Reads an entry; `entry` is its stream id, for error messages.
     pub fn parse(entry: &str, mut fields: Fields) -> Result<Self, EntryError> {
         let map = &mut fields;
-        check_version(map, entry)?;
-        let raw_attributes = bytes(map, entry, "a")?;
-        let attributes = if raw_attributes.is_empty() {
-            HashMap::new()
-        } else {
-            serde_json::from_slice(&raw_attributes).map_err(|_| EntryError::Field { id: entry.into(), field: "a" })?
-        };
+        if version(map, entry)? == 1 {
+            return Self::parse_v1(map, entry);
+        }
+        let [event_id, tenant, event_type, traceparent, fence, published, attributes] = unpack(map, entry, "e", true)?;
         Ok(Self {
+            attributes: parse_attributes(attributes.as_bytes(), entry)?,
+            event_id,
+            tenant,
+            event_type,
+            payload: bytes(map, entry, Self::PAYLOAD)?,
+            traceparent,
+            fence: parse_fence(&fence, entry)?,
+            published_ms: parse_number(&published, entry, "ts")?,
+        })
+    }
+
+    fn parse_v1(map: &mut Fields, entry: &str) -> Result<Self, EntryError> {
+        Ok(Self {
+            attributes: parse_attributes(&bytes(map, entry, "a")?, entry)?,
             event_id: text(map, entry, "id")?,
             tenant: text(map, entry, "t")?,
             event_type: text(map, entry, "et")?,
             payload: bytes(map, entry, Self::PAYLOAD)?,
-            attributes,
             traceparent: text(map, entry, "tp")?,
-            fence: fence(map, entry)?,
+            fence: parse_fence(&text(map, entry, "f")?, entry)?,
             published_ms: number(map, entry, "ts")?,
         })
     }
@@ -230,7 +310,36 @@ pub struct DeliveryTask {
 impl DeliveryTask {
     pub fn parse(entry: &str, mut fields: Fields) -> Result<Self, EntryError> {
         let map = &mut fields;
-        check_version(map, entry)?;
+        if version(map, entry)? == 1 {
+            return Self::parse_v1(map, entry);
+        }
+        let [
+            delivery_id,
+            subscription_id,
+            event_id,
+            tenant,
+            event_type,
+            traceparent,
+            enqueued,
+            attempt,
+            trigger,
+            fence,
+        ] = unpack(map, entry, "d", false)?;
+        Ok(Self {
+            delivery_id,
+            event_id,
+            subscription_id,
+            tenant,
+            event_type,
+            traceparent,
+            enqueued_ms: parse_number(&enqueued, entry, "ts")?,
+            attempt: parse_number(&attempt, entry, "n")?,
+            trigger,
+            fence: if fence.is_empty() { Fence::default() } else { parse_fence(&fence, entry)? },
+        })
+    }
+
+    fn parse_v1(map: &mut Fields, entry: &str) -> Result<Self, EntryError> {
         Ok(Self {
             delivery_id: text(map, entry, "id")?,
             event_id: text(map, entry, "evt")?,
@@ -239,42 +348,146 @@ impl DeliveryTask {
             event_type: text(map, entry, "et")?,
             traceparent: text(map, entry, "tp")?,
             enqueued_ms: number(map, entry, "ts")?,
-            attempt: u32::try_from(number(map, entry, "n")?)
-                .map_err(|_| EntryError::Field { id: entry.into(), field: "n" })?,
+            attempt: number(map, entry, "n")?,
             trigger: if map.contains_key("tr") { text(map, entry, "tr")? } else { String::new() },
-            fence: if map.contains_key("f") { fence(map, entry)? } else { Fence::default() },
+            fence: if map.contains_key("f") { parse_fence(&text(map, entry, "f")?, entry)? } else { Fence::default() },
         })
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use hookline_domain::{DeliveryId, EventId, EventTypeName, SubscriptionId, TenantId};
+
     use super::*;
 
     fn as_map(fields: Vec<(&'static str, Cow<'_, [u8]>)>) -> HashMap<String, Value> {
         fields.into_iter().map(|(k, v)| (k.to_owned(), Value::BulkString(v.into_owned()))).collect()
     }
 
-    #[test]
-    fn event_entries_round_trip() {
-        let entry = EventEntry {
+    fn map(fields: &[(&'static str, &str)]) -> HashMap<String, Value> {
+        as_map(fields.iter().map(|(k, v)| (*k, Cow::Borrowed(v.as_bytes()))).collect())
+    }
+
+    fn event() -> EventEntry {
+        EventEntry {
             event_id: "evt_1".into(),
             tenant: "acme".into(),
             event_type: "lead_closed".into(),
-            payload: br#"{"a":1}"#.to_vec(),
-            attributes: HashMap::from([("team_id".into(), "7".into())]),
+            payload: br#"{"a": 1}"#.to_vec(),
+            attributes: HashMap::from([("team name".into(), "the A team".into())]),
             traceparent: "00-abc-def-01".into(),
             fence: Fence::new("01JLOG", 42),
             published_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn event_entries_round_trip_packed() {
+        let entry = event();
+        let fields = entry.fields();
+        assert_eq!(fields.iter().map(|(name, _)| *name).collect::<Vec<_>>(), ["v", "e", "p"]);
+        assert_eq!(EventEntry::parse("1-0", as_map(fields)), Ok(entry.clone()));
+        let bare = EventEntry { attributes: HashMap::new(), traceparent: String::new(), ..entry };
+        assert_eq!(EventEntry::parse("1-0", as_map(bare.fields())), Ok(bare));
+    }
+
+    #[test]
+    fn version_1_entries_of_older_builds_are_still_read() {
+        let mut entry = event();
+        let v1 = map(&[
+            ("v", "1"),
+            ("id", "evt_1"),
+            ("t", "acme"),
+            ("et", "lead_closed"),
+            ("p", r#"{"a": 1}"#),
+            ("a", r#"{"team name":"the A team"}"#),
+            ("tp", "00-abc-def-01"),
+            ("f", "42:01JLOG"),
+            ("ts", "1700000000000"),
+        ]);
+        assert_eq!(EventEntry::parse("1-0", v1), Ok(entry.clone()));
+        entry.attributes.clear();
+        let task = |extra: &[(&'static str, &str)]| {
+            let mut fields = vec![
+                ("v", "1"),
+                ("id", "dlv_1"),
+                ("evt", "evt_1"),
+                ("sub", "sub_1"),
+                ("t", "acme"),
+                ("et", "lead_closed"),
+                ("tp", ""),
+                ("ts", "1700000000000"),
+                ("n", "2"),
+            ];
+            fields.extend_from_slice(extra);
+            DeliveryTask::parse("1-0", map(&fields)).unwrap()
         };
-        assert_eq!(EventEntry::parse("1-0", as_map(entry.fields())), Ok(entry));
+        let scheduled = task(&[]);
+        assert_eq!((scheduled.attempt, scheduled.trigger.as_str(), &scheduled.fence), (2, "", &Fence::default()));
+        let replay = task(&[("tr", "replay"), ("f", "7:01JLOG")]);
+        assert_eq!((replay.trigger.as_str(), replay.fence), ("replay", Fence::new("01JLOG", 7)));
+    }
+
+    #[test]
+    fn packed_tasks_are_read_field_by_field() {
+        let read = |d: &str| DeliveryTask::parse("1-0", map(&[("v", "2"), ("d", d)]));
+        assert_eq!(
+            read("dlv_1 sub_1 evt_1 acme order.paid 00-tp-01 1700000000000 3 manual 7:01JLOG"),
+            Ok(DeliveryTask {
+                delivery_id: "dlv_1".into(),
+                event_id: "evt_1".into(),
+                subscription_id: "sub_1".into(),
+                tenant: "acme".into(),
+                event_type: "order.paid".into(),
+                traceparent: "00-tp-01".into(),
+                enqueued_ms: 1_700_000_000_000,
+                attempt: 3,
+                trigger: "manual".into(),
+                fence: Fence::new("01JLOG", 7),
+            })
+        );
+        let requeued = read("dlv_1 sub_1 evt_1 acme order.paid  1700000000000 1  ").unwrap();
+        assert_eq!((requeued.traceparent.as_str(), requeued.trigger.as_str()), ("", ""));
+        assert_eq!(requeued.fence, Fence::default());
+        for malformed in [
+            "dlv_1 sub_1 evt_1 acme order.paid 00-tp-01 1700000000000 3 manual",
+            "dlv_1 sub_1 evt_1 acme order.paid 00-tp-01 1700000000000 3 manual 7:01JLOG extra",
+            "dlv_1 sub_1 evt_1 acme order.paid 00-tp-01 soon 3 manual 7:01JLOG",
+        ] {
+            assert!(matches!(read(malformed), Err(EntryError::Field { field: "d" | "ts", .. })), "{malformed}");
+        }
+        let short = EventEntry::parse("1-0", map(&[("v", "2"), ("e", "evt_1 acme"), ("p", "{}")]));
+        assert!(matches!(short, Err(EntryError::Field { field: "e", .. })));
     }
 
     #[test]
     fn unknown_versions_and_missing_fields_are_refused() {
-        let mut map = as_map(vec![("v", Cow::Borrowed(&b"2"[..]))]);
-        assert!(matches!(EventEntry::parse("1-0", map.clone()), Err(EntryError::Version { .. })));
-        map.insert("v".into(), Value::BulkString(b"1".to_vec()));
-        assert!(matches!(DeliveryTask::parse("1-0", map.clone()), Err(EntryError::Field { field: "id", .. })));
+        let mut fields = map(&[("v", "3")]);
+        assert!(matches!(EventEntry::parse("1-0", fields.clone()), Err(EntryError::Version { .. })));
+        assert!(matches!(DeliveryTask::parse("1-0", fields.clone()), Err(EntryError::Version { .. })));
+        fields.insert("v".into(), Value::BulkString(b"2".to_vec()));
+        assert!(matches!(DeliveryTask::parse("1-0", fields.clone()), Err(EntryError::Field { field: "d", .. })));
+        fields.insert("v".into(), Value::BulkString(b"1".to_vec()));
+        assert!(matches!(DeliveryTask::parse("1-0", fields), Err(EntryError::Field { field: "id", .. })));
+    }
+
+    /// What a packed value holds cannot hold its separator: the ids are
+    /// prefixed ULIDs, tenants and event types refuse it, and the other
+    /// fields are numbers, fences and `traceparent`s this code formats.
+    #[test]
+    fn packed_fields_cannot_hold_the_separator() {
+        let sep = SEPARATOR.to_string();
+        for id in [
+            EventId::generate().to_string(),
+            SubscriptionId::generate().to_string(),
+            DeliveryId::generate().to_string(),
+        ] {
+            assert!(!id.contains(SEPARATOR), "{id}");
+        }
+        assert!(TenantId::parse(&format!("a{sep}b")).is_err());
+        assert!(EventTypeName::parse(&format!("a{sep}b")).is_err());
+        assert!(!Fence::new("01JLOG", 7).encode().contains(SEPARATOR));
     }
 }

@@ -211,7 +211,7 @@ pub async fn add_newer_format_entry(conn: &mut redis::aio::MultiplexedConnection
     redis::cmd("XADD")
         .arg(stream)
         .arg("*")
-        .arg(&[("v", "2"), ("d", "an entry packed as this build cannot read it")])
+        .arg(&[("v", "3"), ("d", "an entry packed as this build cannot read it")])
         .query_async(conn)
         .await
         .unwrap()

@@ -25,8 +25,9 @@ for e = 3, #KEYS do
   if redis.call('XACK', KEYS[1], group, entry) == 0 then
     replies[#replies + 1] = -1
   else
+    local tail = task_tail(event, tenant, event_type, traceparent, now, '1', '', fence)
     for i = first, first + 2 * k - 1, 2 do
-      enqueue_task(KEYS[2], ARGV[i], event, ARGV[i + 1], tenant, event_type, traceparent, now, '1', '', fence)
+      enqueue_task_with_tail(KEYS[2], ARGV[i], ARGV[i + 1], tail)
     end
     -- The header is overwritten in place. A record written by an older
     -- build is a hash (SETRANGE refuses it: WRONGTYPE); one gone past its

@@ -254,3 +254,57 @@ async fn a_task_of_a_newer_format_is_left_pending_and_the_rest_delivered() {
     };
     eventually(WAIT, || async { pending().await == (1, Some(newer.clone())) }).await;
 }
+
+/// A task written by an older build (format 1, a field each), still in the
+/// stream when this build takes over, is delivered like one of this build.
+#[tokio::test]
+async fn a_task_of_the_older_format_is_delivered() {
+    let mut stack = Stack::without_delivery().await;
+    stack.subscribe("/alive", |_| {}).await;
+    let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
+    let mut conn = stack.redis.connection().await;
+    let event = stack.publish("b", "{}").await;
+    // Fan-out's task, rewritten as an older build wrote it.
+    let read = || {
+        let mut conn = conn.clone();
+        let stream = keys.deliveries();
+        async move {
+            let entries: Vec<(String, std::collections::HashMap<String, redis::Value>)> =
+                redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+            entries
+        }
+    };
+    eventually(WAIT, || async { read().await.len() == 1 }).await;
+    let (id, fields) = read().await.remove(0);
+    let task = hookline_queue::DeliveryTask::parse(&id, fields).unwrap();
+    let (enqueued, attempt, fence) = (task.enqueued_ms.to_string(), task.attempt.to_string(), task.fence.encode());
+    let v1 = [
+        ("v", "1"),
+        ("id", task.delivery_id.as_str()),
+        ("evt", &task.event_id),
+        ("sub", &task.subscription_id),
+        ("t", &task.tenant),
+        ("et", &task.event_type),
+        ("tp", &task.traceparent),
+        ("ts", &enqueued),
+        ("n", &attempt),
+        ("f", &fence),
+    ];
+    let _: () = redis::pipe()
+        .cmd("XDEL")
+        .arg(keys.deliveries())
+        .arg(&id)
+        .ignore()
+        .cmd("XADD")
+        .arg(keys.deliveries())
+        .arg("*")
+        .arg(&v1)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let config = delivery_config(&stack.redis, &stack.subscriptions, &stack.fanout);
+    stack.start_delivery(config).await;
+    let got = stack.wait_received("/alive", 1).await;
+    assert_eq!(got[0].headers["webhook-id"], event);
+}

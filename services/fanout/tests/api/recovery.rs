@@ -28,16 +28,7 @@ async fn an_entry_read_by_a_consumer_that_died_is_fanned_out_once_by_another() {
     // consumer that crashes before acknowledging it.
     let doomed = ConsumerGroup::new(keys.events(), FANOUT_GROUP, "doomed");
     doomed.ensure(&mut conn).await.unwrap();
-    let entry = EventEntry {
-        event_id: EventId::generate().to_string(),
-        tenant: "acme".into(),
-        event_type: "order.paid".into(),
-        payload: b"{}".to_vec(),
-        attributes: Default::default(),
-        traceparent: String::new(),
-        fence: hookline_queue::Fence::default(),
-        published_ms: now_ms(),
-    };
+    let entry = event_entry(b"{}");
     let record = RecordMeta {
         occurred_ms: now_ms(),
         idempotency_key: String::new(),
@@ -137,12 +128,16 @@ async fn fanout_recovers_by_itself_when_redis_restarts_empty() {
 
 /// Puts an `order.paid` event of acme's on the events stream as Publish
 /// would, without its record: the entry and its fields.
-async fn add_entry(
-    conn: &mut redis::aio::MultiplexedConnection,
-    keys: &hookline_queue::PartitionKeys,
-    payload: &[u8],
-) -> (EventEntry, Vec<(&'static str, Vec<u8>)>) {
-    let entry = EventEntry {
+async fn add_entry(conn: &mut redis::aio::MultiplexedConnection, keys: &hookline_queue::PartitionKeys) -> EventEntry {
+    let entry = event_entry(b"{}");
+    let fields = entry.fields();
+    let fields: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+    let _: String = redis::cmd("XADD").arg(keys.events()).arg("*").arg(&fields).query_async(conn).await.unwrap();
+    entry
+}
+
+fn event_entry(payload: &[u8]) -> EventEntry {
+    EventEntry {
         event_id: EventId::generate().to_string(),
         tenant: "acme".into(),
         event_type: "order.paid".into(),
@@ -151,10 +146,7 @@ async fn add_entry(
         traceparent: String::new(),
         fence: hookline_queue::Fence::default(),
         published_ms: now_ms(),
-    };
-    let fields: Vec<(&'static str, Vec<u8>)> = entry.fields().into_iter().map(|(k, v)| (k, v.into_owned())).collect();
-    let _: String = redis::cmd("XADD").arg(keys.events()).arg("*").arg(&fields).query_async(conn).await.unwrap();
-    (entry, fields)
+    }
 }
 
 /// An event published by a build that kept its record as a hash, still in
@@ -166,9 +158,22 @@ async fn an_event_recorded_as_a_hash_by_an_older_build_is_fanned_out_and_shown()
     let sub = stack.subscribe(subscription("https://e.com/a", &["order.paid"])).await;
     let keys = Partitions::new("hookline", 1).get(0);
     let mut conn = stack.redis.connection().await;
-    // What the older publish.lua wrote: the entry, and a hash of its
-    // fields plus the record's own.
-    let (entry, fields) = add_entry(&mut conn, &keys, br#"{"n":1}"#).await;
+    // What the older publish.lua wrote: the entry, in format 1 (a field
+    // each), and a hash of its fields plus the record's own.
+    let entry = event_entry(br#"{"n":1}"#);
+    let published = entry.published_ms.to_string();
+    let fields = [
+        ("v", "1"),
+        ("id", &entry.event_id),
+        ("t", &entry.tenant),
+        ("et", &entry.event_type),
+        ("p", r#"{"n":1}"#),
+        ("a", ""),
+        ("tp", ""),
+        ("f", "0"),
+        ("ts", &published),
+    ];
+    let _: String = redis::cmd("XADD").arg(keys.events()).arg("*").arg(&fields).query_async(&mut conn).await.unwrap();
     let _: i64 = redis::cmd("HSET")
         .arg(keys.event(&entry.event_id))
         .arg(&fields)
@@ -197,7 +202,7 @@ async fn an_event_whose_record_is_gone_is_fanned_out_without_recreating_it() {
     let keys = Partitions::new("hookline", 1).get(0);
     let mut conn = stack.redis.connection().await;
     // The stream entry, and no record.
-    let (entry, _) = add_entry(&mut conn, &keys, b"{}").await;
+    let entry = add_entry(&mut conn, &keys).await;
 
     stack.start_fanout(|c| c).await;
     // fanout.lua enqueues the task and settles the record in one step.
@@ -217,7 +222,7 @@ async fn an_event_entry_of_a_newer_format_is_left_pending_and_the_rest_fanned_ou
     let keys = Partitions::new("hookline", 1).get(0);
     let mut conn = stack.redis.connection().await;
     let newer = hookline_testkit::add_newer_format_entry(&mut conn, &keys.events()).await;
-    let (entry, _) = add_entry(&mut conn, &keys, b"{}").await;
+    let entry = add_entry(&mut conn, &keys).await;
 
     stack.start_fanout(|c| c).await;
     // Read, and still pending: the newer entry alone (the other one is
