@@ -9,8 +9,8 @@
 //! once per event from the event record).
 //!
 //! This build writes version 2 and reads versions 1 and 2 (version 1 is
-//! what builds before 2026-12-04 wrote; such entries may still be in the
-//! streams). Version 2 packs an entry's short fields into one value,
+//! what builds before commit f06b7a5 wrote; such entries may still be in
+//! the streams: ARCHITECTURE.md, "Upgrading the stream formats"). Version 2 packs an entry's short fields into one value,
 //! separated by single spaces, in a fixed order: each value of a stream
 //! reply is parsed on its own (by the client, and built by Redis), so an
 //! entry of 3 values costs a fraction of one of 20. No packed field may
@@ -69,7 +69,7 @@ use crate::Fence;
 /// The format version this build writes.
 pub const FORMAT_VERSION: &str = "2";
 
-/// The format of builds before 2026-12-04, still read.
+/// The format of builds before commit f06b7a5, still read.
 const FORMAT_V1: &str = "1";
 
 /// Separates the fields packed into one value (version 2).
