@@ -10,10 +10,12 @@
 //!
 //! This build writes version 2 and reads versions 1 and 2 (version 1 is
 //! what builds before commit f06b7a5 wrote; such entries may still be in
-//! the streams: ARCHITECTURE.md, "Upgrading the stream formats"). Version 2 packs an entry's short fields into one value,
-//! separated by single spaces, in a fixed order: each value of a stream
-//! reply is parsed on its own (by the client, and built by Redis), so an
-//! entry of 3 values costs a fraction of one of 20. No packed field may
+//! the streams: ARCHITECTURE.md, "Upgrading the stream formats").
+//!
+//! Version 2 packs an entry's short fields into one value, separated by
+//! single spaces, in a fixed order: each value of a stream reply is
+//! parsed on its own (by the client, and built by Redis), so a task of 4
+//! values costs a fraction of one of 20. No packed field may
 //! hold a space but the event's last (`a`): they are ids, tenants, event
 //! types, numbers, a `traceparent` and a fence, none of which can
 //! (`packed_fields_cannot_hold_the_separator` pins it); a value that
