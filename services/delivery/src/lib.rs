@@ -58,7 +58,7 @@ pub enum Error {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("http client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(String),
     #[error("subscription watch: {0}")]
     Watch(#[from] hookline_watch::WatchError),
     #[error(transparent)]
@@ -86,7 +86,8 @@ pub async fn serve(
         config.response_body_limit,
         config.max_concurrency,
         config.egress_proxy.as_deref(),
-    )?;
+    )
+    .map_err(Error::Http)?;
     if let Some(proxy) = &config.egress_proxy {
         tracing::warn!(proxy, "deliveries go through an egress proxy: it must enforce its own egress rules");
     }

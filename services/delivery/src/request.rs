@@ -9,7 +9,7 @@ use std::{
 
 use hookline_domain::{PayloadFormat, SecretSet, SubscriptionSpec};
 use hookline_proto::convert::MAX_UNIX_MS;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 /// The event as delivery needs it, read from the event record.
 #[derive(Debug, Clone, Default)]

@@ -13,12 +13,15 @@
 //! rebinding between check and connect).
 
 use std::{
+    future::Future,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    pin::Pin,
     sync::Arc,
+    task::{Context, Poll},
 };
 
+use hyper_util::client::legacy::connect::dns::Name;
 use ipnet::IpNet;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// The decision for one address.
 #[derive(Debug, Clone)]
@@ -124,19 +127,37 @@ impl GuardedResolver {
     }
 }
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|a| policy.allows(a.ip())).collect();
-            if allowed.is_empty() {
-                let addresses = resolved.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
-                return Err(Box::new(Blocked { host, addresses }) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
-        })
+/// Why a name gave no address to connect to.
+pub(crate) type ResolveError = Box<dyn std::error::Error + Send + Sync>;
+
+impl GuardedResolver {
+    /// The addresses of `host` hookline may connect to; [`Blocked`] when it
+    /// resolves only to refused ones.
+    pub(crate) async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
+        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+        let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|a| self.policy.allows(a.ip())).collect();
+        if allowed.is_empty() {
+            let addresses = resolved.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
+            return Err(Box::new(Blocked { host: host.to_owned(), addresses }));
+        }
+        Ok(allowed)
+    }
+}
+
+/// The resolver of the HTTP client's connector (`hyper_util`'s
+/// `HttpConnector` asks it for every host name it connects to).
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = ResolveError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ResolveError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ResolveError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolver = self.clone();
+        Box::pin(async move { resolver.lookup(name.as_str()).await.map(Vec::into_iter) })
     }
 }
 
@@ -222,7 +243,7 @@ mod tests {
     #[tokio::test]
     async fn the_resolver_refuses_a_name_with_only_loopback_addresses() {
         let resolver = GuardedResolver::new(Arc::new(AddressPolicy::new(Vec::new())));
-        let err = match resolver.resolve("localhost".parse().unwrap()).await {
+        let err = match resolver.lookup("localhost").await {
             Ok(_) => panic!("localhost must be refused"),
             Err(e) => e,
         };
@@ -231,7 +252,7 @@ mod tests {
             "127.0.0.0/8".parse().unwrap(),
             "::1/128".parse().unwrap(),
         ])));
-        let addrs: Vec<_> = open.resolve("localhost".parse().unwrap()).await.unwrap().collect();
+        let addrs = open.lookup("localhost").await.unwrap();
         assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
     }
 }
