@@ -308,3 +308,78 @@ async fn a_task_of_the_older_format_is_delivered() {
     let got = stack.wait_received("/alive", 1).await;
     assert_eq!(got[0].headers["webhook-id"], event);
 }
+
+/// Waits for fan-out's task of the one published event, so a test can
+/// change what the delivery service will find before it starts.
+async fn wait_for_the_task(conn: &mut redis::aio::MultiplexedConnection, keys: &hookline_queue::PartitionKeys) {
+    eventually(WAIT, || {
+        let mut conn = conn.clone();
+        let stream = keys.deliveries();
+        async move { redis::cmd("XLEN").arg(stream).query_async::<u64>(&mut conn).await.unwrap() == 1 }
+    })
+    .await;
+}
+
+/// An event gone past its retention before its delivery's attempt: the
+/// delivery is dead-lettered as `EVENT_EXPIRED`, and nothing is sent.
+#[tokio::test]
+async fn a_delivery_whose_event_is_gone_is_dead_lettered_without_a_send() {
+    let mut stack = Stack::without_delivery().await;
+    let (sub, _) = stack.subscribe("/alive", |_| {}).await;
+    let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
+    let mut conn = stack.redis.connection().await;
+    let event = stack.publish("b", "{}").await;
+    wait_for_the_task(&mut conn, &keys).await;
+    let _: i64 = redis::cmd("DEL").arg(keys.event(&event)).query_async(&mut conn).await.unwrap();
+    let config = delivery_config(&stack.redis, &stack.subscriptions, &stack.fanout);
+    stack.start_delivery(config).await;
+    let dead = stack.wait_status(&sub, v1::DeliveryStatus::DeadLettered, 1).await;
+    let attempt = dead[0].last_attempt.as_ref().unwrap();
+    assert_eq!(attempt.error, v1::AttemptError::EventExpired as i32, "{attempt:?}");
+    assert!(stack.receiver.received("/alive").is_empty(), "nothing was sent");
+}
+
+/// An event whose record an older build wrote as a hash (a rolling
+/// upgrade) is delivered with its payload like one of this build.
+#[tokio::test]
+async fn a_delivery_whose_event_record_is_an_older_builds_hash_is_sent() {
+    let mut stack = Stack::without_delivery().await;
+    stack.subscribe("/alive", |_| {}).await;
+    let keys = hookline_queue::Partitions::new("hookline", 1).get(0);
+    let mut conn = stack.redis.connection().await;
+    let event = stack.publish("b", r#"{"n":7}"#).await;
+    wait_for_the_task(&mut conn, &keys).await;
+    let record = keys.event(&event);
+    let fields = [
+        ("v", "1"),
+        ("id", event.as_str()),
+        ("t", "acme"),
+        ("et", "b"),
+        ("p", r#"{"n":7}"#),
+        ("a", ""),
+        ("tp", ""),
+        ("f", "0"),
+        ("ts", "1700000000000"),
+        ("st", "done"),
+        ("m", "1"),
+        ("fa", "1700000000001"),
+        ("oa", "1700000000000"),
+        ("pv", ""),
+    ];
+    let _: () = redis::pipe()
+        .cmd("DEL")
+        .arg(&record)
+        .ignore()
+        .cmd("HSET")
+        .arg(&record)
+        .arg(&fields)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let config = delivery_config(&stack.redis, &stack.subscriptions, &stack.fanout);
+    stack.start_delivery(config).await;
+    let got = stack.wait_received("/alive", 1).await;
+    assert_eq!(got[0].headers["webhook-id"], event);
+    assert_eq!(got[0].body, br#"{"n":7}"#);
+}
