@@ -125,12 +125,7 @@ impl GuardedResolver {
     pub(crate) fn new(policy: Arc<AddressPolicy>) -> Self {
         Self { policy }
     }
-}
 
-/// Why a name gave no address to connect to.
-pub(crate) type ResolveError = Box<dyn std::error::Error + Send + Sync>;
-
-impl GuardedResolver {
     /// The addresses of `host` hookline may connect to; [`Blocked`] when it
     /// resolves only to refused ones.
     pub(crate) async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
@@ -143,6 +138,9 @@ impl GuardedResolver {
         Ok(allowed)
     }
 }
+
+/// Why a name gave no address to connect to.
+pub(crate) type ResolveError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The resolver of the HTTP client's connector (`hyper_util`'s
 /// `HttpConnector` asks it for every host name it connects to).
