@@ -255,6 +255,17 @@ async fn a_task_of_a_newer_format_is_left_pending_and_the_rest_delivered() {
     eventually(WAIT, || async { pending().await == (1, Some(newer.clone())) }).await;
 }
 
+/// Waits for fan-out's task of the one published event, so a test can
+/// change what the delivery service will find before it starts.
+async fn wait_for_the_task(conn: &mut redis::aio::MultiplexedConnection, keys: &hookline_queue::PartitionKeys) {
+    eventually(WAIT, || {
+        let mut conn = conn.clone();
+        let stream = keys.deliveries();
+        async move { redis::cmd("XLEN").arg(stream).query_async::<u64>(&mut conn).await.unwrap() == 1 }
+    })
+    .await;
+}
+
 /// A task written by an older build (format 1, a field each), still in the
 /// stream when this build takes over, is delivered like one of this build.
 #[tokio::test]
@@ -265,17 +276,10 @@ async fn a_task_of_the_older_format_is_delivered() {
     let mut conn = stack.redis.connection().await;
     let event = stack.publish("b", "{}").await;
     // Fan-out's task, rewritten as an older build wrote it.
-    let read = || {
-        let mut conn = conn.clone();
-        let stream = keys.deliveries();
-        async move {
-            let entries: Vec<(String, std::collections::HashMap<String, redis::Value>)> =
-                redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query_async(&mut conn).await.unwrap();
-            entries
-        }
-    };
-    eventually(WAIT, || async { read().await.len() == 1 }).await;
-    let (id, fields) = read().await.remove(0);
+    wait_for_the_task(&mut conn, &keys).await;
+    let mut entries: Vec<(String, std::collections::HashMap<String, redis::Value>)> =
+        redis::cmd("XRANGE").arg(keys.deliveries()).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    let (id, fields) = entries.remove(0);
     let task = hookline_queue::DeliveryTask::parse(&id, fields).unwrap();
     let (enqueued, attempt, fence) = (task.enqueued_ms.to_string(), task.attempt.to_string(), task.fence.encode());
     let v1 = [
@@ -314,17 +318,6 @@ async fn start_delivery_and_receive(stack: &mut Stack, event: &str) -> crate::re
     let mut got = stack.wait_received("/alive", 1).await;
     assert_eq!(got[0].headers["webhook-id"], event);
     got.remove(0)
-}
-
-/// Waits for fan-out's task of the one published event, so a test can
-/// change what the delivery service will find before it starts.
-async fn wait_for_the_task(conn: &mut redis::aio::MultiplexedConnection, keys: &hookline_queue::PartitionKeys) {
-    eventually(WAIT, || {
-        let mut conn = conn.clone();
-        let stream = keys.deliveries();
-        async move { redis::cmd("XLEN").arg(stream).query_async::<u64>(&mut conn).await.unwrap() == 1 }
-    })
-    .await;
 }
 
 /// An event gone past its retention before its delivery's attempt: the
