@@ -57,10 +57,20 @@ pub fn log_ttl_secs(record_secs: u64) -> u64 {
 pub const LOG_FIELD: &str = "d";
 
 /// A delivery that succeeded at its first attempt, as its entry in its
-/// tenant's log holds it: written by `log_finished` (`lua/tasks.lua`), the
-/// fields in [`FinishedEntry::FIELDS`]' order, read by
-/// [`FinishedEntry::from_fields`]. It has no other record: its status is
+/// tenant's log holds it. It has no other record: its status is
 /// `succeeded`, its attempt count 1.
+///
+/// Its entry is one field, [`FinishedEntry::FIELD`], whose value
+/// [`FinishedEntry::packed`] builds (in the delivery service; `log_finished`
+/// in `lua/tasks.lua` appends it as it is) and [`FinishedEntry::from_fields`]
+/// reads: `<evt> <sub> <et> <c> <w> <ld> <lc> <le> <lt> <lb> <lm>`,
+/// separated by single spaces, `w` the ms from creation to the attempt's
+/// start, the attempt's fields as a record's last-attempt fields hold them
+/// (`lt` empty for `scheduled`), and the message, which may hold spaces,
+/// last. One value is one argument for the script to pass on and one
+/// listpack element for Redis to store, where eleven were eleven of each.
+/// Builds before this one wrote the eleven as fields of their own
+/// ([`FinishedEntry::FIELDS`]); such entries are still read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FinishedEntry {
     pub event_id: String,
@@ -81,30 +91,97 @@ pub struct FinishedEntry {
     pub trigger: String,
 }
 
+/// Separates the values packed into a [`FinishedEntry`]'s field.
+const SEPARATOR: char = ' ';
+
 impl FinishedEntry {
-    /// The entry's fields, in the order `log_finished` writes them: the
-    /// record's identity, `w` (ms from creation to the attempt's start),
-    /// and the attempt's (the record's last-attempt names; `lt` empty
-    /// for `scheduled`).
+    /// The field of an entry that holds a finished delivery, packed.
+    pub const FIELD: &'static str = "f";
+
+    /// The fields of an entry of builds before the packed one, each a field
+    /// of its own: the record's identity, `w`, and the attempt's.
     pub const FIELDS: [&'static str; 11] = ["evt", "sub", "et", "c", "w", "ld", "lc", "le", "lm", "lb", "lt"];
+
+    /// The value of [`Self::FIELD`]. Every packed value but the message
+    /// is free of the separator: ids, event types and numbers cannot hold
+    /// it, and the error class, trigger and body (base64) are this code's
+    /// words; a separator in those would be turned into `_` rather than
+    /// shift what follows.
+    pub fn packed(&self) -> String {
+        let word = |text: &str| -> String {
+            if text.contains(SEPARATOR) { text.replace(SEPARATOR, "_") } else { text.to_owned() }
+        };
+        let wait = self.started_ms as i64 - self.created_ms as i64;
+        let trigger = if self.trigger == "scheduled" { "" } else { self.trigger.as_str() };
+        format!(
+            "{} {} {} {} {wait} {} {} {} {} {} {}",
+            word(&self.event_id),
+            word(&self.subscription_id),
+            word(&self.event_type),
+            self.created_ms,
+            self.duration_ms,
+            self.status_code,
+            word(&self.error),
+            word(trigger),
+            word(&self.body),
+            self.message
+        )
+    }
 
     /// From an entry's field-value pairs; `None` when it is not one.
     pub fn from_fields(fields: &[String]) -> Option<Self> {
         let get = |name: &str| fields.chunks_exact(2).find(|p| p[0] == name).map(|p| p[1].as_str());
-        let num = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-        let created_ms = num("c").max(0) as u64;
+        match get(Self::FIELD) {
+            Some(packed) => Self::from_packed(packed),
+            None => Self::from_separate(get),
+        }
+    }
+
+    fn from_packed(packed: &str) -> Option<Self> {
+        let mut parts = packed.splitn(11, SEPARATOR);
+        let mut next = || parts.next();
+        let (event, sub, event_type) = (next()?, next()?, next()?);
+        let (created, wait, duration, code) = (next()?, next()?, next()?, next()?);
+        let (error, trigger, body, message) = (next()?, next()?, next()?, next()?);
+        Self::assemble([event, sub, event_type, created, wait, duration, code, error, message, body, trigger])
+    }
+
+    fn from_separate<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<Self> {
+        let [event, sub, event_type, created, wait, duration, code, error, message, body, trigger] = Self::FIELDS;
+        Self::assemble([
+            get(event)?,
+            get(sub).unwrap_or_default(),
+            get(event_type).unwrap_or_default(),
+            get(created).unwrap_or_default(),
+            get(wait).unwrap_or_default(),
+            get(duration).unwrap_or_default(),
+            get(code).unwrap_or_default(),
+            get(error).unwrap_or_default(),
+            get(message).unwrap_or_default(),
+            get(body).unwrap_or_default(),
+            get(trigger).unwrap_or_default(),
+        ])
+    }
+
+    /// From its values in [`Self::FIELDS`]' order; numbers that do not read
+    /// as numbers read as 0.
+    fn assemble(
+        [event, sub, event_type, created, wait, duration, code, error, message, body, trigger]: [&str; 11],
+    ) -> Option<Self> {
+        let num = |text: &str| text.parse::<i64>().unwrap_or(0);
+        let created_ms = num(created).max(0) as u64;
         Some(Self {
-            event_id: get("evt")?.to_owned(),
-            subscription_id: get("sub").unwrap_or_default().to_owned(),
-            event_type: get("et").unwrap_or_default().to_owned(),
+            event_id: event.to_owned(),
+            subscription_id: sub.to_owned(),
+            event_type: event_type.to_owned(),
             created_ms,
-            started_ms: created_ms.saturating_add_signed(num("w")),
-            duration_ms: num("ld").max(0) as u64,
-            status_code: u16::try_from(num("lc")).unwrap_or(0),
-            error: get("le").unwrap_or_default().to_owned(),
-            message: get("lm").unwrap_or_default().to_owned(),
-            body: get("lb").unwrap_or_default().to_owned(),
-            trigger: match get("lt").unwrap_or_default() {
+            started_ms: created_ms.saturating_add_signed(num(wait)),
+            duration_ms: num(duration).max(0) as u64,
+            status_code: u16::try_from(num(code)).unwrap_or(0),
+            error: error.to_owned(),
+            message: message.to_owned(),
+            body: body.to_owned(),
+            trigger: match trigger {
                 "" => "scheduled".to_owned(),
                 other => other.to_owned(),
             },

@@ -39,8 +39,11 @@
 //! | `ts` | publish time, Unix ms |
 //! | `a` | attributes, JSON object of strings (empty: none); the rest of the value |
 //!
-//! Delivery task (`{p:pN}:deliveries`), version 2, written by `tasks.lua`
-//! (`enqueue_task`):
+//! Delivery task (`{p:pN}:deliveries`), version 2, written by
+//! [`TaskValues`] (fan-out's tasks: Rust builds each value, the script only
+//! appends it) and by `tasks.lua`'s `enqueue_task` (a task rebuilt from its
+//! delivery record); `lua_tasks_are_what_delivery_task_reads` pins both to
+//! [`DeliveryTask::parse`]:
 //!
 //! | field | meaning |
 //! |---|---|
@@ -227,12 +230,25 @@ pub struct EventEntry {
 }
 
 impl EventEntry {
+    /// The format version's field.
+    pub const VERSION: &'static str = "v";
+    /// The field of the short fields, packed.
+    pub const PACKED: &'static str = "e";
     /// The payload's field.
     pub const PAYLOAD: &'static str = "p";
 
     /// The fields to XADD, in order. Borrowed where the entry holds them:
     /// the payload is not copied on its way to Redis.
     pub fn fields(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
+        vec![
+            (Self::VERSION, Cow::Borrowed(FORMAT_VERSION.as_bytes())),
+            (Self::PACKED, Cow::Owned(self.packed())),
+            (Self::PAYLOAD, Cow::Borrowed(self.payload.as_slice())),
+        ]
+    }
+
+    /// The value of [`Self::PACKED`]: the entry's short fields.
+    pub fn packed(&self) -> Vec<u8> {
         let mut packed = format!(
             "{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}",
             self.event_id,
@@ -247,11 +263,7 @@ impl EventEntry {
             // A map of strings always serializes.
             packed.extend(serde_json::to_vec(&self.attributes).unwrap_or_default());
         }
-        vec![
-            ("v", Cow::Borrowed(FORMAT_VERSION.as_bytes())),
-            ("e", Cow::Owned(packed)),
-            (Self::PAYLOAD, Cow::Borrowed(self.payload.as_slice())),
-        ]
+        packed
     }
 
     /// Reads an entry; `entry` is its stream id, for error messages.
@@ -260,7 +272,8 @@ impl EventEntry {
         if version(map, entry)? == 1 {
             return Self::parse_v1(map, entry);
         }
-        let [event_id, tenant, event_type, traceparent, fence, published, attributes] = unpack(map, entry, "e", true)?;
+        let [event_id, tenant, event_type, traceparent, fence, published, attributes] =
+            unpack(map, entry, Self::PACKED, true)?;
         Ok(Self {
             attributes: parse_attributes(attributes.as_bytes(), entry)?,
             event_id,
@@ -307,6 +320,45 @@ pub struct DeliveryTask {
     /// is routed, so a pause or a secret rotation acknowledged before the
     /// publish is seen, and a cache of a previous log is never used.
     pub fence: Fence,
+}
+
+/// The packed values (`d`) of the tasks of one event's fan-out: the part
+/// after the delivery and subscription ids is the same for all of them, so
+/// it is built once ([`TaskValues::value`] per task).
+#[derive(Debug, Clone)]
+pub struct TaskValues {
+    /// `" <evt> <t> <et> <tp> <ts> <n> <tr> <f>"`.
+    tail: String,
+}
+
+impl TaskValues {
+    /// The tasks of `attempt` of `event`, queued at `enqueued_ms` with
+    /// `traceparent` (the fan-out's span) and `trigger` (`""` for the
+    /// schedule).
+    pub fn new(event: &EventEntry, traceparent: &str, enqueued_ms: u64, attempt: u32, trigger: &str) -> Self {
+        let tail = format!(
+            "{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{traceparent}{SEPARATOR}{enqueued_ms}{SEPARATOR}\
+             {attempt}{SEPARATOR}{trigger}{SEPARATOR}{}",
+            event.event_id,
+            event.tenant,
+            event.event_type,
+            event.fence.encode()
+        );
+        Self { tail }
+    }
+
+    /// The stream field holding a task's packed value.
+    pub const FIELD: &'static str = "d";
+
+    /// The packed value of the task delivering the event to `subscription_id`.
+    pub fn value(&self, delivery_id: &str, subscription_id: &str) -> String {
+        let mut value = String::with_capacity(delivery_id.len() + subscription_id.len() + 1 + self.tail.len());
+        value.push_str(delivery_id);
+        value.push(SEPARATOR);
+        value.push_str(subscription_id);
+        value.push_str(&self.tail);
+        value
+    }
 }
 
 impl DeliveryTask {
@@ -462,6 +514,35 @@ mod tests {
         }
         let short = EventEntry::parse("1-0", map(&[("v", "2"), ("e", "evt_1 acme"), ("p", "{}")]));
         assert!(matches!(short, Err(EntryError::Field { field: "e", .. })));
+    }
+
+    /// The values fan-out writes are what delivery reads, traceparent,
+    /// trigger and fence included, and tasks of one event differ only in
+    /// their ids.
+    #[test]
+    fn task_values_are_what_delivery_task_reads() {
+        let mut event = event();
+        event.fence = Fence::new("01JLOG", 7);
+        let values = TaskValues::new(&event, "00-tp-01", 1_700_000_000_000, 1, "");
+        let read =
+            |value: String| DeliveryTask::parse("1-0", map(&[("v", FORMAT_VERSION), (TaskValues::FIELD, &value)]));
+        let expected = DeliveryTask {
+            delivery_id: "dlv_1".into(),
+            event_id: event.event_id.clone(),
+            subscription_id: "sub_1".into(),
+            tenant: event.tenant.clone(),
+            event_type: event.event_type.clone(),
+            traceparent: "00-tp-01".into(),
+            enqueued_ms: 1_700_000_000_000,
+            attempt: 1,
+            trigger: String::new(),
+            fence: Fence::new("01JLOG", 7),
+        };
+        assert_eq!(read(values.value("dlv_1", "sub_1")), Ok(expected.clone()));
+        let other = read(values.value("dlv_2", "sub_2")).unwrap();
+        assert_eq!(other, DeliveryTask { delivery_id: "dlv_2".into(), subscription_id: "sub_2".into(), ..expected });
+        let untraced = read(TaskValues::new(&event, "", 5, 2, "manual").value("dlv_3", "sub_3")).unwrap();
+        assert_eq!((untraced.traceparent.as_str(), untraced.attempt, untraced.trigger.as_str()), ("", 2, "manual"));
     }
 
     #[test]

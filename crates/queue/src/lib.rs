@@ -32,7 +32,7 @@ pub use conn::{BlockingReader, RedisConn, RedisTarget, connect};
 pub use delivery_log::{Batch, DeliveryLog, FinishedEntry, LOG_FIELD, Listed, Position, TimeRange, log_ttl_secs};
 pub use durability::{Durability, DurableWriter, WRITER_CONNECTIONS, WriteError, describe_durability_metrics};
 pub use entry::{
-    DeliveryTask, EntryError, EventEntry, FORMAT_VERSION, LeftForNewerBuild, describe_left_for_newer_build,
+    DeliveryTask, EntryError, EventEntry, FORMAT_VERSION, LeftForNewerBuild, TaskValues, describe_left_for_newer_build,
 };
 pub use fence::{Fence, current_fence};
 pub use gauges::{StreamKind, describe_stream_gauges, sample_stream_gauges};

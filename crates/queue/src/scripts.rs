@@ -6,7 +6,7 @@
 
 use redis::{FromRedisValue, Pipeline, Script, ScriptInvocation, Value};
 
-use crate::{EventEntry, FanoutState, PartitionKeys, RecordMeta};
+use crate::{EventEntry, FanoutState, PartitionKeys, RecordMeta, TaskValues};
 
 #[derive(Debug, Clone)]
 pub struct Scripts {
@@ -123,24 +123,24 @@ impl Scripts {
         events: &[PublishItem<'_>],
     ) -> ScriptInvocation<'_> {
         let mut invocation = self.publish.prepare_invoke();
-        invocation.key(keys.events()).arg(args.idempotency_window_secs.max(1)).arg(args.retention_secs.max(1));
-        for (i, PublishItem { entry, record }) in events.iter().enumerate() {
-            let fields = entry.fields();
-            if i == 0 {
-                // Every entry has the same fields in the same order.
-                let payload_at = fields.iter().position(|(name, _)| *name == EventEntry::PAYLOAD).unwrap_or(0);
-                invocation.arg(2 * fields.len()).arg(2 * payload_at + 2);
-            }
+        invocation
+            .key(keys.events())
+            .arg(args.idempotency_window_secs.max(1))
+            .arg(args.retention_secs.max(1))
+            .arg(EventEntry::VERSION)
+            .arg(crate::FORMAT_VERSION)
+            .arg(EventEntry::PACKED)
+            .arg(EventEntry::PAYLOAD);
+        for PublishItem { entry, record } in events {
             let key = &record.idempotency_key;
             invocation
                 .key(keys.idempotency(&entry.tenant, key))
                 .key(keys.event(&entry.event_id))
                 .arg(if key.is_empty() { "0" } else { "1" })
                 .arg(&entry.event_id)
-                .arg(record.head(entry));
-            for (name, value) in fields {
-                invocation.arg(name).arg(value.as_ref());
-            }
+                .arg(record.head(entry))
+                .arg(entry.packed())
+                .arg(&entry.payload);
         }
         invocation
     }
@@ -173,18 +173,10 @@ impl Scripts {
             for item in chunk {
                 let event = item.event;
                 let done = FanoutState::Done { matched: item.tasks.len() as u64, at_ms: now_ms };
-                invocation
-                    .key(keys.event(&event.event_id))
-                    .arg(item.entry_id)
-                    .arg(&event.event_id)
-                    .arg(&event.tenant)
-                    .arg(&event.event_type)
-                    .arg(item.traceparent)
-                    .arg(event.fence.encode())
-                    .arg(done.header())
-                    .arg(item.tasks.len());
+                invocation.key(keys.event(&event.event_id)).arg(item.entry_id).arg(done.header()).arg(item.tasks.len());
+                let values = TaskValues::new(event, item.traceparent, now_ms, 1, "");
                 for (delivery, subscription) in item.tasks {
-                    invocation.arg(delivery).arg(subscription);
+                    invocation.arg(values.value(delivery, subscription));
                 }
             }
             pipe.invoke_script(&invocation);

@@ -59,9 +59,11 @@ return enqueue_from_record(KEYS[1], ARGV[1], 'dlv_gone', '1', '') and 1 or 0
     );
 }
 
-/// `log_finished` (Lua) writes what `FinishedEntry` reads, in its
-/// `FIELDS` order; a subscription's log leads to the tenant's entry, and
-/// both list it under the id naming that entry.
+/// `log_finished` (Lua) appends the value `FinishedEntry::packed` built,
+/// and `FinishedEntry` reads it back, a message with spaces included; an
+/// entry of an older build (a field each) still reads; a subscription's log
+/// leads to the tenant's entry, and both list it under the id naming that
+/// entry.
 #[tokio::test]
 async fn finished_deliveries_are_what_log_finished_wrote() {
     use hookline_queue::{DeliveryLog, FinishedEntry, Partitions, Position, TimeRange};
@@ -71,19 +73,6 @@ async fn finished_deliveries_are_what_log_finished_wrote() {
     let keys = Partitions::new("hookline", 1).get(0);
     let (sub_log, tenant_log) =
         (DeliveryLog::of_subscription(&keys, "acme", "sub_1"), DeliveryLog::of_tenant(&keys, "acme"));
-    let script = redis::Script::new(&with_task_functions(
-        r"
-log_finished(KEYS[1], KEYS[2], '0', '86400', 'evt_1', 'sub_1', 'order.paid', '1000', '1015', '12', '200', 'none', '', 'b2s=',
-  'scheduled')
-log_finished(KEYS[1], KEYS[2], '0', '86400', 'evt_2', 'sub_1', 'order.paid', '2000', '1990', '3', '204', 'none', 'hi', '',
-  'replay')
-return 1
-",
-    ));
-    let _: i64 = script.key(sub_log.key()).key(tenant_log.key()).invoke_async(&mut conn).await.unwrap();
-    let everything = TimeRange { start_ms: 0, end_ms: u64::MAX / 2 };
-    let by_tenant = tenant_log.newer(&mut conn, everything, None, 10).await.unwrap().items;
-    let by_sub = sub_log.newer(&mut conn, everything, None, 10).await.unwrap().items;
     let expected = [
         FinishedEntry {
             event_id: "evt_1".into(),
@@ -108,12 +97,47 @@ return 1
             duration_ms: 3,
             status_code: 204,
             error: "none".into(),
-            message: "hi".into(),
+            message: "all  good, thanks ".into(),
             body: String::new(),
             trigger: "replay".into(),
         },
+        FinishedEntry {
+            event_id: "evt_3".into(),
+            subscription_id: "sub_1".into(),
+            event_type: "order.paid".into(),
+            created_ms: 3000,
+            started_ms: 3001,
+            duration_ms: 5,
+            status_code: 200,
+            error: "none".into(),
+            message: "written by an older build".into(),
+            body: String::new(),
+            trigger: "manual".into(),
+        },
     ];
+    let script = redis::Script::new(&with_task_functions(
+        r"
+log_finished(KEYS[1], KEYS[2], '0', '86400', ARGV[1])
+log_finished(KEYS[1], KEYS[2], '0', '86400', ARGV[2])
+local place = redis.call('XADD', KEYS[2], '*', 'evt', 'evt_3', 'sub', 'sub_1', 'et', 'order.paid', 'c', '3000', 'w', '1',
+  'ld', '5', 'lc', '200', 'le', 'none', 'lm', 'written by an older build', 'lb', '', 'lt', 'manual')
+redis.call('XADD', KEYS[1], '*', 'd', '@' .. place)
+return 1
+",
+    ));
+    let _: i64 = script
+        .key(sub_log.key())
+        .key(tenant_log.key())
+        .arg(expected[0].packed())
+        .arg(expected[1].packed())
+        .invoke_async(&mut conn)
+        .await
+        .unwrap();
+    let everything = TimeRange { start_ms: 0, end_ms: u64::MAX / 2 };
+    let by_tenant = tenant_log.newer(&mut conn, everything, None, 10).await.unwrap().items;
+    let by_sub = sub_log.newer(&mut conn, everything, None, 10).await.unwrap().items;
     assert_eq!(by_tenant.iter().map(|l| l.finished.clone().unwrap()).collect::<Vec<_>>(), expected);
+    assert_eq!(by_sub.len(), 3);
     for (tenant_item, sub_item) in by_tenant.iter().zip(&by_sub) {
         let Position::Log { ms, seq } = tenant_item.position else { panic!("a log entry") };
         let id = hookline_domain::DeliveryId::of_log_entry("acme", ms, seq).to_string();
@@ -124,8 +148,7 @@ return 1
     }
     let raw: Vec<(String, Vec<String>)> =
         redis::cmd("XRANGE").arg(tenant_log.key()).arg("-").arg("+").query_async(&mut conn).await.unwrap();
-    let names: Vec<&str> = raw[0].1.iter().step_by(2).map(String::as_str).collect();
-    assert_eq!(names, FinishedEntry::FIELDS, "every field, in the one order");
+    assert_eq!(raw[0].1, [FinishedEntry::FIELD.to_owned(), expected[0].packed()], "one field, the packed value");
 }
 
 /// `log_delivery` (Lua) writes what `DeliveryLog` reads; a listing pages

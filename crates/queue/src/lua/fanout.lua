@@ -7,27 +7,24 @@
 -- exists too, so nothing is written then either; the worker's next read
 -- meets NOGROUP and recreates them.)
 -- KEYS: 1 events stream, 2 deliveries stream, then each event's record
--- ARGV: 1 group, 2 now (ms), then per event (`FanoutItem`): entry id,
---       event id, tenant, event type, traceparent, fence (the change-log
---       position the event was matched at), the record's fan-out header
---       once done (`FanoutState::header`), the number of tasks k, then k
---       pairs of (delivery id, subscription id)
+-- ARGV: 1 group, 2 now (ms), then per event (`FanoutItem`): entry id, the record's
+--       fan-out header once done (`FanoutState::header`), the number of
+--       tasks k, then the k tasks' packed values (`TaskValues::value`:
+--       built by the service, appended here as they are)
 -- Returns, per event, the number of tasks enqueued, or -1 if its entry was
 -- already acked.
 local group, now = ARGV[1], ARGV[2]
 local replies = {}
 local a = 2
 for e = 3, #KEYS do
-  local entry, event, tenant, event_type = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local traceparent, fence, header, k = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], tonumber(ARGV[a + 8])
-  local first = a + 9
-  a = a + 8 + 2 * k
+  local entry, header, k = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local first = a + 4
+  a = a + 3 + k
   if redis.call('XACK', KEYS[1], group, entry) == 0 then
     replies[#replies + 1] = -1
   else
-    local tail = task_tail(event, tenant, event_type, traceparent, now, '1', '', fence)
-    for i = first, first + 2 * k - 1, 2 do
-      enqueue_task_with_tail(KEYS[2], ARGV[i], ARGV[i + 1], tail)
+    for i = first, first + k - 1 do
+      enqueue_task_value(KEYS[2], ARGV[i])
     end
     -- The header is overwritten in place. A record written by an older
     -- build is a hash (SETRANGE refuses it: WRONGTYPE); one gone past its

@@ -6,24 +6,17 @@
 -- subscription's promotion of its next delivery. Written for the hot
 -- path: no table is built per task or per record.
 
--- A delivery task's packed fields after its id and subscription (format
--- 2, `d`: `<id> <sub>` then these): the same for every task of an event's
--- fan-out, so built once for them. `trigger` and `fence` may be ''.
-local function task_tail(event, tenant, event_type, traceparent, now, attempt, trigger, fence)
-  return ' ' .. event .. ' ' .. tenant .. ' ' .. event_type .. ' ' .. (traceparent or '') .. ' ' .. now .. ' ' ..
-    attempt .. ' ' .. trigger .. ' ' .. fence
+-- Puts a delivery task, its packed value (`d`) built, on `stream`.
+local function enqueue_task_value(stream, value)
+  return redis.call('XADD', stream, '*', 'v', '2', 'd', value)
 end
 
--- Puts delivery `id`'s task for subscription `sub` on `stream`, its other
--- fields `tail` (`task_tail`).
-local function enqueue_task_with_tail(stream, id, sub, tail)
-  return redis.call('XADD', stream, '*', 'v', '2', 'd', id .. ' ' .. sub .. tail)
-end
-
--- Puts a delivery task on `stream`. `trigger` and `fence` may be ''.
+-- Puts a delivery task on `stream`: the same packed value as Rust's
+-- `TaskValues::value` builds (format 2, `d`). `trigger` and `fence` may be
+-- ''.
 local function enqueue_task(stream, id, event, sub, tenant, event_type, traceparent, now, attempt, trigger, fence)
-  return enqueue_task_with_tail(stream, id, sub,
-    task_tail(event, tenant, event_type, traceparent, now, attempt, trigger, fence))
+  return enqueue_task_value(stream, id .. ' ' .. sub .. ' ' .. event .. ' ' .. tenant .. ' ' .. event_type .. ' ' ..
+    (traceparent or '') .. ' ' .. now .. ' ' .. attempt .. ' ' .. trigger .. ' ' .. fence)
 end
 
 -- Puts a delivery's next attempt on `stream`, rebuilt from its record
@@ -81,18 +74,12 @@ local function log_delivery(sub_log, tenant_log, id, cutoff, ttl)
 end
 
 -- A delivery that succeeded at its first attempt has no record: it is
--- kept as an entry of its tenant's delivery log (`FinishedEntry`: the
--- record's identity fields, `w` the wait from creation to the attempt, and
--- the attempt's fields, `lt` empty for 'scheduled'; always all of them, in
--- this order, so the stream stores each entry's values only), and its
+-- kept as an entry of its tenant's delivery log, one field `f` holding
+-- `value` as the service packed it (`FinishedEntry::packed`), and its
 -- subscription's log points at that entry (`d` = '@' .. its id). Its
 -- public id is the entry's place (`DeliveryId::of_log_entry`).
-local function log_finished(sub_log, tenant_log, cutoff, ttl, event, sub, event_type, created, at, dur, code, err,
-                            msg, body, trigger)
-  if trigger == 'scheduled' then trigger = '' end
-  local place = log_append(tenant_log, cutoff, ttl, 'evt', event, 'sub', sub, 'et', event_type, 'c', created,
-    'w', string.format('%.0f', tonumber(at) - tonumber(created)), 'ld', dur, 'lc', code, 'le', err, 'lm', msg,
-    'lb', body, 'lt', trigger)
+local function log_finished(sub_log, tenant_log, cutoff, ttl, value)
+  local place = log_append(tenant_log, cutoff, ttl, 'f', value)
   log_append(sub_log, cutoff, ttl, 'd', '@' .. place)
 end
 

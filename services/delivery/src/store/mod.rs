@@ -11,7 +11,7 @@ mod records;
 
 use std::collections::HashMap;
 
-use hookline_queue::{DELIVERY_GROUP, DeliveryTask, PartitionKeys, with_task_functions};
+use hookline_queue::{DELIVERY_GROUP, DeliveryTask, Fence, FinishedEntry, PartitionKeys, with_task_functions};
 use redis::{Pipeline, Script, ScriptInvocation};
 
 use records::ATTEMPT_FIELDS;
@@ -25,9 +25,6 @@ fn record_fields(inv: &mut ScriptInvocation<'_>, task: &DeliveryTask) {
 
 /// At most this many completions go in one `complete.lua` call.
 pub(crate) const MAX_COMPLETIONS: usize = 128;
-/// Arguments `complete.lua` takes per completion (it takes 8 keys per
-/// group of completions and 2 per completion).
-const COMPLETION_ARGS: usize = 15 + ATTEMPT_FIELDS.len();
 
 /// What recording a completion found (`complete.lua`'s reply for it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,28 +108,65 @@ impl Completion {
             .key(keys.fifo_waiting(sub));
     }
 
-    /// Its two keys, in `complete.lua`'s order.
-    fn add_keys(&self, inv: &mut ScriptInvocation<'_>, keys: &PartitionKeys) {
-        inv.key(keys.delivery(&self.task.delivery_id)).key(keys.attempts(&self.task.delivery_id));
+    /// Whether it is `complete.lua`'s `first`: a success at the first
+    /// attempt of a task that came straight from fan-out (it carries the
+    /// fence it was matched at; tasks rebuilt from a record carry none),
+    /// not through a FIFO gate. Such a delivery has no record (the script
+    /// says why), so the script needs neither its record nor the rest of
+    /// its fields.
+    fn is_first(&self) -> bool {
+        let task = &self.task;
+        self.next == Next::Done
+            && task.attempt == 1
+            && task.trigger.is_empty()
+            && task.fence != Fence::default()
+            && !self.fifo
     }
 
-    /// Its `COMPLETION_ARGS` arguments, in `complete.lua`'s order, `group`
-    /// being the 1-based place of its group's keys.
+    /// All that is kept of it if it succeeded at its first attempt and has
+    /// no record.
+    fn finished(&self) -> FinishedEntry {
+        let (task, attempt) = (&self.task, &self.attempt);
+        FinishedEntry {
+            event_id: task.event_id.clone(),
+            subscription_id: task.subscription_id.clone(),
+            event_type: task.event_type.clone(),
+            created_ms: task.enqueued_ms,
+            started_ms: attempt.at,
+            duration_ms: attempt.dur,
+            status_code: attempt.code,
+            error: attempt.err.clone(),
+            message: attempt.msg.clone(),
+            body: attempt.body.clone(),
+            trigger: attempt.trig.clone(),
+        }
+    }
+
+    /// Its two keys, in `complete.lua`'s order (none for a `first`).
+    fn add_keys(&self, inv: &mut ScriptInvocation<'_>, keys: &PartitionKeys) {
+        if !self.is_first() {
+            inv.key(keys.delivery(&self.task.delivery_id)).key(keys.attempts(&self.task.delivery_id));
+        }
+    }
+
+    /// Its arguments, in `complete.lua`'s order, `group` being the 1-based
+    /// place of its group's keys: six for a `first`, the rest of its
+    /// fields after those for any other.
     fn add_args(&self, inv: &mut ScriptInvocation<'_>, group: usize) {
         let task = &self.task;
-        let (outcome, due) = match self.next {
+        let (kind, due) = match self.next {
+            Next::Done if self.is_first() => ("first", 0),
             Next::Done => ("ok", 0),
             Next::RetryAt(at) => ("retry", at),
             Next::DeadLetter => ("dead", 0),
         };
-        inv.arg(group)
-            .arg(&self.entry)
-            .arg(&task.delivery_id)
-            .arg(outcome)
-            .arg(task.attempt)
-            .arg(due)
-            .arg(self.now_ms)
-            .arg(self.attempt.dur);
+        let finished =
+            if self.next == Next::Done && task.attempt == 1 { self.finished().packed() } else { String::new() };
+        inv.arg(group).arg(&self.entry).arg(kind).arg(&task.delivery_id).arg(self.attempt.dur).arg(finished);
+        if kind == "first" {
+            return;
+        }
+        inv.arg(task.attempt).arg(due).arg(self.now_ms);
         record_fields(inv, task);
         inv.arg(task.enqueued_ms).arg(if self.fifo { "1" } else { "0" });
         for (_, value) in self.attempt.last_attempt_fields() {
@@ -283,12 +317,14 @@ impl Scripts {
         for completion in batch {
             completion.add_keys(&mut inv, keys);
         }
+        // The call's time: a `first` completion's (the others carry their own).
+        let now = batch.iter().map(|c| c.now_ms).max().unwrap_or_default();
         inv.arg(DELIVERY_GROUP)
             .arg(retention.record_secs.max(1))
             .arg(retention.stats_secs.max(1))
             .arg(keys.delivery(""))
             .arg(groups.len())
-            .arg(COMPLETION_ARGS)
+            .arg(now)
             .arg(ATTEMPT_FIELDS.len());
         for field in ATTEMPT_FIELDS {
             inv.arg(field);
@@ -726,6 +762,124 @@ mod tests {
         assert_eq!(logged, attempts, "the first attempt logged from the record's fields, then the second");
         let record = read_records(&mut conn, &keys, std::slice::from_ref(&id)).await.unwrap();
         assert_eq!((record[0].attempts, record[0].last_attempt.as_ref()), (2, Some(&attempts[1])));
+    }
+
+    /// Puts a task as fan-out writes it (`TaskValues`: attempt 1, with the
+    /// fence it was matched at) on the deliveries stream and takes it.
+    async fn take_from_fan_out(
+        conn: &mut (impl redis::aio::ConnectionLike + Send),
+        group: &ConsumerGroup,
+        delivery: &str,
+    ) -> (String, DeliveryTask) {
+        let keys = Partitions::new("hookline", 1).get(0);
+        let event = hookline_queue::EventEntry {
+            event_id: "evt_01M81H0VK0J0RWH79N4YGFWWSW".into(),
+            tenant: "acme".into(),
+            event_type: "a".into(),
+            payload: b"{}".to_vec(),
+            attributes: HashMap::new(),
+            traceparent: String::new(),
+            fence: Fence::new("01JLOG", 3),
+            published_ms: 1,
+        };
+        let value = hookline_queue::TaskValues::new(&event, TRACEPARENT, 1, 1, "").value(delivery, SUB);
+        let _: String = redis::cmd("XADD")
+            .arg(keys.deliveries())
+            .arg("*")
+            .arg("v")
+            .arg(hookline_queue::FORMAT_VERSION)
+            .arg(hookline_queue::TaskValues::FIELD)
+            .arg(value)
+            .query_async(conn)
+            .await
+            .unwrap();
+        let taken = group.read_new(conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
+        let task = DeliveryTask::parse(&taken[0].id, taken[0].fields.clone()).unwrap();
+        (taken[0].id.clone(), task)
+    }
+
+    /// A success at the first attempt of a task straight from fan-out is
+    /// recorded without looking for a record (`first`): a log entry, no
+    /// record. It may skip the look because nothing writes a delivery's
+    /// record before its task's entry is acknowledged: a task parked first
+    /// (`park.lua` acknowledges, then writes its record) is already done
+    /// when its attempt's completion comes, so no log entry is made beside
+    /// its record. In one batch with a retry (the full form), each
+    /// completion's arguments and keys are read as its own.
+    #[tokio::test]
+    async fn a_first_success_straight_from_fan_out_is_a_log_entry_without_a_record_lookup() {
+        let Setup { redis: _redis, mut conn, keys, group, scripts, retention } = setup("only").await;
+        let (entry, task) = take_from_fan_out(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSW").await;
+        let (failed_entry, failed_task) = take_from_fan_out(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSX").await;
+        let attempt = |code: u16| AttemptRecord {
+            n: 1,
+            at: 1_000,
+            dur: 4,
+            code,
+            err: if code == 200 { "none".into() } else { "http_status".into() },
+            msg: "a message with spaces".into(),
+            body: String::new(),
+            trig: "scheduled".into(),
+        };
+        let done = Completion {
+            entry: entry.clone(),
+            task: task.clone(),
+            next: Next::Done,
+            attempt: attempt(200),
+            fifo: false,
+            now_ms: 1_010,
+        };
+        let retry = Completion {
+            entry: failed_entry,
+            task: failed_task.clone(),
+            next: Next::RetryAt(5_000),
+            attempt: attempt(500),
+            fifo: false,
+            now_ms: 1_010,
+        };
+        assert!(done.is_first() && !retry.is_first());
+        let replies = recorded(scripts.complete(&keys, &[&done, &retry], &retention), &mut conn).await;
+        assert_eq!(
+            replies,
+            vec![Recorded::Streak(Streak::default()), Recorded::Streak(Streak { failures: 1, since_ms: 1_010 })]
+        );
+        let exists: i64 =
+            redis::cmd("EXISTS").arg(keys.delivery(&task.delivery_id)).query_async(&mut conn).await.unwrap();
+        assert_eq!(exists, 0, "no record for a first-time success");
+        let by_tenant = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await;
+        assert_eq!(by_tenant.len(), 2, "the success's entry and the retrying delivery's id");
+        assert_eq!(by_tenant[0].finished, Some(done.finished()));
+        assert_eq!(by_tenant[1].delivery_id, failed_task.delivery_id);
+        let retrying = read_records(&mut conn, &keys, std::slice::from_ref(&failed_task.delivery_id)).await.unwrap();
+        assert_eq!((retrying[0].status.as_str(), retrying[0].attempts), ("scheduled", 1));
+        let again = recorded(scripts.complete(&keys, &[&done], &retention), &mut conn).await;
+        assert_eq!(again, vec![Recorded::AlreadyDone]);
+
+        // Parked before its attempt ended: the park acknowledged the entry
+        // and made the record, so the completion writes nothing.
+        let (entry, task) = take_from_fan_out(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSY").await;
+        let mut pipe = redis::pipe();
+        scripts.load(&mut pipe, &[Step::Park]);
+        scripts.park(&mut pipe, &keys, &entry, &task, Park::Defer(9_000), 1_000, &retention);
+        let parked: Vec<i64> = pipe.query_async(&mut conn).await.unwrap();
+        assert_eq!(parked.into_iter().map(ParkOutcome::from_reply).collect::<Vec<_>>(), vec![ParkOutcome::Parked]);
+        let late = Completion {
+            entry,
+            task: task.clone(),
+            next: Next::Done,
+            attempt: attempt(200),
+            fifo: false,
+            now_ms: 1_020,
+        };
+        assert!(late.is_first());
+        let replies = recorded(scripts.complete(&keys, &[&late], &retention), &mut conn).await;
+        assert_eq!(replies, vec![Recorded::AlreadyDone]);
+        let by_tenant = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await;
+        assert_eq!(by_tenant.len(), 3, "the parked delivery is listed once, by its record");
+        assert_eq!(
+            (by_tenant[2].delivery_id.as_str(), by_tenant[2].finished.as_ref()),
+            (task.delivery_id.as_str(), None)
+        );
     }
 
     /// A batch over several subscriptions and hours: each completion's
