@@ -47,10 +47,12 @@ fn lrange(db: &mut Db, args: &mut Args) -> CommandResult {
 }
 
 /// Redis's inclusive `start..=stop` with negative indexes from the end, as
-/// a half-open range clamped to `len`.
+/// a half-open range clamped to `len`. A start before the first element
+/// starts at it; a stop before it makes the range empty (`-2 -2` of one
+/// element is nothing).
 pub(super) fn index_range(len: usize, start: i64, stop: i64) -> (usize, usize) {
     let len = len as i64;
-    let norm = |i: i64| if i < 0 { (len + i).max(0) } else { i };
-    let (start, stop) = (norm(start), norm(stop).min(len - 1));
-    if start > stop || start >= len { (0, 0) } else { (start as usize, stop as usize + 1) }
+    let from_end = |i: i64| if i < 0 { len + i } else { i };
+    let (start, stop) = (from_end(start).max(0), from_end(stop).min(len - 1));
+    if stop < 0 || start > stop || start >= len { (0, 0) } else { (start as usize, stop as usize + 1) }
 }

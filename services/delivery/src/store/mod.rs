@@ -882,6 +882,48 @@ mod tests {
         );
     }
 
+    /// In-flight leases: a subscription gets at most its limit of them,
+    /// across calls; a freed or expired one is a free slot again; the
+    /// member that keeps the set in the skiplist encoding is never counted
+    /// and the set always has an expiry (a new set, and one an older build
+    /// left without one).
+    #[tokio::test]
+    async fn leases_count_only_leases_and_the_set_always_expires() {
+        let Setup { redis, mut conn, keys, scripts, .. } = setup("only").await;
+        let key = keys.in_flight(SUB);
+        let shared = conn.clone();
+        let lease = async |ids: &[&str], now: u64| -> usize {
+            let mut pipe = redis::pipe();
+            scripts.load(&mut pipe, &[Step::Lease]);
+            scripts.lease(&mut pipe, &keys, SUB, ids.iter().copied(), now, now + 30_000, 3, None);
+            let ((admitted, _),): ((usize, u64),) = pipe.query_async(&mut shared.clone()).await.unwrap();
+            admitted
+        };
+        // Redis's own clock decides expiries: the leases run from now.
+        let now = crate::worker::now_ms();
+        assert_eq!(lease(&["dlv_1", "dlv_2", "dlv_3", "dlv_4", "dlv_5"], now).await, 3, "up to the limit");
+        assert_eq!(lease(&["dlv_4", "dlv_5"], now + 1).await, 0, "full");
+        let _: i64 = redis::cmd("ZREM").arg(&key).arg("dlv_2").query_async(&mut conn).await.unwrap();
+        assert_eq!(lease(&["dlv_4", "dlv_5"], now + 2).await, 1, "a freed slot");
+        assert_eq!(lease(&["dlv_6", "dlv_7", "dlv_8", "dlv_9"], now + 30_003).await, 3, "expired leases free theirs");
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!(ttl > 0, "the set expires: {ttl}");
+        if redis.is_redis_server() {
+            let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg(&key).query_async(&mut conn).await.unwrap();
+            assert_eq!(encoding, "skiplist");
+        }
+        // A set an older build made: leases, no expiry, no marker member.
+        let older = keys.in_flight("sub_older");
+        let _: i64 = redis::cmd("ZADD").arg(&older).arg(now + 60_000).arg("dlv_a").query_async(&mut conn).await.unwrap();
+        let mut pipe = redis::pipe();
+        scripts.load(&mut pipe, &[Step::Lease]);
+        scripts.lease(&mut pipe, &keys, "sub_older", ["dlv_b"], now, now + 30_000, 2, None);
+        let ((admitted, _),): ((usize, u64),) = pipe.query_async(&mut conn).await.unwrap();
+        assert_eq!(admitted, 1, "its lease counts, the marker does not");
+        let ttl: i64 = redis::cmd("PTTL").arg(&older).query_async(&mut conn).await.unwrap();
+        assert!(ttl > 30_000, "it expires with its latest lease, not before: {ttl}");
+    }
+
     /// A batch over several subscriptions and hours: each completion's
     /// counters, log entries and dead letters land in its own
     /// subscription's and hour's keys, which the call takes once per group.

@@ -134,11 +134,16 @@ pub(super) fn rows(label: &str, before: &Snapshot, after: &Snapshot, deliveries:
             .iter()
             .take(12)
             .map(|(name, calls, usec)| {
-                format!("{name} {:.2} × {:.1} µs", *calls as f64 / n, *usec as f64 / (*calls).max(1) as f64)
+                format!(
+                    "{name} {:.3} × {:.1} µs = {:.2} µs",
+                    *calls as f64 / n,
+                    *usec as f64 / (*calls).max(1) as f64,
+                    *usec as f64 / n
+                )
             })
             .collect();
         rows.push(format!(
-            "| Redis commands per delivery, {label} | {} (calls per delivery × µs each, by total time; `evalsha` includes the commands its scripts run, which are also counted on their own) |",
+            "| Redis commands per delivery, {label} | {} (calls per delivery × µs each = µs per delivery, by total time; `evalsha` includes the commands its scripts run, which are also counted on their own) |",
             parts.join(", ")
         ));
     }
