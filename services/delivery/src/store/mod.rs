@@ -914,7 +914,8 @@ mod tests {
         }
         // A set an older build made: leases, no expiry, no marker member.
         let older = keys.in_flight("sub_older");
-        let _: i64 = redis::cmd("ZADD").arg(&older).arg(now + 60_000).arg("dlv_a").query_async(&mut conn).await.unwrap();
+        let _: i64 =
+            redis::cmd("ZADD").arg(&older).arg(now + 60_000).arg("dlv_a").query_async(&mut conn).await.unwrap();
         let mut pipe = redis::pipe();
         scripts.load(&mut pipe, &[Step::Lease]);
         scripts.lease(&mut pipe, &keys, "sub_older", ["dlv_b"], now, now + 30_000, 2, None);
