@@ -570,7 +570,6 @@ mod tests {
         n: &str,
         traceparent: &str,
     ) -> (String, DeliveryTask) {
-        let keys = Partitions::new("hookline", 1).get(0);
         let fields = [
             ("v", "1"),
             ("id", delivery),
@@ -582,8 +581,18 @@ mod tests {
             ("ts", "1"),
             ("n", n),
         ];
-        let _: String =
-            redis::cmd("XADD").arg(keys.deliveries()).arg("*").arg(&fields[..]).query_async(conn).await.unwrap();
+        append_and_take(conn, group, &fields).await
+    }
+
+    /// Appends a task entry of `fields` to the deliveries stream and takes
+    /// it as `group`'s consumer: its entry id and the task.
+    async fn append_and_take(
+        conn: &mut (impl redis::aio::ConnectionLike + Send),
+        group: &ConsumerGroup,
+        fields: &[(&str, &str)],
+    ) -> (String, DeliveryTask) {
+        let keys = Partitions::new("hookline", 1).get(0);
+        let _: String = redis::cmd("XADD").arg(keys.deliveries()).arg("*").arg(fields).query_async(conn).await.unwrap();
         let taken = group.read_new(conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
         let task = DeliveryTask::parse(&taken[0].id, taken[0].fields.clone()).unwrap();
         (taken[0].id.clone(), task)
@@ -771,7 +780,6 @@ mod tests {
         group: &ConsumerGroup,
         delivery: &str,
     ) -> (String, DeliveryTask) {
-        let keys = Partitions::new("hookline", 1).get(0);
         let event = hookline_queue::EventEntry {
             event_id: "evt_01M81H0VK0J0RWH79N4YGFWWSW".into(),
             tenant: "acme".into(),
@@ -783,19 +791,12 @@ mod tests {
             published_ms: 1,
         };
         let value = hookline_queue::TaskValues::new(&event, TRACEPARENT, 1, 1, "").value(delivery, SUB);
-        let _: String = redis::cmd("XADD")
-            .arg(keys.deliveries())
-            .arg("*")
-            .arg("v")
-            .arg(hookline_queue::FORMAT_VERSION)
-            .arg(hookline_queue::TaskValues::FIELD)
-            .arg(value)
-            .query_async(conn)
-            .await
-            .unwrap();
-        let taken = group.read_new(conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
-        let task = DeliveryTask::parse(&taken[0].id, taken[0].fields.clone()).unwrap();
-        (taken[0].id.clone(), task)
+        append_and_take(
+            conn,
+            group,
+            &[("v", hookline_queue::FORMAT_VERSION), (hookline_queue::TaskValues::FIELD, &value)],
+        )
+        .await
     }
 
     /// A success at the first attempt of a task straight from fan-out is
