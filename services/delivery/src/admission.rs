@@ -15,7 +15,7 @@ use crate::{
     dispatch::{Batch, Job, LEASE_MARGIN, Ready, Work},
     instruments::ParkReason,
     request::EventData,
-    store::{Park, Step},
+    store::{Lease, Park, Step},
     worker::Worker,
 };
 
@@ -123,17 +123,25 @@ impl Worker {
             }
             groups[index].push(item);
         }
+        let requests: Vec<Lease<'_>> = groups
+            .iter()
+            .map(|group| {
+                let (_, first, cached, _) = &group[0];
+                let spec = &cached.subscription.spec;
+                Lease {
+                    subscription: &first.subscription_id,
+                    ids: group.iter().map(|(_, task, _, _)| task.delivery_id.as_str()).collect(),
+                    expiry_ms: now + (self.request_timeout(cached) + LEASE_MARGIN).as_millis() as u64,
+                    max: spec.max_in_flight,
+                    rate: spec.rate_limit,
+                }
+            })
+            .collect();
         let mut leases = redis::pipe();
         self.scripts.load(&mut leases, &[Step::Lease]);
-        for group in &groups {
-            let (_, first, cached, _) = &group[0];
-            let expiry = now + (self.request_timeout(cached) + LEASE_MARGIN).as_millis() as u64;
-            let spec = &cached.subscription.spec;
-            let ids = group.iter().map(|(_, task, _, _)| task.delivery_id.as_str());
-            let (max, rate) = (spec.max_in_flight, spec.rate_limit);
-            self.scripts.lease(&mut leases, keys, &first.subscription_id, ids, now, expiry, max, rate);
-        }
-        let admissions: Vec<(usize, u64)> = leases.query_async(conn).await?;
+        self.scripts.leases(&mut leases, keys, now, &requests);
+        let (admissions,): (Vec<(usize, u64)>,) = leases.query_async(conn).await?;
+        drop(requests);
         'send: for (group, (admitted, wait)) in groups.into_iter().zip(admissions) {
             for (n, (entry, task, cached, endpoint)) in group.into_iter().enumerate() {
                 let event = events.get(&task.event_id).cloned();

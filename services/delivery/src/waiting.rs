@@ -26,7 +26,7 @@
 //! as it has free slots, in arrival order.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -34,13 +34,14 @@ use std::{
     time::Duration,
 };
 
+use hookline_queue::PartitionKeys;
 use rand::Rng;
 use tokio::sync::{Notify, watch};
 
 use crate::{
     dispatch::{Job, LEASE_MARGIN, Work},
     instruments::{ParkReason, Parked},
-    store::{Park, Step},
+    store::{Lease, Park, Step},
     worker::{Worker, now_ms},
 };
 
@@ -254,23 +255,41 @@ impl Worker {
         if live.is_empty() {
             return Ok(());
         }
-        let mut leases = redis::pipe();
-        self.scripts.load(&mut leases, &[Step::Lease]);
-        for (subscription, queue) in &live {
+        // One `lease.lua` call per partition, for all its subscriptions
+        // with waiting tasks; the replies, in `live`'s order.
+        let mut by_partition: BTreeMap<u16, (&PartitionKeys, Vec<usize>, Vec<Lease<'_>>)> = BTreeMap::new();
+        for (place, (subscription, queue)) in live.iter().enumerate() {
             let first = &queue[0];
             let spec = &first.cached.subscription.spec;
-            let expiry = now + (self.request_timeout(&first.cached) + LEASE_MARGIN).as_millis() as u64;
-            let ids = queue.iter().take(spec.max_in_flight as usize).map(|w| w.task.delivery_id.as_str());
-            let keys = &first.keys;
-            self.scripts.lease(&mut leases, keys, subscription, ids, now, expiry, spec.max_in_flight, spec.rate_limit);
+            let call = by_partition.entry(first.keys.index()).or_insert_with(|| (&first.keys, Vec::new(), Vec::new()));
+            call.1.push(place);
+            call.2.push(Lease {
+                subscription,
+                ids: queue.iter().take(spec.max_in_flight as usize).map(|w| w.task.delivery_id.as_str()).collect(),
+                expiry_ms: now + (self.request_timeout(&first.cached) + LEASE_MARGIN).as_millis() as u64,
+                max: spec.max_in_flight,
+                rate: spec.rate_limit,
+            });
         }
-        let admissions: Vec<(usize, u64)> = match leases.query_async(&mut conn).await {
-            Ok(a) => a,
+        let mut leases = redis::pipe();
+        self.scripts.load(&mut leases, &[Step::Lease]);
+        for (keys, _, requests) in by_partition.values() {
+            self.scripts.leases(&mut leases, keys, now, requests);
+        }
+        let replies: Vec<Vec<(usize, u64)>> = match leases.query_async(&mut conn).await {
+            Ok(replies) => replies,
             Err(error) => {
+                drop(by_partition);
                 left.extend(live);
                 return Err(error);
             }
         };
+        let mut admissions = vec![(0, 0); live.len()];
+        for ((_, places, _), reply) in by_partition.into_values().zip(replies) {
+            for (place, admission) in places.into_iter().zip(reply) {
+                admissions[place] = admission;
+            }
+        }
         for ((subscription, mut queue), (admitted, _)) in live.into_iter().zip(admissions) {
             let mut started = 0;
             while started < admitted.min(queue.len()) {

@@ -13,7 +13,7 @@ use tonic::Status;
 use super::{Api, ReplayStream, convert, storage_error};
 use crate::{
     request::EventData,
-    store::{AttemptRecord, Requeue, Step, read_listed},
+    store::{AttemptRecord, Lease, Requeue, Step, read_listed},
 };
 
 const REPLAY_CHUNK: usize = 500;
@@ -192,18 +192,17 @@ impl Api {
         let rate = sub.spec.rate_limit.unwrap_or(self.test_limits.rate);
         let mut pipe = redis::pipe();
         self.scripts.load(&mut pipe, &[Step::Lease]);
-        self.scripts.lease(
-            &mut pipe,
-            &keys,
-            &sub_id,
-            [event_id.as_str()],
-            now,
-            expiry,
-            sub.spec.max_in_flight,
-            Some(rate),
-        );
-        let ((admitted, wait),): ((usize, u64),) =
+        let lease = Lease {
+            subscription: &sub_id,
+            ids: vec![event_id.as_str()],
+            expiry_ms: expiry,
+            max: sub.spec.max_in_flight,
+            rate: Some(rate),
+        };
+        self.scripts.leases(&mut pipe, &keys, now, &[lease]);
+        let (admissions,): (Vec<(usize, u64)>,) =
             pipe.query_async(&mut self.redis.clone()).await.map_err(storage_error)?;
+        let (admitted, wait) = admissions.first().copied().unwrap_or_default();
         if admitted == 0 {
             return Err(Status::resource_exhausted(if wait > 0 {
                 format!(

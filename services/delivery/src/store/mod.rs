@@ -183,6 +183,18 @@ pub(crate) enum Next {
     DeadLetter,
 }
 
+/// One subscription's admission in a `lease.lua` call: its deliveries
+/// waiting for an in-flight slot (and a rate token), the leases' expiry,
+/// and its limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Lease<'a> {
+    pub(crate) subscription: &'a str,
+    pub(crate) ids: Vec<&'a str>,
+    pub(crate) expiry_ms: u64,
+    pub(crate) max: u32,
+    pub(crate) rate: Option<hookline_domain::RateLimit>,
+}
+
 /// Taking a task off the stream without an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Park {
@@ -491,32 +503,23 @@ impl Scripts {
         pipe.invoke_script(&inv);
     }
 
-    /// Adds one admission of `delivery_ids` (one subscription's, in
-    /// order) to `pipe`; its reply is (admitted, wait ms): the first
-    /// `admitted` hold a lease until `expiry_ms`; for the rest, `wait` is
-    /// the time to the next rate token, or 0 when in-flight is full.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn lease<'a>(
-        &self,
-        pipe: &mut Pipeline,
-        keys: &PartitionKeys,
-        subscription_id: &str,
-        delivery_ids: impl IntoIterator<Item = &'a str>,
-        now_ms: u64,
-        expiry_ms: u64,
-        max: u32,
-        rate: Option<hookline_domain::RateLimit>,
-    ) {
+    /// Adds one `lease.lua` call admitting `leases` (all of one partition's
+    /// subscriptions, `keys`), in one script call; its reply is a
+    /// `Vec<(usize, u64)>` of (admitted, wait) per lease, in order.
+    pub(crate) fn leases(&self, pipe: &mut Pipeline, keys: &PartitionKeys, now_ms: u64, leases: &[Lease<'_>]) {
         let mut inv = self.lease.prepare_invoke();
-        inv.key(keys.in_flight(subscription_id))
-            .key(keys.rate(subscription_id))
-            .arg(now_ms)
-            .arg(expiry_ms)
-            .arg(max)
-            .arg(rate.map_or(0, |r| r.per_second))
-            .arg(rate.map_or(0, |r| r.burst));
-        for id in delivery_ids {
-            inv.arg(id);
+        inv.arg(now_ms);
+        for lease in leases {
+            inv.key(keys.in_flight(lease.subscription))
+                .key(keys.rate(lease.subscription))
+                .arg(lease.expiry_ms)
+                .arg(lease.max)
+                .arg(lease.rate.map_or(0, |r| r.per_second))
+                .arg(lease.rate.map_or(0, |r| r.burst))
+                .arg(lease.ids.len());
+            for id in &lease.ids {
+                inv.arg(*id);
+            }
         }
         pipe.invoke_script(&inv);
     }
@@ -883,47 +886,75 @@ mod tests {
         );
     }
 
-    /// In-flight leases: a subscription gets at most its limit of them,
-    /// across calls; a freed or expired one is a free slot again; the
-    /// member that keeps the set in the skiplist encoding is never counted
-    /// and the set always has an expiry (a new set, and one an older build
-    /// left without one).
+    /// In-flight leases, for several subscriptions in one call: each gets
+    /// at most its limit, across calls; a freed or expired lease is a free
+    /// slot again. A set that grows large gets the member that keeps it in
+    /// the skiplist encoding, never counted, and then an expiry of its own
+    /// (also a set an older build left without one).
     #[tokio::test]
-    async fn leases_count_only_leases_and_the_set_always_expires() {
+    async fn leases_count_only_leases_and_a_large_set_always_expires() {
+        const BIG: &str = "sub_big";
         let Setup { redis, mut conn, keys, scripts, .. } = setup("only").await;
-        let key = keys.in_flight(SUB);
         let shared = conn.clone();
-        let lease = async |ids: &[&str], now: u64| -> usize {
+        let lease = async |requests: &[(&str, &[&str], u32)], now: u64| -> Vec<usize> {
+            let leases: Vec<Lease<'_>> = requests
+                .iter()
+                .map(|(subscription, ids, max)| Lease {
+                    subscription,
+                    ids: ids.to_vec(),
+                    expiry_ms: now + 30_000,
+                    max: *max,
+                    rate: None,
+                })
+                .collect();
             let mut pipe = redis::pipe();
             scripts.load(&mut pipe, &[Step::Lease]);
-            scripts.lease(&mut pipe, &keys, SUB, ids.iter().copied(), now, now + 30_000, 3, None);
-            let ((admitted, _),): ((usize, u64),) = pipe.query_async(&mut shared.clone()).await.unwrap();
-            admitted
+            scripts.leases(&mut pipe, &keys, now, &leases);
+            let (admitted,): (Vec<(usize, u64)>,) = pipe.query_async(&mut shared.clone()).await.unwrap();
+            admitted.into_iter().map(|(n, _)| n).collect()
         };
         // Redis's own clock decides expiries: the leases run from now.
         let now = crate::worker::now_ms();
-        assert_eq!(lease(&["dlv_1", "dlv_2", "dlv_3", "dlv_4", "dlv_5"], now).await, 3, "up to the limit");
-        assert_eq!(lease(&["dlv_4", "dlv_5"], now + 1).await, 0, "full");
-        let _: i64 = redis::cmd("ZREM").arg(&key).arg("dlv_2").query_async(&mut conn).await.unwrap();
-        assert_eq!(lease(&["dlv_4", "dlv_5"], now + 2).await, 1, "a freed slot");
-        assert_eq!(lease(&["dlv_6", "dlv_7", "dlv_8", "dlv_9"], now + 30_003).await, 3, "expired leases free theirs");
-        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
-        assert!(ttl > 0, "the set expires: {ttl}");
+        let five = ["dlv_1", "dlv_2", "dlv_3", "dlv_4", "dlv_5"];
+        assert_eq!(lease(&[(SUB, &five, 3), ("sub_other", &five[..2], 3)], now).await, [3, 2], "up to each limit");
+        assert_eq!(lease(&[(SUB, &["dlv_4", "dlv_5"], 3)], now + 1).await, [0], "full");
+        let _: i64 = redis::cmd("ZREM").arg(keys.in_flight(SUB)).arg("dlv_2").query_async(&mut conn).await.unwrap();
+        assert_eq!(lease(&[(SUB, &["dlv_4", "dlv_5"], 3)], now + 2).await, [1], "a freed slot");
+        assert_eq!(
+            lease(&[(SUB, &["dlv_6", "dlv_7", "dlv_8", "dlv_9"], 3)], now + 30_003).await,
+            [3],
+            "expired leases"
+        );
+
+        let many: Vec<String> = (0..60).map(|i| format!("dlv_{i:02}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(lease(&[(BIG, &many[..40], 50)], now).await, [40]);
+        assert_eq!(lease(&[(BIG, &many[40..], 50)], now).await, [10], "the marker is no lease");
+        let (members, ttl): (u64, i64) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(keys.in_flight(BIG))
+            .cmd("PTTL")
+            .arg(keys.in_flight(BIG))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(members, 51, "50 leases and the marker");
+        assert!(ttl > 0, "a set that holds the marker expires: {ttl}");
         if redis.is_redis_server() {
-            let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg(&key).query_async(&mut conn).await.unwrap();
+            let encoding: String =
+                redis::cmd("OBJECT").arg("ENCODING").arg(keys.in_flight(BIG)).query_async(&mut conn).await.unwrap();
             assert_eq!(encoding, "skiplist");
         }
-        // A set an older build made: leases, no expiry, no marker member.
+        let _: i64 = redis::cmd("ZREM").arg(keys.in_flight(BIG)).arg(&many[..50]).query_async(&mut conn).await.unwrap();
+        assert_eq!(lease(&[(BIG, &many[..2], 50)], now).await, [2], "freed, with the marker still there");
+
+        // A set an older build made: leases and no expiry.
         let older = keys.in_flight("sub_older");
-        let _: i64 =
-            redis::cmd("ZADD").arg(&older).arg(now + 60_000).arg("dlv_a").query_async(&mut conn).await.unwrap();
-        let mut pipe = redis::pipe();
-        scripts.load(&mut pipe, &[Step::Lease]);
-        scripts.lease(&mut pipe, &keys, "sub_older", ["dlv_b"], now, now + 30_000, 2, None);
-        let ((admitted, _),): ((usize, u64),) = pipe.query_async(&mut conn).await.unwrap();
-        assert_eq!(admitted, 1, "its lease counts, the marker does not");
+        let old_leases: Vec<(u64, String)> = (0..40).map(|i| (now + 60_000, format!("dlv_old_{i:02}"))).collect();
+        let _: i64 = redis::cmd("ZADD").arg(&older).arg(&old_leases).query_async(&mut conn).await.unwrap();
+        assert_eq!(lease(&[("sub_older", &["dlv_b"], 50)], now).await, [1], "its leases count");
         let ttl: i64 = redis::cmd("PTTL").arg(&older).query_async(&mut conn).await.unwrap();
-        assert!(ttl > 30_000, "it expires with its latest lease, not before: {ttl}");
+        assert!(ttl > 0, "it gets an expiry with the marker: {ttl}");
     }
 
     /// A batch over several subscriptions and hours: each completion's
