@@ -97,9 +97,10 @@ impl Worker {
         }
     }
 
-    /// Admission, once per subscription for all its tasks of the batch:
-    /// in-flight slots (shared by every replica) and rate tokens
-    /// (`lease.lua`), then this process's fair share. Each admitted task
+    /// Admission, once per subscription for all its tasks of the batch
+    /// (one `lease.lua` call for all the batch's subscriptions): in-flight
+    /// slots (shared by every replica) and rate tokens, then this
+    /// process's fair share. Each admitted task
     /// gets a worker slot and its attempt (`attempt`); one turned away by a
     /// full in-flight limit waits here for a slot when the subscription's
     /// attempts are quick (`waiting`), else goes back to Redis without an

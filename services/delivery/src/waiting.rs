@@ -22,8 +22,8 @@
 //!
 //! [`Worker::admit_waiting`] runs one admission round whenever an attempt
 //! finishes (or every 10 ms, for slots freed by other replicas): one
-//! `lease.lua` call per subscription with waiting tasks, as many admitted
-//! as it has free slots, in arrival order.
+//! `lease.lua` call per partition for its subscriptions with waiting
+//! tasks, as many of each admitted as it has free slots, in arrival order.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
