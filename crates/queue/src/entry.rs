@@ -42,7 +42,8 @@
 //! Delivery task (`{p:pN}:deliveries`), version 2, written by
 //! [`TaskValues`] (fan-out's tasks: Rust builds each value, the script only
 //! appends it) and by `tasks.lua`'s `enqueue_task` (a task rebuilt from its
-//! delivery record); `lua_tasks_are_what_delivery_task_reads` pins both to
+//! delivery record); `task_values_are_what_delivery_task_reads` and
+//! `lua_tasks_are_what_delivery_task_reads` pin each to
 //! [`DeliveryTask::parse`]:
 //!
 //! | field | meaning |
@@ -378,7 +379,7 @@ impl DeliveryTask {
             attempt,
             trigger,
             fence,
-        ] = unpack(map, entry, "d", false)?;
+        ] = unpack(map, entry, TaskValues::FIELD, false)?;
         Ok(Self {
             delivery_id,
             event_id,

@@ -100,11 +100,11 @@ impl Worker {
     /// Admission, once per subscription for all its tasks of the batch
     /// (one `lease.lua` call for all the batch's subscriptions): in-flight
     /// slots (shared by every replica) and rate tokens, then this
-    /// process's fair share. Each admitted task
-    /// gets a worker slot and its attempt (`attempt`); one turned away by a
-    /// full in-flight limit waits here for a slot when the subscription's
-    /// attempts are quick (`waiting`), else goes back to Redis without an
-    /// attempt, as a rate-limited one or one over the fair share does.
+    /// process's fair share. Each admitted task gets a worker slot and its
+    /// attempt (`attempt`); one turned away by a full in-flight limit waits
+    /// here for a slot when the subscription's attempts are quick
+    /// (`waiting`), else goes back to Redis without an attempt, as a
+    /// rate-limited one or one over the fair share does.
     pub(crate) async fn admit(
         self: &Arc<Self>,
         b: &mut Batch<'_>,
@@ -142,7 +142,6 @@ impl Worker {
         self.scripts.load(&mut leases, &[Step::Lease]);
         self.scripts.leases(&mut leases, keys, now, &requests);
         let (admissions,): (Vec<(usize, u64)>,) = leases.query_async(conn).await?;
-        drop(requests);
         'send: for (group, (admitted, wait)) in groups.into_iter().zip(admissions) {
             for (n, (entry, task, cached, endpoint)) in group.into_iter().enumerate() {
                 let event = events.get(&task.event_id).cloned();

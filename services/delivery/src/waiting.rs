@@ -279,7 +279,6 @@ impl Worker {
         let replies: Vec<Vec<(usize, u64)>> = match leases.query_async(&mut conn).await {
             Ok(replies) => replies,
             Err(error) => {
-                drop(by_partition);
                 left.extend(live);
                 return Err(error);
             }
