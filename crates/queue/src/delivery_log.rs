@@ -61,9 +61,9 @@ pub const LOG_FIELD: &str = "d";
 /// `succeeded`, its attempt count 1.
 ///
 /// Its entry is one field, [`FinishedEntry::FIELD`], whose value
-/// [`FinishedEntry::packed`] builds (in the delivery service; `log_finished`
-/// in `lua/tasks.lua` appends it as it is) and [`FinishedEntry::from_fields`]
-/// reads: `<evt> <sub> <et> <c> <w> <ld> <lc> <le> <lt> <lb> <lm>`,
+/// [`FinishedParts::packed`] builds (in the delivery service, from values
+/// it borrows; `log_finished` in `lua/tasks.lua` appends it as it is) and
+/// [`FinishedEntry::from_fields`] reads: `<evt> <sub> <et> <c> <w> <ld> <lc> <le> <lt> <lb> <lm>`,
 /// separated by single spaces, `w` the ms from creation to the attempt's
 /// start, the attempt's fields as a record's last-attempt fields hold them
 /// (`lt` empty for `scheduled`), and the message, which may hold spaces,
@@ -91,6 +91,63 @@ pub struct FinishedEntry {
     pub trigger: String,
 }
 
+/// A [`FinishedEntry`] borrowed from where its values already are (the
+/// delivery service packs one per first-time success without copying
+/// them first).
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedParts<'a> {
+    pub event_id: &'a str,
+    pub subscription_id: &'a str,
+    pub event_type: &'a str,
+    pub created_ms: u64,
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    pub status_code: u16,
+    pub error: &'a str,
+    pub message: &'a str,
+    pub body: &'a str,
+    pub trigger: &'a str,
+}
+
+impl FinishedParts<'_> {
+    /// The value of [`FinishedEntry::FIELD`]. Every packed value but the
+    /// message is free of the separator: ids, event types and numbers
+    /// cannot hold it, and the error class, trigger and body (base64) are
+    /// this code's words; a separator in those would be turned into `_`
+    /// rather than shift what follows.
+    pub fn packed(&self) -> String {
+        use std::fmt::Write;
+        fn word(out: &mut String, text: &str) {
+            if text.contains(SEPARATOR) {
+                out.push_str(&text.replace(SEPARATOR, "_"));
+            } else {
+                out.push_str(text);
+            }
+            out.push(SEPARATOR);
+        }
+        let mut out = String::with_capacity(
+            self.event_id.len()
+                + self.subscription_id.len()
+                + self.event_type.len()
+                + self.error.len()
+                + self.body.len()
+                + self.message.len()
+                + 64,
+        );
+        word(&mut out, self.event_id);
+        word(&mut out, self.subscription_id);
+        word(&mut out, self.event_type);
+        let wait = self.started_ms as i64 - self.created_ms as i64;
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{} {wait} {} {} ", self.created_ms, self.duration_ms, self.status_code);
+        word(&mut out, self.error);
+        word(&mut out, if self.trigger == "scheduled" { "" } else { self.trigger });
+        word(&mut out, self.body);
+        out.push_str(self.message);
+        out
+    }
+}
+
 /// Separates the values packed into a [`FinishedEntry`]'s field.
 const SEPARATOR: char = ' ';
 
@@ -102,30 +159,22 @@ impl FinishedEntry {
     /// of its own: the record's identity, `w`, and the attempt's.
     pub const FIELDS: [&'static str; 11] = ["evt", "sub", "et", "c", "w", "ld", "lc", "le", "lm", "lb", "lt"];
 
-    /// The value of [`Self::FIELD`]. Every packed value but the message
-    /// is free of the separator: ids, event types and numbers cannot hold
-    /// it, and the error class, trigger and body (base64) are this code's
-    /// words; a separator in those would be turned into `_` rather than
-    /// shift what follows.
+    /// The value of [`Self::FIELD`] ([`FinishedParts::packed`]).
     pub fn packed(&self) -> String {
-        let word = |text: &str| -> String {
-            if text.contains(SEPARATOR) { text.replace(SEPARATOR, "_") } else { text.to_owned() }
-        };
-        let wait = self.started_ms as i64 - self.created_ms as i64;
-        let trigger = if self.trigger == "scheduled" { "" } else { self.trigger.as_str() };
-        format!(
-            "{} {} {} {} {wait} {} {} {} {} {} {}",
-            word(&self.event_id),
-            word(&self.subscription_id),
-            word(&self.event_type),
-            self.created_ms,
-            self.duration_ms,
-            self.status_code,
-            word(&self.error),
-            word(trigger),
-            word(&self.body),
-            self.message
-        )
+        FinishedParts {
+            event_id: &self.event_id,
+            subscription_id: &self.subscription_id,
+            event_type: &self.event_type,
+            created_ms: self.created_ms,
+            started_ms: self.started_ms,
+            duration_ms: self.duration_ms,
+            status_code: self.status_code,
+            error: &self.error,
+            message: &self.message,
+            body: &self.body,
+            trigger: &self.trigger,
+        }
+        .packed()
     }
 
     /// From an entry's field-value pairs; `None` when it is not one.

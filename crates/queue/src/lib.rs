@@ -29,7 +29,9 @@ mod record;
 mod scripts;
 
 pub use conn::{BlockingReader, RedisConn, RedisTarget, connect};
-pub use delivery_log::{Batch, DeliveryLog, FinishedEntry, LOG_FIELD, Listed, Position, TimeRange, log_ttl_secs};
+pub use delivery_log::{
+    Batch, DeliveryLog, FinishedEntry, FinishedParts, LOG_FIELD, Listed, Position, TimeRange, log_ttl_secs,
+};
 pub use durability::{Durability, DurableWriter, WRITER_CONNECTIONS, WriteError, describe_durability_metrics};
 pub use entry::{
     DeliveryTask, EntryError, EventEntry, FORMAT_VERSION, LeftForNewerBuild, TaskValues, describe_left_for_newer_build,

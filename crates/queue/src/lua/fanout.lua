@@ -7,10 +7,10 @@
 -- exists too, so nothing is written then either; the worker's next read
 -- meets NOGROUP and recreates them.)
 -- KEYS: 1 events stream, 2 deliveries stream, then each event's record
--- ARGV: 1 group, 2 now (ms), then per event (`FanoutItem`): entry id, the record's
---       fan-out header once done (`FanoutState::header`), the number of
---       tasks k, then the k tasks' packed values (`TaskValues::value`:
---       built by the service, appended here as they are)
+-- ARGV: 1 group, 2 now (ms), then per event (`FanoutItem`): entry id,
+--       the record's fan-out header once done (`FanoutState::header`), the
+--       number of tasks k, then the k tasks' packed values
+--       (`TaskValues::value`: built by the service, appended as they are)
 -- Returns, per event, the number of tasks enqueued, or -1 if its entry was
 -- already acked.
 local group, now = ARGV[1], ARGV[2]

@@ -75,7 +75,7 @@ end
 
 -- A delivery that succeeded at its first attempt has no record: it is
 -- kept as an entry of its tenant's delivery log, one field `f` holding
--- `value` as the service packed it (`FinishedEntry::packed`), and its
+-- `value` as the service packed it (`FinishedParts::packed`), and its
 -- subscription's log points at that entry (`d` = '@' .. its id). Its
 -- public id is the entry's place (`DeliveryId::of_log_entry`).
 local function log_finished(sub_log, tenant_log, cutoff, ttl, value)

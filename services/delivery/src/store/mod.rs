@@ -11,7 +11,7 @@ mod records;
 
 use std::collections::HashMap;
 
-use hookline_queue::{DELIVERY_GROUP, DeliveryTask, Fence, FinishedEntry, PartitionKeys, with_task_functions};
+use hookline_queue::{DELIVERY_GROUP, DeliveryTask, Fence, FinishedParts, PartitionKeys, with_task_functions};
 use redis::{Pipeline, Script, ScriptInvocation};
 
 use records::ATTEMPT_FIELDS;
@@ -125,20 +125,20 @@ impl Completion {
 
     /// All that is kept of it if it succeeded at its first attempt and has
     /// no record.
-    fn finished(&self) -> FinishedEntry {
+    fn finished(&self) -> FinishedParts<'_> {
         let (task, attempt) = (&self.task, &self.attempt);
-        FinishedEntry {
-            event_id: task.event_id.clone(),
-            subscription_id: task.subscription_id.clone(),
-            event_type: task.event_type.clone(),
+        FinishedParts {
+            event_id: &task.event_id,
+            subscription_id: &task.subscription_id,
+            event_type: &task.event_type,
             created_ms: task.enqueued_ms,
             started_ms: attempt.at,
             duration_ms: attempt.dur,
             status_code: attempt.code,
-            error: attempt.err.clone(),
-            message: attempt.msg.clone(),
-            body: attempt.body.clone(),
-            trigger: attempt.trig.clone(),
+            error: &attempt.err,
+            message: &attempt.msg,
+            body: &attempt.body,
+            trigger: &attempt.trig,
         }
     }
 
@@ -530,7 +530,7 @@ impl Scripts {
 mod tests {
     use std::collections::HashMap;
 
-    use hookline_queue::{ConsumerGroup, Partitions};
+    use hookline_queue::{ConsumerGroup, FinishedEntry, Partitions};
 
     use super::*;
 
@@ -852,7 +852,7 @@ mod tests {
         assert_eq!(exists, 0, "no record for a first-time success");
         let by_tenant = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await;
         assert_eq!(by_tenant.len(), 2, "the success's entry and the retrying delivery's id");
-        assert_eq!(by_tenant[0].finished, Some(done.finished()));
+        assert_eq!(by_tenant[0].finished.as_ref().map(FinishedEntry::packed), Some(done.finished().packed()));
         assert_eq!(by_tenant[1].delivery_id, failed_task.delivery_id);
         let retrying = read_records(&mut conn, &keys, std::slice::from_ref(&failed_task.delivery_id)).await.unwrap();
         assert_eq!((retrying[0].status.as_str(), retrying[0].attempts), ("scheduled", 1));
