@@ -46,6 +46,6 @@ pub use keys::{
 pub use ownership::{LiveMembers, Ownership, OwnershipMode, OwnershipSettings};
 pub use record::{EventRecord, FanoutState, RECORD_HEADER_LEN, RecordError, RecordMeta, read_event_records};
 pub use scripts::{
-    FANOUT_TASKS_PER_CALL, FanoutItem, FanoutOutcome, PublishArgs, PublishItem, PublishOutcome, Scripts,
+    FANOUT_TASKS_PER_CALL, FanoutItem, FanoutOutcome, PublishArgs, PublishItem, PublishOutcome, PublishReply, Scripts,
     with_task_functions,
 };

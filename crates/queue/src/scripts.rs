@@ -43,10 +43,40 @@ pub enum PublishOutcome {
     Duplicate(String),
 }
 
-impl FromRedisValue for PublishOutcome {
+/// What one publish call replied: its duplicates only (each an event's
+/// place in the call and the first event id of its idempotency key);
+/// every other event was published.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishReply {
+    duplicates: Vec<(usize, String)>,
+}
+
+impl FromRedisValue for PublishReply {
     fn from_redis_value(v: Value) -> Result<Self, redis::ParsingError> {
-        let (fresh, id): (i64, String) = FromRedisValue::from_redis_value(v)?;
-        Ok(if fresh == 1 { Self::Published(id) } else { Self::Duplicate(id) })
+        let flat: Vec<Value> = FromRedisValue::from_redis_value(v)?;
+        let mut duplicates = Vec::with_capacity(flat.len() / 2);
+        let mut values = flat.into_iter();
+        while let Some(place) = values.next() {
+            let place: usize = FromRedisValue::from_redis_value(place)?;
+            let first = values.next().ok_or_else(|| redis::ParsingError::from("a duplicate without its first id"))?;
+            let place = place.checked_sub(1).ok_or_else(|| redis::ParsingError::from("a duplicate at place 0"))?;
+            duplicates.push((place, FromRedisValue::from_redis_value(first)?));
+        }
+        Ok(Self { duplicates })
+    }
+}
+
+impl PublishReply {
+    /// The outcome of each event of the call, in order, given their ids.
+    pub fn outcomes<'a>(self, event_ids: impl IntoIterator<Item = &'a str>) -> Vec<PublishOutcome> {
+        let mut outcomes: Vec<PublishOutcome> =
+            event_ids.into_iter().map(|id| PublishOutcome::Published(id.to_owned())).collect();
+        for (place, first) in self.duplicates {
+            if let Some(outcome) = outcomes.get_mut(place) {
+                *outcome = PublishOutcome::Duplicate(first);
+            }
+        }
+        outcomes
     }
 }
 
@@ -109,13 +139,13 @@ impl Scripts {
     }
 
     /// Adds a publish of `events` (one partition's) to `pipe`, in one
-    /// script call; its reply is a [`PublishOutcome`] per event, in order.
+    /// script call; its reply is a [`PublishReply`].
     pub fn publish(&self, pipe: &mut Pipeline, keys: &PartitionKeys, args: &PublishArgs, events: &[PublishItem<'_>]) {
         pipe.invoke_script(&self.publish_invocation(keys, args, events));
     }
 
     /// The same call on its own: `invoke_async` it (EVALSHA, loading the
-    /// script only if Redis lost it) and read a `Vec<PublishOutcome>`.
+    /// script only if Redis lost it) and read a [`PublishReply`].
     pub fn publish_invocation(
         &self,
         keys: &PartitionKeys,
@@ -133,14 +163,12 @@ impl Scripts {
             .arg(EventEntry::PAYLOAD);
         for PublishItem { entry, record } in events {
             let key = &record.idempotency_key;
-            invocation
-                .key(keys.idempotency(&entry.tenant, key))
-                .key(keys.event(&entry.event_id))
-                .arg(if key.is_empty() { "0" } else { "1" })
-                .arg(&entry.event_id)
-                .arg(record.head(entry))
-                .arg(entry.packed())
-                .arg(&entry.payload);
+            if key.is_empty() {
+                invocation.arg("0");
+            } else {
+                invocation.key(keys.idempotency(&entry.tenant, key)).arg("1").arg(&entry.event_id);
+            }
+            invocation.key(keys.event(&entry.event_id)).arg(record.head(entry)).arg(entry.packed()).arg(&entry.payload);
         }
         invocation
     }

@@ -67,21 +67,21 @@ async fn record_batches(
             async move {
                 let completions: Vec<&Completion> = items.iter().map(|(c, _)| c).collect();
                 let invocation = scripts.complete(&keys, &completions, retention);
-                let replies = invocation.invoke_async::<Vec<(i64, i64)>>(&mut conn).await.and_then(|replies| {
-                    if replies.len() == items.len() {
-                        Ok(replies)
+                let replies = invocation.invoke_async::<Vec<i64>>(&mut conn).await.and_then(|replies| {
+                    if replies.len() == 2 * items.len() {
+                        Ok(Recorded::from_replies(&replies))
                     } else {
                         Err(redis::RedisError::from((
                             redis::ErrorKind::Parse,
                             "complete.lua replied for a different number of completions",
-                            format!("{} for {}", replies.len(), items.len()),
+                            format!("{} numbers for {}", replies.len(), items.len()),
                         )))
                     }
                 });
                 match replies {
                     Ok(replies) => {
-                        for ((_, reply), pair) in items.into_iter().zip(replies) {
-                            let _ = reply.send(Ok(Recorded::from_reply(pair)));
+                        for ((_, reply), recorded) in items.into_iter().zip(replies) {
+                            let _ = reply.send(Ok(recorded));
                         }
                     }
                     Err(error) => {

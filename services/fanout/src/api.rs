@@ -13,7 +13,8 @@ use hookline_auth::Principal;
 use hookline_domain::EventId;
 use hookline_proto::v1::{self, event_service_server::EventService};
 use hookline_queue::{
-    DurableWriter, Partitions, PublishArgs, PublishItem, PublishOutcome, RedisConn, Scripts, current_fence,
+    DurableWriter, Partitions, PublishArgs, PublishItem, PublishOutcome, PublishReply, RedisConn, Scripts,
+    current_fence,
 };
 use hookline_watch::SubscriptionCache;
 use tonic::{Request, Response, Status};
@@ -110,7 +111,8 @@ impl Api {
             let events: Vec<PublishItem<'_>> =
                 items.iter().map(|&i| PublishItem { entry: &prepared[i].entry, record: &prepared[i].record }).collect();
             let invocation = self.scripts.publish_invocation(&prepared[items[0]].keys, &args, &events);
-            async move { self.writer.invoke::<Vec<PublishOutcome>>(&invocation).await }
+            let ids = items.iter().map(|&i| prepared[i].entry.event_id.as_str());
+            async move { self.writer.invoke::<PublishReply>(&invocation).await.map(|reply| reply.outcomes(ids)) }
         });
         let replies = futures::future::join_all(calls).await;
         let mut results: Vec<Option<Result<PublishOutcome, ServiceError>>> = prepared.iter().map(|_| None).collect();

@@ -67,13 +67,16 @@ pub(crate) struct Streak {
 }
 
 impl Recorded {
-    /// From `complete.lua`'s pair for one completion.
-    pub(crate) fn from_reply((failures, since_ms): (i64, i64)) -> Self {
-        match failures {
-            -1 => Self::AlreadyDone,
-            n if n < 0 => Self::Lost,
-            n => Self::Streak(Streak { failures: n as u64, since_ms: since_ms.max(0) as u64 }),
-        }
+    /// From `complete.lua`'s reply: two numbers per completion, flat (its
+    /// consecutive failures, or -1 or -2; since when).
+    pub(crate) fn from_replies(flat: &[i64]) -> Vec<Self> {
+        flat.chunks_exact(2)
+            .map(|pair| match pair[0] {
+                -1 => Self::AlreadyDone,
+                n if n < 0 => Self::Lost,
+                n => Self::Streak(Streak { failures: n as u64, since_ms: pair[1].max(0) as u64 }),
+            })
+            .collect()
     }
 }
 
@@ -303,7 +306,7 @@ impl Scripts {
 
     /// Records finished attempts of one partition (at most
     /// [`MAX_COMPLETIONS`]) and releases their in-flight leases; the reply
-    /// is, per completion, a pair for [`Recorded::from_reply`]. Run it with
+    /// is two numbers per completion, flat, for [`Recorded::from_replies`]. Run it with
     /// `invoke_async` (EVALSHA, loading the script only if Redis lost it).
     pub(crate) fn complete<'a>(
         &'a self,
@@ -559,8 +562,8 @@ mod tests {
     }
 
     async fn recorded(invocation: ScriptInvocation<'_>, conn: &mut impl redis::aio::ConnectionLike) -> Vec<Recorded> {
-        let replies: Vec<(i64, i64)> = invocation.invoke_async(conn).await.unwrap();
-        replies.into_iter().map(Recorded::from_reply).collect()
+        let replies: Vec<i64> = invocation.invoke_async(conn).await.unwrap();
+        Recorded::from_replies(&replies)
     }
 
     /// Puts the task of `delivery` (attempt `n`) on the deliveries stream

@@ -165,6 +165,12 @@ async fn a_batch_succeeds_or_fails_item_by_item() {
         .collect();
     let invalid = format!("error {}", Code::InvalidArgument as i32);
     assert_eq!(summary, ["ok", invalid.as_str(), "ok", invalid.as_str(), "dup"]);
+    let id = |i: usize| match results[i].result.as_ref().unwrap() {
+        v1::publish_batch_result::Result::Published(p) => p.event_id.clone(),
+        v1::publish_batch_result::Result::Error(e) => panic!("{e:?}"),
+    };
+    assert_eq!(id(4), id(2), "the duplicate, placed after events without a key, names the key's first event");
+    assert_ne!(id(0), id(2));
     stack.wait_tasks(2).await;
 
     let too_many = v1::PublishBatchRequest { events: (0..1001).map(|_| event("a", "{}")).collect() };

@@ -7,7 +7,7 @@ use hookline_domain::EventId;
 use hookline_proto::v1;
 use hookline_queue::{
     ConsumerGroup, EventEntry, FANOUT_GROUP, FanoutItem, FanoutOutcome, FanoutState, Partitions, PublishArgs,
-    PublishItem, PublishOutcome, RecordMeta, Scripts,
+    PublishItem, PublishOutcome, PublishReply, RecordMeta, Scripts,
 };
 
 use crate::support::*;
@@ -39,8 +39,9 @@ async fn an_entry_read_by_a_consumer_that_died_is_fanned_out_once_by_another() {
     let mut pipe = redis::pipe();
     scripts.load(&mut pipe);
     scripts.publish(&mut pipe, &keys, &args, &[PublishItem { entry: &entry, record: &record }]);
-    let (outcome,): (Vec<PublishOutcome>,) = pipe.query_async(&mut conn).await.unwrap();
-    assert!(matches!(outcome[..], [PublishOutcome::Published(_)]));
+    let (reply,): (PublishReply,) = pipe.query_async(&mut conn).await.unwrap();
+    let outcome = reply.outcomes([entry.event_id.as_str()]);
+    assert_eq!(outcome, [PublishOutcome::Published(entry.event_id.clone())]);
     let taken = doomed.read_new(&mut conn, 10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(taken.len(), 1);
 

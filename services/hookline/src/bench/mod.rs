@@ -57,6 +57,10 @@ pub(crate) struct BenchArgs {
     /// 1, or 6 with --cluster); a tenant's events go to one partition.
     #[arg(long)]
     tenants: Option<u16>,
+    /// Only the ceiling and the two throughput phases with their cost
+    /// rows: for comparing builds' CPU and memory per delivery quickly.
+    #[arg(long)]
+    cost_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +179,11 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
         line(&mut report, row);
     }
 
+    if args.cost_only {
+        print_report(report);
+        return Ok(());
+    }
+
     eprintln!("latency: {}/s for {} s", sizes.latency_rate, sizes.latency_secs);
     let l = pipeline.latency("latfixed", sizes.latency_rate, sizes.latency_secs).await?;
     line(&mut report, latency_row(sizes.latency_rate, "fixed rate", l));
@@ -218,11 +227,15 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
         );
     }
 
+    print_report(report);
+    Ok(())
+}
+
+fn print_report(report: Vec<String>) {
     println!("| measure | result |\n|---|---|");
     for row in report {
         println!("{row}");
     }
-    Ok(())
 }
 
 fn latency_row(per_sec: u64, label: &str, l: [f64; 4]) -> String {

@@ -36,9 +36,11 @@
 --       FIFO subscription, then the attempt's m last-attempt values in that
 --       order; its attempts-list JSON is built from those here, only when
 --       it is logged
--- Returns, per completion, {the subscription's consecutive failures, when
--- that failing streak began (ms; 0 when it is not failing)}, {-1, 0} if it
--- was already done, or {-2, 0} if the deliveries stream is gone.
+-- Returns, per completion, two numbers, flat (a table per completion
+-- cost more than some of its writes): the subscription's consecutive
+-- failures and when that failing streak began (ms; 0 when it is not
+-- failing), or -1, 0 if it was already done, or -2, 0 if the deliveries
+-- stream is gone.
 local group, record_ttl, stats_ttl, record_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local groups, call_now, m = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local names = { unpack(ARGV, 8, 7 + m) }
@@ -137,7 +139,8 @@ while a < #ARGV do
   if redis.call('XACK', KEYS[1], group, entry) == 0 then
     -- Done by another consumer, or the stream is gone with its group
     -- (Redis restarted empty): then this outcome cannot be recorded.
-    replies[#replies + 1] = { redis.call('EXISTS', KEYS[1]) == 1 and -1 or -2, 0 }
+    replies[#replies + 1] = redis.call('EXISTS', KEYS[1]) == 1 and -1 or -2
+    replies[#replies + 1] = 0
   else
     local ok = first or kind == 'ok'
     local now, fifo = call_now, false
@@ -216,7 +219,8 @@ while a < #ARGV do
         push(adds, dead_index, now, id)
       end
     end
-    replies[#replies + 1] = { t.cf, t.fs }
+    replies[#replies + 1] = t.cf
+    replies[#replies + 1] = t.fs
   end
 end
 
