@@ -153,8 +153,8 @@ return 1
 
 /// `log_delivery` (Lua) writes what `DeliveryLog` reads; a listing pages
 /// through the log and then the sorted set older builds kept, in both
-/// directions, with no delivery twice or missed, and each write trims what
-/// is past the retention.
+/// directions, with no delivery twice or missed, and `trim_logs` trims
+/// what is past the retention from every log written.
 #[tokio::test]
 async fn delivery_logs_list_what_log_delivery_wrote_then_the_legacy_index() {
     use hookline_queue::{DeliveryLog, Partitions, Position, TimeRange};
@@ -217,15 +217,16 @@ async fn delivery_logs_list_what_log_delivery_wrote_then_the_legacy_index() {
     let tenant = tenant_log.older(&mut conn, TimeRange { start_ms: now - 1, end_ms: now + 60_000 }, None, 10).await;
     assert_eq!(ids(&tenant.unwrap().items), ["dlv_5", "dlv_4", "dlv_3", "dlv_2", "dlv_1"]);
 
-    // A write trims entries past the retention: `MINID ~` drops the
-    // stream's nodes (up to 100 entries each) that hold only such entries.
+    // `trim_logs` trims the entries past the retention from the logs
+    // written: `MINID ~` drops the stream's nodes (up to 100 entries
+    // each) that hold only such entries.
     let mut pipe = redis::pipe();
     for i in 1..=300 {
         pipe.cmd("XADD").arg("trim:sub").arg(format!("1000-{i}")).arg("d").arg(format!("dlv_old{i}")).ignore();
     }
     let _: () = pipe.query_async(&mut conn).await.unwrap();
     let one = redis::Script::new(&with_task_functions(
-        "log_delivery(KEYS[1], KEYS[2], 'dlv_new', log_cutoff(ARGV[1], ARGV[2]), ARGV[2])",
+        "log_delivery(KEYS[1], KEYS[2], 'dlv_new', log_cutoff(ARGV[1], ARGV[2]), ARGV[2]) trim_logs()",
     ));
     let _: () = one.key("trim:sub").key("trim:tenant").arg(now).arg(5).invoke_async(&mut conn).await.unwrap();
     let left: u64 = redis::cmd("XLEN").arg("trim:sub").query_async(&mut conn).await.unwrap();

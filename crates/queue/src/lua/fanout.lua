@@ -17,7 +17,7 @@ local group, now = ARGV[1], ARGV[2]
 local replies = {}
 local a = 2
 for e = 3, #KEYS do
-  local entry, header, k = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local entry, header, k = ARGV[a + 1], ARGV[a + 2], number(ARGV[a + 3])
   local first = a + 4
   a = a + 3 + k
   if redis.call('XACK', KEYS[1], group, entry) == 0 then
@@ -26,11 +26,12 @@ for e = 3, #KEYS do
     for i = first, first + k - 1 do
       enqueue_task_value(KEYS[2], ARGV[i])
     end
-    -- The header is overwritten in place. A record written by an older
-    -- build is a hash (SETRANGE refuses it: WRONGTYPE); one gone past its
-    -- retention must stay gone (SETRANGE made a bare header of it: a real
-    -- record is longer than its header).
-    local written = redis.pcall('SETRANGE', KEYS[e], 0, header)
+    -- The header is overwritten in place (its offset passed as text: a
+    -- Lua number is formatted with snprintf on every call). A record
+    -- written by an older build is a hash (SETRANGE refuses it:
+    -- WRONGTYPE); one gone past its retention must stay gone (SETRANGE
+    -- made a bare header of it: a real record is longer than its header).
+    local written = redis.pcall('SETRANGE', KEYS[e], '0', header)
     if type(written) == 'table' then
       redis.call('HSET', KEYS[e], 'st', 'done', 'm', k, 'fa', now)
     elseif written <= #header then

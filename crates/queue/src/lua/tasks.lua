@@ -6,6 +6,19 @@
 -- subscription's promotion of its next delivery. Written for the hot
 -- path: no table is built per task or per record.
 
+-- The number an argument's text reads as, remembered for the call:
+-- `tonumber` costs about a thousand instructions (strtod), and a batch
+-- repeats the same few texts (task counts, group numbers, durations).
+local numbers = {}
+local function number(text)
+  local n = numbers[text]
+  if n == nil then
+    n = tonumber(text)
+    numbers[text] = n
+  end
+  return n
+end
+
 -- Puts a delivery task, its packed value (`d`) built, on `stream`.
 local function enqueue_task_value(stream, value)
   return redis.call('XADD', stream, '*', 'v', '2', 'd', value)
@@ -51,18 +64,35 @@ local function log_cutoff(now, ttl)
   return string.format('%.0f', math.max(0, tonumber(now) - tonumber(ttl) * 1000))
 end
 
--- Appends an entry (field-value pairs `...`) to delivery log `log`,
--- trimming the entries older than `cutoff` (`log_cutoff`) as it goes;
--- returns its id. A log it creates lives `ttl` (the record retention, s)
--- plus LOG_TTL_MARGIN (`log_ttl_secs`: the retention worker renews it
--- while its subscription lives), so a log no longer written goes by
--- itself. (NOMKSTREAM: an existing log costs one call, as before.)
+-- The delivery logs appended to since the last `trim_logs`, with their
+-- cutoffs.
+local untrimmed = {}
+
+-- Appends an entry (field-value pairs `...`) to delivery log `log`;
+-- returns its id. The log's entries older than `cutoff` (`log_cutoff`) go
+-- at the script's `trim_logs`. A log it creates lives `ttl` (the record
+-- retention, s) plus LOG_TTL_MARGIN (`log_ttl_secs`: the retention worker
+-- renews it while its subscription lives), so a log no longer written
+-- goes by itself. (NOMKSTREAM: an existing log costs one call.)
 local function log_append(log, cutoff, ttl, ...)
-  local place = redis.call('XADD', log, 'NOMKSTREAM', 'MINID', '~', cutoff, '*', ...)
+  untrimmed[log] = cutoff
+  local place = redis.call('XADD', log, 'NOMKSTREAM', '*', ...)
   if place then return place end
-  place = redis.call('XADD', log, 'MINID', '~', cutoff, '*', ...)
+  place = redis.call('XADD', log, '*', ...)
   redis.call('EXPIRE', log, tonumber(ttl) + LOG_TTL_MARGIN)
   return place
+end
+
+-- Trims each log appended to (`log_append`) once, of its entries older
+-- than its cutoff (`MINID ~`: whole stream nodes). Every script that
+-- appends calls it before it returns: trimming in each XADD instead cost
+-- ~40% of the XADD (Redis rewrites the trim argument every time), and a
+-- completion batch appends to one log many times.
+local function trim_logs()
+  for log, cutoff in pairs(untrimmed) do
+    redis.call('XTRIM', log, 'MINID', '~', cutoff)
+  end
+  untrimmed = {}
 end
 
 -- Lists delivery `id` in its subscription's and its tenant's delivery
@@ -84,14 +114,16 @@ local function log_finished(sub_log, tenant_log, cutoff, ttl, value)
 end
 
 -- Creates delivery `id`'s record if it has none (from its task's fields)
--- and logs it (`log_delivery`); true when it did. (complete.lua writes a
--- new record with its outcome in one go, so it calls `write_new_record`
--- and `log_delivery` itself.)
+-- and logs it (`log_delivery`, trimmed at once: park.lua and fifo_gate.lua
+-- make one per call); true when it did. (complete.lua writes a new record
+-- with its outcome in one go, so it calls `write_new_record` and
+-- `log_delivery` itself.)
 local function ensure_record(record, sub_log, tenant_log, ttl, id, event, sub, tenant, event_type, traceparent,
                              created, attempts, now)
   if redis.call('EXISTS', record) == 1 then return false end
   write_new_record(record, ttl, event, sub, tenant, event_type, traceparent, created, attempts)
   log_delivery(sub_log, tenant_log, id, log_cutoff(now, ttl), ttl)
+  trim_logs()
   return true
 end
 

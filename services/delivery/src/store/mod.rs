@@ -889,6 +889,48 @@ mod tests {
         );
     }
 
+    /// A completion batch trims the delivery logs it wrote, once each, of
+    /// the entries past the record retention (`trim_logs`).
+    #[tokio::test]
+    async fn a_completion_batch_trims_the_logs_it_writes() {
+        let Setup { redis: _redis, mut conn, keys, group, scripts, retention } = setup("only").await;
+        let (sub_log, tenant_log) = (
+            hookline_queue::DeliveryLog::of_subscription(&keys, "acme", SUB).key().to_owned(),
+            hookline_queue::DeliveryLog::of_tenant(&keys, "acme").key().to_owned(),
+        );
+        let mut pipe = redis::pipe();
+        for log in [&sub_log, &tenant_log] {
+            for i in 1..=300 {
+                pipe.cmd("XADD").arg(log).arg(format!("1000-{i}")).arg("d").arg(format!("dlv_old{i}")).ignore();
+            }
+        }
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+        let now = crate::worker::now_ms();
+        let mut completions = Vec::new();
+        for id in ["dlv_01M81H0VK0J0RWH79N4YGFWWSW", "dlv_01M81H0VK0J0RWH79N4YGFWWSX"] {
+            let (entry, task) = take_from_fan_out(&mut conn, &group, id).await;
+            let attempt = AttemptRecord { n: 1, at: now, dur: 4, code: 200, err: "none".into(), ..Default::default() };
+            completions.push(Completion { entry, task, next: Next::Done, attempt, fifo: false, now_ms: now });
+        }
+        let batch: Vec<&Completion> = completions.iter().collect();
+        let replies = recorded(scripts.complete(&keys, &batch, &retention), &mut conn).await;
+        assert_eq!(replies, vec![Recorded::Streak(Streak::default()); 2]);
+        for log in [&sub_log, &tenant_log] {
+            let left: u64 = redis::cmd("XLEN").arg(log).query_async(&mut conn).await.unwrap();
+            assert!(left <= 102, "{log}: entries past the retention are trimmed ({left} left)");
+            let newest: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+                .arg(log)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(2)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(newest.iter().all(|(id, _)| !id.starts_with("1000-")), "{log}: the batch's entries stay");
+        }
+    }
+
     /// In-flight leases, for several subscriptions in one call: each gets
     /// at most its limit, across calls; a freed or expired lease is a free
     /// slot again. A set that grows large gets the member that keeps it in

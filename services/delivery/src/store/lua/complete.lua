@@ -121,10 +121,10 @@ local replies = {}
 -- Where the next completion's arguments and keys start.
 local a, k = 7 + m, 2 + groups * GROUP_KEYS
 while a < #ARGV do
-  local g = 2 + (tonumber(ARGV[a + 1]) - 1) * GROUP_KEYS
+  local g = 2 + (number(ARGV[a + 1]) - 1) * GROUP_KEYS
   local stats, hour_stats, sub_log, tenant_log = KEYS[g + 1], KEYS[g + 2], KEYS[g + 3], KEYS[g + 4]
   local dead_index, in_flight, fifo_head, fifo_waiting = KEYS[g + 5], KEYS[g + 6], KEYS[g + 7], KEYS[g + 8]
-  local entry, kind, id, dur, finished = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6]
+  local entry, kind, id, dur, finished = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], number(ARGV[a + 5]), ARGV[a + 6]
   local first = kind == 'first'
   -- The rest of a completion that is not `first`: from ARGV[r + 1], and
   -- its record and attempts list.
@@ -224,6 +224,7 @@ while a < #ARGV do
   end
 end
 
+trim_logs()
 for key, members in pairs(leases) do redis.call('ZREM', key, unpack(members)) end
 for key, pairs_ in pairs(adds) do redis.call('ZADD', key, unpack(pairs_)) end
 for key, t in pairs(totals) do
