@@ -67,11 +67,13 @@ impl FromRedisValue for PublishReply {
 }
 
 impl PublishReply {
-    /// The outcome of each event of the call, in order, given their ids.
+    /// The outcome of each event of the call, in order, given their ids
+    /// (the call's, in the order it was made with).
     pub fn outcomes<'a>(self, event_ids: impl IntoIterator<Item = &'a str>) -> Vec<PublishOutcome> {
         let mut outcomes: Vec<PublishOutcome> =
             event_ids.into_iter().map(|id| PublishOutcome::Published(id.to_owned())).collect();
         for (place, first) in self.duplicates {
+            debug_assert!(place < outcomes.len(), "publish.lua named a duplicate past its call's events");
             if let Some(outcome) = outcomes.get_mut(place) {
                 *outcome = PublishOutcome::Duplicate(first);
             }
@@ -216,9 +218,32 @@ impl Scripts {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::Partitions;
+
+    #[test]
+    fn a_publish_reply_names_its_duplicates_by_place() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![Value::Int(2), bulk("evt_first")]);
+        let outcomes = PublishReply::from_redis_value(reply).unwrap().outcomes(["evt_a", "evt_b", "evt_c"]);
+        assert_eq!(
+            outcomes,
+            [
+                PublishOutcome::Published("evt_a".into()),
+                PublishOutcome::Duplicate("evt_first".into()),
+                PublishOutcome::Published("evt_c".into()),
+            ]
+        );
+        let none = PublishReply::from_redis_value(Value::Array(vec![])).unwrap();
+        assert_eq!(none.outcomes(["evt_a"]), [PublishOutcome::Published("evt_a".into())]);
+        assert!(PublishReply::from_redis_value(Value::Array(vec![Value::Int(1)])).is_err(), "a place without its id");
+        assert!(
+            PublishReply::from_redis_value(Value::Array(vec![Value::Int(0), bulk("x")])).is_err(),
+            "places start at 1"
+        );
+    }
 
     #[test]
     fn fan_out_calls_stay_under_the_task_limit_and_keep_big_events_whole() {
