@@ -101,6 +101,20 @@ pub(super) fn rows(label: &str, before: &Snapshot, after: &Snapshot, deliveries:
         per(total),
         parts.join(", ")
     )];
+    // The same work split by process, against delivery's CPU (it does the
+    // same work in every build): steadier between runs than the µs, which
+    // move with a shared machine's speed.
+    if let Some(&delivery) = by_process.get("hookline-delivery").filter(|s| **s > 0.0) {
+        let ratios: Vec<String> = by_process
+            .iter()
+            .filter(|(name, s)| **name != "hookline-delivery" && **s > 0.0)
+            .map(|(name, s)| format!("{name} {:.2}", s / delivery))
+            .collect();
+        rows.push(format!(
+            "| CPU ÷ delivery's CPU, {label} | {} (the same phase; steadier between runs than the µs) |",
+            ratios.join(", ")
+        ));
+    }
     if let (Some(was), Some(now)) = (before.used_memory, after.used_memory) {
         let grew = now.saturating_sub(was) as f64 / deliveries.max(1) as f64;
         rows.push(format!(
