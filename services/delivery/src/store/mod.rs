@@ -267,7 +267,7 @@ impl Default for Scripts {
             complete: Script::new(&with_task_functions(include_str!("lua/complete.lua"))),
             park: Script::new(&with_task_functions(include_str!("lua/park.lua"))),
             requeue: Script::new(&with_task_functions(include_str!("lua/requeue.lua"))),
-            lease: Script::new(include_str!("lua/lease.lua")),
+            lease: Script::new(&with_task_functions(include_str!("lua/lease.lua"))),
             fifo_gate: Script::new(&with_task_functions(include_str!("lua/fifo_gate.lua"))),
             wake: Script::new(include_str!("lua/wake.lua")),
             restore: Script::new(&with_task_functions(include_str!("lua/restore.lua"))),
@@ -508,7 +508,8 @@ impl Scripts {
 
     /// Adds one `lease.lua` call admitting `leases` (all of one partition's
     /// subscriptions, `keys`), in one script call; its reply is a
-    /// `Vec<(usize, u64)>` of (admitted, wait) per lease, in order.
+    /// `Vec<(usize, u64)>` of (admitted, wait) per lease, in order (sent
+    /// flat, two numbers a lease: redis-rs pairs a flat array).
     pub(crate) fn leases(&self, pipe: &mut Pipeline, keys: &PartitionKeys, now_ms: u64, leases: &[Lease<'_>]) {
         let mut inv = self.lease.prepare_invoke();
         inv.arg(now_ms);

@@ -7,9 +7,11 @@
 -- ARGV: 1 now (ms), then per subscription: lease expiry (ms), max in
 --       flight, rate per second (0: unlimited), burst, k, then k delivery
 --       ids
--- Returns, per subscription, {admitted, wait}: its first `admitted` ids now
--- hold a lease; wait is 0 when in-flight is full, else the ms to the next
--- rate token.
+-- Returns, per subscription, two numbers, flat (read as `(admitted,
+-- wait)` pairs): its first `admitted` ids now hold a lease; wait is 0 when
+-- in-flight is full, else the ms to the next rate token. (A table per
+-- subscription, and `tonumber` of each one's settings, cost more than its
+-- ZADD: the settings are read through the per-call memo `number`.)
 --
 -- A set that grows past LISTPACK_MAX leases also holds one member that is
 -- no lease: SKIPLIST, longer than Redis's `zset-max-listpack-value` (64
@@ -28,8 +30,8 @@ local replies = {}
 local a = 1
 for s = 1, #KEYS, 2 do
   local set, bucket = KEYS[s], KEYS[s + 1]
-  local expiry, max, rate, burst = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  local want, first = tonumber(ARGV[a + 5]), a + 6
+  local expiry, max, rate, burst = ARGV[a + 1], number(ARGV[a + 2]), number(ARGV[a + 3]), number(ARGV[a + 4])
+  local want, first = number(ARGV[a + 5]), a + 6
   a = a + 5 + want
   redis.call('ZREMRANGEBYSCORE', set, '(-inf', now)
   local held = redis.call('ZCOUNT', set, '(-inf', '+inf')
@@ -63,6 +65,7 @@ for s = 1, #KEYS, 2 do
     redis.call('ZADD', set, unpack(members))
     redis.call('PEXPIREAT', set, expiry, 'GT')
   end
-  replies[#replies + 1] = { n, wait }
+  replies[#replies + 1] = n
+  replies[#replies + 1] = wait
 end
 return replies
