@@ -9,6 +9,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use hookline_domain::SubscriptionId;
 use hookline_queue::RedisConn;
+use hookline_watch::CachedSubscription;
 use rand::Rng;
 
 use crate::{
@@ -86,6 +87,25 @@ impl Worker {
         pace.retain(|sub, _| SubscriptionId::parse(sub, "sub").is_ok_and(|id| state.get(id).is_some()));
     }
 
+    /// `subscription`'s admission of `ids` in a `lease.lua` call at `now`,
+    /// with its limits: each lease outlives the request by `LEASE_MARGIN`.
+    pub(crate) fn lease_request<'a>(
+        &self,
+        cached: &CachedSubscription,
+        subscription: &'a str,
+        ids: Vec<&'a str>,
+        now: u64,
+    ) -> Lease<'a> {
+        let spec = &cached.subscription.spec;
+        Lease {
+            subscription,
+            ids,
+            expiry_ms: now + (self.request_timeout(cached) + LEASE_MARGIN).as_millis() as u64,
+            max: spec.max_in_flight,
+            rate: spec.rate_limit,
+        }
+    }
+
     pub(crate) fn release_share(&self, subscription: &str) {
         // Called from `ShareSlot::drop`, so also when an attempt panics.
         let mut held = self.held_slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -128,14 +148,8 @@ impl Worker {
             .iter()
             .map(|group| {
                 let (_, first, cached, _) = &group[0];
-                let spec = &cached.subscription.spec;
-                Lease {
-                    subscription: &first.subscription_id,
-                    ids: group.iter().map(|(_, task, _, _)| task.delivery_id.as_str()).collect(),
-                    expiry_ms: now + (self.request_timeout(cached) + LEASE_MARGIN).as_millis() as u64,
-                    max: spec.max_in_flight,
-                    rate: spec.rate_limit,
-                }
+                let ids = group.iter().map(|(_, task, _, _)| task.delivery_id.as_str()).collect();
+                self.lease_request(cached, &first.subscription_id, ids, now)
             })
             .collect();
         let mut leases = redis::pipe();

@@ -39,7 +39,7 @@ use rand::Rng;
 use tokio::sync::{Notify, watch};
 
 use crate::{
-    dispatch::{Job, LEASE_MARGIN, Work},
+    dispatch::{Job, Work},
     instruments::{ParkReason, Parked},
     store::{Lease, Park, Step},
     worker::{Worker, now_ms},
@@ -260,16 +260,11 @@ impl Worker {
         let mut by_partition: BTreeMap<u16, (&PartitionKeys, Vec<usize>, Vec<Lease<'_>>)> = BTreeMap::new();
         for (place, (subscription, queue)) in live.iter().enumerate() {
             let first = &queue[0];
-            let spec = &first.cached.subscription.spec;
+            let max = first.cached.subscription.spec.max_in_flight as usize;
+            let ids = queue.iter().take(max).map(|w| w.task.delivery_id.as_str()).collect();
             let call = by_partition.entry(first.keys.index()).or_insert_with(|| (&first.keys, Vec::new(), Vec::new()));
             call.1.push(place);
-            call.2.push(Lease {
-                subscription,
-                ids: queue.iter().take(spec.max_in_flight as usize).map(|w| w.task.delivery_id.as_str()).collect(),
-                expiry_ms: now + (self.request_timeout(&first.cached) + LEASE_MARGIN).as_millis() as u64,
-                max: spec.max_in_flight,
-                rate: spec.rate_limit,
-            });
+            call.2.push(self.lease_request(&first.cached, subscription, ids, now));
         }
         let mut leases = redis::pipe();
         self.scripts.load(&mut leases, &[Step::Lease]);

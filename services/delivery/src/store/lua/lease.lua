@@ -38,7 +38,7 @@ for s = 1, #KEYS, 2 do
   local n = math.max(0, math.min(want, max - held))
   local wait = 0
   if rate > 0 and n > 0 then
-    local at = tonumber(now)
+    local at = number(now)
     local tokens_ts = redis.call('HMGET', bucket, 'tokens', 'ts')
     local tokens = tonumber(tokens_ts[1]) or burst
     local since = tonumber(tokens_ts[2]) or at
