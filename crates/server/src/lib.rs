@@ -11,12 +11,14 @@ mod admin;
 mod binary;
 pub mod config;
 mod incoming;
+mod port;
 mod sessions;
 mod telemetry;
 
 pub use admin::{Readiness, metrics_handle, serve_admin, spawn_admin};
 pub use binary::{ServiceArgs, run_binary};
 pub use incoming::{ConnectionLimits, Limited, incoming};
+pub use port::{spare_port, spare_port_with};
 pub use sessions::{EndedCheck, EndedSessionGuard};
 pub use telemetry::{GrpcTelemetry, GrpcTelemetryLayer};
 

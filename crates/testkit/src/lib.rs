@@ -11,26 +11,21 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::{
-    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-/// A free TCP port on 127.0.0.1 (free when asked; bind soon).
+/// A free TCP port on 127.0.0.1 (free when asked; bind soon): see
+/// [`hookline_server::spare_port`] for why not simply port 0.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    hookline_server::spare_port().unwrap()
 }
 
 /// A free port for a Redis Cluster node: its cluster bus (the port +
-/// 10,000, so the port is at most 55,535) is free too.
+/// 10,000) is free too.
 fn free_cluster_port() -> u16 {
-    loop {
-        let port = free_port();
-        if port <= 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
+    hookline_server::spare_port_with(&[10_000]).unwrap()
 }
 
 /// Which server [`RedisServer::start`] gives: `HOOKLINE_TEST_BACKEND`

@@ -2,7 +2,7 @@
 //! private `redis-server`, waiting for a service to be SERVING, spare ports.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::Path,
     process::Stdio,
     time::{Duration, Instant},
@@ -70,8 +70,9 @@ pub(crate) async fn wait_serving(name: &str, addr: SocketAddr, limit: Duration) 
     Err(format!("{name} did not report SERVING on {addr} within {limit:?}"))
 }
 
-/// A port free on 127.0.0.1 when asked (bind it soon).
+/// A port free on 127.0.0.1 when asked (bind it soon), outside the
+/// ephemeral range and never handed out twice (see
+/// [`hookline_server::spare_port`]).
 pub(crate) fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+    hookline_server::spare_port().map_err(|e| format!("no spare port on 127.0.0.1: {e}"))
 }

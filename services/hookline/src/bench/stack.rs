@@ -163,6 +163,11 @@ impl Stack {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             stack.services.push((Process::spawn(name, &mut command)?, addr));
             wait_serving(name, addr).await?;
+            if let Some((process, _)) = stack.services.last_mut()
+                && let Ok(Some(status)) = process.child.try_wait()
+            {
+                return Err(BenchError::Setup(format!("{name} exited ({status}) as it started")));
+            }
         }
         Ok(stack)
     }
@@ -264,7 +269,9 @@ async fn start_replica(redis_server: &Path, primary: u16) -> Result<Process, Ben
 /// Three masters, slots spread by `redis-cli --cluster create`; the URL
 /// hookline takes for them.
 async fn start_cluster(redis_server: &Path) -> Result<(Vec<Process>, String), BenchError> {
-    let ports: Vec<u16> = (0..CLUSTER_NODES).map(|_| free_port()).collect::<Result<_, _>>()?;
+    // Each node's cluster bus is its port + 10,000.
+    let bus_free = || hookline_server::spare_port_with(&[10_000]).map_err(|e| BenchError::Setup(e.to_string()));
+    let ports: Vec<u16> = (0..CLUSTER_NODES).map(|_| bus_free()).collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();
     for port in &ports {
         nodes.push(start_redis(redis_server, *port, RedisRole::ClusterNode).await?);
