@@ -337,13 +337,25 @@ impl TaskValues {
     /// `traceparent` (the fan-out's span) and `trigger` (`""` for the
     /// schedule).
     pub fn new(event: &EventEntry, traceparent: &str, enqueued_ms: u64, attempt: u32, trigger: &str) -> Self {
+        let (event_id, tenant, event_type) = (&event.event_id, &event.tenant, &event.event_type);
+        Self::of(event_id, tenant, event_type, traceparent, enqueued_ms, attempt, trigger, &event.fence)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn of(
+        event_id: &str,
+        tenant: &str,
+        event_type: &str,
+        traceparent: &str,
+        enqueued_ms: u64,
+        attempt: u32,
+        trigger: &str,
+        fence: &Fence,
+    ) -> Self {
         let tail = format!(
-            "{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{traceparent}{SEPARATOR}{enqueued_ms}{SEPARATOR}\
-             {attempt}{SEPARATOR}{trigger}{SEPARATOR}{}",
-            event.event_id,
-            event.tenant,
-            event.event_type,
-            event.fence.encode()
+            "{SEPARATOR}{event_id}{SEPARATOR}{tenant}{SEPARATOR}{event_type}{SEPARATOR}{traceparent}{SEPARATOR}\
+             {enqueued_ms}{SEPARATOR}{attempt}{SEPARATOR}{trigger}{SEPARATOR}{}",
+            fence.encode()
         );
         Self { tail }
     }
@@ -363,6 +375,15 @@ impl TaskValues {
 }
 
 impl DeliveryTask {
+    /// The task's packed value (`d`), as [`TaskValues::value`] writes it:
+    /// put back on the stream as it is, it reads as the same task.
+    pub fn packed(&self) -> String {
+        let Self { delivery_id, event_id, subscription_id, tenant, event_type, traceparent, .. } = self;
+        let (enqueued, attempt, trigger) = (self.enqueued_ms, self.attempt, &self.trigger);
+        TaskValues::of(event_id, tenant, event_type, traceparent, enqueued, attempt, trigger, &self.fence)
+            .value(delivery_id, subscription_id)
+    }
+
     pub fn parse(entry: &str, mut fields: Fields) -> Result<Self, EntryError> {
         let map = &mut fields;
         if version(map, entry)? == 1 {
@@ -544,6 +565,25 @@ mod tests {
         assert_eq!(other, DeliveryTask { delivery_id: "dlv_2".into(), subscription_id: "sub_2".into(), ..expected });
         let untraced = read(TaskValues::new(&event, "", 5, 2, "manual").value("dlv_3", "sub_3")).unwrap();
         assert_eq!((untraced.traceparent.as_str(), untraced.attempt, untraced.trigger.as_str()), ("", 2, "manual"));
+    }
+
+    /// A task packed again (to wait in the deferred set) is the value
+    /// fan-out wrote, and reads as the same task.
+    #[test]
+    fn a_task_packs_back_to_the_value_it_was_read_from() {
+        let mut event = event();
+        event.fence = Fence::new("01JLOG", 7);
+        for (traceparent, trigger) in [("00-tp-01", ""), ("", "manual")] {
+            let value = TaskValues::new(&event, traceparent, 1_700_000_000_000, 3, trigger).value("dlv_1", "sub_1");
+            let task = DeliveryTask::parse("1-0", map(&[("v", FORMAT_VERSION), (TaskValues::FIELD, &value)])).unwrap();
+            assert_eq!(task.packed(), value);
+        }
+        let unfenced = DeliveryTask {
+            fence: Fence::default(),
+            ..DeliveryTask::parse("1-0", map(&[("v", "2"), ("d", "dlv_1 sub_1 evt_1 acme a.b  5 1  ")])).unwrap()
+        };
+        let again = DeliveryTask::parse("1-0", map(&[("v", "2"), ("d", &unfenced.packed())])).unwrap();
+        assert_eq!(again, unfenced);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | `{p:pN}:idem:<tenant>:<sha-less key>` | string | fanout | first event id of an idempotency key; expires after the window |
 //! | `{p:pN}:deliveries` | stream | fanout (fan-out) | one [`crate::DeliveryTask`] per (event, subscription) |
 //! | `{p:pN}:retry` | zset | delivery | delivery ids waiting for a retry, scored by due time (ms) |
+//! | `{p:pN}:deferred` | zset | delivery | tasks turned away before their first attempt (in-flight limit, rate, fair share, cache behind), each its packed stream value ([`crate::DeliveryTask::packed`]), scored by due time (ms); put back on the stream as they are |
 //! | `{p:pN}:dlv:<delivery id>` | hash | delivery | the delivery record: status, attempt count, last attempt |
 //! | `{p:pN}:attempts:<delivery id>` | list | delivery | every attempt, as JSON |
 //! | `{p:pN}:sub:<sub id>:log` | stream | delivery | the subscription's deliveries, in the order they were recorded ([`crate::DeliveryLog`]) |
@@ -214,6 +215,10 @@ impl PartitionKeys {
 
     pub fn retry(&self) -> String {
         format!("{}:retry", self.tag)
+    }
+
+    pub fn deferred(&self) -> String {
+        format!("{}:deferred", self.tag)
     }
 
     pub fn delivery(&self, delivery_id: &str) -> String {

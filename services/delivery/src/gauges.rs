@@ -44,7 +44,17 @@ async fn sample(worker: &Worker) -> redis::RedisResult<()> {
     // One read per partition: on a cluster they live in different slots.
     let reads = worker.partitions.all().map(|keys| {
         let mut conn = conn.clone();
-        async move { redis::cmd("ZCARD").arg(keys.retry()).query_async::<u64>(&mut conn).await }
+        // Retries, and tasks deferred before their first attempt.
+        async move {
+            let (retrying, deferred): (u64, u64) = redis::pipe()
+                .cmd("ZCARD")
+                .arg(keys.retry())
+                .cmd("ZCARD")
+                .arg(keys.deferred())
+                .query_async(&mut conn)
+                .await?;
+            Ok::<u64, redis::RedisError>(retrying + deferred)
+        }
     });
     let waiting = futures::future::try_join_all(reads).await?;
     metrics::gauge!("hookline_retries_scheduled").set(waiting.iter().sum::<u64>() as f64);

@@ -408,6 +408,7 @@ impl Scripts {
             .key(keys.subscription_log(&task.subscription_id))
             .key(keys.tenant_log(&task.tenant))
             .key(keys.endpoint_wait(&task.subscription_id))
+            .key(keys.deferred())
             .arg(DELIVERY_GROUP)
             .arg(entry_id)
             .arg(&task.delivery_id)
@@ -417,6 +418,10 @@ impl Scripts {
             .arg(retention.record_secs.max(1));
         record_fields(&mut inv, task);
         inv.arg(task.enqueued_ms).arg(task.attempt.saturating_sub(1)).arg(reason);
+        // Before its first attempt, a deferred task waits as it is (unless
+        // it has a record already: held, then resumed).
+        let first_deferral = matches!(park, Park::Defer(_)) && task.attempt <= 1;
+        inv.arg(if first_deferral { task.packed() } else { String::new() });
         pipe.invoke_script(&inv);
     }
 
@@ -491,6 +496,7 @@ impl Scripts {
             .key(index)
             .key(keys.retry())
             .key(head)
+            .key(keys.deferred())
             .arg(mode)
             .arg(now_ms)
             .arg(limit)
@@ -603,6 +609,80 @@ mod tests {
         let taken = group.read_new(conn, 1, std::time::Duration::from_millis(100)).await.unwrap();
         let task = DeliveryTask::parse(&taken[0].id, taken[0].fields.clone()).unwrap();
         (taken[0].id.clone(), task)
+    }
+
+    /// A task deferred before its first attempt waits in the deferred set
+    /// as it is, with no record and no delivery-log entry, and a due
+    /// requeue puts the same task back on the stream; one that has a
+    /// record (or has been attempted) is deferred by its record, in the
+    /// retry set.
+    #[tokio::test]
+    async fn a_task_deferred_before_its_first_attempt_waits_as_it_is() {
+        let Setup { redis: _redis, mut conn, keys, group, scripts, retention } = setup("first").await;
+        let park = |entry: &str, task: &DeliveryTask, due: u64| {
+            let mut pipe = redis::pipe();
+            scripts.load(&mut pipe, &[Step::Park]);
+            scripts.park(&mut pipe, &keys, entry, task, Park::Defer(due), 1_000, &retention);
+            pipe
+        };
+        let (entry, first) = take_from_fan_out(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSW").await;
+        let (retry_entry, retry) =
+            take(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSX", SUB, "2", TRACEPARENT).await;
+        let parked: Vec<i64> = park(&entry, &first, 2_000).query_async(&mut conn).await.unwrap();
+        let parked_retry: Vec<i64> = park(&retry_entry, &retry, 2_000).query_async(&mut conn).await.unwrap();
+        assert_eq!((parked, parked_retry), (vec![1], vec![1]));
+
+        let exists = |id: &str| redis::cmd("EXISTS").arg(keys.delivery(id)).to_owned();
+        let (first_record, retry_record): (bool, bool) = redis::pipe()
+            .add_command(exists(&first.delivery_id))
+            .add_command(exists(&retry.delivery_id))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((first_record, retry_record), (false, true));
+        let listed = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await;
+        assert_eq!(listed.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), [retry.delivery_id.as_str()]);
+        let deferred: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(keys.deferred())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(deferred, vec![(first.packed(), 2_000)]);
+        let retrying: Vec<String> =
+            redis::cmd("ZRANGE").arg(keys.retry()).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        assert_eq!(retrying, vec![retry.delivery_id.clone()]);
+
+        // Not due yet: nothing moves. Due: both go back, the deferred task
+        // exactly as it was read, the other rebuilt from its record.
+        let requeue = |now: u64| {
+            let mut pipe = redis::pipe();
+            scripts.load(&mut pipe, &[Step::Requeue]);
+            scripts.requeue(&mut pipe, &keys, Requeue::Due, "", now, 500);
+            pipe
+        };
+        let (early,): (usize,) = requeue(1_999).query_async(&mut conn).await.unwrap();
+        let (due,): (usize,) = requeue(2_000).query_async(&mut conn).await.unwrap();
+        assert_eq!((early, due), (0, 2));
+        let back = group.read_new(&mut conn, 10, std::time::Duration::from_millis(100)).await.unwrap();
+        let tasks: Vec<DeliveryTask> =
+            back.iter().map(|m| DeliveryTask::parse(&m.id, m.fields.clone()).unwrap()).collect();
+        assert_eq!(tasks.len(), 2);
+        let again = tasks.iter().find(|t| t.delivery_id == first.delivery_id).unwrap();
+        assert_eq!(again, &first, "the deferred task comes back as it was, fence and trace included");
+        let rebuilt = tasks.iter().find(|t| t.delivery_id == retry.delivery_id).unwrap();
+        assert_eq!(rebuilt.attempt, 2);
+        let (left, retry_left): (u64, u64) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(keys.deferred())
+            .cmd("ZCARD")
+            .arg(keys.retry())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((left, retry_left), (0, 0));
     }
 
     /// park.lua tells a task parked from one another consumer had done and
@@ -863,8 +943,10 @@ mod tests {
         let again = recorded(scripts.complete(&keys, &[&done], &retention), &mut conn).await;
         assert_eq!(again, vec![Recorded::AlreadyDone]);
 
-        // Parked before its attempt ended: the park acknowledged the entry
-        // and made the record, so the completion writes nothing.
+        // Parked before its attempt ended (another consumer claimed it and
+        // deferred it): the park acknowledged the entry, so the completion
+        // writes nothing; the task waits in the deferred set, as it was,
+        // for an attempt of its own.
         let (entry, task) = take_from_fan_out(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSY").await;
         let mut pipe = redis::pipe();
         scripts.load(&mut pipe, &[Step::Park]);
@@ -883,11 +965,10 @@ mod tests {
         let replies = recorded(scripts.complete(&keys, &[&late], &retention), &mut conn).await;
         assert_eq!(replies, vec![Recorded::AlreadyDone]);
         let by_tenant = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await;
-        assert_eq!(by_tenant.len(), 3, "the parked delivery is listed once, by its record");
-        assert_eq!(
-            (by_tenant[2].delivery_id.as_str(), by_tenant[2].finished.as_ref()),
-            (task.delivery_id.as_str(), None)
-        );
+        assert_eq!(by_tenant.len(), 2, "the deferred delivery is listed once attempted, not before");
+        let deferred: Vec<String> =
+            redis::cmd("ZRANGE").arg(keys.deferred()).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        assert_eq!(deferred, vec![task.packed()]);
     }
 
     /// A completion batch trims the delivery logs it wrote, once each, of
