@@ -153,9 +153,8 @@ impl Worker {
             })
             .collect();
         let mut leases = redis::pipe();
-        self.scripts.load(&mut leases, &[Step::Lease]);
         self.scripts.leases(&mut leases, keys, now, &requests);
-        let (admissions,): (Vec<(usize, u64)>,) = leases.query_async(conn).await?;
+        let (admissions,): (Vec<(usize, u64)>,) = self.scripts.query(&leases, &[Step::Lease], conn).await?;
         'send: for (group, (admitted, wait)) in groups.into_iter().zip(admissions) {
             for (n, (entry, task, cached, endpoint)) in group.into_iter().enumerate() {
                 let event = events.get(&task.event_id).cloned();
@@ -190,7 +189,7 @@ impl Worker {
                         self.wave(&task.subscription_id).as_millis() as u64 * waves
                     };
                     let due = now + wait + rand::rng().random_range(0..10);
-                    b.put_back(self, &entry, &task, Park::Defer(due), reason);
+                    b.put_back(&entry, &task, Park::Defer(due), reason);
                     self.breakers.not_sent(&endpoint);
                     continue;
                 }
@@ -201,7 +200,7 @@ impl Worker {
                     // share is usually a slow one, and its tasks waiting
                     // here would hold back reading for the others).
                     let due = now + IN_FLIGHT_RETRY.as_millis() as u64 + rand::rng().random_range(0..50);
-                    b.put_back_leased(self, &entry, &task, due, ParkReason::FairShare);
+                    b.put_back_leased(&entry, &task, due, ParkReason::FairShare);
                     self.breakers.not_sent(&endpoint);
                     continue;
                 }

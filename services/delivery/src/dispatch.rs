@@ -31,7 +31,7 @@ use crate::{
     breaker::{Deferred, Gate, endpoint_of},
     instruments::{ParkReason, Parked},
     request::EventData,
-    store::{CancelReason, Park, Step},
+    store::{CancelReason, Park, Parks, Step},
     worker::{Worker, now_ms},
 };
 
@@ -86,43 +86,57 @@ pub(crate) struct Batch<'a> {
     pub(crate) keys: &'a PartitionKeys,
     pub(crate) now: u64,
     pub(crate) read_at: Instant,
-    park: redis::Pipeline,
+    parks: Parks,
+    /// In-flight leases given back by tasks put back after taking one.
+    leases: Vec<(String, String)>,
+    /// Entries no build can read: acknowledged, and skipped.
+    unreadable: Vec<String>,
     parked: Parked,
 }
 
 impl<'a> Batch<'a> {
-    fn new(worker: &Worker, keys: &'a PartitionKeys) -> Self {
-        let mut park = redis::pipe();
-        park.ignore_errors();
-        worker.scripts.load(&mut park, &[Step::Park]);
-        Self { keys, now: now_ms(), read_at: Instant::now(), park, parked: Parked::default() }
+    fn new(keys: &'a PartitionKeys) -> Self {
+        let now = now_ms();
+        let (parks, parked) = (Parks::new(now), Parked::default());
+        Self { keys, now, read_at: Instant::now(), parks, leases: Vec::new(), unreadable: Vec::new(), parked }
     }
 
     /// Takes a task off the stream without an attempt (`park.lua`).
-    pub(crate) fn put_back(&mut self, worker: &Worker, entry: &str, task: &DeliveryTask, park: Park, why: ParkReason) {
-        worker.scripts.park(&mut self.park, self.keys, entry, task, park, self.now, &worker.settings.retention);
+    pub(crate) fn put_back(&mut self, entry: &str, task: &DeliveryTask, park: Park, why: ParkReason) {
+        self.parks.add(self.keys, entry, task, park);
         self.parked.add(why);
     }
 
     /// The same for a task that had taken an in-flight slot: gives it back.
-    pub(crate) fn put_back_leased(
-        &mut self,
-        worker: &Worker,
-        entry: &str,
-        task: &DeliveryTask,
-        due: u64,
-        why: ParkReason,
-    ) {
-        self.put_back(worker, entry, task, Park::Defer(due), why);
-        self.park.cmd("ZREM").arg(self.keys.in_flight(&task.subscription_id)).arg(&task.delivery_id).ignore();
+    pub(crate) fn put_back_leased(&mut self, entry: &str, task: &DeliveryTask, due: u64, why: ParkReason) {
+        self.put_back(entry, task, Park::Defer(due), why);
+        self.leases.push((self.keys.in_flight(&task.subscription_id), task.delivery_id.clone()));
     }
 
-    /// Writes what was put back.
-    async fn flush(self, conn: &mut hookline_queue::RedisConn) -> redis::RedisResult<()> {
+    /// Skips an entry that no build can read, acknowledging it.
+    fn skip_unreadable(&mut self, entry: String) {
+        self.unreadable.push(entry);
+        self.parked.add(ParkReason::Unreadable);
+    }
+
+    /// Writes what was put back: one `park.lua` call for the batch.
+    async fn flush(self, worker: &Worker, conn: &mut hookline_queue::RedisConn) -> redis::RedisResult<()> {
         if !self.parked.any() {
             return Ok(());
         }
-        let replies: Vec<redis::RedisResult<redis::Value>> = self.park.query_async(conn).await?;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        if !self.parks.is_empty() {
+            worker.scripts.load(&mut pipe, &[Step::Park]);
+            worker.scripts.park(&mut pipe, self.keys, &self.parks, &worker.settings.retention);
+        }
+        for (key, id) in &self.leases {
+            pipe.cmd("ZREM").arg(key).arg(id).ignore();
+        }
+        for entry in &self.unreadable {
+            pipe.cmd("XACK").arg(self.keys.deliveries()).arg(DELIVERY_GROUP).arg(entry).ignore();
+        }
+        let replies: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(conn).await?;
         self.parked.record_replies(replies);
         Ok(())
     }
@@ -139,7 +153,7 @@ impl Worker {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut b = Batch::new(&self, keys);
+        let mut b = Batch::new(keys);
         let now = b.now;
         let mut conn = self.redis.clone();
         let mut tasks = Vec::with_capacity(batch.len());
@@ -153,8 +167,7 @@ impl Worker {
                 Err(error) if error.is_unknown_version() => newer.add(&error),
                 Err(error) => {
                     tracing::error!(entry = %message.id, %error, "skipping a delivery task this build cannot read");
-                    b.park.cmd("XACK").arg(keys.deliveries()).arg(DELIVERY_GROUP).arg(&message.id).ignore();
-                    b.parked.add(ParkReason::Unreadable);
+                    b.skip_unreadable(message.id);
                 }
             }
         }
@@ -165,9 +178,9 @@ impl Worker {
             // Nothing is sent or cancelled on the word of a cache of another
             // change log: back in a second, without an attempt.
             for (entry, task) in &tasks {
-                b.put_back(&self, entry, task, Park::Defer(reload_due()), ParkReason::CacheReloading);
+                b.put_back(entry, task, Park::Defer(reload_due()), ParkReason::CacheReloading);
             }
-            return b.flush(&mut conn).await;
+            return b.flush(&self, &mut conn).await;
         };
         let mut active = Vec::with_capacity(tasks.len());
         let mut fifo = Vec::new();
@@ -184,7 +197,7 @@ impl Worker {
             };
             let (Some(cached), None) = (cached, put_back) else {
                 if let Some((park, why)) = put_back {
-                    b.put_back(&self, &entry, &task, park, why);
+                    b.put_back(&entry, &task, park, why);
                 }
                 continue;
             };
@@ -213,14 +226,14 @@ impl Worker {
                 Gate::Open(wait) => {
                     let due = now + wait.as_millis() as u64;
                     self.breakers.deferred(&endpoint, (keys.index(), task.subscription_id.clone()));
-                    b.put_back(&self, &entry, &task, Park::AwaitEndpoint(due), ParkReason::CircuitOpen);
+                    b.put_back(&entry, &task, Park::AwaitEndpoint(due), ParkReason::CircuitOpen);
                 }
             }
         }
         if !ready.is_empty() {
             self.admit(&mut b, ready, &events, &mut conn).await?;
         }
-        b.flush(&mut conn).await
+        b.flush(&self, &mut conn).await
     }
 
     /// The cache to route a batch with: one that has reached the tasks'

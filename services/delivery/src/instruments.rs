@@ -91,19 +91,22 @@ impl Parked {
         }
     }
 
-    /// Counts the step's tasks by reason and reads its pipeline's replies,
-    /// which must be one per `park.lua` call (every other command in it
-    /// ignored): an error leaves its task pending, so it is claimed again;
-    /// a task whose stream was gone (Redis restarted empty) went with it,
-    /// and nothing will claim it: logged and counted.
+    /// Counts the step's tasks by reason and reads its pipeline's replies:
+    /// those of its `park.lua` calls (a number per task),
+    /// every other command in it ignored. A failed call leaves its tasks
+    /// pending, so they are claimed again; a task whose stream was gone
+    /// (Redis restarted empty) went with it, and nothing will claim it:
+    /// logged and counted.
     pub(crate) fn record_replies(&self, replies: Vec<redis::RedisResult<redis::Value>>) {
         self.record();
         let mut lost = 0;
         for reply in replies {
-            match reply.map(redis::from_redis_value::<i64>) {
-                Err(error) => tracing::warn!(%error, "could not park a delivery; it will be claimed again"),
-                Ok(Ok(n)) if ParkOutcome::from_reply(n) == ParkOutcome::Lost => lost += 1,
-                Ok(_) => {}
+            match reply.map(redis::from_redis_value::<Vec<i64>>) {
+                Err(error) => tracing::warn!(%error, "could not put deliveries back; they will be claimed again"),
+                Ok(Ok(outcomes)) => {
+                    lost += outcomes.into_iter().filter(|n| ParkOutcome::from_reply(*n) == ParkOutcome::Lost).count();
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "an unreadable reply from park.lua"),
             }
         }
         if lost > 0 {
@@ -111,7 +114,7 @@ impl Parked {
                 lost,
                 "the deliveries stream is gone (Redis restarted empty?): tasks being put back without an attempt went with it"
             );
-            counter!("hookline_delivery_tasks_lost_total").increment(lost);
+            counter!("hookline_delivery_tasks_lost_total").increment(lost as u64);
         }
     }
 }

@@ -41,7 +41,7 @@ use tokio::sync::{Notify, watch};
 use crate::{
     dispatch::{Job, Work},
     instruments::{ParkReason, Parked},
-    store::{Lease, Park, Step},
+    store::{Lease, Park, Parks, Step},
     worker::{Worker, now_ms},
 };
 
@@ -215,22 +215,11 @@ impl Worker {
         let now = now_ms();
         let max_wait = self.max_wait();
         let mut conn = self.redis.clone();
-        let mut park = redis::pipe();
-        park.ignore_errors();
-        self.scripts.load(&mut park, &[Step::Park]);
-        let mut parked = Parked::default();
         let mut live = Vec::new();
         let mut expired = Vec::new();
         for (subscription, queue) in groups {
             let (old, young): (VecDeque<Work>, VecDeque<Work>) =
                 queue.into_iter().partition(|w| stopping || w.read_at.elapsed() >= max_wait);
-            for w in &old {
-                let due = now + rand::rng().random_range(0..50);
-                let retention = &self.settings.retention;
-                self.scripts.park(&mut park, &w.keys, &w.entry, &w.task, Park::Defer(due), now, retention);
-                self.breakers.not_sent(&w.endpoint);
-                parked.add(ParkReason::WaitedTooLong);
-            }
             if !old.is_empty() {
                 expired.push((subscription.clone(), old));
             }
@@ -238,6 +227,23 @@ impl Worker {
                 live.push((subscription, young));
             }
         }
+        // The expired go back to Redis: one `park.lua` call per partition.
+        let mut parked = Parked::default();
+        let mut park = redis::pipe();
+        park.ignore_errors();
+        self.scripts.load(&mut park, &[Step::Park]);
+        let mut parks: BTreeMap<u16, (&PartitionKeys, Parks)> = BTreeMap::new();
+        for w in expired.iter().flat_map(|(_, old)| old) {
+            let due = now + rand::rng().random_range(0..50);
+            let (_, call) = parks.entry(w.keys.index()).or_insert_with(|| (&w.keys, Parks::new(now)));
+            call.add(&w.keys, &w.entry, &w.task, Park::Defer(due));
+            self.breakers.not_sent(&w.endpoint);
+            parked.add(ParkReason::WaitedTooLong);
+        }
+        for (keys, call) in parks.values() {
+            self.scripts.park(&mut park, keys, call, &self.settings.retention);
+        }
+        drop(parks);
         if parked.any() {
             let results: Vec<redis::RedisResult<redis::Value>> = match park.query_async(&mut conn).await {
                 Ok(results) => results,
@@ -267,11 +273,10 @@ impl Worker {
             call.2.push(self.lease_request(&first.cached, subscription, ids, now));
         }
         let mut leases = redis::pipe();
-        self.scripts.load(&mut leases, &[Step::Lease]);
         for (keys, _, requests) in by_partition.values() {
             self.scripts.leases(&mut leases, keys, now, requests);
         }
-        let replies: Vec<Vec<(usize, u64)>> = match leases.query_async(&mut conn).await {
+        let replies: Vec<Vec<(usize, u64)>> = match self.scripts.query(&leases, &[Step::Lease], &mut conn).await {
             Ok(replies) => replies,
             Err(error) => {
                 left.extend(live);

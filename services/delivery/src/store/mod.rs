@@ -201,7 +201,8 @@ pub(crate) struct Lease<'a> {
 /// Taking a task off the stream without an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Park {
-    /// Back to the retry set at this time (ms), no attempt spent.
+    /// Back to Redis until this time (ms), no attempt spent: before its
+    /// first attempt in the deferred set, as it is; after, in the retry set.
     Defer(u64),
     /// The same, because its endpoint's circuit is open: also noted in the
     /// subscription's endpoint-wait set, to come back when it closes.
@@ -209,6 +210,63 @@ pub(crate) enum Park {
     Hold,
     /// Never to be sent; the record says why.
     Cancel(CancelReason),
+}
+
+/// Tasks of one partition to put back without an attempt, in one
+/// `park.lua` call ([`Scripts::park`]): each task's keys and arguments, in
+/// the script's order.
+#[derive(Debug)]
+pub(crate) struct Parks {
+    now_ms: u64,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl Parks {
+    pub(crate) fn new(now_ms: u64) -> Self {
+        Self { now_ms, keys: Vec::new(), args: Vec::new() }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Adds `task` (read as stream entry `entry` of partition `keys`).
+    pub(crate) fn add(&mut self, keys: &PartitionKeys, entry: &str, task: &DeliveryTask, park: Park) {
+        self.keys.push(keys.delivery(&task.delivery_id));
+        let (action, due) = match park {
+            // Before its first attempt, a deferred task waits as it is.
+            Park::Defer(at) if task.attempt <= 1 => {
+                self.args.extend(["wait".into(), entry.to_owned(), at.to_string(), task.packed()]);
+                return;
+            }
+            Park::Defer(at) => ("defer", at),
+            Park::AwaitEndpoint(at) => ("await", at),
+            Park::Hold => ("hold", 0),
+            Park::Cancel(_) => ("cancel", 0),
+        };
+        self.keys.extend([
+            keys.held(&task.subscription_id),
+            keys.subscription_log(&task.subscription_id),
+            keys.tenant_log(&task.tenant),
+            keys.endpoint_wait(&task.subscription_id),
+        ]);
+        let reason = if let Park::Cancel(reason) = park { reason.text() } else { "" };
+        self.args.extend([
+            action.to_owned(),
+            entry.to_owned(),
+            due.to_string(),
+            task.delivery_id.clone(),
+            task.event_id.clone(),
+            task.subscription_id.clone(),
+            task.tenant.clone(),
+            task.event_type.clone(),
+            task.traceparent.clone(),
+            task.enqueued_ms.to_string(),
+            task.attempt.saturating_sub(1).to_string(),
+            reason.to_owned(),
+        ]);
+    }
 }
 
 /// Why a delivery was cancelled, as its record (and the API) says.
@@ -304,6 +362,29 @@ impl Scripts {
         }
     }
 
+    /// Runs `pipe`, made of calls of `steps`' scripts only, without
+    /// loading them first: when Redis has lost them (restarted, flushed:
+    /// it loses them all at once, so no call of the pipeline ran), loads
+    /// them and runs it again. For pipelines run often, such as the
+    /// admissions: a load sends the whole script and Redis hashes it, ~25
+    /// µs of Redis's time and a few KiB each.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+        steps: &[Step],
+        conn: &mut (impl redis::aio::ConnectionLike + Send),
+    ) -> redis::RedisResult<T> {
+        match pipe.query_async(conn).await {
+            Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let mut load = redis::pipe();
+                self.load(&mut load, steps);
+                let () = load.query_async(conn).await?;
+                pipe.query_async(conn).await
+            }
+            done => done,
+        }
+    }
+
     /// Records finished attempts of one partition (at most
     /// [`MAX_COMPLETIONS`]) and releases their in-flight leases; the reply
     /// is two numbers per completion, flat, for [`Recorded::from_replies`]. Run it with
@@ -381,47 +462,19 @@ impl Scripts {
         pipe.invoke_script(&inv);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn park(
-        &self,
-        pipe: &mut Pipeline,
-        keys: &PartitionKeys,
-        entry_id: &str,
-        task: &DeliveryTask,
-        park: Park,
-        now_ms: u64,
-        retention: &Retention,
-    ) {
-        let (action, due) = match park {
-            Park::Defer(at) => ("defer", at),
-            Park::AwaitEndpoint(at) => ("await", at),
-            Park::Hold => ("hold", 0),
-            Park::Cancel(_) => ("cancel", 0),
-        };
-        let reason = if let Park::Cancel(reason) = park { reason.text() } else { "" };
+    /// Adds one `park.lua` call to `pipe`, putting back `parks` (tasks of
+    /// the partition `keys`) without an attempt; its reply is a number per
+    /// task, in order ([`ParkOutcome::from_reply`]).
+    pub(crate) fn park(&self, pipe: &mut Pipeline, keys: &PartitionKeys, parks: &Parks, retention: &Retention) {
         let mut inv = self.park.prepare_invoke();
-        inv.key(keys.deliveries())
-            .key(keys.delivery(&task.delivery_id))
-            .key(keys.retry())
-            .key(keys.held(&task.subscription_id))
-            .key(keys.held_subscriptions())
-            .key(keys.subscription_log(&task.subscription_id))
-            .key(keys.tenant_log(&task.tenant))
-            .key(keys.endpoint_wait(&task.subscription_id))
-            .key(keys.deferred())
-            .arg(DELIVERY_GROUP)
-            .arg(entry_id)
-            .arg(&task.delivery_id)
-            .arg(action)
-            .arg(due)
-            .arg(now_ms)
-            .arg(retention.record_secs.max(1));
-        record_fields(&mut inv, task);
-        inv.arg(task.enqueued_ms).arg(task.attempt.saturating_sub(1)).arg(reason);
-        // Before its first attempt, a deferred task waits as it is (unless
-        // it has a record already: held, then resumed).
-        let first_deferral = matches!(park, Park::Defer(_)) && task.attempt <= 1;
-        inv.arg(if first_deferral { task.packed() } else { String::new() });
+        inv.key(keys.deliveries()).key(keys.retry()).key(keys.held_subscriptions()).key(keys.deferred());
+        inv.arg(DELIVERY_GROUP).arg(parks.now_ms).arg(retention.record_secs.max(1));
+        for key in &parks.keys {
+            inv.key(key);
+        }
+        for arg in &parks.args {
+            inv.arg(arg);
+        }
         pipe.invoke_script(&inv);
     }
 
@@ -573,6 +626,19 @@ mod tests {
         Recorded::from_replies(&replies)
     }
 
+    /// A pipeline putting `tasks` back in one `park.lua` call at `now`;
+    /// its reply is `(Vec<i64>,)`, a number per task.
+    fn park_call(setup: &Setup, now: u64, tasks: &[(&str, &DeliveryTask, Park)]) -> redis::Pipeline {
+        let mut parks = Parks::new(now);
+        for (entry, task, park) in tasks {
+            parks.add(&setup.keys, entry, task, *park);
+        }
+        let mut pipe = redis::pipe();
+        setup.scripts.load(&mut pipe, &[Step::Park]);
+        setup.scripts.park(&mut pipe, &setup.keys, &parks, &setup.retention);
+        pipe
+    }
+
     /// Puts the task of `delivery` (attempt `n`) on the deliveries stream
     /// and takes it as `group`'s consumer: its entry id and the task.
     async fn take(
@@ -618,19 +684,15 @@ mod tests {
     /// retry set.
     #[tokio::test]
     async fn a_task_deferred_before_its_first_attempt_waits_as_it_is() {
-        let Setup { redis: _redis, mut conn, keys, group, scripts, retention } = setup("first").await;
-        let park = |entry: &str, task: &DeliveryTask, due: u64| {
-            let mut pipe = redis::pipe();
-            scripts.load(&mut pipe, &[Step::Park]);
-            scripts.park(&mut pipe, &keys, entry, task, Park::Defer(due), 1_000, &retention);
-            pipe
-        };
-        let (entry, first) = take_from_fan_out(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSW").await;
+        let setup = setup("first").await;
+        let (keys, group, scripts) = (&setup.keys, &setup.group, &setup.scripts);
+        let mut conn = setup.conn.clone();
+        let (entry, first) = take_from_fan_out(&mut conn, group, "dlv_01M81H0VK0J0RWH79N4YGFWWSW").await;
         let (retry_entry, retry) =
-            take(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSX", SUB, "2", TRACEPARENT).await;
-        let parked: Vec<i64> = park(&entry, &first, 2_000).query_async(&mut conn).await.unwrap();
-        let parked_retry: Vec<i64> = park(&retry_entry, &retry, 2_000).query_async(&mut conn).await.unwrap();
-        assert_eq!((parked, parked_retry), (vec![1], vec![1]));
+            take(&mut conn, group, "dlv_01M81H0VK0J0RWH79N4YGFWWSX", SUB, "2", TRACEPARENT).await;
+        let tasks = [(entry.as_str(), &first, Park::Defer(2_000)), (retry_entry.as_str(), &retry, Park::Defer(2_000))];
+        let (parked,): (Vec<i64>,) = park_call(&setup, 1_000, &tasks).query_async(&mut conn).await.unwrap();
+        assert_eq!(parked, vec![1, 1]);
 
         let exists = |id: &str| redis::cmd("EXISTS").arg(keys.delivery(id)).to_owned();
         let (first_record, retry_record): (bool, bool) = redis::pipe()
@@ -640,7 +702,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((first_record, retry_record), (false, true));
-        let listed = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(&keys, "acme")).await;
+        let listed = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(keys, "acme")).await;
         assert_eq!(listed.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), [retry.delivery_id.as_str()]);
         let deferred: Vec<(String, u64)> = redis::cmd("ZRANGE")
             .arg(keys.deferred())
@@ -660,7 +722,7 @@ mod tests {
         let requeue = |now: u64| {
             let mut pipe = redis::pipe();
             scripts.load(&mut pipe, &[Step::Requeue]);
-            scripts.requeue(&mut pipe, &keys, Requeue::Due, "", now, 500);
+            scripts.requeue(&mut pipe, keys, Requeue::Due, "", now, 500);
             pipe
         };
         let (early,): (usize,) = requeue(1_999).query_async(&mut conn).await.unwrap();
@@ -685,28 +747,84 @@ mod tests {
         assert_eq!((left, retry_left), (0, 0));
     }
 
+    /// One `park.lua` call puts back tasks of every kind, each as it would
+    /// on its own: the arguments of one never run into the next.
+    #[tokio::test]
+    async fn one_park_call_puts_back_tasks_of_every_kind() {
+        let setup = setup("first").await;
+        let (keys, group) = (&setup.keys, &setup.group);
+        let mut conn = setup.conn.clone();
+        let ids =
+            ["dlv_01M81H0VK0J0RWH79N4YGFWWS0", "dlv_01M81H0VK0J0RWH79N4YGFWWS1", "dlv_01M81H0VK0J0RWH79N4YGFWWS2"];
+        let more = ["dlv_01M81H0VK0J0RWH79N4YGFWWS3", "dlv_01M81H0VK0J0RWH79N4YGFWWS4"];
+        let mut taken = Vec::new();
+        for id in ids {
+            taken.push(take_from_fan_out(&mut conn, group, id).await);
+        }
+        for id in more {
+            taken.push(take(&mut conn, group, id, SUB, "3", TRACEPARENT).await);
+        }
+        let parks = [
+            Park::Hold,
+            Park::Defer(5_000),
+            Park::Cancel(CancelReason::SubscriptionGone),
+            Park::AwaitEndpoint(6_000),
+            Park::Defer(7_000),
+        ];
+        let tasks: Vec<(&str, &DeliveryTask, Park)> =
+            taken.iter().zip(parks).map(|((entry, task), park)| (entry.as_str(), task, park)).collect();
+        let (replies,): (Vec<i64>,) = park_call(&setup, 1_000, &tasks).query_async(&mut conn).await.unwrap();
+        assert_eq!(replies, vec![1; 5]);
+
+        let all = [ids.as_slice(), more.as_slice()].concat();
+        let records = read_records(&mut conn, keys, &all.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>()).await;
+        let states: Vec<(&str, u32)> =
+            records.as_ref().unwrap().iter().map(|r| (r.status.as_str(), r.attempts)).collect();
+        // The first-attempt deferral has no record: it waits as it is.
+        assert_eq!(states, [("held", 0), ("cancelled", 0), ("scheduled", 2), ("scheduled", 2)]);
+        let zset = |key: String| redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES").to_owned();
+        type Scores = Vec<(String, u64)>;
+        let (deferred, retrying, waiting, held, held_index): (Scores, Scores, Scores, Vec<String>, Vec<String>) =
+            redis::pipe()
+                .add_command(zset(keys.deferred()))
+                .add_command(zset(keys.retry()))
+                .add_command(zset(keys.endpoint_wait(SUB)))
+                .add_command(redis::cmd("LRANGE").arg(keys.held(SUB)).arg(0).arg(-1).to_owned())
+                .add_command(redis::cmd("SMEMBERS").arg(keys.held_subscriptions()).to_owned())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(deferred, vec![(taken[1].1.packed(), 5_000)]);
+        assert_eq!(retrying, vec![(more[0].to_owned(), 6_000), (more[1].to_owned(), 7_000)]);
+        assert_eq!(waiting, vec![(more[0].to_owned(), 6_000)]);
+        assert_eq!((held, held_index), (vec![ids[0].to_owned()], vec![SUB.to_owned()]));
+        let reason: Option<String> =
+            redis::cmd("HGET").arg(keys.delivery(ids[2])).arg("sr").query_async(&mut conn).await.unwrap();
+        assert_eq!(reason.as_deref(), Some(CancelReason::SubscriptionGone.text()));
+    }
+
     /// park.lua tells a task parked from one another consumer had done and
     /// from one whose stream is gone (Redis restarted empty): XACK replies
     /// 0 for both.
     #[tokio::test]
     async fn a_park_tells_already_done_from_lost() {
-        let Setup { redis: _redis, mut conn, keys, group, scripts, retention } = setup("first").await;
+        let setup = setup("first").await;
+        let (keys, group) = (&setup.keys, &setup.group);
+        let mut conn = setup.conn.clone();
         let park = |entry: &str, task: &DeliveryTask| {
-            let mut pipe = redis::pipe();
-            scripts.load(&mut pipe, &[Step::Park]);
-            scripts.park(&mut pipe, &keys, entry, task, Park::Defer(2_000), 1_000, &retention);
-            pipe
+            let tasks = [(entry, task, Park::Defer(2_000)), (entry, task, Park::Defer(2_000))];
+            park_call(&setup, 1_000, &tasks)
         };
-        let (entry, task) = take(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSW", SUB, "1", "").await;
+        let (entry, task) = take(&mut conn, group, "dlv_01M81H0VK0J0RWH79N4YGFWWSW", SUB, "1", "").await;
         let outcome = |replies: Vec<i64>| replies.into_iter().map(ParkOutcome::from_reply).collect::<Vec<_>>();
-        let first: Vec<i64> = park(&entry, &task).query_async(&mut conn).await.unwrap();
-        let again: Vec<i64> = park(&entry, &task).query_async(&mut conn).await.unwrap();
-        assert_eq!((outcome(first), outcome(again)), (vec![ParkOutcome::Parked], vec![ParkOutcome::AlreadyDone]));
+        // The same task twice in one call: the second finds it done.
+        let (twice,): (Vec<i64>,) = park(&entry, &task).query_async(&mut conn).await.unwrap();
+        assert_eq!(outcome(twice), vec![ParkOutcome::Parked, ParkOutcome::AlreadyDone]);
 
-        let (entry, task) = take(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSX", SUB, "1", "").await;
+        let (entry, task) = take(&mut conn, group, "dlv_01M81H0VK0J0RWH79N4YGFWWSX", SUB, "1", "").await;
         let _: i64 = redis::cmd("DEL").arg(keys.deliveries()).query_async(&mut conn).await.unwrap();
-        let lost: Vec<i64> = park(&entry, &task).query_async(&mut conn).await.unwrap();
-        assert_eq!(outcome(lost), vec![ParkOutcome::Lost]);
+        let (lost,): (Vec<i64>,) = park(&entry, &task).query_async(&mut conn).await.unwrap();
+        assert_eq!(outcome(lost), vec![ParkOutcome::Lost, ParkOutcome::Lost]);
         let exists: bool =
             redis::cmd("EXISTS").arg(keys.delivery(&task.delivery_id)).query_async(&mut conn).await.unwrap();
         assert!(!exists, "nothing is written for a task that is gone");
@@ -948,10 +1066,12 @@ mod tests {
         // writes nothing; the task waits in the deferred set, as it was,
         // for an attempt of its own.
         let (entry, task) = take_from_fan_out(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSY").await;
+        let mut parks = Parks::new(1_000);
+        parks.add(&keys, &entry, &task, Park::Defer(9_000));
         let mut pipe = redis::pipe();
         scripts.load(&mut pipe, &[Step::Park]);
-        scripts.park(&mut pipe, &keys, &entry, &task, Park::Defer(9_000), 1_000, &retention);
-        let parked: Vec<i64> = pipe.query_async(&mut conn).await.unwrap();
+        scripts.park(&mut pipe, &keys, &parks, &retention);
+        let (parked,): (Vec<i64>,) = pipe.query_async(&mut conn).await.unwrap();
         assert_eq!(parked.into_iter().map(ParkOutcome::from_reply).collect::<Vec<_>>(), vec![ParkOutcome::Parked]);
         let late = Completion {
             entry,
@@ -1034,10 +1154,12 @@ mod tests {
                     rate: None,
                 })
                 .collect();
+            // Not loaded first: `query` loads the script when Redis has
+            // not seen it (a fresh Redis here, then a flushed one).
             let mut pipe = redis::pipe();
-            scripts.load(&mut pipe, &[Step::Lease]);
             scripts.leases(&mut pipe, &keys, now, &leases);
-            let (admitted,): (Vec<(usize, u64)>,) = pipe.query_async(&mut shared.clone()).await.unwrap();
+            let (admitted,): (Vec<(usize, u64)>,) =
+                scripts.query(&pipe, &[Step::Lease], &mut shared.clone()).await.unwrap();
             admitted.into_iter().map(|(n, _)| n).collect()
         };
         // Redis's own clock decides expiries: the leases run from now.
@@ -1045,6 +1167,7 @@ mod tests {
         let five = ["dlv_1", "dlv_2", "dlv_3", "dlv_4", "dlv_5"];
         assert_eq!(lease(&[(SUB, &five, 3), ("sub_other", &five[..2], 3)], now).await, [3, 2], "up to each limit");
         assert_eq!(lease(&[(SUB, &["dlv_4", "dlv_5"], 3)], now + 1).await, [0], "full");
+        let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
         let _: i64 = redis::cmd("ZREM").arg(keys.in_flight(SUB)).arg("dlv_2").query_async(&mut conn).await.unwrap();
         assert_eq!(lease(&[(SUB, &["dlv_4", "dlv_5"], 3)], now + 2).await, [1], "a freed slot");
         assert_eq!(

@@ -61,6 +61,11 @@ pub(crate) struct BenchArgs {
     /// rows: for comparing builds' CPU and memory per delivery quickly.
     #[arg(long)]
     cost_only: bool,
+
+    /// Only the isolation phase (none hanging, then 10% hanging), with its
+    /// cost rows: for comparing builds' isolation quickly.
+    #[arg(long, conflicts_with = "cost_only")]
+    isolation_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +147,12 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let stack = stack::Stack::start(&bin_dir, &args.redis_server, topology).await?;
     let mut pipeline = Pipeline::new(&stack, topology.tenants(), receiver_addr, received.clone()).await?;
 
+    if args.isolation_only {
+        isolation(&stack, &mut pipeline, sizes.isolation_events, &mut report).await?;
+        print_report(report);
+        return Ok(());
+    }
+
     // The 1:1 phase first, so the memory breakdown after it holds its
     // deliveries only.
     eprintln!("sustained throughput: {} events, one subscription", sizes.events);
@@ -205,16 +216,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
         );
     }
 
-    eprintln!("isolation: 20 subscriptions, none hanging, then 2 hanging until their 5 s timeout");
-    let without = pipeline.isolation("iso0", sizes.isolation_events, 0).await?;
-    let with = pipeline.isolation("iso2", sizes.isolation_events, 2).await?;
-    line(
-        &mut report,
-        format!(
-            "| healthy deliveries/s, 10% of endpoints hanging vs none | {with:.0} vs {without:.0} = {:.1}% |",
-            with / without * 100.0
-        ),
-    );
+    isolation(&stack, &mut pipeline, sizes.isolation_events, &mut report).await?;
 
     for (name, memory) in stack.memory() {
         line(
@@ -228,6 +230,35 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BenchError> {
     }
 
     print_report(report);
+    Ok(())
+}
+
+/// The isolation phase: healthy deliveries/s with 10% of the endpoints
+/// hanging against none, and each run's cost per healthy delivery (what
+/// the hanging endpoints' backlog costs the others is what slows them).
+async fn isolation(
+    stack: &stack::Stack,
+    pipeline: &mut Pipeline,
+    events: u64,
+    report: &mut Vec<String>,
+) -> Result<(), BenchError> {
+    eprintln!("isolation: 20 subscriptions, none hanging, then 2 hanging until their 5 s timeout");
+    let start = cost::snapshot(stack).await;
+    let without = pipeline.isolation("iso0", events, 0).await?;
+    let middle = cost::snapshot(stack).await;
+    let with = pipeline.isolation("iso2", events, 2).await?;
+    let end = cost::snapshot(stack).await;
+    let rows = [format!(
+        "| healthy deliveries/s, 10% of endpoints hanging vs none | {with:.0} vs {without:.0} = {:.1}% |",
+        with / without * 100.0
+    )]
+    .into_iter()
+    .chain(cost::rows("isolation, none hanging", &start, &middle, events * 20))
+    .chain(cost::rows("isolation, 10% hanging (per healthy delivery)", &middle, &end, events * 18));
+    for row in rows {
+        eprintln!("  {row}");
+        report.push(row);
+    }
     Ok(())
 }
 
