@@ -152,9 +152,8 @@ impl Worker {
                 self.lease_request(cached, &first.subscription_id, ids, now)
             })
             .collect();
-        let mut leases = redis::pipe();
-        self.scripts.leases(&mut leases, keys, now, &requests);
-        let (admissions,): (Vec<(usize, u64)>,) = self.scripts.query(&leases, &[Step::Lease], conn).await?;
+        let leases = |pipe: &mut redis::Pipeline| self.scripts.leases(pipe, keys, now, &requests);
+        let (admissions,): (Vec<(usize, u64)>,) = self.scripts.query(leases, &[Step::Lease], conn).await?;
         'send: for (group, (admitted, wait)) in groups.into_iter().zip(admissions) {
             for (n, (entry, task, cached, endpoint)) in group.into_iter().enumerate() {
                 let event = events.get(&task.event_id).cloned();

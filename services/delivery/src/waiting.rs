@@ -272,11 +272,12 @@ impl Worker {
             call.1.push(place);
             call.2.push(self.lease_request(&first.cached, subscription, ids, now));
         }
-        let mut leases = redis::pipe();
-        for (keys, _, requests) in by_partition.values() {
-            self.scripts.leases(&mut leases, keys, now, requests);
-        }
-        let replies: Vec<Vec<(usize, u64)>> = match self.scripts.query(&leases, &[Step::Lease], &mut conn).await {
+        let leases = |pipe: &mut redis::Pipeline| {
+            for (keys, _, requests) in by_partition.values() {
+                self.scripts.leases(pipe, keys, now, requests);
+            }
+        };
+        let replies: Vec<Vec<(usize, u64)>> = match self.scripts.query(leases, &[Step::Lease], &mut conn).await {
             Ok(replies) => replies,
             Err(error) => {
                 left.extend(live);

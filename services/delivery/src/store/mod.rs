@@ -362,23 +362,26 @@ impl Scripts {
         }
     }
 
-    /// Runs `pipe`, made of calls of `steps`' scripts only, without
-    /// loading them first: when Redis has lost them (restarted, flushed:
-    /// it loses them all at once, so no call of the pipeline ran), loads
-    /// them and runs it again. For pipelines run often, such as the
-    /// admissions: a load sends the whole script and Redis hashes it, ~25
-    /// µs of Redis's time and a few KiB each.
+    /// Runs the pipeline `build` makes (calls of `steps`' scripts only)
+    /// without loading them first: when Redis has lost them (restarted,
+    /// flushed: it loses them all at once, so no call of the pipeline ran),
+    /// runs it again with the loads first, in the same pipeline (on a
+    /// cluster they go where its calls go). For pipelines run often, such
+    /// as the admissions: a load sends the whole script and Redis hashes
+    /// it, ~25 µs of Redis's time and a few KiB each.
     pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
-        pipe: &Pipeline,
+        build: impl Fn(&mut Pipeline),
         steps: &[Step],
         conn: &mut (impl redis::aio::ConnectionLike + Send),
     ) -> redis::RedisResult<T> {
+        let mut pipe = redis::pipe();
+        build(&mut pipe);
         match pipe.query_async(conn).await {
             Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                let mut load = redis::pipe();
-                self.load(&mut load, steps);
-                let () = load.query_async(conn).await?;
+                let mut pipe = redis::pipe();
+                self.load(&mut pipe, steps);
+                build(&mut pipe);
                 pipe.query_async(conn).await
             }
             done => done,
@@ -626,6 +629,11 @@ mod tests {
         Recorded::from_replies(&replies)
     }
 
+    /// The members of sorted set `key` with their scores, lowest first.
+    async fn scored(conn: &mut impl redis::aio::ConnectionLike, key: String) -> Vec<(String, u64)> {
+        redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES").query_async(conn).await.unwrap()
+    }
+
     /// A pipeline putting `tasks` back in one `park.lua` call at `now`;
     /// its reply is `(Vec<i64>,)`, a number per task.
     fn park_call(setup: &Setup, now: u64, tasks: &[(&str, &DeliveryTask, Park)]) -> redis::Pipeline {
@@ -704,15 +712,7 @@ mod tests {
         assert_eq!((first_record, retry_record), (false, true));
         let listed = listed_in(&mut conn, hookline_queue::DeliveryLog::of_tenant(keys, "acme")).await;
         assert_eq!(listed.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), [retry.delivery_id.as_str()]);
-        let deferred: Vec<(String, u64)> = redis::cmd("ZRANGE")
-            .arg(keys.deferred())
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(deferred, vec![(first.packed(), 2_000)]);
+        assert_eq!(scored(&mut conn, keys.deferred()).await, vec![(first.packed(), 2_000)]);
         let retrying: Vec<String> =
             redis::cmd("ZRANGE").arg(keys.retry()).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
         assert_eq!(retrying, vec![retry.delivery_id.clone()]);
@@ -782,18 +782,17 @@ mod tests {
             records.as_ref().unwrap().iter().map(|r| (r.status.as_str(), r.attempts)).collect();
         // The first-attempt deferral has no record: it waits as it is.
         assert_eq!(states, [("held", 0), ("cancelled", 0), ("scheduled", 2), ("scheduled", 2)]);
-        let zset = |key: String| redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES").to_owned();
-        type Scores = Vec<(String, u64)>;
-        let (deferred, retrying, waiting, held, held_index): (Scores, Scores, Scores, Vec<String>, Vec<String>) =
-            redis::pipe()
-                .add_command(zset(keys.deferred()))
-                .add_command(zset(keys.retry()))
-                .add_command(zset(keys.endpoint_wait(SUB)))
-                .add_command(redis::cmd("LRANGE").arg(keys.held(SUB)).arg(0).arg(-1).to_owned())
-                .add_command(redis::cmd("SMEMBERS").arg(keys.held_subscriptions()).to_owned())
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+        let (deferred, retrying, waiting) = (
+            scored(&mut conn, keys.deferred()).await,
+            scored(&mut conn, keys.retry()).await,
+            scored(&mut conn, keys.endpoint_wait(SUB)).await,
+        );
+        let (held, held_index): (Vec<String>, Vec<String>) = redis::pipe()
+            .add_command(redis::cmd("LRANGE").arg(keys.held(SUB)).arg(0).arg(-1).to_owned())
+            .add_command(redis::cmd("SMEMBERS").arg(keys.held_subscriptions()).to_owned())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(deferred, vec![(taken[1].1.packed(), 5_000)]);
         assert_eq!(retrying, vec![(more[0].to_owned(), 6_000), (more[1].to_owned(), 7_000)]);
         assert_eq!(waiting, vec![(more[0].to_owned(), 6_000)]);
@@ -1156,10 +1155,9 @@ mod tests {
                 .collect();
             // Not loaded first: `query` loads the script when Redis has
             // not seen it (a fresh Redis here, then a flushed one).
-            let mut pipe = redis::pipe();
-            scripts.leases(&mut pipe, &keys, now, &leases);
+            let build = |pipe: &mut redis::Pipeline| scripts.leases(pipe, &keys, now, &leases);
             let (admitted,): (Vec<(usize, u64)>,) =
-                scripts.query(&pipe, &[Step::Lease], &mut shared.clone()).await.unwrap();
+                scripts.query(build, &[Step::Lease], &mut shared.clone()).await.unwrap();
             admitted.into_iter().map(|(n, _)| n).collect()
         };
         // Redis's own clock decides expiries: the leases run from now.
@@ -1321,14 +1319,7 @@ mod tests {
         assert_eq!((hour.attempts, hour.dead, hour.duration_ms), (4, 1, 10 + 11 + 12 + 13));
         let ttl: i64 = redis::cmd("TTL").arg(keys.stats_hour(sub, 0)).query_async(&mut conn).await.unwrap();
         assert!(ttl > 0, "the hour's counters expire");
-        let retry: Vec<(String, u64)> = redis::cmd("ZRANGE")
-            .arg(keys.retry())
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let retry = scored(&mut conn, keys.retry()).await;
         let ids = |i: usize| completions[i].task.delivery_id.clone();
         assert_eq!(retry, vec![(ids(0), 50_000), (ids(3), 60_000)]);
         let dead: Vec<String> =
