@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use hookline_domain::{EventType, SecretSet, Subscription, SubscriptionId, TenantId, TenantSettings};
+use hookline_domain::{EventType, EventTypePattern, SecretSet, Subscription, SubscriptionId, TenantId, TenantSettings};
 use hookline_proto::{
     convert::{secrets_from_proto, subscription_from_proto, timestamp_from_proto},
     v1::{self, watch_subscriptions_response::Change},
@@ -19,13 +19,72 @@ pub struct CachedSubscription {
 #[derive(Debug, Clone, Default)]
 pub struct CacheState {
     subscriptions: HashMap<SubscriptionId, Arc<CachedSubscription>>,
-    /// The same subscriptions by tenant, for matching.
-    by_tenant: HashMap<TenantId, Vec<Arc<CachedSubscription>>>,
+    /// The same subscriptions by tenant, and by the event types they name.
+    by_tenant: HashMap<TenantId, TenantSubscriptions>,
     event_types: HashMap<TenantId, HashMap<String, EventType>>,
     settings: HashMap<TenantId, TenantSettings>,
     revision: u64,
     log_id: String,
     ready: bool,
+}
+
+/// One tenant's subscriptions, and the same indexed for matching: an
+/// event is checked against those that name its type and those with a
+/// pattern, not against every subscription of its tenant (a tenant with
+/// 10,000 subscriptions made each of its events cost 10,000 checks).
+#[derive(Debug, Clone, Default)]
+struct TenantSubscriptions {
+    all: Vec<Arc<CachedSubscription>>,
+    /// Event-type name → the subscriptions that name it, among those that
+    /// name exact types only.
+    by_type: HashMap<String, Vec<Arc<CachedSubscription>>>,
+    /// Those with a pattern (`*`, a glob) among their event types.
+    patterned: Vec<Arc<CachedSubscription>>,
+}
+
+impl TenantSubscriptions {
+    /// `cached`'s exact event types, or `None` when it has a pattern.
+    fn exact_types(cached: &CachedSubscription) -> Option<Vec<&str>> {
+        let mut names = Vec::new();
+        for pattern in &cached.subscription.spec.event_types {
+            match pattern {
+                EventTypePattern::Exact(name) if !names.contains(&name.as_str()) => names.push(name.as_str()),
+                EventTypePattern::Exact(_) => {}
+                EventTypePattern::Any | EventTypePattern::Glob { .. } => return None,
+            }
+        }
+        Some(names)
+    }
+
+    fn insert(&mut self, cached: &Arc<CachedSubscription>) {
+        self.all.push(cached.clone());
+        match Self::exact_types(cached) {
+            Some(names) => {
+                for name in names {
+                    self.by_type.entry(name.to_owned()).or_default().push(cached.clone());
+                }
+            }
+            None => self.patterned.push(cached.clone()),
+        }
+    }
+
+    fn remove(&mut self, old: &CachedSubscription) {
+        let id = old.subscription.id;
+        self.all.retain(|c| c.subscription.id != id);
+        match Self::exact_types(old) {
+            Some(names) => {
+                for name in names {
+                    if let Some(list) = self.by_type.get_mut(name) {
+                        list.retain(|c| c.subscription.id != id);
+                        if list.is_empty() {
+                            self.by_type.remove(name);
+                        }
+                    }
+                }
+            }
+            None => self.patterned.retain(|c| c.subscription.id != id),
+        }
+    }
 }
 
 impl CacheState {
@@ -70,7 +129,23 @@ impl CacheState {
 
     /// The tenant's subscriptions, in no particular order.
     pub fn for_tenant(&self, tenant: &TenantId) -> &[Arc<CachedSubscription>] {
-        self.by_tenant.get(tenant).map_or(&[], Vec::as_slice)
+        self.by_tenant.get(tenant).map_or(&[], |t| t.all.as_slice())
+    }
+
+    /// The tenant's subscriptions that may want an event of `event_type`,
+    /// each once, in no particular order: those that name it, and those
+    /// with a pattern (`*`, a glob). Whether one does is still its
+    /// `Subscription::wants` (state, pattern, scope, filters); one that
+    /// names only other types never does, and is not among them.
+    pub fn candidates<'a>(
+        &'a self,
+        tenant: &TenantId,
+        event_type: &str,
+    ) -> impl Iterator<Item = &'a Arc<CachedSubscription>> + 'a {
+        let tenant = self.by_tenant.get(tenant);
+        let named = tenant.and_then(|t| t.by_type.get(event_type)).map_or(&[][..], Vec::as_slice);
+        let patterned = tenant.map_or(&[][..], |t| t.patterned.as_slice());
+        named.iter().chain(patterned)
     }
 
     /// Whether the tenant has any subscription, catalog entry or setting.
@@ -83,15 +158,15 @@ impl CacheState {
     fn insert(&mut self, cached: CachedSubscription) {
         self.remove(cached.subscription.id);
         let cached = Arc::new(cached);
-        self.by_tenant.entry(cached.subscription.tenant.clone()).or_default().push(cached.clone());
+        self.by_tenant.entry(cached.subscription.tenant.clone()).or_default().insert(&cached);
         self.subscriptions.insert(cached.subscription.id, cached);
     }
 
     fn remove(&mut self, id: SubscriptionId) {
         let Some(old) = self.subscriptions.remove(&id) else { return };
-        if let Some(list) = self.by_tenant.get_mut(&old.subscription.tenant) {
-            list.retain(|c| c.subscription.id != id);
-            if list.is_empty() {
+        if let Some(tenant) = self.by_tenant.get_mut(&old.subscription.tenant) {
+            tenant.remove(&old);
+            if tenant.all.is_empty() {
                 self.by_tenant.remove(&old.subscription.tenant);
             }
         }
@@ -169,4 +244,105 @@ fn event_type(p: &v1::EventType) -> Option<EventType> {
         created_at: time(&p.create_time),
         updated_at: time(&p.update_time),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::SystemTime;
+
+    use hookline_domain::{
+        EndpointUrl, ExtraHeaders, Metadata, Ordering, PayloadFormat, RetryPolicy, Scope, SigningSecret,
+        SubscriptionSpec, SubscriptionState, limits,
+    };
+
+    use super::*;
+
+    fn cached(tenant: &str, event_types: &[&str]) -> CachedSubscription {
+        let spec = SubscriptionSpec {
+            name: "crm".into(),
+            url: EndpointUrl::parse("https://example.com/hook").unwrap(),
+            event_types: event_types.iter().map(|t| EventTypePattern::parse(t).unwrap()).collect(),
+            scope: Scope::default(),
+            filters: vec![],
+            headers: ExtraHeaders::default(),
+            retry: RetryPolicy::default(),
+            timeout: limits::DEFAULT_TIMEOUT,
+            max_in_flight: limits::DEFAULT_MAX_IN_FLIGHT,
+            rate_limit: None,
+            payload_format: PayloadFormat::Raw,
+            payload_variant: None,
+            ordering: Ordering::Unordered,
+            metadata: Metadata::default(),
+        };
+        let now = SystemTime::now();
+        let subscription = Subscription {
+            id: SubscriptionId::generate(),
+            tenant: TenantId::parse(tenant).unwrap(),
+            spec,
+            state: SubscriptionState::Active,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        CachedSubscription { subscription, secrets: SecretSet::new(SigningSecret::generate()) }
+    }
+
+    /// The candidates of an event are the subscriptions naming its type and
+    /// those with a pattern, each once, and follow updates and deletes: every
+    /// subscription whose event types could match is among them.
+    #[test]
+    fn an_events_candidates_are_those_naming_its_type_and_those_with_a_pattern() {
+        let mut state = CacheState::default();
+        let subs = [
+            cached("acme", &["lead.created", "lead.closed"]),
+            cached("acme", &["lead.closed"]),
+            cached("acme", &["*"]),
+            cached("acme", &["lead.*", "email.sent"]),
+            cached("acme", &["email.sent"]),
+            cached("globex", &["lead.closed"]),
+        ];
+        let ids: Vec<SubscriptionId> = subs.iter().map(|c| c.subscription.id).collect();
+        for sub in subs.clone() {
+            state.insert(sub);
+        }
+        let acme = TenantId::parse("acme").unwrap();
+        let candidates = |state: &CacheState, event_type: &str| {
+            let mut found: Vec<SubscriptionId> =
+                state.candidates(&acme, event_type).map(|c| c.subscription.id).collect();
+            found.sort_unstable();
+            found
+        };
+        let sorted = |mut v: Vec<SubscriptionId>| {
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(candidates(&state, "lead.closed"), sorted(vec![ids[0], ids[1], ids[2], ids[3]]));
+        assert_eq!(candidates(&state, "email.sent"), sorted(vec![ids[2], ids[3], ids[4]]));
+        assert_eq!(candidates(&state, "other"), sorted(vec![ids[2], ids[3]]));
+        // Whatever the type, no subscription that would match is left out.
+        let payload = hookline_domain::Payload::new(b"{}");
+        for event_type in ["lead.closed", "lead.created", "email.sent", "other", "lead.x"] {
+            let wanting: Vec<SubscriptionId> = state
+                .for_tenant(&acme)
+                .iter()
+                .filter(|c| c.subscription.wants(event_type, &HashMap::new(), &payload))
+                .map(|c| c.subscription.id)
+                .collect();
+            let found = candidates(&state, event_type);
+            assert!(wanting.iter().all(|id| found.contains(id)), "{event_type}: {wanting:?} not all in {found:?}");
+        }
+
+        // An update that changes its types moves it; a delete removes it.
+        let mut moved = subs[1].clone();
+        moved.subscription.spec.event_types = vec![EventTypePattern::parse("email.sent").unwrap()];
+        state.insert(moved);
+        state.remove(ids[0]);
+        assert_eq!(candidates(&state, "lead.closed"), sorted(vec![ids[2], ids[3]]));
+        assert_eq!(candidates(&state, "email.sent"), sorted(vec![ids[1], ids[2], ids[3], ids[4]]));
+        state.remove(ids[2]);
+        state.remove(ids[3]);
+        assert_eq!(candidates(&state, "other"), vec![]);
+        assert_eq!(state.for_tenant(&acme).len(), 2);
+    }
 }

@@ -11,8 +11,7 @@ pub(crate) fn matching_subscriptions(state: &CacheState, event: &EventEntry) -> 
     let Ok(tenant) = TenantId::parse(&event.tenant) else { return Vec::new() };
     let payload = Payload::new(&event.payload);
     let mut ids: Vec<_> = state
-        .for_tenant(&tenant)
-        .iter()
+        .candidates(&tenant, &event.event_type)
         .filter(|c| c.subscription.wants(&event.event_type, &event.attributes, &payload))
         .map(|c| c.subscription.id)
         .collect();
