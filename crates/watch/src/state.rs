@@ -249,43 +249,21 @@ fn event_type(p: &v1::EventType) -> Option<EventType> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::time::SystemTime;
-
-    use hookline_domain::{
-        EndpointUrl, ExtraHeaders, Metadata, Ordering, PayloadFormat, RetryPolicy, Scope, SigningSecret,
-        SubscriptionSpec, SubscriptionState, limits,
-    };
-
     use super::*;
 
+    /// A subscription as the watch would send it, decoded the way the
+    /// cache decodes it (every unset field at its default).
     fn cached(tenant: &str, event_types: &[&str]) -> CachedSubscription {
-        let spec = SubscriptionSpec {
-            name: "crm".into(),
-            url: EndpointUrl::parse("https://example.com/hook").unwrap(),
-            event_types: event_types.iter().map(|t| EventTypePattern::parse(t).unwrap()).collect(),
-            scope: Scope::default(),
-            filters: vec![],
-            headers: ExtraHeaders::default(),
-            retry: RetryPolicy::default(),
-            timeout: limits::DEFAULT_TIMEOUT,
-            max_in_flight: limits::DEFAULT_MAX_IN_FLIGHT,
-            rate_limit: None,
-            payload_format: PayloadFormat::Raw,
-            payload_variant: None,
-            ordering: Ordering::Unordered,
-            metadata: Metadata::default(),
+        let proto = v1::Subscription {
+            id: SubscriptionId::generate().to_string(),
+            tenant_id: tenant.into(),
+            url: "https://example.com/hook".into(),
+            event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
+            state: v1::SubscriptionState::Active.into(),
+            ..Default::default()
         };
-        let now = SystemTime::now();
-        let subscription = Subscription {
-            id: SubscriptionId::generate(),
-            tenant: TenantId::parse(tenant).unwrap(),
-            spec,
-            state: SubscriptionState::Active,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
-        CachedSubscription { subscription, secrets: SecretSet::new(SigningSecret::generate()) }
+        let secrets = SecretSet::new(hookline_domain::SigningSecret::generate());
+        CachedSubscription { subscription: subscription_from_proto(&proto).unwrap(), secrets }
     }
 
     /// The candidates of an event are the subscriptions naming its type and

@@ -86,7 +86,7 @@ pub(crate) struct Batch<'a> {
     pub(crate) keys: &'a PartitionKeys,
     pub(crate) now: u64,
     pub(crate) read_at: Instant,
-    parks: Parks,
+    parks: Parks<'a>,
     /// In-flight leases given back by tasks put back after taking one.
     leases: Vec<(String, String)>,
     /// Entries no build can read: acknowledged, and skipped.
@@ -97,13 +97,13 @@ pub(crate) struct Batch<'a> {
 impl<'a> Batch<'a> {
     fn new(keys: &'a PartitionKeys) -> Self {
         let now = now_ms();
-        let (parks, parked) = (Parks::new(now), Parked::default());
+        let (parks, parked) = (Parks::new(keys, now), Parked::default());
         Self { keys, now, read_at: Instant::now(), parks, leases: Vec::new(), unreadable: Vec::new(), parked }
     }
 
     /// Takes a task off the stream without an attempt (`park.lua`).
     pub(crate) fn put_back(&mut self, entry: &str, task: &DeliveryTask, park: Park, why: ParkReason) {
-        self.parks.add(self.keys, entry, task, park);
+        self.parks.add(entry, task, park);
         self.parked.add(why);
     }
 
@@ -128,7 +128,7 @@ impl<'a> Batch<'a> {
         pipe.ignore_errors();
         if !self.parks.is_empty() {
             worker.scripts.load(&mut pipe, &[Step::Park]);
-            worker.scripts.park(&mut pipe, self.keys, &self.parks, &worker.settings.retention);
+            worker.scripts.park(&mut pipe, &self.parks, &worker.settings.retention);
         }
         for (key, id) in &self.leases {
             pipe.cmd("ZREM").arg(key).arg(id).ignore();

@@ -92,11 +92,11 @@ impl Parked {
     }
 
     /// Counts the step's tasks by reason and reads its pipeline's replies:
-    /// those of its `park.lua` calls (a number per task),
-    /// every other command in it ignored. A failed call leaves its tasks
-    /// pending, so they are claimed again; a task whose stream was gone
-    /// (Redis restarted empty) went with it, and nothing will claim it:
-    /// logged and counted.
+    /// those of its `park.lua` calls, a number per task (every other
+    /// command in it ignored). A failed call leaves its tasks pending, so
+    /// they are claimed again; a task whose stream was gone (Redis
+    /// restarted empty) went with it, and nothing will claim it: logged
+    /// and counted.
     pub(crate) fn record_replies(&self, replies: Vec<redis::RedisResult<redis::Value>>) {
         self.record();
         let mut lost = 0;

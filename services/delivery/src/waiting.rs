@@ -232,16 +232,16 @@ impl Worker {
         let mut park = redis::pipe();
         park.ignore_errors();
         self.scripts.load(&mut park, &[Step::Park]);
-        let mut parks: BTreeMap<u16, (&PartitionKeys, Parks)> = BTreeMap::new();
+        let mut parks: BTreeMap<u16, Parks<'_>> = BTreeMap::new();
         for w in expired.iter().flat_map(|(_, old)| old) {
             let due = now + rand::rng().random_range(0..50);
-            let (_, call) = parks.entry(w.keys.index()).or_insert_with(|| (&w.keys, Parks::new(now)));
-            call.add(&w.keys, &w.entry, &w.task, Park::Defer(due));
+            let call = parks.entry(w.keys.index()).or_insert_with(|| Parks::new(&w.keys, now));
+            call.add(&w.entry, &w.task, Park::Defer(due));
             self.breakers.not_sent(&w.endpoint);
             parked.add(ParkReason::WaitedTooLong);
         }
-        for (keys, call) in parks.values() {
-            self.scripts.park(&mut park, keys, call, &self.settings.retention);
+        for call in parks.values() {
+            self.scripts.park(&mut park, call, &self.settings.retention);
         }
         drop(parks);
         if parked.any() {

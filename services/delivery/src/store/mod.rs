@@ -212,27 +212,29 @@ pub(crate) enum Park {
     Cancel(CancelReason),
 }
 
-/// Tasks of one partition to put back without an attempt, in one
-/// `park.lua` call ([`Scripts::park`]): each task's keys and arguments, in
-/// the script's order.
+/// Tasks of one partition to put back without an attempt at one time, in
+/// one `park.lua` call ([`Scripts::park`]): each task's keys and
+/// arguments, in the script's order.
 #[derive(Debug)]
-pub(crate) struct Parks {
+pub(crate) struct Parks<'a> {
+    partition: &'a PartitionKeys,
     now_ms: u64,
     keys: Vec<String>,
     args: Vec<String>,
 }
 
-impl Parks {
-    pub(crate) fn new(now_ms: u64) -> Self {
-        Self { now_ms, keys: Vec::new(), args: Vec::new() }
+impl<'a> Parks<'a> {
+    pub(crate) fn new(partition: &'a PartitionKeys, now_ms: u64) -> Self {
+        Self { partition, now_ms, keys: Vec::new(), args: Vec::new() }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
-    /// Adds `task` (read as stream entry `entry` of partition `keys`).
-    pub(crate) fn add(&mut self, keys: &PartitionKeys, entry: &str, task: &DeliveryTask, park: Park) {
+    /// Adds `task`, read as stream entry `entry` of the partition.
+    pub(crate) fn add(&mut self, entry: &str, task: &DeliveryTask, park: Park) {
+        let keys = self.partition;
         self.keys.push(keys.delivery(&task.delivery_id));
         let (action, due) = match park {
             // Before its first attempt, a deferred task waits as it is.
@@ -367,7 +369,7 @@ impl Scripts {
     /// flushed: it loses them all at once, so no call of the pipeline ran),
     /// runs it again with the loads first, in the same pipeline (on a
     /// cluster they go where its calls go). For pipelines run often, such
-    /// as the admissions: a load sends the whole script and Redis hashes
+    /// as the admissions and the due requeues: a load sends the whole script and Redis hashes
     /// it, ~25 µs of Redis's time and a few KiB each.
     pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
@@ -465,10 +467,11 @@ impl Scripts {
         pipe.invoke_script(&inv);
     }
 
-    /// Adds one `park.lua` call to `pipe`, putting back `parks` (tasks of
-    /// the partition `keys`) without an attempt; its reply is a number per
-    /// task, in order ([`ParkOutcome::from_reply`]).
-    pub(crate) fn park(&self, pipe: &mut Pipeline, keys: &PartitionKeys, parks: &Parks, retention: &Retention) {
+    /// Adds one `park.lua` call to `pipe`, putting back `parks` without an
+    /// attempt; its reply is a number per task, in order
+    /// ([`ParkOutcome::from_reply`]).
+    pub(crate) fn park(&self, pipe: &mut Pipeline, parks: &Parks<'_>, retention: &Retention) {
+        let keys = parks.partition;
         let mut inv = self.park.prepare_invoke();
         inv.key(keys.deliveries()).key(keys.retry()).key(keys.held_subscriptions()).key(keys.deferred());
         inv.arg(DELIVERY_GROUP).arg(parks.now_ms).arg(retention.record_secs.max(1));
@@ -637,13 +640,13 @@ mod tests {
     /// A pipeline putting `tasks` back in one `park.lua` call at `now`;
     /// its reply is `(Vec<i64>,)`, a number per task.
     fn park_call(setup: &Setup, now: u64, tasks: &[(&str, &DeliveryTask, Park)]) -> redis::Pipeline {
-        let mut parks = Parks::new(now);
+        let mut parks = Parks::new(&setup.keys, now);
         for (entry, task, park) in tasks {
-            parks.add(&setup.keys, entry, task, *park);
+            parks.add(entry, task, *park);
         }
         let mut pipe = redis::pipe();
         setup.scripts.load(&mut pipe, &[Step::Park]);
-        setup.scripts.park(&mut pipe, &setup.keys, &parks, &setup.retention);
+        setup.scripts.park(&mut pipe, &parks, &setup.retention);
         pipe
     }
 
@@ -1065,11 +1068,11 @@ mod tests {
         // writes nothing; the task waits in the deferred set, as it was,
         // for an attempt of its own.
         let (entry, task) = take_from_fan_out(&mut conn, &group, "dlv_01M81H0VK0J0RWH79N4YGFWWSY").await;
-        let mut parks = Parks::new(1_000);
-        parks.add(&keys, &entry, &task, Park::Defer(9_000));
+        let mut parks = Parks::new(&keys, 1_000);
+        parks.add(&entry, &task, Park::Defer(9_000));
         let mut pipe = redis::pipe();
         scripts.load(&mut pipe, &[Step::Park]);
-        scripts.park(&mut pipe, &keys, &parks, &retention);
+        scripts.park(&mut pipe, &parks, &retention);
         let (parked,): (Vec<i64>,) = pipe.query_async(&mut conn).await.unwrap();
         assert_eq!(parked.into_iter().map(ParkOutcome::from_reply).collect::<Vec<_>>(), vec![ParkOutcome::Parked]);
         let late = Completion {
