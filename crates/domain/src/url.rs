@@ -11,9 +11,18 @@ use url::Url;
 
 use crate::ValidationError;
 
+/// A checked endpoint URL, with what each delivery attempt needs of it
+/// made once: the request target, the text logs show and the breaker's
+/// key (every attempt used to derive them again).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct EndpointUrl(Url);
+pub struct EndpointUrl {
+    url: Url,
+    /// `None` when `http` cannot carry it as a request target.
+    target: Option<http::Uri>,
+    redacted: String,
+    endpoint: String,
+}
 
 impl EndpointUrl {
     pub const MAX_LEN: usize = 2048;
@@ -39,36 +48,51 @@ impl EndpointUrl {
         if url.fragment().is_some() {
             return Err(err("must not contain a #fragment".into()));
         }
-        Ok(Self(url))
+        let target = url.as_str().parse().ok();
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let rest = if url.path() == "/" && url.query().is_none() { "/" } else { "/…" };
+        let redacted = format!("{}://{host}{port}{rest}", url.scheme());
+        let port = url.port_or_known_default().unwrap_or(0);
+        let endpoint = format!("{}://{host}:{port}{}", url.scheme(), url.path());
+        Ok(Self { url, target, redacted, endpoint })
     }
 
     pub fn is_https(&self) -> bool {
-        self.0.scheme() == "https"
+        self.url.scheme() == "https"
     }
 
     pub fn as_url(&self) -> &Url {
-        &self.0
+        &self.url
     }
 
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        self.url.as_str()
+    }
+
+    /// The URL as an HTTP request's target; `None` when `http` cannot carry
+    /// it (then nothing can be sent to it).
+    pub fn target(&self) -> Option<&http::Uri> {
+        self.target.as_ref()
     }
 
     /// The URL as logs, spans and operational events show it: scheme, host
     /// and port only, the path cut to `/…` (Slack-style URLs keep their
     /// secret in the path, others in the query).
-    pub fn redacted(&self) -> String {
-        let u = &self.0;
-        let host = u.host_str().unwrap_or_default();
-        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let rest = if u.path() == "/" && u.query().is_none() { "/" } else { "/…" };
-        format!("{}://{host}{port}{rest}", u.scheme())
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// The endpoint deliveries to this URL go to, as one circuit breaker
+    /// counts it: scheme, host, port and path (the query left out).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 }
 
 impl fmt::Display for EndpointUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.as_str())
+        f.write_str(self.url.as_str())
     }
 }
 
@@ -81,7 +105,7 @@ impl TryFrom<String> for EndpointUrl {
 
 impl From<EndpointUrl> for String {
     fn from(u: EndpointUrl) -> String {
-        u.0.into()
+        u.url.into()
     }
 }
 
@@ -100,6 +124,15 @@ mod tests {
         );
         assert_eq!(EndpointUrl::parse("https://example.com").expect("valid").redacted(), "https://example.com/");
         assert!(EndpointUrl::parse("http://127.0.0.1:8080/").is_ok());
+    }
+
+    #[test]
+    fn endpoints_are_urls_without_query_so_paths_on_one_host_are_apart() {
+        let parse = |u: &str| EndpointUrl::parse(u).expect("valid");
+        assert_eq!(parse("https://Example.com/a?b=c").endpoint(), "https://example.com:443/a");
+        assert_ne!(parse("https://hooks.example.com/1").endpoint(), parse("https://hooks.example.com/2").endpoint());
+        let target = parse("http://127.0.0.1:8080/hook?x=1");
+        assert_eq!(target.target().map(ToString::to_string).as_deref(), Some("http://127.0.0.1:8080/hook?x=1"));
     }
 
     #[test]

@@ -180,17 +180,6 @@ impl Breakers {
     }
 }
 
-/// The breaker key of a URL: scheme, host, port and path.
-pub(crate) fn endpoint_of(url: &url::Url) -> String {
-    format!(
-        "{}://{}:{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or(0),
-        url.path()
-    )
-}
-
 /// An endpoint key as logs show it: scheme, host and port, the path cut
 /// (it may hold a secret, as Slack-style URLs do).
 fn shown(endpoint: &str) -> &str {
@@ -268,15 +257,5 @@ mod tests {
         assert_eq!(woken, vec![(0, "sub_a".to_owned()), (1, "sub_b".to_owned())], "closed: wake them all");
         assert_eq!(b.check("e"), Gate::Closed);
         assert!(b.record("e", true).is_empty(), "a closed circuit wakes nothing");
-    }
-
-    #[test]
-    fn endpoints_are_urls_without_query_so_paths_on_one_host_are_apart() {
-        let parse = |u: &str| url::Url::parse(u).unwrap_or_else(|_| unreachable!());
-        assert_eq!(endpoint_of(&parse("https://Example.com/a?b=c")), "https://example.com:443/a");
-        assert_ne!(
-            endpoint_of(&parse("https://hooks.example.com/1")),
-            endpoint_of(&parse("https://hooks.example.com/2"))
-        );
     }
 }

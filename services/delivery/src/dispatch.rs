@@ -28,7 +28,7 @@ use rand::Rng;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{
-    breaker::{Deferred, Gate, endpoint_of},
+    breaker::{Deferred, Gate},
     instruments::{ParkReason, Parked},
     request::EventData,
     store::{CancelReason, Park, Parks, Step},
@@ -220,7 +220,7 @@ impl Worker {
         }
         let mut ready = Vec::with_capacity(active.len());
         for (entry, task, cached) in active {
-            let endpoint = endpoint_of(cached.subscription.spec.url.as_url());
+            let endpoint = cached.subscription.spec.url.endpoint().to_owned();
             match self.breakers.check(&endpoint) {
                 Gate::Closed | Gate::Probe => ready.push((entry, task, cached, endpoint)),
                 Gate::Open(wait) => {

@@ -231,7 +231,9 @@ impl Worker {
         let mut parked = Parked::default();
         let mut park = redis::pipe();
         park.ignore_errors();
-        self.scripts.load(&mut park, &[Step::Park]);
+        if !expired.is_empty() {
+            self.scripts.load(&mut park, &[Step::Park]);
+        }
         let mut parks: BTreeMap<u16, Parks<'_>> = BTreeMap::new();
         for w in expired.iter().flat_map(|(_, old)| old) {
             let due = now + rand::rng().random_range(0..50);

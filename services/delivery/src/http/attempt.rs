@@ -283,7 +283,7 @@ impl Sender {
     /// unless the subscription's headers set them; `None` when the URL is
     /// not one an HTTP request can carry.
     fn request(&self, out: Outgoing<'_>) -> Option<Request<Bytes>> {
-        let uri: http::Uri = out.url.as_url().as_str().parse().ok()?;
+        let uri = out.url.target()?.clone();
         let mut headers = out.headers;
         headers.entry(header::USER_AGENT).or_insert_with(|| self.user_agent.clone());
         headers.entry(header::ACCEPT).or_insert(HeaderValue::from_static("*/*"));
