@@ -53,15 +53,20 @@ fn parent_of<'a>(task: &'a DeliveryTask, event: Option<&'a EventData>) -> &'a st
 impl Worker {
     /// One attempt; if it panics, its delivery is dead-lettered with the
     /// reason rather than left pending to panic again at every claim.
+    ///
+    /// This is the future each attempt's task runs, so its own state is
+    /// kept small: the attempt's (the HTTP request's, the completion's:
+    /// kilobytes) is boxed, not copied whole into the task as it is spawned
+    /// and again as it finishes.
     pub(crate) async fn guarded_attempt(self: Arc<Self>, job: Job) {
         let Job { work, permit: _permit } = job;
-        let attempt = std::panic::AssertUnwindSafe(self.attempt(&work));
+        let attempt = std::panic::AssertUnwindSafe(Box::pin(self.attempt(&work)));
         if let Err(panic) = futures::FutureExt::catch_unwind(attempt).await {
             let message = format!("hookline failed during this attempt (internal error: {})", panic_text(&panic));
             tracing::error!(delivery = %work.task.delivery_id, %message, "an attempt panicked; dead-lettering its delivery");
             metrics::counter!("hookline_delivery_panics_total").increment(1);
             let result = AttemptResult::not_sent(AttemptError::Undeliverable, message);
-            self.finish(&work, &result, Decision::DeadLetter, 0).await;
+            Box::pin(self.finish(&work, &result, Decision::DeadLetter, 0)).await;
         }
     }
 
