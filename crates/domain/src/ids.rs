@@ -55,7 +55,10 @@ macro_rules! prefixed_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}_{}", $prefix, self.0)
+                // Piece by piece (ids are written for every delivery).
+                f.write_str($prefix)?;
+                f.write_str("_")?;
+                f.write_str(self.0.array_to_str(&mut [0; ulid::ULID_LEN]))
             }
         }
 

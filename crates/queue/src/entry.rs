@@ -250,16 +250,18 @@ impl EventEntry {
 
     /// The value of [`Self::PACKED`]: the entry's short fields.
     pub fn packed(&self) -> Vec<u8> {
-        let mut packed = format!(
-            "{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}",
-            self.event_id,
-            self.tenant,
-            self.event_type,
-            self.traceparent,
-            self.fence.encode(),
-            self.published_ms
-        )
-        .into_bytes();
+        let mut packed = String::with_capacity(
+            self.event_id.len() + self.tenant.len() + self.event_type.len() + self.traceparent.len() + 64,
+        );
+        for text in [&self.event_id, &self.tenant, &self.event_type, &self.traceparent] {
+            packed.push_str(text);
+            packed.push(SEPARATOR);
+        }
+        self.fence.encode_into(&mut packed);
+        packed.push(SEPARATOR);
+        packed.push_str(itoa::Buffer::new().format(self.published_ms));
+        packed.push(SEPARATOR);
+        let mut packed = packed.into_bytes();
         if !self.attributes.is_empty() {
             // A map of strings always serializes.
             packed.extend(serde_json::to_vec(&self.attributes).unwrap_or_default());
@@ -352,11 +354,27 @@ impl TaskValues {
         trigger: &str,
         fence: &Fence,
     ) -> Self {
-        let tail = format!(
-            "{SEPARATOR}{event_id}{SEPARATOR}{tenant}{SEPARATOR}{event_type}{SEPARATOR}{traceparent}{SEPARATOR}\
-             {enqueued_ms}{SEPARATOR}{attempt}{SEPARATOR}{trigger}{SEPARATOR}{}",
-            fence.encode()
+        let mut tail = String::with_capacity(
+            event_id.len()
+                + tenant.len()
+                + event_type.len()
+                + traceparent.len()
+                + trigger.len()
+                + fence.log_id.len()
+                + 64,
         );
+        for text in [event_id, tenant, event_type, traceparent] {
+            tail.push(SEPARATOR);
+            tail.push_str(text);
+        }
+        tail.push(SEPARATOR);
+        tail.push_str(itoa::Buffer::new().format(enqueued_ms));
+        tail.push(SEPARATOR);
+        tail.push_str(itoa::Buffer::new().format(attempt));
+        tail.push(SEPARATOR);
+        tail.push_str(trigger);
+        tail.push(SEPARATOR);
+        fence.encode_into(&mut tail);
         Self { tail }
     }
 

@@ -30,7 +30,19 @@ impl Fence {
 
     /// `f`'s text.
     pub fn encode(&self) -> String {
-        if self.log_id.is_empty() { self.revision.to_string() } else { format!("{}:{}", self.revision, self.log_id) }
+        let mut text = String::with_capacity(21 + self.log_id.len());
+        self.encode_into(&mut text);
+        text
+    }
+
+    /// Appends `f`'s text to `out` (the packed values that hold it are
+    /// written for every event and every task: no `format!` there).
+    pub fn encode_into(&self, out: &mut String) {
+        out.push_str(itoa::Buffer::new().format(self.revision));
+        if !self.log_id.is_empty() {
+            out.push(':');
+            out.push_str(&self.log_id);
+        }
     }
 
     pub fn parse(text: &str) -> Option<Self> {

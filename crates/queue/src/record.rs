@@ -50,7 +50,15 @@ impl FanoutState {
             Self::Pending => ('P', 0, 0),
             Self::Done { matched, at_ms } => ('D', matched.min(9_999_999_999), at_ms.min(9_999_999_999_999)),
         };
-        format!("{mark} {matched:010} {at_ms:013}\n")
+        // Written digit by digit: a header is made for every event.
+        let mut header = String::with_capacity(RECORD_HEADER_LEN);
+        header.push(mark);
+        header.push(' ');
+        push_padded(&mut header, matched, 10);
+        header.push(' ');
+        push_padded(&mut header, at_ms, 13);
+        header.push('\n');
+        header
     }
 
     fn parse(header: &[u8]) -> Option<Self> {
@@ -63,6 +71,14 @@ impl FanoutState {
             _ => None,
         }
     }
+}
+
+/// Appends `value` in decimal, zero-padded to `width` digits.
+fn push_padded(out: &mut String, value: u64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(value);
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
+    out.push_str(digits);
 }
 
 /// An event as its record holds it.
@@ -306,6 +322,8 @@ mod tests {
         let header = FanoutState::Done { matched: 4, at_ms: 1_700_000_000_123 }.header();
         assert_eq!(header.len(), RECORD_HEADER_LEN);
         assert_eq!(FanoutState::Pending.header().len(), RECORD_HEADER_LEN);
+        assert_eq!(header, "D 0000000004 1700000000123\n");
+        assert_eq!(FanoutState::Pending.header(), "P 0000000000 0000000000000\n");
         value[..RECORD_HEADER_LEN].copy_from_slice(header.as_bytes());
         record.meta.fanout = FanoutState::Done { matched: 4, at_ms: 1_700_000_000_123 };
         assert_eq!(EventRecord::decode("k", &value), Ok(record));
