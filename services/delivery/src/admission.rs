@@ -164,12 +164,13 @@ impl Worker {
                 let (entry, task, cached, endpoint, event) = if in_flight_full && quick() {
                     // In-flight full, and its slots free quickly: wait in
                     // this process for one.
-                    let waiter = Work { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
+                    let waiter = Box::new(Work { keys: keys.clone(), entry, task, cached, endpoint, event, read_at });
                     match self.waiting.push(waiter, 2 * self.settings.batch_size) {
                         Ok(()) => continue,
                         Err(w) => {
                             reason = ParkReason::WaitingRoomFull;
-                            (w.entry, w.task, w.cached, w.endpoint, w.event)
+                            let Work { entry, task, cached, endpoint, event, .. } = *w;
+                            (entry, task, cached, endpoint, event)
                         }
                     }
                 } else {
@@ -204,7 +205,7 @@ impl Worker {
                     continue;
                 }
                 let Ok(permit) = self.permits.clone().acquire_owned().await else { break 'send };
-                let work = Work { keys: keys.clone(), entry, task, cached, endpoint, event, read_at };
+                let work = Box::new(Work { keys: keys.clone(), entry, task, cached, endpoint, event, read_at });
                 let job = Job { work, permit };
                 tokio::spawn(self.clone().guarded_attempt(job));
             }

@@ -53,10 +53,12 @@ pub(crate) struct Work {
     pub(crate) read_at: Instant,
 }
 
-/// Work and its worker slot.
+/// Work and its worker slot. (Work is boxed from the start: it moves
+/// through the waiting room's queues, into its task and on to its
+/// completion, a few hundred bytes each time otherwise.)
 #[derive(Debug)]
 pub(crate) struct Job {
-    pub(crate) work: Work,
+    pub(crate) work: Box<Work>,
     pub(crate) permit: OwnedSemaphorePermit,
 }
 

@@ -65,7 +65,7 @@ pub(crate) struct Waiting {
 
 #[derive(Debug, Default)]
 struct Room {
-    queues: HashMap<String, VecDeque<Work>>,
+    queues: HashMap<String, VecDeque<Box<Work>>>,
     /// Tasks of each subscription taken out for an admission round: still
     /// waiting (they count against the subscription's cap and against what
     /// the consumer reads) until the round says what became of them.
@@ -83,12 +83,12 @@ impl Waiting {
 
     /// Adds `waiter` unless its subscription already has `cap` waiting;
     /// then hands it back (to be parked in Redis instead).
-    pub(crate) fn push(&self, waiter: Work, cap: usize) -> Result<(), Box<Work>> {
+    pub(crate) fn push(&self, waiter: Box<Work>, cap: usize) -> Result<(), Box<Work>> {
         let mut room = self.room();
         let out = room.out.get(&waiter.task.subscription_id).copied().unwrap_or(0);
         let queue = room.queues.entry(waiter.task.subscription_id.clone()).or_default();
         if queue.len() + out >= cap {
-            return Err(Box::new(waiter));
+            return Err(waiter);
         }
         queue.push_back(waiter);
         self.len.fetch_add(1, Ordering::Relaxed);
@@ -104,7 +104,7 @@ impl Waiting {
 
     /// Takes every queue out for an admission round; each must come back
     /// through [`Self::end_round`].
-    fn take_all(&self) -> HashMap<String, VecDeque<Work>> {
+    fn take_all(&self) -> HashMap<String, VecDeque<Box<Work>>> {
         let mut room = self.room();
         let all = std::mem::take(&mut room.queues);
         for (subscription, queue) in &all {
@@ -116,7 +116,7 @@ impl Waiting {
     /// Ends the round of `taken` tasks of `subscription`: `left` still
     /// wait, before anything that arrived meanwhile (so the order holds);
     /// the others were admitted or parked.
-    fn end_round(&self, subscription: &str, left: VecDeque<Work>, taken: usize) {
+    fn end_round(&self, subscription: &str, left: VecDeque<Box<Work>>, taken: usize) {
         let mut room = self.room();
         if let Some(out) = room.out.get_mut(subscription) {
             *out = out.saturating_sub(taken);
@@ -171,7 +171,7 @@ impl Worker {
     /// One round: park what waited too long (or everything, when stopping),
     /// lease slots for the rest, start the admitted, keep the others.
     async fn admission_round(self: &Arc<Self>, stopping: bool) -> redis::RedisResult<()> {
-        let mut by_partition: HashMap<u16, Vec<(String, VecDeque<Work>)>> = HashMap::new();
+        let mut by_partition: HashMap<u16, Vec<(String, VecDeque<Box<Work>>)>> = HashMap::new();
         for (subscription, queue) in self.waiting.take_all() {
             if let Some(first) = queue.front() {
                 by_partition.entry(first.keys.index()).or_default().push((subscription, queue));
@@ -189,11 +189,11 @@ impl Worker {
 
     async fn admit_partition(
         self: &Arc<Self>,
-        groups: Vec<(String, VecDeque<Work>)>,
+        groups: Vec<(String, VecDeque<Box<Work>>)>,
         stopping: bool,
     ) -> redis::RedisResult<()> {
         let taken: Vec<(String, usize)> = groups.iter().map(|(s, q)| (s.clone(), q.len())).collect();
-        let mut left: HashMap<String, VecDeque<Work>> = HashMap::new();
+        let mut left: HashMap<String, VecDeque<Box<Work>>> = HashMap::new();
         let result = self.admit_groups(groups, stopping, &mut left).await;
         // Whatever happened, every task taken out is accounted for: still
         // waiting (`left`), or admitted or parked.
@@ -208,9 +208,9 @@ impl Worker {
     /// `left`, oldest first.
     async fn admit_groups(
         self: &Arc<Self>,
-        groups: Vec<(String, VecDeque<Work>)>,
+        groups: Vec<(String, VecDeque<Box<Work>>)>,
         stopping: bool,
-        left: &mut HashMap<String, VecDeque<Work>>,
+        left: &mut HashMap<String, VecDeque<Box<Work>>>,
     ) -> redis::RedisResult<()> {
         let now = now_ms();
         let max_wait = self.max_wait();
@@ -218,7 +218,7 @@ impl Worker {
         let mut live = Vec::new();
         let mut expired = Vec::new();
         for (subscription, queue) in groups {
-            let (old, young): (VecDeque<Work>, VecDeque<Work>) =
+            let (old, young): (VecDeque<Box<Work>>, VecDeque<Box<Work>>) =
                 queue.into_iter().partition(|w| stopping || w.read_at.elapsed() >= max_wait);
             if !old.is_empty() {
                 expired.push((subscription.clone(), old));
