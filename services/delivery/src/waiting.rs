@@ -54,6 +54,10 @@ const GATHER: Duration = Duration::from_millis(1);
 /// The longest a task waits here by default.
 const MAX_WAIT: Duration = Duration::from_secs(2);
 
+/// One subscription's waiting tasks, oldest first (boxed: they move
+/// between queues every admission round).
+type Queue = VecDeque<Box<Work>>;
+
 /// The waiting tasks, by subscription, in arrival order.
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
@@ -65,7 +69,7 @@ pub(crate) struct Waiting {
 
 #[derive(Debug, Default)]
 struct Room {
-    queues: HashMap<String, VecDeque<Box<Work>>>,
+    queues: HashMap<String, Queue>,
     /// Tasks of each subscription taken out for an admission round: still
     /// waiting (they count against the subscription's cap and against what
     /// the consumer reads) until the round says what became of them.
@@ -104,7 +108,7 @@ impl Waiting {
 
     /// Takes every queue out for an admission round; each must come back
     /// through [`Self::end_round`].
-    fn take_all(&self) -> HashMap<String, VecDeque<Box<Work>>> {
+    fn take_all(&self) -> HashMap<String, Queue> {
         let mut room = self.room();
         let all = std::mem::take(&mut room.queues);
         for (subscription, queue) in &all {
@@ -116,7 +120,7 @@ impl Waiting {
     /// Ends the round of `taken` tasks of `subscription`: `left` still
     /// wait, before anything that arrived meanwhile (so the order holds);
     /// the others were admitted or parked.
-    fn end_round(&self, subscription: &str, left: VecDeque<Box<Work>>, taken: usize) {
+    fn end_round(&self, subscription: &str, left: Queue, taken: usize) {
         let mut room = self.room();
         if let Some(out) = room.out.get_mut(subscription) {
             *out = out.saturating_sub(taken);
@@ -171,7 +175,7 @@ impl Worker {
     /// One round: park what waited too long (or everything, when stopping),
     /// lease slots for the rest, start the admitted, keep the others.
     async fn admission_round(self: &Arc<Self>, stopping: bool) -> redis::RedisResult<()> {
-        let mut by_partition: HashMap<u16, Vec<(String, VecDeque<Box<Work>>)>> = HashMap::new();
+        let mut by_partition: HashMap<u16, Vec<(String, Queue)>> = HashMap::new();
         for (subscription, queue) in self.waiting.take_all() {
             if let Some(first) = queue.front() {
                 by_partition.entry(first.keys.index()).or_default().push((subscription, queue));
@@ -187,13 +191,9 @@ impl Worker {
         result
     }
 
-    async fn admit_partition(
-        self: &Arc<Self>,
-        groups: Vec<(String, VecDeque<Box<Work>>)>,
-        stopping: bool,
-    ) -> redis::RedisResult<()> {
+    async fn admit_partition(self: &Arc<Self>, groups: Vec<(String, Queue)>, stopping: bool) -> redis::RedisResult<()> {
         let taken: Vec<(String, usize)> = groups.iter().map(|(s, q)| (s.clone(), q.len())).collect();
-        let mut left: HashMap<String, VecDeque<Box<Work>>> = HashMap::new();
+        let mut left: HashMap<String, Queue> = HashMap::new();
         let result = self.admit_groups(groups, stopping, &mut left).await;
         // Whatever happened, every task taken out is accounted for: still
         // waiting (`left`), or admitted or parked.
@@ -208,9 +208,9 @@ impl Worker {
     /// `left`, oldest first.
     async fn admit_groups(
         self: &Arc<Self>,
-        groups: Vec<(String, VecDeque<Box<Work>>)>,
+        groups: Vec<(String, Queue)>,
         stopping: bool,
-        left: &mut HashMap<String, VecDeque<Box<Work>>>,
+        left: &mut HashMap<String, Queue>,
     ) -> redis::RedisResult<()> {
         let now = now_ms();
         let max_wait = self.max_wait();
@@ -218,7 +218,7 @@ impl Worker {
         let mut live = Vec::new();
         let mut expired = Vec::new();
         for (subscription, queue) in groups {
-            let (old, young): (VecDeque<Box<Work>>, VecDeque<Box<Work>>) =
+            let (old, young): (Queue, Queue) =
                 queue.into_iter().partition(|w| stopping || w.read_at.elapsed() >= max_wait);
             if !old.is_empty() {
                 expired.push((subscription.clone(), old));
