@@ -195,16 +195,27 @@ impl PartitionKeys {
         self.index
     }
 
+    /// The partition's tag followed by `parts`. (Keys are made for every
+    /// event, task and completion: one allocation, no `format!`.)
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = String::with_capacity(self.tag.len() + parts.iter().map(|p| p.len()).sum::<usize>());
+        key.push_str(&self.tag);
+        for part in parts {
+            key.push_str(part);
+        }
+        key
+    }
+
     pub fn events(&self) -> String {
-        format!("{}:events", self.tag)
+        self.key(&[":events"])
     }
 
     pub fn deliveries(&self) -> String {
-        format!("{}:deliveries", self.tag)
+        self.key(&[":deliveries"])
     }
 
     pub fn event(&self, event_id: &str) -> String {
-        format!("{}:event:{event_id}", self.tag)
+        self.key(&[":event:", event_id])
     }
 
     /// The start every key of the partition shares (`<prefix>:p<N>:{<slot
@@ -214,98 +225,98 @@ impl PartitionKeys {
     }
 
     pub fn retry(&self) -> String {
-        format!("{}:retry", self.tag)
+        self.key(&[":retry"])
     }
 
     pub fn deferred(&self) -> String {
-        format!("{}:deferred", self.tag)
+        self.key(&[":deferred"])
     }
 
     pub fn delivery(&self, delivery_id: &str) -> String {
-        format!("{}:dlv:{delivery_id}", self.tag)
+        self.key(&[":dlv:", delivery_id])
     }
 
     pub fn attempts(&self, delivery_id: &str) -> String {
-        format!("{}:attempts:{delivery_id}", self.tag)
+        self.key(&[":attempts:", delivery_id])
     }
 
     /// A subscription's delivery log (`DeliveryLog`).
     pub fn subscription_log(&self, subscription_id: &str) -> String {
-        format!("{}:sub:{subscription_id}:log", self.tag)
+        self.key(&[":sub:", subscription_id, ":log"])
     }
 
     /// The sorted set older builds listed a subscription's deliveries in,
     /// read until the retention empties it (`DeliveryLog`).
     pub fn legacy_subscription_index(&self, subscription_id: &str) -> String {
-        format!("{}:sub:{subscription_id}:dlv", self.tag)
+        self.key(&[":sub:", subscription_id, ":dlv"])
     }
 
     pub fn dead_letters(&self, subscription_id: &str) -> String {
-        format!("{}:sub:{subscription_id}:dead", self.tag)
+        self.key(&[":sub:", subscription_id, ":dead"])
     }
 
     /// A tenant's delivery log (`DeliveryLog`).
     pub fn tenant_log(&self, tenant: &str) -> String {
-        format!("{}:tenant:{tenant}:log", self.tag)
+        self.key(&[":tenant:", tenant, ":log"])
     }
 
     /// The sorted set older builds listed a tenant's deliveries in.
     pub fn legacy_tenant_index(&self, tenant: &str) -> String {
-        format!("{}:tenant:{tenant}:dlv", self.tag)
+        self.key(&[":tenant:", tenant, ":dlv"])
     }
 
     pub fn held(&self, subscription_id: &str) -> String {
-        format!("{}:held:{subscription_id}", self.tag)
+        self.key(&[":held:", subscription_id])
     }
 
     pub fn held_subscriptions(&self) -> String {
-        format!("{}:held", self.tag)
+        self.key(&[":held"])
     }
 
     pub fn stats(&self, subscription_id: &str) -> String {
-        format!("{}:stats:{subscription_id}", self.tag)
+        self.key(&[":stats:", subscription_id])
     }
 
     pub fn stats_hour(&self, subscription_id: &str, unix_hour: u64) -> String {
-        format!("{}:stats:{subscription_id}:h:{unix_hour}", self.tag)
+        self.key(&[":stats:", subscription_id, ":h:", itoa::Buffer::new().format(unix_hour)])
     }
 
     /// Held while a replay of the subscription's deliveries runs (one at a
     /// time), with a TTL so a crashed replay frees it.
     pub fn replay_lock(&self, subscription_id: &str) -> String {
-        format!("{}:replay:{subscription_id}", self.tag)
+        self.key(&[":replay:", subscription_id])
     }
 
     pub fn in_flight(&self, subscription_id: &str) -> String {
-        format!("{}:inflight:{subscription_id}", self.tag)
+        self.key(&[":inflight:", subscription_id])
     }
 
     pub fn fifo_head(&self, subscription_id: &str) -> String {
-        format!("{}:fifo:{subscription_id}:head", self.tag)
+        self.key(&[":fifo:", subscription_id, ":head"])
     }
 
     pub fn fifo_waiting(&self, subscription_id: &str) -> String {
-        format!("{}:fifo:{subscription_id}", self.tag)
+        self.key(&[":fifo:", subscription_id])
     }
 
     pub fn fifo_subscriptions(&self) -> String {
-        format!("{}:fifo", self.tag)
+        self.key(&[":fifo"])
     }
 
     /// The subscription's deliveries deferred because its endpoint's
     /// circuit is open (zset: id -> due), brought forward when it closes.
     pub fn endpoint_wait(&self, subscription_id: &str) -> String {
-        format!("{}:epwait:{subscription_id}", self.tag)
+        self.key(&[":epwait:", subscription_id])
     }
 
     pub fn rate(&self, subscription_id: &str) -> String {
-        format!("{}:rate:{subscription_id}", self.tag)
+        self.key(&[":rate:", subscription_id])
     }
 
     /// Idempotency keys are the caller's text: the tenant and the key are
     /// length-prefixed so no two pairs share a Redis key.
     pub fn idempotency(&self, tenant: &str, key: &str) -> String {
-        format!("{}:idem:{}:{tenant}:{key}", self.tag, tenant.len())
+        self.key(&[":idem:", itoa::Buffer::new().format(tenant.len()), ":", tenant, ":", key])
     }
 }
 
@@ -319,6 +330,19 @@ mod tests {
         let open = key.find('{').unwrap();
         let close = open + key[open..].find('}').unwrap();
         slot(&key.as_bytes()[open + 1..close])
+    }
+
+    #[test]
+    fn partition_keys_read_as_the_layout_says() {
+        let p = Partitions::new("hookline", 1).get(0);
+        let tag = p.tag();
+        assert_eq!(p.events(), format!("{tag}:events"));
+        assert_eq!(p.event("evt_1"), format!("{tag}:event:evt_1"));
+        assert_eq!(p.subscription_log("sub_1"), format!("{tag}:sub:sub_1:log"));
+        assert_eq!(p.tenant_log("acme"), format!("{tag}:tenant:acme:log"));
+        assert_eq!(p.stats_hour("sub_1", 493_000), format!("{tag}:stats:sub_1:h:493000"));
+        assert_eq!(p.in_flight("sub_1"), format!("{tag}:inflight:sub_1"));
+        assert_eq!(p.idempotency("acme", "k:1"), format!("{tag}:idem:4:acme:k:1"));
     }
 
     #[test]
