@@ -305,22 +305,21 @@ impl Sender {
             response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
         let mut stream = response.into_body();
         let mut body = Vec::new();
-        let mut timed_out = false;
-        while body.len() < self.body_limit {
-            match timeout_at(deadline, stream.frame()).await {
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(chunk) = frame.into_data() {
-                        body.extend_from_slice(&chunk[..chunk.len().min(self.body_limit - body.len())]);
+        // One timer for the whole body, not one per frame.
+        let read = async {
+            while body.len() < self.body_limit {
+                match stream.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(chunk) = frame.into_data() {
+                            body.extend_from_slice(&chunk[..chunk.len().min(self.body_limit - body.len())]);
+                        }
                     }
-                }
-                // The end, or a body cut short: what came is the excerpt.
-                Ok(None | Some(Err(_))) => break,
-                Err(_) => {
-                    timed_out = true;
-                    break;
+                    // The end, or a body cut short: what came is the excerpt.
+                    None | Some(Err(_)) => break,
                 }
             }
-        }
+        };
+        let timed_out = timeout_at(deadline, read).await.is_err();
         Received { status, retry_after, body, timed_out }
     }
 }
