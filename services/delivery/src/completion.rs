@@ -22,14 +22,20 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::{Completion, MAX_COMPLETIONS, Recorded, Retention, Scripts};
 
 type Reply = oneshot::Sender<redis::RedisResult<Recorded>>;
-/// A completion on its way to the recorder (boxed: it moves through the
-/// channel and the batch, a few hundred bytes each time otherwise).
-type Pending = Box<(PartitionKeys, Completion, Reply)>;
+/// A completion on its way to the recorder: its partition, and where its
+/// outcome goes. (Sent boxed: it moves through the channel and the batch,
+/// a few hundred bytes each time otherwise.)
+#[derive(Debug)]
+struct Pending {
+    keys: PartitionKeys,
+    completion: Completion,
+    reply: Reply,
+}
 
 /// The recorder's inbox.
 #[derive(Debug, Clone)]
 pub(crate) struct Completions {
-    inbox: mpsc::UnboundedSender<Pending>,
+    inbox: mpsc::UnboundedSender<Box<Pending>>,
 }
 
 fn stopped() -> redis::RedisError {
@@ -47,25 +53,26 @@ impl Completions {
     /// Records one completion.
     pub(crate) async fn record(&self, keys: &PartitionKeys, completion: Completion) -> redis::RedisResult<Recorded> {
         let (reply, replied) = oneshot::channel();
-        self.inbox.send(Box::new((keys.clone(), completion, reply))).map_err(|_| stopped())?;
+        let pending = Box::new(Pending { keys: keys.clone(), completion, reply });
+        self.inbox.send(pending).map_err(|_| stopped())?;
         replied.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
-async fn record_batches(redis: RedisConn, retention: Retention, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn record_batches(redis: RedisConn, retention: Retention, mut rx: mpsc::UnboundedReceiver<Box<Pending>>) {
     let scripts = Scripts::default();
     let mut batch = Vec::with_capacity(MAX_COMPLETIONS);
     while rx.recv_many(&mut batch, MAX_COMPLETIONS).await > 0 {
         metrics::histogram!("hookline_delivery_completion_batch_size").record(batch.len() as f64);
-        let mut by_partition: BTreeMap<u16, Vec<Pending>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<u16, Vec<Box<Pending>>> = BTreeMap::new();
         for pending in batch.drain(..) {
-            by_partition.entry(pending.0.index()).or_default().push(pending);
+            by_partition.entry(pending.keys.index()).or_default().push(pending);
         }
         let calls = by_partition.into_values().map(|items| {
             let (mut conn, scripts, retention) = (redis.clone(), &scripts, &retention);
             async move {
-                let completions: Vec<&Completion> = items.iter().map(|pending| &pending.1).collect();
-                let invocation = scripts.complete(&items[0].0, &completions, retention);
+                let completions: Vec<&Completion> = items.iter().map(|pending| &pending.completion).collect();
+                let invocation = scripts.complete(&items[0].keys, &completions, retention);
                 let replies = invocation.invoke_async::<Vec<i64>>(&mut conn).await.and_then(|replies| {
                     if replies.len() == 2 * items.len() {
                         Ok(Recorded::from_replies(&replies))
@@ -80,12 +87,12 @@ async fn record_batches(redis: RedisConn, retention: Retention, mut rx: mpsc::Un
                 match replies {
                     Ok(replies) => {
                         for (pending, recorded) in items.into_iter().zip(replies) {
-                            let _ = pending.2.send(Ok(recorded));
+                            let _ = pending.reply.send(Ok(recorded));
                         }
                     }
                     Err(error) => {
                         for pending in items {
-                            let _ = pending.2.send(Err(error.clone()));
+                            let _ = pending.reply.send(Err(error.clone()));
                         }
                     }
                 }
