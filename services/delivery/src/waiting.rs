@@ -203,6 +203,34 @@ impl Worker {
         result
     }
 
+    /// Puts the tasks that waited too long back in Redis: one `park.lua`
+    /// call per partition.
+    async fn park_expired(
+        &self,
+        expired: &[(String, Queue)],
+        now: u64,
+        conn: &mut hookline_queue::RedisConn,
+    ) -> redis::RedisResult<()> {
+        let mut parked = Parked::default();
+        let mut parks: BTreeMap<u16, Parks<'_>> = BTreeMap::new();
+        for w in expired.iter().flat_map(|(_, old)| old) {
+            let due = now + rand::rng().random_range(0..50);
+            let call = parks.entry(w.keys.index()).or_insert_with(|| Parks::new(&w.keys, now));
+            call.add(&w.entry, &w.task, Park::Defer(due));
+            self.breakers.not_sent(&w.endpoint);
+            parked.add(ParkReason::WaitedTooLong);
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        self.scripts.load(&mut pipe, &[Step::Park]);
+        for call in parks.values() {
+            self.scripts.park(&mut pipe, call, &self.settings.retention);
+        }
+        let results: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(conn).await?;
+        parked.record_replies(results);
+        Ok(())
+    }
+
     /// Parks the tasks of `groups` that waited too long, leases slots for
     /// the others and starts those admitted; what still waits goes to
     /// `left`, oldest first.
@@ -227,38 +255,15 @@ impl Worker {
                 live.push((subscription, young));
             }
         }
-        // The expired go back to Redis: one `park.lua` call per partition.
-        let mut parked = Parked::default();
-        let mut park = redis::pipe();
-        park.ignore_errors();
-        if !expired.is_empty() {
-            self.scripts.load(&mut park, &[Step::Park]);
-        }
-        let mut parks: BTreeMap<u16, Parks<'_>> = BTreeMap::new();
-        for w in expired.iter().flat_map(|(_, old)| old) {
-            let due = now + rand::rng().random_range(0..50);
-            let call = parks.entry(w.keys.index()).or_insert_with(|| Parks::new(&w.keys, now));
-            call.add(&w.entry, &w.task, Park::Defer(due));
-            self.breakers.not_sent(&w.endpoint);
-            parked.add(ParkReason::WaitedTooLong);
-        }
-        for call in parks.values() {
-            self.scripts.park(&mut park, call, &self.settings.retention);
-        }
-        drop(parks);
-        if parked.any() {
-            let results: Vec<redis::RedisResult<redis::Value>> = match park.query_async(&mut conn).await {
-                Ok(results) => results,
-                Err(error) => {
-                    // Redis unreachable: everything stays in the room (and
-                    // pending in the group) for the next round, in order.
-                    for (subscription, queue) in expired.into_iter().chain(live) {
-                        left.entry(subscription).or_default().extend(queue);
-                    }
-                    return Err(error);
-                }
-            };
-            parked.record_replies(results);
+        if !expired.is_empty()
+            && let Err(error) = self.park_expired(&expired, now, &mut conn).await
+        {
+            // Redis unreachable: everything stays in the room (and pending
+            // in the group) for the next round, in order.
+            for (subscription, queue) in expired.into_iter().chain(live) {
+                left.entry(subscription).or_default().extend(queue);
+            }
+            return Err(error);
         }
         if live.is_empty() {
             return Ok(());
